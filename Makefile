@@ -1,0 +1,68 @@
+# mod_openaikey: build with apxs, test with Check and Apache::Test.
+APXS       ?= apxs
+CC         ?= cc
+comma      := ,
+PKGS        = libcurl jansson cjose
+LIB_SRC     = src/okey.c src/config.c src/http.c src/state.c src/oidc.c \
+              src/policy.c src/openai.c src/keys.c src/page.c
+LIB_HDR     = $(LIB_SRC:.c=.h) src/okey.h
+WARN        = -Wall -Wextra -Wno-missing-field-initializers
+WERROR     ?= $(if $(CI),-Werror,)
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS)) -lcrypto
+APR_CFLAGS := $(shell apr-1-config --includes --cppflags --cflags)
+APR_LIBS   := $(shell apr-1-config --link-ld) $(shell apu-1-config --link-ld 2>/dev/null)
+SANITIZE    = -fsanitize=address,undefined -fno-omit-frame-pointer
+
+.PHONY: all install test unit unit-sanitize apache-test check-sanitize clean bench
+
+all: mod_openaikey.so
+
+mod_openaikey.so: mod_openaikey.c $(LIB_SRC) $(LIB_HDR)
+	$(APXS) -c -o mod_openaikey.la \
+	  -Wc,-std=c99 $(addprefix -Wc$(comma),$(WARN) $(WERROR) $(PKG_CFLAGS)) \
+	  mod_openaikey.c $(LIB_SRC) $(PKG_LIBS)
+	cp .libs/mod_openaikey.so $@
+
+install: mod_openaikey.so
+	$(APXS) -i -n openaikey mod_openaikey.la
+	if [ -d /etc/apache2/mods-available ]; then \
+	  install -m 644 conf/openaikey.load conf/openaikey.conf /etc/apache2/mods-available/; \
+	fi
+
+# --- unit tests of the library (Check), no httpd ---------------------------
+UNIT_SRC   = $(wildcard t/unit/test_*.c)
+UNIT_CFLAGS = -std=c99 -g $(WARN) $(WERROR) $(APR_CFLAGS) $(PKG_CFLAGS) \
+              $(shell pkg-config --cflags check) -Isrc
+UNIT_LIBS  = $(APR_LIBS) $(PKG_LIBS) $(shell pkg-config --libs check)
+
+t/unit/run: $(UNIT_SRC) t/unit/main.c t/unit/testutil.h $(LIB_SRC) $(LIB_HDR)
+	$(CC) $(UNIT_CFLAGS) -o $@ t/unit/main.c $(UNIT_SRC) $(LIB_SRC) $(UNIT_LIBS)
+
+t/unit/run-sanitize: $(UNIT_SRC) t/unit/main.c t/unit/testutil.h $(LIB_SRC) $(LIB_HDR)
+	$(CC) $(UNIT_CFLAGS) $(SANITIZE) -o $@ t/unit/main.c $(UNIT_SRC) $(LIB_SRC) $(UNIT_LIBS)
+
+unit: t/unit/run
+	CK_FORK=yes t/unit/run
+
+unit-sanitize: t/unit/run-sanitize
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  CK_FORK=no t/unit/run-sanitize
+
+# --- Apache::Test suite against the built module ---------------------------
+apache-test: mod_openaikey.so
+	t/run-apache-test
+
+# The module under valgrind in a real httpd, then the library under ASan/UBSan.
+check-sanitize: unit-sanitize
+	OKEY_VALGRIND=1 t/run-apache-test
+
+test: unit apache-test
+
+bench: mod_openaikey.so
+	bench/redirect
+
+clean:
+	rm -rf .libs *.la *.lo *.slo *.o src/*.lo src/*.slo src/*.o src/.libs \
+	  mod_openaikey.so t/unit/run t/unit/run-sanitize
+	if [ -f t/TEST ]; then t/TEST -clean >/dev/null 2>&1 || true; fi

@@ -1,0 +1,601 @@
+/* mod_openaikey: hands out temporary OpenAI API keys to people who sign in
+ * with an allowed address. This file is the httpd glue: module record,
+ * directives, hooks and handlers. The work is done by the library in src/. */
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "util_script.h"
+
+#include <apr_strings.h>
+#include <stdlib.h>
+
+#include "src/config.h"
+#include "src/keys.h"
+#include "src/oidc.h"
+#include "src/page.h"
+#include "src/policy.h"
+#include "src/state.h"
+
+module AP_MODULE_DECLARE_DATA openaikey_module;
+
+APLOG_USE_MODULE(openaikey);
+
+/* Per-process objects of one key server, made in child_init. */
+typedef struct {
+    okey_http_t *http;
+    okey_oidc_t *oidc;
+    okey_keys_t *keys;
+    okey_logger_t logger;
+} okey_runtime_t;
+
+typedef struct {
+    okey_raw_config_t raw;
+    okey_config_t *cfg;           /* resolved in check_config; NULL: unused */
+    okey_state_key_t *state_key;  /* derived in post_config */
+    okey_runtime_t *runtime;      /* made in child_init */
+} okey_server_conf_t;
+
+static okey_server_conf_t *server_conf(server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &openaikey_module);
+}
+
+/* --- configuration ------------------------------------------------------ */
+
+static void *create_server_conf(apr_pool_t *pool, server_rec *s)
+{
+    (void)s;
+    return apr_pcalloc(pool, sizeof(okey_server_conf_t));
+}
+
+static void *merge_server_conf(apr_pool_t *pool, void *base_conf, void *add_conf)
+{
+    okey_server_conf_t *base = base_conf;
+    okey_server_conf_t *add = add_conf;
+    okey_server_conf_t *merged = apr_pcalloc(pool, sizeof(*merged));
+    int i;
+
+    for (i = 0; i < OKEY_SET_COUNT; i++) {
+        merged->raw.value[i] = add->raw.value[i] ? add->raw.value[i]
+                                                 : base->raw.value[i];
+    }
+    return merged;
+}
+
+static const char *set_setting(cmd_parms *cmd, void *dir_conf, const char *value)
+{
+    okey_server_conf_t *conf = server_conf(cmd->server);
+    const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
+
+    (void)dir_conf;
+    if (!err) {
+        conf->raw.value[(apr_size_t)cmd->info] = value;
+    }
+    return err;
+}
+
+/* The same order and names as okey_settings in src/config.c. */
+static const command_rec okey_cmds[] = {
+    AP_INIT_TAKE1("OpenAIKeyClientID", set_setting,
+                  (void *)OKEY_SET_CLIENT_ID, RSRC_CONF, "OAuth2 client ID"),
+    AP_INIT_TAKE1("OpenAIKeyClientSecret", set_setting,
+                  (void *)OKEY_SET_CLIENT_SECRET, RSRC_CONF,
+                  "OAuth2 client secret, or file:/path"),
+    AP_INIT_TAKE1("OpenAIKeyRedirectURI", set_setting,
+                  (void *)OKEY_SET_REDIRECT_URI, RSRC_CONF,
+                  "absolute URL served by openaikey-callback"),
+    AP_INIT_TAKE1("OpenAIKeyAllowedUsers", set_setting,
+                  (void *)OKEY_SET_ALLOWED_USERS, RSRC_CONF,
+                  "comma-separated e-mail addresses"),
+    AP_INIT_TAKE1("OpenAIKeyAllowedDomains", set_setting,
+                  (void *)OKEY_SET_ALLOWED_DOMAINS, RSRC_CONF,
+                  "comma-separated domains"),
+    AP_INIT_TAKE1("OpenAIKeyManagementKey", set_setting,
+                  (void *)OKEY_SET_MANAGEMENT_KEY, RSRC_CONF,
+                  "OpenAI Admin API key, or file:/path"),
+    AP_INIT_TAKE1("OpenAIKeyProject", set_setting, (void *)OKEY_SET_PROJECT,
+                  RSRC_CONF, "project that holds the keys"),
+    AP_INIT_TAKE1("OpenAIKeyExpiration", set_setting,
+                  (void *)OKEY_SET_EXPIRATION, RSRC_CONF,
+                  "key lifetime, seconds"),
+    AP_INIT_TAKE1("OpenAIKeyCleanupInterval", set_setting,
+                  (void *)OKEY_SET_CLEANUP_INTERVAL, RSRC_CONF,
+                  "seconds between reaps"),
+    AP_INIT_TAKE1("OpenAIKeyTimeout", set_setting, (void *)OKEY_SET_TIMEOUT,
+                  RSRC_CONF, "timeout of each upstream HTTP request, seconds"),
+    AP_INIT_TAKE1("OpenAIKeyIssuer", set_setting, (void *)OKEY_SET_ISSUER,
+                  RSRC_CONF, "OpenID provider issuer URL"),
+    AP_INIT_TAKE1("OpenAIKeyAPIBase", set_setting, (void *)OKEY_SET_API_BASE,
+                  RSRC_CONF, "OpenAI API base URL"),
+    AP_INIT_TAKE1("OpenAIKeyPassphrase", set_setting,
+                  (void *)OKEY_SET_PASSPHRASE, RSRC_CONF,
+                  "key for the sign-in state cookie, or file:/path"),
+    AP_INIT_TAKE1("OpenAIKeyCAFile", set_setting, (void *)OKEY_SET_CA_FILE,
+                  RSRC_CONF, "CA certificates for upstream TLS"),
+    AP_INIT_TAKE1("OpenAIKeyReapLegacy", set_setting,
+                  (void *)OKEY_SET_REAP_LEGACY, RSRC_CONF,
+                  "On to also reap keys named with a bare e-mail address"),
+    {NULL}
+};
+
+static const char *process_getenv(void *baton, const char *name)
+{
+    (void)baton;
+    return getenv(name);
+}
+
+static const char *server_label(apr_pool_t *pool, server_rec *s)
+{
+    return apr_psprintf(pool, "%s:%u%s", s->server_hostname ? s->server_hostname
+                                                            : "(unnamed)",
+                        s->port, s->is_virtual ? "" : " (main server)");
+}
+
+/* Resolves every server's settings; one startup line per problem. */
+static int check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                        server_rec *main_server)
+{
+    apr_array_header_t *problems = apr_array_make(ptemp, 4, sizeof(const char *));
+    server_rec *s;
+    int i;
+
+    (void)plog;
+    for (s = main_server; s; s = s->next) {
+        okey_server_conf_t *conf = server_conf(s);
+
+        conf->cfg = NULL;
+        if (okey_config_wanted(&conf->raw, process_getenv, NULL)) {
+            conf->cfg = apr_pcalloc(pconf, sizeof(*conf->cfg));
+            okey_config_resolve(pconf, &conf->raw, process_getenv, NULL,
+                                server_label(pconf, s), conf->cfg, problems);
+        }
+    }
+    for (i = 0; i < problems->nelts; i++) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, NULL,
+                     "mod_openaikey: %s", APR_ARRAY_IDX(problems, i, const char *));
+    }
+    return problems->nelts ? HTTP_INTERNAL_SERVER_ERROR : OK;
+}
+
+/* Derives each server's state key, once per configuration load. */
+static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                       server_rec *main_server)
+{
+    server_rec *s;
+    int status = OK;
+
+    (void)plog;
+    (void)ptemp;
+    okey_http_global_init();
+    for (s = main_server; s && status == OK; s = s->next) {
+        okey_server_conf_t *conf = server_conf(s);
+        okey_err_t *err = NULL;
+
+        if (conf->cfg) {
+            err = okey_state_key_create(pconf, conf->cfg->passphrase,
+                                        &conf->state_key);
+        }
+        if (err) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "state key: %s",
+                         err->log_msg);
+            status = HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    return status;
+}
+
+static void log_bridge(void *baton, int level, const char *msg)
+{
+    ap_log_error(APLOG_MARK, level, 0, (server_rec *)baton, "%s", msg);
+}
+
+static void child_init(apr_pool_t *pchild, server_rec *main_server)
+{
+    server_rec *s;
+
+    for (s = main_server; s; s = s->next) {
+        okey_server_conf_t *conf = server_conf(s);
+        okey_runtime_t *rt;
+        okey_http_options_t opts;
+
+        if (!conf->cfg || !conf->state_key) {
+            continue;
+        }
+        rt = apr_pcalloc(pchild, sizeof(*rt));
+        opts.timeout_seconds = (long)conf->cfg->timeout;
+        opts.ca_file = conf->cfg->ca_file;
+        rt->logger.fn = log_bridge;
+        rt->logger.baton = s;
+        rt->http = okey_http_create(pchild, &opts);
+        rt->oidc = okey_oidc_create(pchild, conf->cfg, rt->http, &rt->logger);
+        rt->keys = okey_keys_create(pchild, conf->cfg, rt->http);
+        conf->runtime = rt;
+    }
+}
+
+/* --- responses ----------------------------------------------------------- */
+
+static void security_headers(request_rec *r, const char *csp)
+{
+    apr_table_t *h = r->err_headers_out;
+
+    apr_table_setn(h, "Cache-Control", "no-store");
+    apr_table_setn(h, "Pragma", "no-cache");
+    apr_table_setn(h, "Referrer-Policy", "no-referrer");
+    apr_table_setn(h, "X-Content-Type-Options", "nosniff");
+    apr_table_setn(h, "X-Frame-Options", "DENY");
+    if (csp) {
+        apr_table_setn(h, "Content-Security-Policy", csp);
+    }
+}
+
+static int send_html(request_rec *r, int status, okey_page_t page)
+{
+    security_headers(r, page.csp);
+    r->status = status;
+    ap_set_content_type(r, "text/html; charset=utf-8");
+    if (!r->header_only) {
+        ap_rputs(page.html, r);
+    }
+    return OK;
+}
+
+static const char *status_title(int status)
+{
+    const char *title = "Something went wrong";
+
+    switch (status) {
+    case HTTP_BAD_REQUEST: title = "Sign-in failed"; break;
+    case HTTP_FORBIDDEN: title = "Access denied"; break;
+    case HTTP_METHOD_NOT_ALLOWED: title = "Method not allowed"; break;
+    case HTTP_BAD_GATEWAY: title = "Upstream service error"; break;
+    case HTTP_GATEWAY_TIME_OUT: title = "Upstream service timeout"; break;
+    default: break;
+    }
+    return title;
+}
+
+/* Logs the cause and answers the person a page with the error's status. */
+static int send_error(request_rec *r, const okey_err_t *err)
+{
+    int level = err->status >= 500 ? APLOG_ERR : APLOG_NOTICE;
+    const char *message = err->user_msg ? err->user_msg
+                          : "The server could not complete the request.";
+
+    ap_log_rerror(APLOG_MARK, level, 0, r, "%d: %s", err->status, err->log_msg);
+    return send_html(r, err->status,
+                     okey_page_error(r->pool, err->status,
+                                     status_title(err->status), message));
+}
+
+/* NULL when the method is one of allowed (space-separated), else the 405. */
+static okey_err_t *method_error(request_rec *r, const char *allowed)
+{
+    const char *list = apr_pstrcat(r->pool, " ", allowed, " ", NULL);
+    okey_err_t *err = NULL;
+
+    if (!ap_strstr_c(list, apr_pstrcat(r->pool, " ", r->method, " ", NULL))) {
+        char *header = apr_pstrdup(r->pool, allowed);
+        char *space;
+
+        while ((space = strchr(header, ' '))) {
+            *space = '\0';
+            header = apr_pstrcat(r->pool, header, ", ", space + 1, NULL);
+        }
+        apr_table_setn(r->err_headers_out, "Allow", header);
+        err = okey_err_make(r->pool, HTTP_METHOD_NOT_ALLOWED,
+                            "This address does not accept that method.",
+                            "method %s not allowed", r->method);
+    }
+    return err;
+}
+
+static okey_server_conf_t *ready_conf(request_rec *r, okey_err_t **err)
+{
+    okey_server_conf_t *conf = server_conf(r->server);
+
+    *err = NULL;
+    if (!conf->cfg || !conf->runtime) {
+        *err = okey_err_make(r->pool, HTTP_INTERNAL_SERVER_ERROR, NULL,
+                             "handler %s used in server %s, which has no "
+                             "mod_openaikey configuration (OpenAIKeyClientID "
+                             "and the other required settings)", r->handler,
+                             server_label(r->pool, r->server));
+        conf = NULL;
+    }
+    return conf;
+}
+
+static apr_int64_t now_seconds(void)
+{
+    return (apr_int64_t)apr_time_sec(apr_time_now());
+}
+
+/* --- openaikey-login ----------------------------------------------------- */
+
+static void drop_old_state_cookies(request_rec *r, okey_server_conf_t *conf,
+                                   apr_int64_t now)
+{
+    apr_array_header_t *cookies =
+        okey_state_cookies(r->pool, apr_table_get(r->headers_in, "Cookie"));
+    apr_array_header_t *drop =
+        okey_state_cookies_to_drop(r->pool, conf->state_key, cookies, now);
+    int i;
+
+    for (i = 0; i < drop->nelts; i++) {
+        apr_table_addn(r->err_headers_out, "Set-Cookie",
+                       okey_state_set_cookie(r->pool,
+                                             APR_ARRAY_IDX(drop, i, const char *),
+                                             NULL, conf->cfg->redirect_is_https));
+    }
+}
+
+static int login_handler(request_rec *r)
+{
+    okey_err_t *err = method_error(r, "GET HEAD");
+    okey_server_conf_t *conf = err ? NULL : ready_conf(r, &err);
+    okey_oidc_provider_t *provider = NULL;
+    okey_state_t *state = NULL;
+    const char *sealed = NULL;
+    apr_int64_t now = now_seconds();
+
+    if (!err) {
+        err = okey_oidc_provider(conf->runtime->oidc, r->pool, &provider);
+    }
+    if (!err) {
+        err = okey_state_new(r->pool, now, &state);
+    }
+    if (!err) {
+        err = okey_state_seal(r->pool, conf->state_key, state, &sealed);
+    }
+    if (err) {
+        return send_error(r, err);
+    }
+    drop_old_state_cookies(r, conf, now);
+    apr_table_addn(r->err_headers_out, "Set-Cookie",
+                   okey_state_set_cookie(
+                       r->pool,
+                       apr_pstrcat(r->pool, OKEY_STATE_COOKIE_PREFIX, state->state,
+                                   NULL),
+                       sealed, conf->cfg->redirect_is_https));
+    apr_table_setn(r->headers_out, "Location",
+                   okey_oidc_authorize_url(r->pool, provider, conf->cfg,
+                                           state->state, state->nonce,
+                                           okey_state_challenge(r->pool,
+                                                                state->verifier)));
+    security_headers(r, NULL);
+    return HTTP_MOVED_TEMPORARILY;
+}
+
+/* --- openaikey-callback -------------------------------------------------- */
+
+typedef struct {
+    const char *code;
+    const char *state;
+    const char *error;
+    int code_count;
+    int state_count;
+} callback_args_t;
+
+static int collect_arg(void *data, const char *key, const char *value)
+{
+    callback_args_t *args = data;
+
+    if (!strcmp(key, "code")) {
+        args->code = value;
+        args->code_count++;
+    }
+    else if (!strcmp(key, "state")) {
+        args->state = value;
+        args->state_count++;
+    }
+    else if (!strcmp(key, "error")) {
+        args->error = value;
+    }
+    return 1;
+}
+
+static okey_err_t *bad_request(request_rec *r, const char *user_msg,
+                               const char *log_msg)
+{
+    return okey_err_make(r->pool, HTTP_BAD_REQUEST, user_msg, "%s", log_msg);
+}
+
+static okey_err_t *check_args(request_rec *r, const callback_args_t *args)
+{
+    okey_err_t *err = NULL;
+
+    if (args->error) {
+        err = okey_err_make(
+            r->pool, HTTP_BAD_REQUEST,
+            apr_pstrcat(r->pool, "The sign-in provider reported an error (",
+                        ap_escape_logitem(r->pool, args->error),
+                        "). Please start again.", NULL),
+            "provider returned error=%s", ap_escape_logitem(r->pool, args->error));
+    }
+    else if (args->code_count != 1 || args->state_count != 1 || !*args->code) {
+        err = bad_request(r, "The sign-in response is incomplete or malformed. "
+                          "Please start again.",
+                          "callback without exactly one code and one state");
+    }
+    else if (!okey_state_token_valid(args->state)) {
+        err = bad_request(r, "The sign-in response is malformed. Please start "
+                          "again.", "callback state parameter is malformed");
+    }
+    return err;
+}
+
+/* The attempt's sign-in state from its cookie, which is cleared in any case. */
+static okey_err_t *take_state(request_rec *r, okey_server_conf_t *conf,
+                              const char *state_param, okey_state_t **state)
+{
+    const char *name = apr_pstrcat(r->pool, OKEY_STATE_COOKIE_PREFIX, state_param,
+                                   NULL);
+    apr_array_header_t *cookies =
+        okey_state_cookies(r->pool, apr_table_get(r->headers_in, "Cookie"));
+    const char *sealed = NULL;
+    okey_err_t *err = NULL;
+    int i;
+
+    for (i = 0; i < cookies->nelts; i++) {
+        const okey_state_cookie_t *c = &APR_ARRAY_IDX(cookies, i, okey_state_cookie_t);
+
+        sealed = strcmp(c->name, name) ? sealed : c->value;
+    }
+    apr_table_addn(r->err_headers_out, "Set-Cookie",
+                   okey_state_set_cookie(r->pool, name, NULL,
+                                         conf->cfg->redirect_is_https));
+    *state = NULL;
+    if (!sealed) {
+        err = bad_request(r, "This sign-in has no matching session in this "
+                          "browser; it may have been used already or started "
+                          "elsewhere. Please start again.",
+                          "no state cookie for the callback's state");
+    }
+    else {
+        err = okey_state_open(r->pool, conf->state_key, sealed, now_seconds(),
+                              state);
+    }
+    if (!err && strcmp((*state)->state, state_param)) {
+        err = bad_request(r, "This sign-in link is no longer valid. Please "
+                          "start again.", "state cookie belongs to another state");
+    }
+    return err;
+}
+
+static void audit_issued(request_rec *r, const okey_issued_t *issued)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
+                  "issued key: service_account=%s email=%s project=%s (%s) "
+                  "expires=%s", issued->service_account_id, issued->email,
+                  issued->project, issued->project_id,
+                  okey_iso8601(r->pool, issued->expires));
+}
+
+static int callback_handler(request_rec *r)
+{
+    callback_args_t args = {NULL, NULL, NULL, 0, 0};
+    apr_table_t *query = NULL;
+    okey_err_t *err = method_error(r, "GET");
+    okey_server_conf_t *conf = err ? NULL : ready_conf(r, &err);
+    okey_state_t *state = NULL;
+    okey_oidc_identity_t *identity = NULL;
+    okey_issued_t *issued = NULL;
+    const char *page_nonce = NULL;
+
+    if (!err && r->header_only) {
+        err = method_error(r, "GET");
+    }
+    if (!err) {
+        ap_args_to_table(r, &query);
+        apr_table_do(collect_arg, &args, query, NULL);
+        err = check_args(r, &args);
+    }
+    if (args.state_count == 1 && okey_state_token_valid(args.state) && conf) {
+        okey_err_t *state_err = take_state(r, conf, args.state, &state);
+
+        err = err ? err : state_err;
+    }
+    if (!err) {
+        err = okey_oidc_sign_in(conf->runtime->oidc, r->pool, args.code,
+                                state->verifier, state->nonce, &identity);
+    }
+    if (!err) {
+        err = okey_policy_check(r->pool, conf->cfg, identity);
+    }
+    if (!err) {
+        err = okey_keys_issue(conf->runtime->keys, r->pool, identity->email,
+                              now_seconds(), &issued);
+    }
+    if (!err) {
+        err = okey_random_b64url(r->pool, 18, &page_nonce);
+    }
+    if (err) {
+        return send_error(r, err);
+    }
+    audit_issued(r, issued);
+    return send_html(r, HTTP_OK, okey_page_key(r->pool, issued, page_nonce));
+}
+
+/* --- openaikey-status and openaikey-cleanup ------------------------------ */
+
+static int status_handler(request_rec *r)
+{
+    okey_err_t *err = method_error(r, "GET HEAD");
+    okey_server_conf_t *conf = err ? NULL : ready_conf(r, &err);
+    json_t *doc;
+
+    if (err) {
+        return send_error(r, err);
+    }
+    doc = okey_json_own(r->pool,
+                        json_pack("{s:s, s:s, s:s}", "version", OKEY_VERSION,
+                                  "server", conf->cfg->server_name, "project",
+                                  conf->cfg->project));
+    apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
+    ap_set_content_type(r, "application/json");
+    if (!r->header_only) {
+        ap_rvputs(r, okey_json_dump(r->pool, doc), "\n", NULL);
+    }
+    return OK;
+}
+
+static int cleanup_handler(request_rec *r)
+{
+    okey_err_t *err = method_error(r, "GET POST");
+
+    if (!err) {
+        ready_conf(r, &err);
+    }
+    if (!err) {
+        err = okey_err_make(r->pool, HTTP_NOT_IMPLEMENTED,
+                            "Reaping on demand is not available in this "
+                            "version of mod_openaikey.",
+                            "openaikey-cleanup is not available in this version");
+    }
+    return send_error(r, err);
+}
+
+static int okey_handler(request_rec *r)
+{
+    int status = DECLINED;
+
+    if (!r->handler) {
+        status = DECLINED;
+    }
+    else if (!strcmp(r->handler, "openaikey-login")) {
+        status = login_handler(r);
+    }
+    else if (!strcmp(r->handler, "openaikey-callback")) {
+        status = callback_handler(r);
+    }
+    else if (!strcmp(r->handler, "openaikey-status")) {
+        status = status_handler(r);
+    }
+    else if (!strcmp(r->handler, "openaikey-cleanup")) {
+        status = cleanup_handler(r);
+    }
+    return status;
+}
+
+static void register_hooks(apr_pool_t *pool)
+{
+    (void)pool;
+    ap_hook_check_config(check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(okey_handler, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+module AP_MODULE_DECLARE_DATA openaikey_module = {
+    STANDARD20_MODULE_STUFF,
+    NULL,
+    NULL,
+    create_server_conf,
+    merge_server_conf,
+    okey_cmds,
+    register_hooks
+};

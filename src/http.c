@@ -1,0 +1,212 @@
+/* HTTP client on libcurl: one easy handle per thread at a time, reused. */
+#include "http.h"
+
+#include <apr_strings.h>
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define RESPONSE_MAX (4 * 1024 * 1024)
+#define USER_AGENT "mod_openaikey/" OKEY_VERSION
+
+struct okey_http_t {
+    apr_thread_mutex_t *mutex;
+    apr_array_header_t *idle; /* of CURL * */
+    okey_http_options_t opts;
+};
+
+typedef struct {
+    apr_pool_t *pool;
+    char *data;
+    apr_size_t len;
+    apr_size_t cap;
+    int too_large;
+    apr_int64_t retry_after;
+} sink_t;
+
+void okey_http_global_init(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static apr_status_t http_cleanup(void *data)
+{
+    okey_http_t *http = data;
+
+    while (http->idle->nelts > 0) {
+        curl_easy_cleanup(*(CURL **)apr_array_pop(http->idle));
+    }
+    return APR_SUCCESS;
+}
+
+okey_http_t *okey_http_create(apr_pool_t *pool, const okey_http_options_t *opts)
+{
+    okey_http_t *http = apr_pcalloc(pool, sizeof(*http));
+
+    apr_thread_mutex_create(&http->mutex, APR_THREAD_MUTEX_DEFAULT, pool);
+    http->idle = apr_array_make(pool, 4, sizeof(CURL *));
+    http->opts = *opts;
+    http->opts.ca_file = opts->ca_file ? apr_pstrdup(pool, opts->ca_file) : NULL;
+    apr_pool_cleanup_register(pool, http, http_cleanup, apr_pool_cleanup_null);
+    return http;
+}
+
+static CURL *take_handle(okey_http_t *http)
+{
+    CURL *curl = NULL;
+
+    apr_thread_mutex_lock(http->mutex);
+    if (http->idle->nelts > 0) {
+        curl = *(CURL **)apr_array_pop(http->idle);
+    }
+    apr_thread_mutex_unlock(http->mutex);
+    return curl ? curl : curl_easy_init();
+}
+
+static void give_back_handle(okey_http_t *http, CURL *curl)
+{
+    curl_easy_reset(curl);
+    apr_thread_mutex_lock(http->mutex);
+    APR_ARRAY_PUSH(http->idle, CURL *) = curl;
+    apr_thread_mutex_unlock(http->mutex);
+}
+
+static size_t on_body(char *chunk, size_t size, size_t count, void *data)
+{
+    sink_t *sink = data;
+    apr_size_t len = size * count;
+
+    if (sink->len + len > RESPONSE_MAX) {
+        sink->too_large = 1;
+        return 0;
+    }
+    if (sink->len + len + 1 > sink->cap) {
+        apr_size_t cap = (sink->cap ? sink->cap * 2 : 4096);
+        char *grown;
+
+        while (cap < sink->len + len + 1) {
+            cap *= 2;
+        }
+        grown = apr_palloc(sink->pool, cap);
+        if (sink->len) {
+            memcpy(grown, sink->data, sink->len);
+        }
+        sink->data = grown;
+        sink->cap = cap;
+    }
+    memcpy(sink->data + sink->len, chunk, len);
+    sink->len += len;
+    sink->data[sink->len] = '\0';
+    return len;
+}
+
+static size_t on_header(char *line, size_t size, size_t count, void *data)
+{
+    sink_t *sink = data;
+    apr_size_t len = size * count;
+    static const char name[] = "retry-after:";
+
+    if (len > sizeof(name) && strncasecmp(line, name, sizeof(name) - 1) == 0) {
+        char *value = apr_pstrndup(sink->pool, line + sizeof(name) - 1,
+                                   len - (sizeof(name) - 1));
+        char *end = NULL;
+        long long seconds = strtoll(value, &end, 10);
+
+        sink->retry_after = (end != value && seconds >= 0) ? seconds : -1;
+    }
+    return len;
+}
+
+static struct curl_slist *build_headers(const okey_http_request_t *req,
+                                        apr_pool_t *pool)
+{
+    struct curl_slist *headers = curl_slist_append(NULL, "Accept: application/json");
+
+    if (req->authorization) {
+        headers = curl_slist_append(
+            headers, apr_pstrcat(pool, "Authorization: ", req->authorization, NULL));
+    }
+    if (req->content_type) {
+        headers = curl_slist_append(
+            headers, apr_pstrcat(pool, "Content-Type: ", req->content_type, NULL));
+    }
+    /* An empty Expect stops curl from waiting a second for 100-continue. */
+    return curl_slist_append(headers, "Expect:");
+}
+
+static void set_options(CURL *curl, const okey_http_t *http,
+                        const okey_http_request_t *req, sink_t *sink,
+                        struct curl_slist *headers)
+{
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_URL, req->url);
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT, http->opts.timeout_seconds);
+    curl_easy_setopt(curl, CURLOPT_USERAGENT, USER_AGENT);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, sink);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, sink);
+    if (http->opts.ca_file) {
+        curl_easy_setopt(curl, CURLOPT_CAINFO, http->opts.ca_file);
+    }
+    if (req->body) {
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req->body);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t)req->body_len);
+    }
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "POST") != 0) {
+        curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, req->method);
+    }
+}
+
+/* Only the scheme, host and path: query strings never reach a log. */
+static const char *url_for_log(apr_pool_t *pool, const char *url)
+{
+    return apr_pstrndup(pool, url, strcspn(url, "?"));
+}
+
+okey_err_t *okey_http_perform(okey_http_t *http, apr_pool_t *pool,
+                              const okey_http_request_t *req,
+                              okey_http_response_t *resp)
+{
+    sink_t sink = {pool, NULL, 0, 0, 0, -1};
+    struct curl_slist *headers = build_headers(req, pool);
+    CURL *curl = take_handle(http);
+    okey_err_t *err = NULL;
+    CURLcode rc;
+    long status = 0;
+
+    memset(resp, 0, sizeof(*resp));
+    set_options(curl, http, req, &sink, headers);
+    rc = curl_easy_perform(curl);
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(curl, CURLINFO_TOTAL_TIME, &resp->seconds);
+    give_back_handle(http, curl);
+    curl_slist_free_all(headers);
+
+    if (rc == CURLE_OPERATION_TIMEDOUT) {
+        err = okey_err_make(pool, 504, "A service this server depends on did "
+                            "not answer in time. Please try again later.",
+                            "%s %s timed out after %ld s", req->method,
+                            url_for_log(pool, req->url),
+                            http->opts.timeout_seconds);
+    }
+    else if (rc != CURLE_OK) {
+        err = okey_err_make(pool, 502, "A service this server depends on could "
+                            "not be reached. Please try again later.",
+                            "%s %s failed: %s%s", req->method,
+                            url_for_log(pool, req->url), curl_easy_strerror(rc),
+                            sink.too_large ? " (response too large)" : "");
+    }
+    else {
+        resp->status = (int)status;
+        resp->body = sink.data ? sink.data : "";
+        resp->body_len = sink.len;
+        resp->retry_after = sink.retry_after;
+    }
+    return err;
+}

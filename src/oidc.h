@@ -1,0 +1,88 @@
+/* OpenID Connect relying party: discovery, authorization request, code
+ * exchange and ID-token verification, with per-process caches. */
+#ifndef OKEY_OIDC_H
+#define OKEY_OIDC_H
+
+#include "config.h"
+#include "http.h"
+
+#define OKEY_OIDC_SKEW 60
+#define OKEY_OIDC_JWKS_REFETCH_GAP 60
+#define OKEY_OIDC_DISCOVERY_TTL 86400
+
+typedef struct okey_oidc_provider_t {
+    const char *issuer;
+    const char *authorization_endpoint;
+    const char *token_endpoint;
+    const char *jwks_uri;
+    int token_auth_post; /* client_secret_post instead of _basic */
+} okey_oidc_provider_t;
+
+typedef struct okey_oidc_expect_t {
+    const char *issuer;    /* configured issuer */
+    const char *client_id;
+    const char *nonce;
+    apr_int64_t now;       /* Unix seconds */
+} okey_oidc_expect_t;
+
+/* What the policy needs from a verified ID token. */
+typedef struct okey_oidc_identity_t {
+    const char *subject;
+    const char *email;
+    int email_verified;
+    const char *hd; /* NULL when absent */
+} okey_oidc_identity_t;
+
+typedef enum {
+    OKEY_OIDC_VERIFIED,
+    OKEY_OIDC_UNKNOWN_KID,
+    OKEY_OIDC_REJECTED
+} okey_oidc_verdict_e;
+
+/* Parses a discovery document and checks it belongs to issuer. */
+okey_err_t *okey_oidc_discovery_parse(apr_pool_t *pool, const char *issuer,
+                                      const char *text, apr_size_t len,
+                                      okey_oidc_provider_t **provider);
+
+const char *okey_oidc_authorize_url(apr_pool_t *pool,
+                                    const okey_oidc_provider_t *provider,
+                                    const okey_config_t *cfg, const char *state,
+                                    const char *nonce, const char *challenge);
+
+void okey_oidc_token_request(apr_pool_t *pool,
+                             const okey_oidc_provider_t *provider,
+                             const okey_config_t *cfg, const char *code,
+                             const char *verifier, okey_http_request_t *req);
+
+okey_err_t *okey_oidc_token_response(apr_pool_t *pool,
+                                     const okey_http_response_t *resp,
+                                     const char **id_token);
+
+/* Verifies an ID token against a JWKS document. On OKEY_OIDC_REJECTED,
+ * *reason says why; on OKEY_OIDC_VERIFIED, *identity holds the claims. */
+okey_oidc_verdict_e okey_oidc_verify(apr_pool_t *pool, const char *id_token,
+                                     const char *jwks, apr_size_t jwks_len,
+                                     const okey_oidc_expect_t *expect,
+                                     okey_oidc_identity_t **identity,
+                                     const char **reason);
+
+/* Whether a JWKS fetched at last_fetch may be fetched again at now. */
+int okey_oidc_jwks_refetch_due(apr_int64_t last_fetch, apr_int64_t now);
+
+/* The per-process relying party of one key server. */
+typedef struct okey_oidc_t okey_oidc_t;
+
+okey_oidc_t *okey_oidc_create(apr_pool_t *pool, const okey_config_t *cfg,
+                              okey_http_t *http, const okey_logger_t *logger);
+
+/* The provider's endpoints, from the cache or fetched. */
+okey_err_t *okey_oidc_provider(okey_oidc_t *oidc, apr_pool_t *pool,
+                               okey_oidc_provider_t **provider);
+
+/* Exchanges an authorization code and verifies the ID token it brings. */
+okey_err_t *okey_oidc_sign_in(okey_oidc_t *oidc, apr_pool_t *pool,
+                              const char *code, const char *verifier,
+                              const char *nonce,
+                              okey_oidc_identity_t **identity);
+
+#endif

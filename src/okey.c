@@ -1,0 +1,164 @@
+/* Shared helpers of the mod_openaikey library. */
+#include "okey.h"
+
+#include <apr_base64.h>
+#include <apr_general.h>
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include <apr_time.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <string.h>
+#include <strings.h>
+
+okey_err_t *okey_err_make(apr_pool_t *pool, int status, const char *user_msg,
+                          const char *log_fmt, ...)
+{
+    okey_err_t *err = apr_pcalloc(pool, sizeof(*err));
+    va_list args;
+
+    va_start(args, log_fmt);
+    err->status = status;
+    err->user_msg = user_msg;
+    err->log_msg = apr_pvsprintf(pool, log_fmt, args);
+    va_end(args);
+    return err;
+}
+
+void okey_log(const okey_logger_t *logger, int level, apr_pool_t *pool,
+              const char *fmt, ...)
+{
+    va_list args;
+
+    if (logger && logger->fn) {
+        va_start(args, fmt);
+        logger->fn(logger->baton, level, apr_pvsprintf(pool, fmt, args));
+        va_end(args);
+    }
+}
+
+const char *okey_b64url_encode(apr_pool_t *pool, const unsigned char *data,
+                               apr_size_t len)
+{
+    char *out = apr_palloc(pool, apr_base64_encode_len((int)len));
+    int written = apr_base64_encode_binary(out, data, (int)len);
+    int i;
+
+    for (i = 0; i < written && out[i]; i++) {
+        if (out[i] == '+') {
+            out[i] = '-';
+        }
+        else if (out[i] == '/') {
+            out[i] = '_';
+        }
+        else if (out[i] == '=') {
+            out[i] = '\0';
+            break;
+        }
+    }
+    return out;
+}
+
+okey_err_t *okey_random_b64url(apr_pool_t *pool, apr_size_t len,
+                               const char **out)
+{
+    unsigned char *bytes = apr_palloc(pool, len);
+    apr_status_t rv = apr_generate_random_bytes(bytes, len);
+
+    *out = NULL;
+    if (rv != APR_SUCCESS) {
+        return okey_err_make(pool, 500, "The server could not start a sign-in.",
+                             "no random bytes from the system (%d)", rv);
+    }
+    *out = okey_b64url_encode(pool, bytes, len);
+    return NULL;
+}
+
+void okey_sha256(const void *data, apr_size_t len, unsigned char out[32])
+{
+    unsigned int out_len = 32;
+
+    EVP_Digest(data, len, out, &out_len, EVP_sha256(), NULL);
+}
+
+static apr_status_t json_release(void *json)
+{
+    json_decref(json);
+    return APR_SUCCESS;
+}
+
+json_t *okey_json_own(apr_pool_t *pool, json_t *json)
+{
+    if (json) {
+        apr_pool_cleanup_register(pool, json, json_release,
+                                  apr_pool_cleanup_null);
+    }
+    return json;
+}
+
+json_t *okey_json_parse(apr_pool_t *pool, const char *text, apr_size_t len,
+                        const char **error)
+{
+    json_error_t json_error;
+    json_t *json = json_loadb(text ? text : "", text ? len : 0,
+                              JSON_REJECT_DUPLICATES, &json_error);
+
+    if (!json && error) {
+        *error = apr_psprintf(pool, "%s at line %d", json_error.text,
+                              json_error.line);
+    }
+    return okey_json_own(pool, json);
+}
+
+const char *okey_json_dump(apr_pool_t *pool, const json_t *json)
+{
+    char *text = json_dumps(json, JSON_COMPACT);
+    const char *copy = text ? apr_pstrdup(pool, text) : NULL;
+
+    free(text);
+    return copy;
+}
+
+const char *okey_json_str(const json_t *obj, const char *name)
+{
+    const json_t *value = json_is_object(obj) ? json_object_get(obj, name) : NULL;
+
+    return json_is_string(value) ? json_string_value(value) : NULL;
+}
+
+const char *okey_form_escape(apr_pool_t *pool, const char *value)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    apr_size_t len = strlen(value);
+    char *out = apr_palloc(pool, len * 3 + 1);
+    char *dst = out;
+    const unsigned char *src;
+
+    for (src = (const unsigned char *)value; *src; src++) {
+        if (apr_isalnum(*src) || strchr("-._~", *src)) {
+            *dst++ = (char)*src;
+        }
+        else {
+            *dst++ = '%';
+            *dst++ = hex[*src >> 4];
+            *dst++ = hex[*src & 15];
+        }
+    }
+    *dst = '\0';
+    return out;
+}
+
+const char *okey_iso8601(apr_pool_t *pool, apr_int64_t unix_seconds)
+{
+    apr_time_exp_t tm;
+
+    apr_time_exp_gmt(&tm, apr_time_from_sec(unix_seconds));
+    return apr_psprintf(pool, "%04d-%02d-%02dT%02d:%02d:%02dZ",
+                        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                        tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+int okey_strieq(const char *a, const char *b)
+{
+    return a && b && strcasecmp(a, b) == 0;
+}

@@ -1,0 +1,73 @@
+/* Shared types of the mod_openaikey library: errors, encodings, JSON ownership.
+ * Nothing here includes httpd headers. */
+#ifndef OKEY_H
+#define OKEY_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <jansson.h>
+
+#define OKEY_VERSION "0.1.0"
+
+/* A failure as the person and the administrator see it: the HTTP status
+ * the handler answers, a sentence safe to show on a page, and the cause
+ * for the error log. Neither text may carry a secret. */
+typedef struct okey_err_t {
+    int status;
+    const char *user_msg;
+    const char *log_msg;
+} okey_err_t;
+
+okey_err_t *okey_err_make(apr_pool_t *pool, int status, const char *user_msg,
+                          const char *log_fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Log levels of the library, mapped onto httpd's by the glue. */
+typedef enum {
+    OKEY_LOG_ERR = 3,
+    OKEY_LOG_WARNING = 4,
+    OKEY_LOG_NOTICE = 5,
+    OKEY_LOG_INFO = 6,
+    OKEY_LOG_DEBUG = 7
+} okey_log_level_e;
+
+typedef void okey_log_fn(void *baton, int level, const char *msg);
+
+typedef struct okey_logger_t {
+    okey_log_fn *fn;
+    void *baton;
+} okey_logger_t;
+
+void okey_log(const okey_logger_t *logger, int level, apr_pool_t *pool,
+              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* base64url without padding (RFC 7515 section 2). */
+const char *okey_b64url_encode(apr_pool_t *pool, const unsigned char *data,
+                               apr_size_t len);
+
+/* len random bytes from the system's generator, base64url encoded. */
+okey_err_t *okey_random_b64url(apr_pool_t *pool, apr_size_t len,
+                               const char **out);
+
+void okey_sha256(const void *data, apr_size_t len, unsigned char out[32]);
+
+/* Jansson values whose reference the pool drops when it is cleared. */
+json_t *okey_json_own(apr_pool_t *pool, json_t *json);
+json_t *okey_json_parse(apr_pool_t *pool, const char *text, apr_size_t len,
+                        const char **error);
+/* A JSON value serialised into the pool. */
+const char *okey_json_dump(apr_pool_t *pool, const json_t *json);
+
+/* The string member name of obj, or NULL when absent or not a string. */
+const char *okey_json_str(const json_t *obj, const char *name);
+
+/* Application/x-www-form-urlencoded encoding of one value. */
+const char *okey_form_escape(apr_pool_t *pool, const char *value);
+
+/* ISO 8601 UTC rendering of Unix seconds, e.g. 2026-11-26T14:00:00Z. */
+const char *okey_iso8601(apr_pool_t *pool, apr_int64_t unix_seconds);
+
+/* Case-insensitive ASCII comparison of two whole strings. */
+int okey_strieq(const char *a, const char *b);
+
+#endif

@@ -1,0 +1,68 @@
+/* The admission policy. */
+#include "policy.h"
+
+#include <apr_strings.h>
+#include <string.h>
+#include <strings.h>
+
+#define GOOGLE_ISSUER "https://accounts.google.com"
+
+static const char DENIED[] =
+    "Your account is not allowed to get a key from this server.";
+
+static int listed(const apr_array_header_t *list, const char *item)
+{
+    int found = 0;
+    int i;
+
+    for (i = 0; i < list->nelts && !found; i++) {
+        found = okey_strieq(APR_ARRAY_IDX(list, i, const char *), item);
+    }
+    return found;
+}
+
+/* The address's domain when it is allowed and vouched for, else NULL. */
+static const char *domain_problem(apr_pool_t *pool, const okey_config_t *cfg,
+                                  const okey_oidc_identity_t *identity)
+{
+    const char *at = strrchr(identity->email, '@');
+    const char *domain = at ? at + 1 : "";
+    int google = !strcmp(cfg->issuer, GOOGLE_ISSUER);
+    const char *problem = NULL;
+
+    if (!listed(cfg->allowed_domains, domain)) {
+        problem = apr_psprintf(pool, "neither the address nor its domain %s is "
+                               "allowed", domain);
+    }
+    else if (google && !identity->hd) {
+        problem = "the token has no hd claim (not a Google Workspace account)";
+    }
+    else if (identity->hd && !okey_strieq(identity->hd, domain)) {
+        problem = apr_psprintf(pool, "hd claim %s is not the address's domain %s",
+                               identity->hd, domain);
+    }
+    return problem;
+}
+
+okey_err_t *okey_policy_check(apr_pool_t *pool, const okey_config_t *cfg,
+                              const okey_oidc_identity_t *identity)
+{
+    const char *problem = NULL;
+    const char *user_msg = DENIED;
+
+    if (!identity->email || !strchr(identity->email, '@')) {
+        problem = "the token carries no e-mail address";
+    }
+    else if (!identity->email_verified) {
+        problem = "the e-mail address is not verified";
+        user_msg = "Your e-mail address is not verified by your sign-in "
+                   "provider, so this server cannot give you a key.";
+    }
+    else if (!listed(cfg->allowed_users, identity->email)) {
+        problem = domain_problem(pool, cfg, identity);
+    }
+    return problem ? okey_err_make(pool, 403, user_msg, "denied %s: %s",
+                                   identity->email ? identity->email : "(no address)",
+                                   problem)
+                   : NULL;
+}

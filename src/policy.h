@@ -1,0 +1,15 @@
+/* Who may have a key: allowed addresses, and allowed domains. */
+#ifndef OKEY_POLICY_H
+#define OKEY_POLICY_H
+
+#include "config.h"
+#include "oidc.h"
+
+/* NULL when identity may have a key, else a 403 error saying why. For the
+ * domain rule, a token that carries hd must name the address's domain, and
+ * Google's tokens must carry it: Google vouches for a Workspace domain only
+ * through hd, never through the address. */
+okey_err_t *okey_policy_check(apr_pool_t *pool, const okey_config_t *cfg,
+                              const okey_oidc_identity_t *identity);
+
+#endif

@@ -1,0 +1,282 @@
+/* Sign-in state cookies: cjose JWE with alg dir and enc A256GCM. */
+#include "state.h"
+
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include <cjose/cjose.h>
+#include <openssl/evp.h>
+#include <string.h>
+
+#define KEY_BYTES 32
+#define PBKDF2_ROUNDS 200000
+#define PBKDF2_SALT "mod_openaikey state cookie v1"
+
+struct okey_state_key_t {
+    cjose_jwk_t *jwk;
+};
+
+static const char STATE_ERROR[] =
+    "This sign-in link is no longer valid. Please start again.";
+
+static apr_status_t release_jwk(void *data)
+{
+    okey_state_key_t *key = data;
+
+    cjose_jwk_release(key->jwk);
+    return APR_SUCCESS;
+}
+
+static okey_err_t *key_bytes(apr_pool_t *pool, const char *passphrase,
+                             unsigned char bytes[KEY_BYTES])
+{
+    okey_err_t *err = NULL;
+
+    if (passphrase) {
+        if (!PKCS5_PBKDF2_HMAC(passphrase, (int)strlen(passphrase),
+                               (const unsigned char *)PBKDF2_SALT,
+                               (int)strlen(PBKDF2_SALT), PBKDF2_ROUNDS,
+                               EVP_sha256(), KEY_BYTES, bytes)) {
+            err = okey_err_make(pool, 500, NULL, "key derivation failed");
+        }
+    }
+    else if (apr_generate_random_bytes(bytes, KEY_BYTES) != APR_SUCCESS) {
+        err = okey_err_make(pool, 500, NULL, "no random bytes for the state key");
+    }
+    return err;
+}
+
+okey_err_t *okey_state_key_create(apr_pool_t *pool, const char *passphrase,
+                                  okey_state_key_t **key)
+{
+    unsigned char bytes[KEY_BYTES];
+    cjose_err cerr;
+    okey_err_t *err = key_bytes(pool, passphrase, bytes);
+
+    *key = NULL;
+    if (!err) {
+        okey_state_key_t *made = apr_pcalloc(pool, sizeof(*made));
+
+        made->jwk = cjose_jwk_create_oct_spec(bytes, KEY_BYTES, &cerr);
+        if (!made->jwk) {
+            err = okey_err_make(pool, 500, NULL, "state key: %s", cerr.message);
+        }
+        else {
+            apr_pool_cleanup_register(pool, made, release_jwk,
+                                      apr_pool_cleanup_null);
+            *key = made;
+        }
+    }
+    memset(bytes, 0, sizeof(bytes));
+    return err;
+}
+
+okey_err_t *okey_state_new(apr_pool_t *pool, apr_int64_t now,
+                           okey_state_t **state)
+{
+    okey_state_t *made = apr_pcalloc(pool, sizeof(*made));
+    okey_err_t *err = okey_random_b64url(pool, OKEY_STATE_TOKEN_BYTES, &made->state);
+
+    if (!err) {
+        err = okey_random_b64url(pool, OKEY_STATE_TOKEN_BYTES, &made->nonce);
+    }
+    if (!err) {
+        err = okey_random_b64url(pool, OKEY_STATE_TOKEN_BYTES, &made->verifier);
+    }
+    made->created = now;
+    *state = err ? NULL : made;
+    return err;
+}
+
+const char *okey_state_challenge(apr_pool_t *pool, const char *verifier)
+{
+    unsigned char digest[32];
+
+    okey_sha256(verifier, strlen(verifier), digest);
+    return okey_b64url_encode(pool, digest, sizeof(digest));
+}
+
+okey_err_t *okey_state_seal(apr_pool_t *pool, const okey_state_key_t *key,
+                            const okey_state_t *state, const char **sealed)
+{
+    json_t *claims = okey_json_own(
+        pool, json_pack("{s:s, s:s, s:s, s:I}", "s", state->state, "n",
+                        state->nonce, "v", state->verifier, "t",
+                        (json_int_t)state->created));
+    const char *plain = okey_json_dump(pool, claims);
+    cjose_header_t *header = cjose_header_new(NULL);
+    cjose_jwe_t *jwe = NULL;
+    char *compact = NULL;
+    okey_err_t *err = NULL;
+    cjose_err cerr;
+
+    *sealed = NULL;
+    if (header && cjose_header_set(header, CJOSE_HDR_ALG, CJOSE_HDR_ALG_DIR, &cerr) &&
+        cjose_header_set(header, CJOSE_HDR_ENC, CJOSE_HDR_ENC_A256GCM, &cerr)) {
+        jwe = cjose_jwe_encrypt(key->jwk, header, (const uint8_t *)plain,
+                                strlen(plain), &cerr);
+    }
+    compact = jwe ? cjose_jwe_export(jwe, &cerr) : NULL;
+    if (compact) {
+        *sealed = apr_pstrdup(pool, compact);
+        cjose_get_dealloc()(compact);
+    }
+    else {
+        err = okey_err_make(pool, 500, "The server could not start a sign-in.",
+                            "sealing the sign-in state failed");
+    }
+    cjose_jwe_release(jwe);
+    cjose_header_release(header);
+    return err;
+}
+
+static okey_state_t *state_from_json(apr_pool_t *pool, const json_t *claims)
+{
+    okey_state_t *state = apr_pcalloc(pool, sizeof(*state));
+    const json_t *created = json_object_get(claims, "t");
+
+    state->state = okey_json_str(claims, "s");
+    state->nonce = okey_json_str(claims, "n");
+    state->verifier = okey_json_str(claims, "v");
+    state->created = json_is_integer(created) ? json_integer_value(created) : -1;
+    if (!state->state || !state->nonce || !state->verifier || state->created < 0) {
+        state = NULL;
+    }
+    return state;
+}
+
+/* Decrypts a JWE that must use exactly dir + A256GCM. */
+static const char *decrypt(apr_pool_t *pool, const okey_state_key_t *key,
+                           const char *sealed)
+{
+    cjose_jwe_t *jwe = cjose_jwe_import(sealed, strlen(sealed), NULL);
+    cjose_header_t *header = jwe ? cjose_jwe_get_protected(jwe) : NULL;
+    const char *alg = header ? cjose_header_get(header, CJOSE_HDR_ALG, NULL) : NULL;
+    const char *enc = header ? cjose_header_get(header, CJOSE_HDR_ENC, NULL) : NULL;
+    const char *plain = NULL;
+
+    if (alg && enc && !strcmp(alg, CJOSE_HDR_ALG_DIR) &&
+        !strcmp(enc, CJOSE_HDR_ENC_A256GCM)) {
+        size_t len = 0;
+        uint8_t *bytes = cjose_jwe_decrypt(jwe, key->jwk, &len, NULL);
+
+        if (bytes) {
+            plain = apr_pstrndup(pool, (const char *)bytes, len);
+            cjose_get_dealloc()(bytes);
+        }
+    }
+    cjose_jwe_release(jwe);
+    return plain;
+}
+
+okey_err_t *okey_state_open(apr_pool_t *pool, const okey_state_key_t *key,
+                            const char *sealed, apr_int64_t now,
+                            okey_state_t **state)
+{
+    const char *plain = decrypt(pool, key, sealed);
+    json_t *claims = plain ? okey_json_parse(pool, plain, strlen(plain), NULL) : NULL;
+    okey_state_t *opened = claims ? state_from_json(pool, claims) : NULL;
+    okey_err_t *err = NULL;
+
+    if (!plain) {
+        err = okey_err_make(pool, 400, STATE_ERROR,
+                            "state cookie does not decrypt with this server's key");
+    }
+    else if (!opened) {
+        err = okey_err_make(pool, 400, STATE_ERROR, "state cookie is malformed");
+    }
+    else if (now - opened->created > OKEY_STATE_LIFETIME ||
+             opened->created > now + 60) {
+        err = okey_err_make(pool, 400, STATE_ERROR,
+                            "state cookie expired (created %" APR_INT64_T_FMT
+                            " s ago)", now - opened->created);
+        opened = NULL;
+    }
+    *state = opened;
+    return err;
+}
+
+int okey_state_token_valid(const char *token)
+{
+    apr_size_t len = token ? strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                           "abcdefghijklmnopqrstuvwxyz"
+                                           "0123456789-_") : 0;
+
+    return token && token[len] == '\0' && len >= 16 && len <= 128;
+}
+
+apr_array_header_t *okey_state_cookies(apr_pool_t *pool, const char *header)
+{
+    apr_array_header_t *cookies =
+        apr_array_make(pool, 4, sizeof(okey_state_cookie_t));
+    char *copy = apr_pstrdup(pool, header ? header : "");
+    char *state = NULL;
+    char *pair;
+
+    for (pair = apr_strtok(copy, ";", &state); pair;
+         pair = apr_strtok(NULL, ";", &state)) {
+        char *eq = strchr(pair, '=');
+
+        while (apr_isspace(*pair)) {
+            pair++;
+        }
+        if (eq && !strncmp(pair, OKEY_STATE_COOKIE_PREFIX,
+                           strlen(OKEY_STATE_COOKIE_PREFIX))) {
+            okey_state_cookie_t *cookie = apr_array_push(cookies);
+
+            *eq = '\0';
+            cookie->name = pair;
+            cookie->value = eq + 1;
+        }
+    }
+    return cookies;
+}
+
+const char *okey_state_set_cookie(apr_pool_t *pool, const char *name,
+                                  const char *sealed, int secure)
+{
+    return apr_psprintf(pool, "%s=%s; Path=/; Max-Age=%d; HttpOnly; "
+                        "SameSite=Lax%s", name, sealed ? sealed : "",
+                        sealed ? OKEY_STATE_LIFETIME : 0,
+                        secure ? "; Secure" : "");
+}
+
+apr_array_header_t *okey_state_cookies_to_drop(apr_pool_t *pool,
+                                               const okey_state_key_t *key,
+                                               const apr_array_header_t *cookies,
+                                               apr_int64_t now)
+{
+    apr_array_header_t *drop = apr_array_make(pool, 4, sizeof(const char *));
+    apr_int64_t *created = apr_pcalloc(pool, sizeof(*created) * (cookies->nelts + 1));
+    int excess = cookies->nelts - (OKEY_STATE_MAX_COOKIES - 1);
+    int i;
+
+    for (i = 0; i < cookies->nelts; i++) {
+        const okey_state_cookie_t *cookie =
+            &APR_ARRAY_IDX(cookies, i, okey_state_cookie_t);
+        okey_state_t *state = NULL;
+
+        created[i] = okey_state_open(pool, key, cookie->value, now, &state)
+                         ? -1 : state->created;
+    }
+    /* Repeatedly drop the oldest; -1 (unreadable) sorts first. */
+    for (; excess > 0; excess--) {
+        int oldest = -1;
+
+        for (i = 0; i < cookies->nelts; i++) {
+            if (created[i] != APR_INT64_MAX &&
+                (oldest < 0 || created[i] < created[oldest])) {
+                oldest = i;
+            }
+        }
+        APR_ARRAY_PUSH(drop, const char *) =
+            APR_ARRAY_IDX(cookies, oldest, okey_state_cookie_t).name;
+        created[oldest] = APR_INT64_MAX;
+    }
+    for (i = 0; i < cookies->nelts; i++) {
+        if (created[i] == -1) {
+            APR_ARRAY_PUSH(drop, const char *) =
+                APR_ARRAY_IDX(cookies, i, okey_state_cookie_t).name;
+        }
+    }
+    return drop;
+}

@@ -1,0 +1,70 @@
+/* The sign-in state: state, nonce and PKCE verifier of one attempt, carried
+ * in a cookie encrypted and authenticated with a key from the passphrase. */
+#ifndef OKEY_STATE_H
+#define OKEY_STATE_H
+
+#include "okey.h"
+
+#define OKEY_STATE_COOKIE_PREFIX "okey_state_"
+#define OKEY_STATE_LIFETIME 600
+#define OKEY_STATE_MAX_COOKIES 4
+#define OKEY_STATE_TOKEN_BYTES 32
+
+typedef struct okey_state_key_t okey_state_key_t;
+
+typedef struct okey_state_t {
+    const char *state;
+    const char *nonce;
+    const char *verifier;
+    apr_int64_t created; /* Unix seconds */
+} okey_state_t;
+
+/* Derives the 256-bit cookie key from a passphrase (PBKDF2-HMAC-SHA256), or
+ * from fresh random bytes when passphrase is NULL. The key lives as long as
+ * pool. Costly by design: call once at startup. */
+okey_err_t *okey_state_key_create(apr_pool_t *pool, const char *passphrase,
+                                  okey_state_key_t **key);
+
+/* A new attempt: random state, nonce and verifier, created now. */
+okey_err_t *okey_state_new(apr_pool_t *pool, apr_int64_t now,
+                           okey_state_t **state);
+
+/* The S256 code challenge of a verifier (RFC 7636). */
+const char *okey_state_challenge(apr_pool_t *pool, const char *verifier);
+
+okey_err_t *okey_state_seal(apr_pool_t *pool, const okey_state_key_t *key,
+                            const okey_state_t *state, const char **sealed);
+
+/* Opens a sealed cookie value. Fails with a 400 error when it is
+ * undecryptable, malformed or older than OKEY_STATE_LIFETIME at now. */
+okey_err_t *okey_state_open(apr_pool_t *pool, const okey_state_key_t *key,
+                            const char *sealed, apr_int64_t now,
+                            okey_state_t **state);
+
+/* Whether a state parameter has the shape this module issues. */
+int okey_state_token_valid(const char *token);
+
+
+
+/* One sign-in state cookie found in a request. */
+typedef struct okey_state_cookie_t {
+    const char *name;
+    const char *value;
+} okey_state_cookie_t;
+
+/* The state cookies in a Cookie header value, in order. */
+apr_array_header_t *okey_state_cookies(apr_pool_t *pool, const char *header);
+
+/* The Set-Cookie value that stores sealed under the state's name, or that
+ * clears name when sealed is NULL. */
+const char *okey_state_set_cookie(apr_pool_t *pool, const char *name,
+                                  const char *sealed, int secure);
+
+/* Names of the cookies to clear so that, with one more, no more than
+ * OKEY_STATE_MAX_COOKIES remain: unreadable or expired ones first, then the
+ * oldest. */
+apr_array_header_t *okey_state_cookies_to_drop(apr_pool_t *pool,
+                                               const okey_state_key_t *key,
+                                               const apr_array_header_t *cookies,
+                                               apr_int64_t now);
+#endif
