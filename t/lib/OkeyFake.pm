@@ -1,0 +1,427 @@
+package OkeyFake;
+# Fakes of the upstream services, served by mod_perl on the test server:
+#   /oidc/...       an OpenID provider (discovery, authorize, token, JWKS)
+#   /openai/v1/...  the OpenAI Admin API (projects, service accounts)
+#   /fake/...       control: reset, inspect counters, inject faults
+# State lives in one JSON file under a lock so that every child shares it.
+use strict;
+use warnings;
+
+use Apache2::RequestRec ();
+use Apache2::RequestIO ();
+use Apache2::Const -compile => qw(OK);
+use APR::Table ();
+use Crypt::JWT qw(encode_jwt);
+use Crypt::PK::RSA ();
+use Crypt::PK::ECC ();
+use Digest::SHA qw(sha256);
+use Fcntl qw(:flock O_RDWR O_CREAT);
+use JSON::PP ();
+use MIME::Base64 qw(encode_base64url decode_base64);
+use Time::HiRes ();
+
+my $JSON = JSON::PP->new->canonical->utf8;
+
+sub state_dir { $ENV{OKEY_FAKE_STATE} or die "OKEY_FAKE_STATE is not set" }
+
+sub default_state {
+    return {
+        counters => {},
+        oidc => {
+            client_id => 'test-client',
+            client_secret => 'test-secret',
+            auth_methods => undef,   # undef: not advertised
+            codes => {},
+            active_kid => 'rsa-1',
+            keys => {},              # kid => { type, private PEM }
+            claims => {},            # claim overrides for every token
+        },
+        openai => {
+            admin_key => 'test-admin-key',
+            projects => [],
+            accounts => {},          # project id => [ service accounts ]
+            next_id => 1,
+            faults => [],
+            in_flight => 0,
+            max_in_flight => 0,
+        },
+    };
+}
+
+# Runs $code->($state) under an exclusive lock and saves what it leaves.
+sub with_state {
+    my ($code) = @_;
+    my $path = state_dir() . '/state.json';
+    sysopen(my $fh, $path, O_RDWR | O_CREAT) or die "open $path: $!";
+    flock($fh, LOCK_EX) or die "lock $path: $!";
+    local $/;
+    my $text = <$fh>;
+    my $state = (defined $text && length $text) ? $JSON->decode($text) : default_state();
+    my @result = $code->($state);
+    seek($fh, 0, 0);
+    truncate($fh, 0);
+    print {$fh} $JSON->encode($state);
+    close $fh;
+    return wantarray ? @result : $result[0];
+}
+
+sub count { my ($state, $name) = @_; $state->{counters}{$name}++ }
+
+sub reply {
+    my ($r, $status, $body, %headers) = @_;
+    $r->status($status);
+    while (my ($k, $v) = each %headers) { $r->err_headers_out->set($k => $v) }
+    if (ref $body) {
+        $r->content_type('application/json');
+        $r->print($JSON->encode($body));
+    } elsif (defined $body) {
+        $r->content_type('text/plain');
+        $r->print($body);
+    }
+    return Apache2::Const::OK;
+}
+
+sub read_body {
+    my ($r) = @_;
+    my $body = '';
+    while ($r->read(my $buf, 8192)) { $body .= $buf }
+    return $body;
+}
+
+sub parse_form {
+    my ($text) = @_;
+    my %form;
+    for my $pair (split /&/, $text // '') {
+        my ($k, $v) = map { my $s = $_ // ''; $s =~ tr/+/ /; $s =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge; $s }
+                      split /=/, $pair, 2;
+        push @{ $form{$k} }, $v;
+    }
+    return \%form;
+}
+
+sub one { my ($form, $k) = @_; my $v = $form->{$k}; return ($v && @$v == 1) ? $v->[0] : undef }
+
+sub handler {
+    my ($r) = @_;
+    my $uri = $r->uri;
+    return oidc($r, $1, $2) if $uri =~ m{^/(oidc(?:-post)?)(/.*)$};
+    return openai($r, $1) if $uri =~ m{^/openai/v1(/.*)$};
+    return control($r, $1) if $uri =~ m{^/fake(/.*)$};
+    return reply($r, 404, "no such fake\n");
+}
+
+# --- control -------------------------------------------------------------
+
+sub merge {
+    my ($into, $from) = @_;
+    for my $k (keys %$from) {
+        if (ref $into->{$k} eq 'HASH' && ref $from->{$k} eq 'HASH') { merge($into->{$k}, $from->{$k}) }
+        else { $into->{$k} = $from->{$k} }
+    }
+}
+
+sub control {
+    my ($r, $path) = @_;
+    if ($path eq '/reset') {
+        my $patch = $JSON->decode(read_body($r) || '{}');
+        with_state(sub {
+            my ($state) = @_;
+            my $keys = $state->{oidc}{keys};
+            %$state = %{ default_state() };
+            $state->{oidc}{keys} = $keys;   # keep keys: generating them is slow
+            merge($state, $patch);
+        });
+        return reply($r, 200, { ok => JSON::PP::true });
+    }
+    if ($path eq '/state') {
+        return reply($r, 200, with_state(sub { $_[0] }));
+    }
+    if ($path eq '/fault') {
+        my $fault = $JSON->decode(read_body($r));
+        with_state(sub { push @{ $_[0]{openai}{faults} }, $fault });
+        return reply($r, 200, { ok => JSON::PP::true });
+    }
+    if ($path eq '/rotate') {
+        my $kid = $r->args // 'rsa-2';
+        with_state(sub { $_[0]{oidc}{active_kid} = $kid });
+        return reply($r, 200, { ok => JSON::PP::true });
+    }
+    return reply($r, 404, "no such control\n");
+}
+
+# --- OpenID provider -----------------------------------------------------
+
+# /oidc-post is the same provider advertising and accepting only
+# client_secret_post, as some providers do.
+sub issuer { my ($r, $prefix) = @_; return 'http://' . $r->headers_in->get('Host') . "/$prefix" }
+
+sub auth_methods {
+    my ($s, $prefix) = @_;
+    return $prefix eq 'oidc-post' ? ['client_secret_post'] : $s->{oidc}{auth_methods};
+}
+
+sub signing_key {
+    my ($state, $kid) = @_;
+    my $entry = $state->{oidc}{keys}{$kid};
+    unless ($entry) {
+        my $type = $kid =~ /^ec/ ? 'EC' : 'RSA';
+        my $pk = $type eq 'EC' ? Crypt::PK::ECC->new : Crypt::PK::RSA->new;
+        $type eq 'EC' ? $pk->generate_key('secp256r1') : $pk->generate_key(256);
+        $entry = $state->{oidc}{keys}{$kid} = { type => $type, pem => $pk->export_key_pem('private') };
+    }
+    my $class = $entry->{type} eq 'EC' ? 'Crypt::PK::ECC' : 'Crypt::PK::RSA';
+    return ($class->new(\$entry->{pem}), $entry->{type});
+}
+
+sub jwks {
+    my ($state) = @_;
+    my @keys;
+    for my $kid (sort keys %{ $state->{oidc}{keys} }) {
+        next unless $kid eq $state->{oidc}{active_kid} || $state->{oidc}{publish_all};
+        my ($pk, $type) = signing_key($state, $kid);
+        my $jwk = $pk->export_key_jwk('public', 1);
+        $jwk->{kid} = $kid;
+        $jwk->{use} = 'sig';
+        $jwk->{alg} = $type eq 'EC' ? 'ES256' : 'RS256';
+        push @keys, $jwk;
+    }
+    return { keys => \@keys };
+}
+
+sub oidc {
+    my ($r, $prefix, $path) = @_;
+    if ($path eq '/.well-known/openid-configuration') {
+        my $iss = issuer($r, $prefix);
+        my $methods = with_state(sub { count($_[0], 'oidc.discovery'); auth_methods($_[0], $prefix) });
+        return reply($r, 200, {
+            issuer => $iss,
+            authorization_endpoint => "$iss/authorize",
+            token_endpoint => "$iss/token",
+            jwks_uri => "$iss/jwks",
+            response_types_supported => ['code'],
+            subject_types_supported => ['public'],
+            id_token_signing_alg_values_supported => ['RS256', 'ES256'],
+            code_challenge_methods_supported => ['S256'],
+            ($methods ? (token_endpoint_auth_methods_supported => $methods) : ()),
+        });
+    }
+    if ($path eq '/jwks') {
+        my $doc = with_state(sub { my ($s) = @_; count($s, 'oidc.jwks'); signing_key($s, $s->{oidc}{active_kid}); jwks($s) });
+        return reply($r, 200, $doc);
+    }
+    return authorize($r) if $path eq '/authorize';
+    return token($r, $prefix) if $path eq '/token';
+    return reply($r, 404, "no such endpoint\n");
+}
+
+# Signs in the address in login_hint at once. Test-only parameters x_<claim>
+# override claims of the token this code will bring (x_email_verified=false).
+sub authorize {
+    my ($r) = @_;
+    my $q = parse_form($r->args);
+    my %p = map { $_ => one($q, $_) } qw(response_type client_id redirect_uri state nonce
+                                         code_challenge code_challenge_method scope login_hint);
+    my @missing = grep { !defined $p{$_} } qw(response_type client_id redirect_uri state nonce code_challenge);
+    return reply($r, 400, "missing @missing\n") if @missing;
+    return reply($r, 400, "response_type must be code\n") unless $p{response_type} eq 'code';
+    return reply($r, 400, "code_challenge_method must be S256\n") unless ($p{code_challenge_method} // '') eq 'S256';
+    return reply($r, 400, "scope must hold openid and email\n") unless ($p{scope} // '') =~ /\bopenid\b/ && $p{scope} =~ /\bemail\b/;
+    my %overrides = map { /^x_(.+)$/ ? ($1 => one($q, $_)) : () } keys %$q;
+    my $code = encode_base64url(join '', map { chr int rand 256 } 1 .. 24);
+    my $ok = with_state(sub {
+        my ($s) = @_;
+        count($s, 'oidc.authorize');
+        return 0 unless $p{client_id} eq $s->{oidc}{client_id};
+        $s->{oidc}{codes}{$code} = { %p, overrides => \%overrides, issued => time };
+        return 1;
+    });
+    return reply($r, 400, "unknown client_id\n") unless $ok;
+    my $sep = $p{redirect_uri} =~ /\?/ ? '&' : '?';
+    my $state = $p{state};
+    $state =~ s/([^A-Za-z0-9_.~-])/sprintf '%%%02X', ord $1/ge;
+    $r->headers_out->set(Location => "$p{redirect_uri}${sep}code=$code&state=$state");
+    return reply($r, 302, undef);
+}
+
+sub token_error { my ($r, $status, $error) = @_; return reply($r, $status, { error => $error }) }
+
+sub client_auth {
+    my ($r, $form, $s, $prefix) = @_;
+    my $header = $r->headers_in->get('Authorization') // '';
+    my ($id, $secret, $method);
+    if ($header =~ /^Basic\s+(\S+)$/) {
+        my $pair = decode_base64($1);
+        ($id, $secret) = map { my $v = $_; $v =~ tr/+/ /; $v =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge; $v } split /:/, $pair, 2;
+        $method = 'client_secret_basic';
+    } elsif (defined one($form, 'client_secret')) {
+        ($id, $secret, $method) = (one($form, 'client_id'), one($form, 'client_secret'), 'client_secret_post');
+    }
+    my $allowed = auth_methods($s, $prefix) || ['client_secret_basic'];
+    return 0 unless $method && grep { $_ eq $method } @$allowed;
+    count($s, "oidc.token.$method");
+    return defined $id && $id eq $s->{oidc}{client_id} && defined $secret && $secret eq $s->{oidc}{client_secret};
+}
+
+sub token {
+    my ($r, $prefix) = @_;
+    return reply($r, 405, "POST only\n") unless $r->method eq 'POST';
+    my $form = parse_form(read_body($r));
+    my $iss = issuer($r, $prefix);
+    my ($status, $doc) = with_state(sub {
+        my ($s) = @_;
+        count($s, 'oidc.token');
+        return (401, { error => 'invalid_client' }) unless client_auth($r, $form, $s, $prefix);
+        return (400, { error => 'unsupported_grant_type' }) unless (one($form, 'grant_type') // '') eq 'authorization_code';
+        my $code = one($form, 'code') // '';
+        my $grant = $s->{oidc}{codes}{$code};
+        return (400, { error => 'invalid_grant' }) unless $grant && !$grant->{used};
+        $grant->{used} = 1;
+        return (400, { error => 'invalid_grant', error_description => 'redirect_uri' })
+            unless (one($form, 'redirect_uri') // '') eq $grant->{redirect_uri};
+        my $verifier = one($form, 'code_verifier') // '';
+        return (400, { error => 'invalid_grant', error_description => 'PKCE' })
+            unless encode_base64url(sha256($verifier)) eq $grant->{code_challenge};
+        my $now = time;
+        my $email = $grant->{login_hint} // 'nobody@example.com';
+        my %claims = (iss => $iss, sub => "sub-$email", aud => $s->{oidc}{client_id},
+                      iat => $now, exp => $now + 3600, nonce => $grant->{nonce},
+                      email => $email, email_verified => JSON::PP::true,
+                      %{ $s->{oidc}{claims} });
+        for my $k (keys %{ $grant->{overrides} }) {
+            my $v = $grant->{overrides}{$k};
+            if ($v eq '') { delete $claims{$k} }
+            elsif ($v eq 'true' || $v eq 'false') { $claims{$k} = $v eq 'true' ? JSON::PP::true : JSON::PP::false }
+            elsif ($v =~ /^now([+-]\d+)$/) { $claims{$k} = $now + $1 }
+            else { $claims{$k} = $v }
+        }
+        my $kid = $s->{oidc}{active_kid};
+        my ($pk, $type) = signing_key($s, $kid);
+        my $jwt = encode_jwt(payload => $JSON->encode(\%claims), key => $pk,
+                             alg => ($type eq 'EC' ? 'ES256' : 'RS256'), extra_headers => { kid => $kid });
+        return (200, { access_token => 'at-' . $code, token_type => 'Bearer', expires_in => 3600, id_token => $jwt });
+    });
+    return reply($r, $status, $doc);
+}
+
+# --- OpenAI Admin API ------------------------------------------------------
+
+sub api_error { my ($r, $status, $message) = @_; return reply($r, $status, { error => { message => $message, type => 'invalid_request_error', param => undef, code => undef } }) }
+
+sub page_of {
+    my ($items, $q) = @_;
+    my $limit = one($q, 'limit') // 20;
+    my $after = one($q, 'after');
+    my $start = 0;
+    if (defined $after) {
+        my ($i) = grep { $items->[$_]{id} eq $after } 0 .. $#$items;
+        $start = defined $i ? $i + 1 : scalar @$items;
+    }
+    my @data = @$items[$start .. ($start + $limit - 1 < $#$items ? $start + $limit - 1 : $#$items)];
+    @data = () if $start > $#$items;
+    return { object => 'list', data => \@data,
+             first_id => (@data ? $data[0]{id} : undef), last_id => (@data ? $data[-1]{id} : undef),
+             has_more => ($start + $limit < @$items ? JSON::PP::true : JSON::PP::false) };
+}
+
+# The first fault that matches this request, consumed.
+sub take_fault {
+    my ($s, $method, $path) = @_;
+    my $faults = $s->{openai}{faults};
+    for my $i (0 .. $#$faults) {
+        my $f = $faults->[$i];
+        next unless $method eq ($f->{method} // $method) && $path =~ /$f->{path}/;
+        splice(@$faults, $i, 1) if --$f->{times} <= 0;
+        return {%$f};
+    }
+    return undef;
+}
+
+sub openai {
+    my ($r, $path) = @_;
+    my $method = $r->method;
+    my $body = read_body($r);
+    my $fault = with_state(sub {
+        my ($s) = @_;
+        count($s, 'openai.requests');
+        count($s, "openai.$method");
+        $s->{openai}{in_flight}++;
+        $s->{openai}{max_in_flight} = $s->{openai}{in_flight} if $s->{openai}{in_flight} > $s->{openai}{max_in_flight};
+        take_fault($s, $method, $path);
+    });
+    my $result = eval { openai_answer($r, $method, $path, $body, $fault) };
+    my $error = $@;
+    with_state(sub { $_[0]{openai}{in_flight}-- });
+    die $error if $error;
+    return $result;
+}
+
+sub openai_answer {
+    my ($r, $method, $path, $body, $fault) = @_;
+    if ($fault) {
+        Time::HiRes::sleep($fault->{delay}) if $fault->{delay};
+        if ($fault->{status}) {
+            $r->err_headers_out->set('Retry-After' => $fault->{retry_after}) if defined $fault->{retry_after};
+            $r->status($fault->{status});
+            $r->content_type('application/json');
+            $r->print($fault->{body} // $JSON->encode({ error => { message => 'injected fault', type => 'server_error' } }));
+            return Apache2::Const::OK;
+        }
+    }
+    my $q = parse_form($r->args);
+    my ($status, $doc) = with_state(sub {
+        my ($s) = @_;
+        my $auth = $r->headers_in->get('Authorization') // '';
+        return (401, 'Incorrect API key provided') unless $auth eq "Bearer $s->{openai}{admin_key}";
+        my $o = $s->{openai};
+        if ($path eq '/organization/projects' && $method eq 'GET') {
+            count($s, 'openai.list_projects');
+            my @active = grep { ($_->{status} // 'active') eq 'active' } @{ $o->{projects} };
+            return (200, page_of(\@active, $q));
+        }
+        if ($path eq '/organization/projects' && $method eq 'POST') {
+            count($s, 'openai.create_project');
+            my $req = eval { $JSON->decode($body) } || {};
+            return (400, 'name is required') unless defined $req->{name};
+            my $p = { object => 'organization.project', id => 'proj_' . $o->{next_id}++, name => $req->{name},
+                      created_at => time, archived_at => undef, status => 'active' };
+            push @{ $o->{projects} }, $p;
+            return (200, $p);
+        }
+        if ($path =~ m{^/organization/projects/([^/]+)/service_accounts(?:/([^/]+))?$}) {
+            my ($pid, $sid) = ($1, $2);
+            my ($project) = grep { $_->{id} eq $pid } @{ $o->{projects} };
+            return (404, "No such project $pid") unless $project;
+            return (400, "Project $pid is archived") if ($project->{status} // 'active') ne 'active';
+            my $list = $o->{accounts}{$pid} ||= [];
+            if (!defined $sid && $method eq 'GET') {
+                count($s, 'openai.list_service_accounts');
+                return (200, page_of($list, $q));
+            }
+            if (!defined $sid && $method eq 'POST') {
+                count($s, 'openai.create_service_account');
+                my $req = eval { $JSON->decode($body) } || {};
+                return (400, 'name is required') unless defined $req->{name};
+                my $n = $o->{next_id}++;
+                my $key = 'sk-test-' . join('', map { ('a' .. 'z', 0 .. 9)[rand 36] } 1 .. 32);
+                my $account = { object => 'organization.project.service_account', id => "svc_acct_$n",
+                                name => $req->{name}, role => 'member', created_at => time };
+                push @$list, $account;
+                $o->{issued_keys}{$account->{id}} = $key;
+                return (200, { %$account, api_key => { object => 'organization.project.service_account.api_key',
+                                                       value => $key, name => 'Secret Key',
+                                                       created_at => time, id => "key_$n" } });
+            }
+            if (defined $sid && $method eq 'DELETE') {
+                count($s, 'openai.delete_service_account');
+                my $before = @$list;
+                @$list = grep { $_->{id} ne $sid } @$list;
+                return (404, "No such service account $sid") if @$list == $before;
+                return (200, { object => 'organization.project.service_account.deleted', id => $sid, deleted => JSON::PP::true });
+            }
+        }
+        return (404, "No route $method $path");
+    });
+    return ref $doc ? reply($r, $status, $doc) : api_error($r, $status, $doc);
+}
+
+1;

@@ -1,0 +1,98 @@
+package OkeyTest;
+# Helpers for the suite: drive a sign-in like a browser, and read or set the
+# fakes' state.
+use strict;
+use warnings;
+
+use Apache::Test ();
+use Apache::TestRequest ();
+use Exporter 'import';
+use HTTP::Cookies ();
+use HTTP::Request ();
+use JSON::PP ();
+use LWP::UserAgent ();
+use URI ();
+
+our @EXPORT = qw(main_url vhost_url browser reset_fake fake_state add_fault
+                 start_login authorize sign_in error_log default_project);
+
+my $JSON = JSON::PP->new->canonical->utf8;
+
+sub main_url { return 'http://127.0.0.1:' . Apache::Test::vars('port') . ($_[0] // '') }
+
+sub vhost_url {
+    my ($vhost, $path) = @_;
+    my $port = Apache::Test::config()->{vhosts}{$vhost}{port} or die "no vhost $vhost";
+    return "http://127.0.0.1:$port" . ($path // '');
+}
+
+# A browser: cookies, no automatic redirects, keep-alive so that one browser
+# talks to one httpd child.
+sub browser {
+    return LWP::UserAgent->new(cookie_jar => HTTP::Cookies->new, max_redirect => 0,
+                               keep_alive => 8, timeout => 30);
+}
+
+my $control = LWP::UserAgent->new(timeout => 30);
+
+sub default_project {
+    return { id => 'proj_personal', object => 'organization.project', name => 'personal',
+             status => 'active', created_at => 1711471533, archived_at => undef };
+}
+
+# Resets the fakes; the patch is merged into their default state. The
+# project "personal" keeps one id across resets so that project ids cached
+# by httpd children stay true.
+sub reset_fake {
+    my ($patch) = @_;
+    $patch ||= {};
+    $patch->{openai}{projects} ||= [default_project()];
+    my $res = $control->post(main_url('/fake/reset'), Content => $JSON->encode($patch));
+    die 'reset failed: ' . $res->status_line unless $res->is_success;
+}
+
+sub fake_state { return $JSON->decode($control->get(main_url('/fake/state'))->decoded_content) }
+
+sub add_fault {
+    my (%fault) = @_;
+    $fault{times} //= 1;
+    my $res = $control->post(main_url('/fake/fault'), Content => $JSON->encode(\%fault));
+    die 'fault failed: ' . $res->status_line unless $res->is_success;
+}
+
+# GET the login handler; returns its response (a 302 to the provider).
+sub start_login {
+    my ($ua, $vhost) = @_;
+    return $ua->get(vhost_url($vhost // 'okey', '/'));
+}
+
+# Follows the provider's authorization request as $email; %claims are
+# overrides for the ID token. Returns the callback URL the provider sends
+# the browser to.
+sub authorize {
+    my ($ua, $authorize_url, $email, %claims) = @_;
+    my $uri = URI->new($authorize_url);
+    $uri->query_form($uri->query_form, login_hint => $email,
+                     map { ("x_$_" => $claims{$_}) } sort keys %claims);
+    my $res = $ua->get($uri);
+    die 'authorize: ' . $res->status_line . ' ' . $res->decoded_content unless $res->code == 302;
+    return $res->header('Location');
+}
+
+# The whole sign-in; returns the callback's response.
+sub sign_in {
+    my ($ua, $email, %opts) = @_;
+    my $login = start_login($ua, delete $opts{vhost});
+    die 'login: ' . $login->status_line unless $login->code == 302;
+    my $callback = authorize($ua, $login->header('Location'), $email, %opts);
+    return $ua->get($callback);
+}
+
+sub error_log {
+    my $path = Apache::Test::vars('t_logs') . '/error_log';
+    open my $fh, '<', $path or die "open $path: $!";
+    local $/;
+    return scalar <$fh>;
+}
+
+1;
