@@ -271,21 +271,21 @@ static int send_error(request_rec *r, const okey_err_t *err)
                                      status_title(err->status), message));
 }
 
-/* NULL when the method is one of allowed (space-separated), else the 405. */
-static okey_err_t *method_error(request_rec *r, const char *allowed)
+/* NULL when the method is in allow (an Allow header value), else the 405. */
+static okey_err_t *method_error(request_rec *r, const char *allow)
 {
-    const char *list = apr_pstrcat(r->pool, " ", allowed, " ", NULL);
+    char *list = apr_pstrdup(r->pool, allow);
+    char *state = NULL;
+    char *method;
+    int allowed = 0;
     okey_err_t *err = NULL;
 
-    if (!ap_strstr_c(list, apr_pstrcat(r->pool, " ", r->method, " ", NULL))) {
-        char *header = apr_pstrdup(r->pool, allowed);
-        char *space;
-
-        while ((space = strchr(header, ' '))) {
-            *space = '\0';
-            header = apr_pstrcat(r->pool, header, ", ", space + 1, NULL);
-        }
-        apr_table_setn(r->err_headers_out, "Allow", header);
+    for (method = apr_strtok(list, ", ", &state); method && !allowed;
+         method = apr_strtok(NULL, ", ", &state)) {
+        allowed = !strcmp(method, r->method);
+    }
+    if (!allowed) {
+        apr_table_setn(r->err_headers_out, "Allow", allow);
         err = okey_err_make(r->pool, HTTP_METHOD_NOT_ALLOWED,
                             "This address does not accept that method.",
                             "method %s not allowed", r->method);
@@ -317,7 +317,7 @@ static apr_int64_t now_seconds(void)
 /* --- openaikey-login ----------------------------------------------------- */
 
 static void drop_old_state_cookies(request_rec *r, okey_server_conf_t *conf,
-                                   apr_int64_t now)
+                                   apr_time_t now)
 {
     apr_array_header_t *cookies =
         okey_state_cookies(r->pool, apr_table_get(r->headers_in, "Cookie"));
@@ -335,12 +335,12 @@ static void drop_old_state_cookies(request_rec *r, okey_server_conf_t *conf,
 
 static int login_handler(request_rec *r)
 {
-    okey_err_t *err = method_error(r, "GET HEAD");
+    okey_err_t *err = method_error(r, "GET, HEAD");
     okey_server_conf_t *conf = err ? NULL : ready_conf(r, &err);
     okey_oidc_provider_t *provider = NULL;
     okey_state_t *state = NULL;
     const char *sealed = NULL;
-    apr_int64_t now = now_seconds();
+    apr_time_t now = apr_time_now();
 
     if (!err) {
         err = okey_oidc_provider(conf->runtime->oidc, r->pool, &provider);
@@ -456,7 +456,7 @@ static okey_err_t *take_state(request_rec *r, okey_server_conf_t *conf,
                           "no state cookie for the callback's state");
     }
     else {
-        err = okey_state_open(r->pool, conf->state_key, sealed, now_seconds(),
+        err = okey_state_open(r->pool, conf->state_key, sealed, apr_time_now(),
                               state);
     }
     if (!err && strcmp((*state)->state, state_param)) {
@@ -524,7 +524,7 @@ static int callback_handler(request_rec *r)
 
 static int status_handler(request_rec *r)
 {
-    okey_err_t *err = method_error(r, "GET HEAD");
+    okey_err_t *err = method_error(r, "GET, HEAD");
     okey_server_conf_t *conf = err ? NULL : ready_conf(r, &err);
     json_t *doc;
 
@@ -545,7 +545,7 @@ static int status_handler(request_rec *r)
 
 static int cleanup_handler(request_rec *r)
 {
-    okey_err_t *err = method_error(r, "GET POST");
+    okey_err_t *err = method_error(r, "GET, POST");
 
     if (!err) {
         ready_conf(r, &err);

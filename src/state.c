@@ -70,7 +70,7 @@ okey_err_t *okey_state_key_create(apr_pool_t *pool, const char *passphrase,
     return err;
 }
 
-okey_err_t *okey_state_new(apr_pool_t *pool, apr_int64_t now,
+okey_err_t *okey_state_new(apr_pool_t *pool, apr_time_t now,
                            okey_state_t **state)
 {
     okey_state_t *made = apr_pcalloc(pool, sizeof(*made));
@@ -82,7 +82,7 @@ okey_err_t *okey_state_new(apr_pool_t *pool, apr_int64_t now,
     if (!err) {
         err = okey_random_b64url(pool, OKEY_STATE_TOKEN_BYTES, &made->verifier);
     }
-    made->created = now;
+    made->created = apr_time_as_msec(now);
     *state = err ? NULL : made;
     return err;
 }
@@ -169,9 +169,10 @@ static const char *decrypt(apr_pool_t *pool, const okey_state_key_t *key,
 }
 
 okey_err_t *okey_state_open(apr_pool_t *pool, const okey_state_key_t *key,
-                            const char *sealed, apr_int64_t now,
+                            const char *sealed, apr_time_t now,
                             okey_state_t **state)
 {
+    apr_int64_t now_ms = apr_time_as_msec(now);
     const char *plain = decrypt(pool, key, sealed);
     json_t *claims = plain ? okey_json_parse(pool, plain, strlen(plain), NULL) : NULL;
     okey_state_t *opened = claims ? state_from_json(pool, claims) : NULL;
@@ -184,11 +185,11 @@ okey_err_t *okey_state_open(apr_pool_t *pool, const okey_state_key_t *key,
     else if (!opened) {
         err = okey_err_make(pool, 400, STATE_ERROR, "state cookie is malformed");
     }
-    else if (now - opened->created > OKEY_STATE_LIFETIME ||
-             opened->created > now + 60) {
+    else if (now_ms - opened->created > OKEY_STATE_LIFETIME * APR_INT64_C(1000) ||
+             opened->created > now_ms + 60000) {
         err = okey_err_make(pool, 400, STATE_ERROR,
                             "state cookie expired (created %" APR_INT64_T_FMT
-                            " s ago)", now - opened->created);
+                            " s ago)", (now_ms - opened->created) / 1000);
         opened = NULL;
     }
     *state = opened;
@@ -234,16 +235,18 @@ apr_array_header_t *okey_state_cookies(apr_pool_t *pool, const char *header)
 const char *okey_state_set_cookie(apr_pool_t *pool, const char *name,
                                   const char *sealed, int secure)
 {
-    return apr_psprintf(pool, "%s=%s; Path=/; Max-Age=%d; HttpOnly; "
+    /* Expires beside Max-Age for clients that only know the former. */
+    return apr_psprintf(pool, "%s=%s; Path=/; Max-Age=%d;%s HttpOnly; "
                         "SameSite=Lax%s", name, sealed ? sealed : "",
                         sealed ? OKEY_STATE_LIFETIME : 0,
+                        sealed ? "" : " Expires=Thu, 01 Jan 1970 00:00:00 GMT;",
                         secure ? "; Secure" : "");
 }
 
 apr_array_header_t *okey_state_cookies_to_drop(apr_pool_t *pool,
                                                const okey_state_key_t *key,
                                                const apr_array_header_t *cookies,
-                                               apr_int64_t now)
+                                               apr_time_t now)
 {
     apr_array_header_t *drop = apr_array_make(pool, 4, sizeof(const char *));
     apr_int64_t *created = apr_pcalloc(pool, sizeof(*created) * (cookies->nelts + 1));

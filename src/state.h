@@ -5,6 +5,8 @@
 
 #include "okey.h"
 
+#include <apr_time.h>
+
 #define OKEY_STATE_COOKIE_PREFIX "okey_state_"
 #define OKEY_STATE_LIFETIME 600
 #define OKEY_STATE_MAX_COOKIES 4
@@ -16,7 +18,7 @@ typedef struct okey_state_t {
     const char *state;
     const char *nonce;
     const char *verifier;
-    apr_int64_t created; /* Unix seconds */
+    apr_int64_t created; /* Unix milliseconds: orders attempts of one second */
 } okey_state_t;
 
 /* Derives the 256-bit cookie key from a passphrase (PBKDF2-HMAC-SHA256), or
@@ -26,7 +28,7 @@ okey_err_t *okey_state_key_create(apr_pool_t *pool, const char *passphrase,
                                   okey_state_key_t **key);
 
 /* A new attempt: random state, nonce and verifier, created now. */
-okey_err_t *okey_state_new(apr_pool_t *pool, apr_int64_t now,
+okey_err_t *okey_state_new(apr_pool_t *pool, apr_time_t now,
                            okey_state_t **state);
 
 /* The S256 code challenge of a verifier (RFC 7636). */
@@ -38,7 +40,7 @@ okey_err_t *okey_state_seal(apr_pool_t *pool, const okey_state_key_t *key,
 /* Opens a sealed cookie value. Fails with a 400 error when it is
  * undecryptable, malformed or older than OKEY_STATE_LIFETIME at now. */
 okey_err_t *okey_state_open(apr_pool_t *pool, const okey_state_key_t *key,
-                            const char *sealed, apr_int64_t now,
+                            const char *sealed, apr_time_t now,
                             okey_state_t **state);
 
 /* Whether a state parameter has the shape this module issues. */
@@ -66,5 +68,5 @@ const char *okey_state_set_cookie(apr_pool_t *pool, const char *name,
 apr_array_header_t *okey_state_cookies_to_drop(apr_pool_t *pool,
                                                const okey_state_key_t *key,
                                                const apr_array_header_t *cookies,
-                                               apr_int64_t now);
+                                               apr_time_t now);
 #endif
