@@ -127,11 +127,15 @@ static const char *process_getenv(void *baton, const char *name)
     return getenv(name);
 }
 
+/* How messages name a server: host, port, and where it is defined. */
 static const char *server_label(apr_pool_t *pool, server_rec *s)
 {
-    return apr_psprintf(pool, "%s:%u%s", s->server_hostname ? s->server_hostname
-                                                            : "(unnamed)",
-                        s->port, s->is_virtual ? "" : " (main server)");
+    unsigned port = s->port ? s->port : (s->addrs ? s->addrs->host_port : 0);
+
+    return s->is_virtual
+        ? apr_psprintf(pool, "%s:%u (%s:%d)", s->server_hostname, port,
+                       s->defn_name ? s->defn_name : "?", s->defn_line_number)
+        : apr_psprintf(pool, "%s (main server)", s->server_hostname);
 }
 
 /* Resolves every server's settings; one startup line per problem. */

@@ -183,9 +183,9 @@ static apr_int64_t resolve_number(resolver_t *res, okey_setting_e setting,
     }
     else if (number < min || number > max) {
         add_problem(res, setting,
-                    apr_psprintf(res->pool, "%lld is out of range (%"
-                                 APR_INT64_T_FMT "..%" APR_INT64_T_FMT ")",
-                                 number, min, max));
+                    apr_psprintf(res->pool, "%" APR_INT64_T_FMT " is out of "
+                                 "range (%" APR_INT64_T_FMT "..%" APR_INT64_T_FMT
+                                 ")", (apr_int64_t)number, min, max));
         number = min;
     }
     return number;

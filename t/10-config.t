@@ -1,0 +1,117 @@
+# Configuration: directive, then environment, then default; apachectl -t
+# fails with one line per problem naming the directive, its environment
+# variable and the server.
+use strict;
+use warnings;
+use Apache::Test qw(-withtestmore);
+use File::Temp qw(tempdir);
+use IPC::Open3 qw(open3);
+use Symbol qw(gensym);
+
+plan tests => 22;
+
+my $module = Apache::Test::vars('serverroot') . '/../mod_openaikey.so';
+my $httpd = Apache::Test::vars('httpd');
+my $dir = tempdir(CLEANUP => 1);
+my @module_env = qw(CLIENT_ID CLIENT_SECRET REDIRECT_URI ALLOWED_USERS ALLOWED_DOMAINS
+                    OPENAI_MANAGEMENT_KEY DEFAULT_PROJECT_NAME EXPIRATION CLEANUP_INTERVAL TIMEOUT
+                    OIDC_ISSUER GOOGLE_TOKEN_ISSUER_URL OPENAI_API_BASE OPENAIKEY_PASSPHRASE
+                    OPENAIKEY_CA_FILE OPENAIKEY_REAP_LEGACY);
+
+my $complete = <<'CONF';
+OpenAIKeyClientID cid
+OpenAIKeyClientSecret secret
+OpenAIKeyRedirectURI https://keys.example/oauth2/callback
+OpenAIKeyAllowedUsers alice@example.com
+OpenAIKeyManagementKey admin
+CONF
+
+# Runs httpd -t over a configuration; returns (exit code, stderr lines).
+sub configtest {
+    my ($body, %env) = @_;
+    my $file = "$dir/httpd.conf";
+    open my $fh, '>', $file or die $!;
+    print {$fh} <<"CONF";
+ServerRoot "$dir"
+ServerName main.example
+LoadModule mpm_prefork_module /usr/lib/apache2/modules/mod_mpm_prefork.so
+LoadModule openaikey_module "$module"
+Listen 127.0.0.1:1
+PidFile "$dir/httpd.pid"
+ErrorLog "$dir/error_log"
+$body
+CONF
+    close $fh;
+    local %ENV = %ENV;
+    delete @ENV{@module_env};
+    @ENV{keys %env} = values %env;
+    my $pid = open3(my $in, my $out, my $err = gensym, $httpd, '-t', '-f', $file);
+    close $in;
+    my @lines = <$err>;
+    waitpid($pid, 0);
+    return ($? >> 8, grep { /mod_openaikey|Syntax/ } @lines);
+}
+
+sub vhost { return "<VirtualHost 127.0.0.1:8080>\nServerName keys.example\n$_[0]\n</VirtualHost>\n" }
+
+my ($rc, @lines) = configtest($complete);
+is($rc, 0, 'a complete configuration passes');
+
+($rc, @lines) = configtest('');
+is($rc, 0, 'the module loaded but unused passes');
+
+($rc, @lines) = configtest(vhost("OpenAIKeyClientID cid"));
+isnt($rc, 0, 'a virtual host lacking required settings fails');
+ok((grep { /OpenAIKeyClientSecret \(environment CLIENT_SECRET\) in server keys\.example:8080 \(.*httpd\.conf:\d+\): required but not set/ } @lines),
+   'the line names directive, environment variable and virtual host');
+is(scalar(grep { /required but not set/ } @lines), 3, 'one line per missing setting (secret, redirect URI, admin key)');
+ok((grep { /OpenAIKeyAllowedUsers .*neither allowed users nor allowed domains/ } @lines), 'and says nobody could sign in');
+
+($rc, @lines) = configtest($complete . <<'CONF');
+OpenAIKeyExpiration 1d
+OpenAIKeyTimeout 0
+OpenAIKeyRedirectURI /oauth2/callback
+OpenAIKeyAPIBase ftp://api.example
+OpenAIKeyManagementKey file:/nonexistent/admin-key
+OpenAIKeyReapLegacy maybe
+CONF
+isnt($rc, 0, 'malformed values fail');
+ok((grep { /OpenAIKeyExpiration \(environment EXPIRATION\).*'1d' is not a whole number/ } @lines), 'not a number');
+ok((grep { /OpenAIKeyTimeout .*: 0 is out of range \(1\.\.300\)/ } @lines), 'out of range, with the range');
+ok((grep { /OpenAIKeyRedirectURI .*not an absolute http\(s\) URL/ } @lines), 'relative redirect URI');
+ok((grep { /OpenAIKeyAPIBase .*'ftp:\/\/api.example' is not an absolute http\(s\) URL/ } @lines), 'not http(s)');
+ok((grep { /OpenAIKeyManagementKey .*cannot read file \/nonexistent\/admin-key/ } @lines), 'unreadable file:');
+ok((grep { /OpenAIKeyReapLegacy .*neither On nor Off/ } @lines), 'not a flag');
+is(scalar @lines, 6, 'one line per problem, and Syntax OK is not claimed') or diag @lines;
+
+my %env = (CLIENT_ID => 'cid', CLIENT_SECRET => 'secret', REDIRECT_URI => 'https://keys.example/cb',
+           ALLOWED_DOMAINS => 'example.com', OPENAI_MANAGEMENT_KEY => 'admin');
+($rc, @lines) = configtest('', %env);
+is($rc, 0, 'the seed\'s environment variables configure the main server');
+
+($rc, @lines) = configtest('', %env, EXPIRATION => 'soon');
+ok($rc != 0 && (grep { /OpenAIKeyExpiration \(environment EXPIRATION\) in server main\.example \(main server\): 'soon'/ } @lines),
+   'a malformed environment value fails, named');
+
+($rc, @lines) = configtest("OpenAIKeyExpiration 120\n", %env, EXPIRATION => 'soon');
+is($rc, 0, 'a directive takes precedence over the environment');
+
+($rc, @lines) = configtest('', %env, GOOGLE_TOKEN_ISSUER_URL => 'accounts.google.com');
+ok((grep { /OpenAIKeyIssuer \(environment OIDC_ISSUER or GOOGLE_TOKEN_ISSUER_URL\)/ } @lines),
+   'the seed\'s GOOGLE_TOKEN_ISSUER_URL is read, after OIDC_ISSUER');
+($rc, @lines) = configtest('', %env, OIDC_ISSUER => 'https://idp.example', GOOGLE_TOKEN_ISSUER_URL => 'bad');
+is($rc, 0, 'OIDC_ISSUER comes first');
+
+($rc, @lines) = configtest($complete . vhost("OpenAIKeyRedirectURI https://other.example/cb"));
+is($rc, 0, 'a virtual host inherits what the main server sets');
+
+my $secret_file = "$dir/secret";
+open my $sf, '>', $secret_file or die $!;
+print {$sf} "file-secret\n";
+close $sf;
+($rc, @lines) = configtest($complete . "OpenAIKeyClientSecret file:$secret_file\n");
+is($rc, 0, 'file: reads a secret from a readable file');
+open $sf, '>', $secret_file or die $!;
+close $sf;
+($rc, @lines) = configtest($complete . "OpenAIKeyClientSecret file:$secret_file\n");
+ok($rc != 0 && (grep { /OpenAIKeyClientSecret .*is empty/ } @lines), 'an empty secret file fails');
