@@ -38,13 +38,14 @@ int okey_keys_parse_name(apr_pool_t *pool, const char *name,
                          apr_int64_t *expires, const char **email)
 {
     apr_size_t prefix = strlen(OKEY_KEYS_NAME_PREFIX);
-    const char *digits = name + prefix;
+    int ok = strncmp(name, OKEY_KEYS_NAME_PREFIX, prefix) == 0;
+    const char *digits = ok ? name + prefix : "";
     apr_size_t ndigits = strspn(digits, "0123456789");
-    const char *address = digits + ndigits + 1;
-    int ok = strncmp(name, OKEY_KEYS_NAME_PREFIX, prefix) == 0 && ndigits > 0 &&
-             ndigits <= 12 && digits[ndigits] == '-' && strchr(address, '@') &&
-             address[0] != '@';
+    const char *address = digits + ndigits + (digits[ndigits] == '-');
 
+    /* At most 12 digits keep the expiry far from overflow. */
+    ok = ok && ndigits > 0 && ndigits <= 12 && digits[ndigits] == '-' &&
+         address[0] != '@' && strchr(address, '@');
     *expires = ok ? (apr_int64_t)strtoll(digits, NULL, 10) : 0;
     *email = ok ? apr_pstrdup(pool, address) : NULL;
     return ok;

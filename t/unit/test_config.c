@@ -1,0 +1,135 @@
+/* Settings: directive, then environment, then default. */
+#include "testutil.h"
+
+#include <apr_strings.h>
+#include <string.h>
+
+#include "config.h"
+
+/* An environment given as a NULL-terminated list of name, value pairs. */
+static const char *fake_getenv(void *baton, const char *name)
+{
+    const char *const *env = baton;
+    const char *value = NULL;
+
+    for (; env && *env && !value; env += 2) {
+        value = strcmp(env[0], name) ? NULL : env[1];
+    }
+    return value;
+}
+
+static okey_raw_config_t complete(void)
+{
+    okey_raw_config_t raw = {{0}};
+
+    raw.value[OKEY_SET_CLIENT_ID] = "cid";
+    raw.value[OKEY_SET_CLIENT_SECRET] = "secret";
+    raw.value[OKEY_SET_REDIRECT_URI] = "https://keys.example/oauth2/callback";
+    raw.value[OKEY_SET_ALLOWED_USERS] = "alice@example.com";
+    raw.value[OKEY_SET_MANAGEMENT_KEY] = "admin";
+    return raw;
+}
+
+static int resolve(const okey_raw_config_t *raw, const char *const *env,
+                   okey_config_t *cfg, apr_array_header_t **problems)
+{
+    *problems = apr_array_make(test_pool, 4, sizeof(const char *));
+    return okey_config_resolve(test_pool, raw, fake_getenv, (void *)env, "srv", cfg,
+                               *problems);
+}
+
+START_TEST(defaults_apply)
+{
+    okey_raw_config_t raw = complete();
+    okey_config_t cfg;
+    apr_array_header_t *problems;
+
+    ck_assert_int_eq(resolve(&raw, NULL, &cfg, &problems), 0);
+    ck_assert_str_eq(cfg.project, "personal");
+    ck_assert_int_eq(cfg.expiration, 86400);
+    ck_assert_int_eq(cfg.cleanup_interval, 3600);
+    ck_assert_int_eq(cfg.timeout, 10);
+    ck_assert_str_eq(cfg.issuer, "https://accounts.google.com");
+    ck_assert_str_eq(cfg.api_base, "https://api.openai.com/v1");
+    ck_assert_ptr_null(cfg.passphrase);
+    ck_assert_int_eq(cfg.reap_legacy, 0);
+    ck_assert_int_eq(cfg.redirect_is_https, 1);
+}
+END_TEST
+
+START_TEST(directive_beats_environment_beats_default)
+{
+    static const char *const env[] = {"EXPIRATION", "120", "TIMEOUT", "5",
+                                      "OIDC_ISSUER", "https://idp.example/",
+                                      "GOOGLE_TOKEN_ISSUER_URL", "https://other.example",
+                                      "OPENAIKEY_REAP_LEGACY", "true", NULL};
+    okey_raw_config_t raw = complete();
+    okey_config_t cfg;
+    apr_array_header_t *problems;
+
+    raw.value[OKEY_SET_TIMEOUT] = "7";
+    ck_assert_int_eq(resolve(&raw, env, &cfg, &problems), 0);
+    ck_assert_int_eq(cfg.timeout, 7);
+    ck_assert_int_eq(cfg.expiration, 120);
+    ck_assert_str_eq(cfg.issuer, "https://idp.example");
+    ck_assert_int_eq(cfg.reap_legacy, 1);
+}
+END_TEST
+
+START_TEST(problems_name_directive_environment_and_server)
+{
+    static const char *const env[] = {"CLEANUP_INTERVAL", "-5", NULL};
+    okey_raw_config_t raw = {{0}};
+    okey_config_t cfg;
+    apr_array_header_t *problems;
+
+    raw.value[OKEY_SET_REDIRECT_URI] = "keys.example/cb";
+    ck_assert_int_eq(resolve(&raw, env, &cfg, &problems), 6);
+    ck_assert_str_eq(APR_ARRAY_IDX(problems, 0, const char *),
+                     "OpenAIKeyClientID (environment CLIENT_ID) in server srv: "
+                     "required but not set");
+    ck_assert_str_eq(APR_ARRAY_IDX(problems, 5, const char *),
+                     "OpenAIKeyCleanupInterval (environment CLEANUP_INTERVAL) in server "
+                     "srv: '-5' is not a whole number of seconds");
+}
+END_TEST
+
+START_TEST(wanted_only_when_configured)
+{
+    static const char *const env[] = {"CLIENT_ID", "cid", NULL};
+    static const char *const unrelated[] = {"EXPIRATION", "60", NULL};
+    okey_raw_config_t raw = {{0}};
+
+    ck_assert(!okey_config_wanted(&raw, fake_getenv, NULL));
+    ck_assert(!okey_config_wanted(&raw, fake_getenv, (void *)unrelated));
+    ck_assert(okey_config_wanted(&raw, fake_getenv, (void *)env));
+    raw.value[OKEY_SET_PROJECT] = "p";
+    ck_assert(okey_config_wanted(&raw, fake_getenv, NULL));
+}
+END_TEST
+
+START_TEST(settings_table_is_complete)
+{
+    int i;
+
+    for (i = 0; i < OKEY_SET_COUNT; i++) {
+        ck_assert_ptr_nonnull(okey_settings[i].directive);
+        ck_assert(strncmp(okey_settings[i].directive, "OpenAIKey", 9) == 0);
+        ck_assert_ptr_nonnull(okey_settings[i].env);
+    }
+}
+END_TEST
+
+Suite *okey_config_suite(void)
+{
+    Suite *suite = suite_create("config");
+    TCase *tc = test_case("resolve");
+
+    tcase_add_test(tc, defaults_apply);
+    tcase_add_test(tc, directive_beats_environment_beats_default);
+    tcase_add_test(tc, problems_name_directive_environment_and_server);
+    tcase_add_test(tc, wanted_only_when_configured);
+    tcase_add_test(tc, settings_table_is_complete);
+    suite_add_tcase(suite, tc);
+    return suite;
+}

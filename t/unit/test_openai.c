@@ -1,0 +1,115 @@
+/* Parsing the OpenAI Admin API's answers. */
+#include "testutil.h"
+
+#include <string.h>
+
+#include "openai.h"
+
+static okey_err_t *parse_page(const char *text, okey_openai_page_t *page)
+{
+    return okey_openai_page_parse(test_pool, text, strlen(text), page);
+}
+
+START_TEST(pages_parse_with_cursor)
+{
+    okey_openai_page_t page;
+
+    ck_assert_ptr_null(parse_page(
+        "{\"object\":\"list\",\"data\":[{\"id\":\"proj_1\",\"name\":\"personal\","
+        "\"status\":\"active\",\"archived_at\":null}],\"first_id\":\"proj_1\","
+        "\"last_id\":\"proj_1\",\"has_more\":true}", &page));
+    ck_assert_int_eq(page.has_more, 1);
+    ck_assert_str_eq(page.last_id, "proj_1");
+    ck_assert_str_eq(okey_openai_page_find_project(&page, "personal"), "proj_1");
+    ck_assert_ptr_null(okey_openai_page_find_project(&page, "Personal"));
+
+    ck_assert_ptr_null(parse_page("{\"object\":\"list\",\"data\":[],\"first_id\":null,"
+                                  "\"last_id\":null,\"has_more\":false}", &page));
+    ck_assert_int_eq(page.has_more, 0);
+    ck_assert_ptr_null(page.last_id);
+}
+END_TEST
+
+START_TEST(only_active_projects_are_found)
+{
+    okey_openai_page_t page;
+
+    ck_assert_ptr_null(parse_page(
+        "{\"data\":[{\"id\":\"proj_old\",\"name\":\"p\",\"status\":\"archived\","
+        "\"archived_at\":1711471600},{\"id\":\"proj_gone\",\"name\":\"p\","
+        "\"archived_at\":1711471600},{\"id\":\"proj_new\",\"name\":\"p\"}],"
+        "\"has_more\":false}", &page));
+    ck_assert_str_eq(okey_openai_page_find_project(&page, "p"), "proj_new");
+}
+END_TEST
+
+START_TEST(malformed_pages_are_errors)
+{
+    okey_openai_page_t page;
+
+    ck_assert_int_eq(parse_page("{\"data\": [", &page)->status, 502);
+    ck_assert_int_eq(parse_page("{\"data\": {}}", &page)->status, 502);
+    ck_assert_int_eq(parse_page("[]", &page)->status, 502);
+    ck_assert_int_eq(parse_page("", &page)->status, 502);
+}
+END_TEST
+
+START_TEST(created_service_account_is_flat_with_its_key)
+{
+    const char *text =
+        "{\"object\":\"organization.project.service_account\",\"id\":\"svc_acct_abc\","
+        "\"name\":\"okey-1-a@b\",\"role\":\"member\",\"created_at\":1711471533,"
+        "\"api_key\":{\"object\":\"organization.project.service_account.api_key\","
+        "\"value\":\"sk-abcdefghijklmnop123\",\"name\":\"Secret Key\","
+        "\"created_at\":1711471533,\"id\":\"key_abc\"}}";
+    okey_service_account_t *account = NULL;
+
+    ck_assert_ptr_null(okey_openai_service_account_parse(test_pool, text, strlen(text), &account));
+    ck_assert_str_eq(account->id, "svc_acct_abc");
+    ck_assert_str_eq(account->api_key, "sk-abcdefghijklmnop123");
+    ck_assert_int_eq(account->created_at, 1711471533);
+}
+END_TEST
+
+START_TEST(service_account_without_key_or_id)
+{
+    const char *no_key = "{\"id\":\"svc_acct_abc\",\"name\":\"n\",\"api_key\":null}";
+    okey_service_account_t *account = NULL;
+
+    ck_assert_ptr_null(okey_openai_service_account_parse(test_pool, no_key, strlen(no_key), &account));
+    ck_assert_ptr_null(account->api_key);
+    ck_assert_int_eq(okey_openai_service_account_parse(test_pool, "{\"name\":\"n\"}", 12,
+                                                       &account)->status, 502);
+    ck_assert_ptr_null(account);
+}
+END_TEST
+
+START_TEST(error_answers_name_status_and_message)
+{
+    okey_http_response_t resp = {0};
+    okey_err_t *err;
+
+    resp.status = 401;
+    resp.body = "{\"error\":{\"message\":\"Incorrect API key provided\",\"type\":\"x\"}}";
+    resp.body_len = strlen(resp.body);
+    err = okey_openai_status_error(test_pool, "project list", &resp);
+    ck_assert_int_eq(err->status, 502);
+    ck_assert_str_eq(err->log_msg, "OpenAI project list answered 401: Incorrect API key "
+                                   "provided (check OpenAIKeyManagementKey)");
+}
+END_TEST
+
+Suite *okey_openai_suite(void)
+{
+    Suite *suite = suite_create("openai");
+    TCase *tc = test_case("parsing");
+
+    tcase_add_test(tc, pages_parse_with_cursor);
+    tcase_add_test(tc, only_active_projects_are_found);
+    tcase_add_test(tc, malformed_pages_are_errors);
+    tcase_add_test(tc, created_service_account_is_flat_with_its_key);
+    tcase_add_test(tc, service_account_without_key_or_id);
+    tcase_add_test(tc, error_answers_name_status_and_message);
+    suite_add_tcase(suite, tc);
+    return suite;
+}

@@ -1,0 +1,97 @@
+/* Who may have a key. */
+#include "testutil.h"
+
+#include <string.h>
+
+#include "policy.h"
+
+static okey_config_t config(const char *issuer)
+{
+    okey_config_t cfg = {0};
+
+    cfg.issuer = issuer;
+    cfg.allowed_users = okey_config_split_list(test_pool, " Alice@Example.com ,, bob@example.com");
+    cfg.allowed_domains = okey_config_split_list(test_pool, "corp.example , Other.Example");
+    return cfg;
+}
+
+static int allowed(const okey_config_t *cfg, const char *email, int verified,
+                   const char *hd)
+{
+    okey_oidc_identity_t id = {"sub", email, verified, hd};
+    okey_err_t *err = okey_policy_check(test_pool, cfg, &id);
+
+    ck_assert(!err || err->status == 403);
+    return err == NULL;
+}
+
+START_TEST(listed_addresses_match_in_any_case)
+{
+    okey_config_t cfg = config("https://idp.example");
+
+    ck_assert(allowed(&cfg, "alice@example.com", 1, NULL));
+    ck_assert(allowed(&cfg, "ALICE@EXAMPLE.COM", 1, NULL));
+    ck_assert(allowed(&cfg, "bob@example.com", 1, "anything.example"));
+    ck_assert(!allowed(&cfg, "carol@example.com", 1, NULL));
+    ck_assert(!allowed(&cfg, "alice@example.com.evil", 1, NULL));
+}
+END_TEST
+
+START_TEST(unverified_or_missing_addresses_are_denied)
+{
+    okey_config_t cfg = config("https://idp.example");
+
+    ck_assert(!allowed(&cfg, "alice@example.com", 0, NULL));
+    ck_assert(!allowed(&cfg, NULL, 1, NULL));
+    ck_assert(!allowed(&cfg, "no-at-sign", 1, NULL));
+}
+END_TEST
+
+START_TEST(domains_of_other_providers_follow_the_verified_address)
+{
+    okey_config_t cfg = config("https://idp.example");
+
+    ck_assert(allowed(&cfg, "dave@corp.example", 1, NULL));
+    ck_assert(allowed(&cfg, "dave@other.example", 1, NULL));
+    ck_assert(!allowed(&cfg, "dave@sub.corp.example", 1, NULL));
+    ck_assert(!allowed(&cfg, "dave@corp.example", 1, "elsewhere.example"));
+}
+END_TEST
+
+START_TEST(google_domains_need_a_matching_hd)
+{
+    okey_config_t cfg = config("https://accounts.google.com");
+
+    ck_assert(allowed(&cfg, "dave@corp.example", 1, "corp.example"));
+    ck_assert(allowed(&cfg, "dave@corp.example", 1, "CORP.example"));
+    ck_assert(!allowed(&cfg, "dave@corp.example", 1, NULL));
+    ck_assert(!allowed(&cfg, "dave@corp.example", 1, "other.example"));
+    /* Listed addresses need no hd, even at Google. */
+    ck_assert(allowed(&cfg, "alice@example.com", 1, NULL));
+}
+END_TEST
+
+START_TEST(lists_are_split_trimmed_and_lowered)
+{
+    apr_array_header_t *items = okey_config_split_list(test_pool, "  A@B.c , ,x@y.z,");
+
+    ck_assert_int_eq(items->nelts, 2);
+    ck_assert_str_eq(APR_ARRAY_IDX(items, 0, const char *), "a@b.c");
+    ck_assert_str_eq(APR_ARRAY_IDX(items, 1, const char *), "x@y.z");
+    ck_assert_int_eq(okey_config_split_list(test_pool, NULL)->nelts, 0);
+}
+END_TEST
+
+Suite *okey_policy_suite(void)
+{
+    Suite *suite = suite_create("policy");
+    TCase *tc = test_case("admission");
+
+    tcase_add_test(tc, listed_addresses_match_in_any_case);
+    tcase_add_test(tc, unverified_or_missing_addresses_are_denied);
+    tcase_add_test(tc, domains_of_other_providers_follow_the_verified_address);
+    tcase_add_test(tc, google_domains_need_a_matching_hd);
+    tcase_add_test(tc, lists_are_split_trimmed_and_lowered);
+    suite_add_tcase(suite, tc);
+    return suite;
+}

@@ -1,0 +1,180 @@
+/* The sign-in state cookie. */
+#include "testutil.h"
+
+#include <apr_strings.h>
+#include <string.h>
+
+#include "state.h"
+
+#define SECOND APR_USEC_PER_SEC
+
+static okey_state_key_t *key_for(const char *passphrase)
+{
+    okey_state_key_t *key = NULL;
+
+    ck_assert_ptr_null(okey_state_key_create(test_pool, passphrase, &key));
+    return key;
+}
+
+static const char *sealed_now(okey_state_key_t *key, apr_time_t now,
+                              okey_state_t **state)
+{
+    const char *sealed = NULL;
+
+    ck_assert_ptr_null(okey_state_new(test_pool, now, state));
+    ck_assert_ptr_null(okey_state_seal(test_pool, key, *state, &sealed));
+    return sealed;
+}
+
+START_TEST(state_round_trips)
+{
+    okey_state_key_t *key = key_for("a passphrase");
+    okey_state_t *state = NULL;
+    okey_state_t *opened = NULL;
+    apr_time_t now = apr_time_now();
+    const char *sealed = sealed_now(key, now, &state);
+
+    ck_assert_ptr_null(okey_state_open(test_pool, key, sealed, now + 599 * SECOND, &opened));
+    ck_assert_str_eq(opened->state, state->state);
+    ck_assert_str_eq(opened->nonce, state->nonce);
+    ck_assert_str_eq(opened->verifier, state->verifier);
+    ck_assert(okey_state_token_valid(state->state));
+    ck_assert_str_ne(state->state, state->nonce);
+    ck_assert_ptr_null(strstr(sealed, state->verifier));
+    /* The same passphrase gives the same key, as on servers behind one balancer. */
+    ck_assert_ptr_null(okey_state_open(test_pool, key_for("a passphrase"), sealed, now, &opened));
+}
+END_TEST
+
+START_TEST(tampered_state_is_refused)
+{
+    okey_state_key_t *key = key_for("a passphrase");
+    okey_state_t *state = NULL;
+    okey_state_t *opened = NULL;
+    apr_time_t now = apr_time_now();
+    char *sealed = apr_pstrdup(test_pool, sealed_now(key, now, &state));
+    char *cipher = strrchr(sealed, '.') - 10;
+    okey_err_t *err;
+
+    *cipher = *cipher == 'A' ? 'B' : 'A';
+    err = okey_state_open(test_pool, key, sealed, now, &opened);
+    ck_assert_int_eq(err->status, 400);
+    ck_assert_ptr_null(opened);
+    ck_assert_int_eq(okey_state_open(test_pool, key, "garbage", now, &opened)->status, 400);
+    ck_assert_int_eq(okey_state_open(test_pool, key, "", now, &opened)->status, 400);
+}
+END_TEST
+
+START_TEST(expired_state_is_refused)
+{
+    okey_state_key_t *key = key_for(NULL);
+    okey_state_t *state = NULL;
+    okey_state_t *opened = NULL;
+    apr_time_t now = apr_time_now();
+    const char *sealed = sealed_now(key, now, &state);
+    okey_err_t *err = okey_state_open(test_pool, key, sealed,
+                                      now + (OKEY_STATE_LIFETIME + 1) * SECOND, &opened);
+
+    ck_assert_int_eq(err->status, 400);
+    ck_assert_ptr_nonnull(strstr(err->log_msg, "expired"));
+    /* Nor is a state from the future accepted. */
+    ck_assert_ptr_nonnull(okey_state_open(test_pool, key, sealed, now - 120 * SECOND, &opened));
+}
+END_TEST
+
+START_TEST(state_under_another_key_is_refused)
+{
+    okey_state_t *state = NULL;
+    okey_state_t *opened = NULL;
+    apr_time_t now = apr_time_now();
+    const char *sealed = sealed_now(key_for("one"), now, &state);
+
+    ck_assert_int_eq(okey_state_open(test_pool, key_for("two"), sealed, now, &opened)->status, 400);
+    /* Without a passphrase each start draws a new random key. */
+    sealed = sealed_now(key_for(NULL), now, &state);
+    ck_assert_ptr_nonnull(okey_state_open(test_pool, key_for(NULL), sealed, now, &opened));
+}
+END_TEST
+
+START_TEST(challenge_is_s256_of_the_verifier)
+{
+    /* RFC 7636 appendix B. */
+    ck_assert_str_eq(okey_state_challenge(test_pool, "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+                     "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+}
+END_TEST
+
+START_TEST(token_shape_is_checked)
+{
+    ck_assert(okey_state_token_valid("abcdefghijklmnop_-09"));
+    ck_assert(!okey_state_token_valid("short"));
+    ck_assert(!okey_state_token_valid("abcdefghijklmnop<script>"));
+    ck_assert(!okey_state_token_valid("abcdefghijklmnop;x=y"));
+    ck_assert(!okey_state_token_valid(NULL));
+}
+END_TEST
+
+START_TEST(cookies_are_found_and_set)
+{
+    apr_array_header_t *cookies = okey_state_cookies(
+        test_pool, "a=1; okey_state_x=v1;okey_state_y=v2; b=okey_state_z");
+
+    ck_assert_int_eq(cookies->nelts, 2);
+    ck_assert_str_eq(APR_ARRAY_IDX(cookies, 1, okey_state_cookie_t).name, "okey_state_y");
+    ck_assert_str_eq(APR_ARRAY_IDX(cookies, 1, okey_state_cookie_t).value, "v2");
+    ck_assert_str_eq(okey_state_set_cookie(test_pool, "okey_state_x", "v", 1),
+                     "okey_state_x=v; Path=/; Max-Age=600; HttpOnly; SameSite=Lax; Secure");
+    ck_assert_str_eq(okey_state_set_cookie(test_pool, "okey_state_x", NULL, 0),
+                     "okey_state_x=; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 "
+                     "00:00:00 GMT; HttpOnly; SameSite=Lax");
+}
+END_TEST
+
+START_TEST(oldest_and_unreadable_cookies_are_dropped)
+{
+    okey_state_key_t *key = key_for("p");
+    apr_array_header_t *cookies = apr_array_make(test_pool, 5, sizeof(okey_state_cookie_t));
+    apr_time_t now = apr_time_now();
+    okey_state_t *state;
+    apr_array_header_t *drop;
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        okey_state_cookie_t *c = apr_array_push(cookies);
+
+        c->name = apr_psprintf(test_pool, "okey_state_%d", i);
+        /* Cookie 2 is the oldest. */
+        c->value = sealed_now(key, now - (i == 2 ? 9 : i) * 1000, &state);
+    }
+    drop = okey_state_cookies_to_drop(test_pool, key, cookies, now);
+    ck_assert_int_eq(drop->nelts, 1);
+    ck_assert_str_eq(APR_ARRAY_IDX(drop, 0, const char *), "okey_state_2");
+
+    APR_ARRAY_IDX(cookies, 0, okey_state_cookie_t).value = "unreadable";
+    drop = okey_state_cookies_to_drop(test_pool, key, cookies, now);
+    ck_assert_int_eq(drop->nelts, 1);
+    ck_assert_str_eq(APR_ARRAY_IDX(drop, 0, const char *), "okey_state_0");
+
+    apr_array_pop(cookies);
+    apr_array_pop(cookies);
+    drop = okey_state_cookies_to_drop(test_pool, key, cookies, now);
+    ck_assert_int_eq(drop->nelts, 1); /* only the unreadable one */
+}
+END_TEST
+
+Suite *okey_state_suite(void)
+{
+    Suite *suite = suite_create("state");
+    TCase *tc = test_case("cookie");
+
+    tcase_add_test(tc, state_round_trips);
+    tcase_add_test(tc, tampered_state_is_refused);
+    tcase_add_test(tc, expired_state_is_refused);
+    tcase_add_test(tc, state_under_another_key_is_refused);
+    tcase_add_test(tc, challenge_is_s256_of_the_verifier);
+    tcase_add_test(tc, token_shape_is_checked);
+    tcase_add_test(tc, cookies_are_found_and_set);
+    tcase_add_test(tc, oldest_and_unreadable_cookies_are_dropped);
+    suite_add_tcase(suite, tc);
+    return suite;
+}
