@@ -14,7 +14,7 @@ APR_CFLAGS := $(shell apr-1-config --includes --cppflags --cflags)
 APR_LIBS   := $(shell apr-1-config --link-ld) $(shell apu-1-config --link-ld 2>/dev/null)
 SANITIZE    = -fsanitize=address,undefined -fno-omit-frame-pointer
 
-.PHONY: all install test unit unit-sanitize apache-test check-sanitize clean bench
+.PHONY: all install run test unit unit-sanitize apache-test check-sanitize clean bench
 
 all: mod_openaikey.so
 
@@ -29,6 +29,9 @@ install: mod_openaikey.so
 	if [ -d /etc/apache2/mods-available ]; then \
 	  install -m 644 conf/openaikey.load conf/openaikey.conf /etc/apache2/mods-available/; \
 	fi
+
+run:
+	scripts/run
 
 # --- unit tests of the library (Check), no httpd ---------------------------
 UNIT_SRC   = $(wildcard t/unit/test_*.c)
@@ -55,7 +58,7 @@ apache-test: mod_openaikey.so
 
 # The module under valgrind in a real httpd, then the library under ASan/UBSan.
 check-sanitize: unit-sanitize
-	OKEY_VALGRIND=1 t/run-apache-test
+	OKEY_VALGRIND=1 t/run-apache-test t/20-signin.t t/30-state.t t/40-upstream.t t/90-secrets.t
 
 test: unit apache-test
 

@@ -370,8 +370,11 @@ static int login_handler(request_rec *r)
                                            state->state, state->nonce,
                                            okey_state_challenge(r->pool,
                                                                 state->verifier)));
-    security_headers(r, NULL);
-    return HTTP_MOVED_TEMPORARILY;
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    /* No body: httpd's default one repeats the long URL for nobody to read. */
+    r->status = HTTP_MOVED_TEMPORARILY;
+    ap_set_content_length(r, 0);
+    return OK;
 }
 
 /* --- openaikey-callback -------------------------------------------------- */
