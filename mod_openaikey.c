@@ -566,6 +566,42 @@ static int cleanup_handler(request_rec *r)
     return send_error(r, err);
 }
 
+/* --- mapping ------------------------------------------------------------- */
+
+#define HANDLER_PREFIX "openaikey-"
+#define NOTE_OURS "openaikey-handler"
+
+/* Whether <Location> config maps this request to one of our handlers. */
+static int is_ours(request_rec *r)
+{
+    core_dir_config *core = ap_get_core_module_config(r->per_dir_config);
+    const char *handler = NULL;
+    const char *err = NULL;
+
+    if (core && core->expr_handler) {
+        handler = ap_expr_str_exec(r, core->expr_handler, &err);
+    }
+    return handler && !err &&
+           !strncmp(handler, HANDLER_PREFIX, sizeof(HANDLER_PREFIX) - 1);
+}
+
+/* Runs after the <Location> walk; httpd resets the per-directory config
+ * before map_to_storage, so the finding is kept in a note. */
+static int translate_name(request_rec *r)
+{
+    if (is_ours(r)) {
+        apr_table_setn(r->notes, NOTE_OURS, "1");
+    }
+    return DECLINED;
+}
+
+/* Our handlers serve no file: skip the directory walk (a stat and a
+ * .htaccess lookup per path component), as mod_proxy does. */
+static int map_to_storage(request_rec *r)
+{
+    return apr_table_get(r->notes, NOTE_OURS) ? OK : DECLINED;
+}
+
 static int okey_handler(request_rec *r)
 {
     int status = DECLINED;
@@ -594,6 +630,8 @@ static void register_hooks(apr_pool_t *pool)
     ap_hook_check_config(check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_translate_name(translate_name, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_map_to_storage(map_to_storage, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_handler(okey_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }
 

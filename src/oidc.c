@@ -103,10 +103,9 @@ okey_err_t *okey_oidc_discovery_parse(apr_pool_t *pool, const char *issuer,
 
 /* --- authorization request and code exchange -------------------------- */
 
-const char *okey_oidc_authorize_url(apr_pool_t *pool,
-                                    const okey_oidc_provider_t *provider,
-                                    const okey_config_t *cfg, const char *state,
-                                    const char *nonce, const char *challenge)
+static const char *authorize_base(apr_pool_t *pool,
+                                  const okey_oidc_provider_t *provider,
+                                  const okey_config_t *cfg)
 {
     const char *endpoint = provider->authorization_endpoint;
 
@@ -114,7 +113,19 @@ const char *okey_oidc_authorize_url(apr_pool_t *pool,
                        "response_type=code&scope=openid%20email",
                        "&client_id=", okey_form_escape(pool, cfg->client_id),
                        "&redirect_uri=", okey_form_escape(pool, cfg->redirect_uri),
-                       "&state=", state, "&nonce=", nonce,
+                       NULL);
+}
+
+const char *okey_oidc_authorize_url(apr_pool_t *pool,
+                                    const okey_oidc_provider_t *provider,
+                                    const okey_config_t *cfg, const char *state,
+                                    const char *nonce, const char *challenge)
+{
+    const char *base = provider->authorize_base
+                           ? provider->authorize_base
+                           : authorize_base(pool, provider, cfg);
+
+    return apr_pstrcat(pool, base, "&state=", state, "&nonce=", nonce,
                        "&code_challenge=", challenge,
                        "&code_challenge_method=S256", NULL);
 }
@@ -444,6 +455,7 @@ static okey_oidc_provider_t *provider_copy(apr_pool_t *pool,
     to->token_endpoint = apr_pstrdup(pool, from->token_endpoint);
     to->jwks_uri = apr_pstrdup(pool, from->jwks_uri);
     to->token_auth_post = from->token_auth_post;
+    to->authorize_base = apr_pstrdup(pool, from->authorize_base);
     return to;
 }
 
@@ -484,6 +496,7 @@ okey_err_t *okey_oidc_provider(okey_oidc_t *oidc, apr_pool_t *pool,
         if (!err) {
             apr_thread_mutex_lock(oidc->mutex);
             oidc->provider_pool = renew_pool(oidc->cache_root, oidc->provider_pool);
+            found->authorize_base = authorize_base(pool, found, oidc->cfg);
             oidc->provider = provider_copy(oidc->provider_pool, found);
             oidc->provider_fetched = now;
             apr_thread_mutex_unlock(oidc->mutex);

@@ -16,6 +16,8 @@ typedef struct okey_oidc_provider_t {
     const char *token_endpoint;
     const char *jwks_uri;
     int token_auth_post; /* client_secret_post instead of _basic */
+    /* The authorization URL up to its per-attempt parameters, once made. */
+    const char *authorize_base;
 } okey_oidc_provider_t;
 
 typedef struct okey_oidc_expect_t {

@@ -4,6 +4,7 @@
 #include <apr_lib.h>
 #include <apr_strings.h>
 #include <cjose/cjose.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <string.h>
 
@@ -11,18 +12,30 @@
 #define PBKDF2_ROUNDS 200000
 #define PBKDF2_SALT "mod_openaikey state cookie v1"
 
+#define TAG_BYTES 16
+#define PROTECTED_HEADER "{\"alg\":\"dir\",\"enc\":\"A256GCM\"}"
+
+/* Sealing writes the JWE compact serialisation itself with a cipher
+ * fetched once: cjose_jwe_encrypt costs a method-store lookup, a header
+ * copy and its serialisation per call, which the login redirect cannot
+ * afford. Opening goes through cjose. */
 struct okey_state_key_t {
     cjose_jwk_t *jwk;
+    unsigned char raw[KEY_BYTES];
+    EVP_CIPHER *aes_gcm;
+    const char *header_b64; /* base64url of PROTECTED_HEADER, the AAD */
 };
 
 static const char STATE_ERROR[] =
     "This sign-in link is no longer valid. Please start again.";
 
-static apr_status_t release_jwk(void *data)
+static apr_status_t release_key(void *data)
 {
     okey_state_key_t *key = data;
 
     cjose_jwk_release(key->jwk);
+    EVP_CIPHER_free(key->aes_gcm);
+    OPENSSL_cleanse(key->raw, sizeof(key->raw));
     return APR_SUCCESS;
 }
 
@@ -57,12 +70,16 @@ okey_err_t *okey_state_key_create(apr_pool_t *pool, const char *passphrase,
         okey_state_key_t *made = apr_pcalloc(pool, sizeof(*made));
 
         made->jwk = cjose_jwk_create_oct_spec(bytes, KEY_BYTES, &cerr);
-        if (!made->jwk) {
-            err = okey_err_make(pool, 500, NULL, "state key: %s", cerr.message);
+        made->aes_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+        memcpy(made->raw, bytes, KEY_BYTES);
+        made->header_b64 = okey_b64url_encode(pool, (const unsigned char *)PROTECTED_HEADER,
+                                              strlen(PROTECTED_HEADER));
+        apr_pool_cleanup_register(pool, made, release_key, apr_pool_cleanup_null);
+        if (!made->jwk || !made->aes_gcm) {
+            err = okey_err_make(pool, 500, NULL, "state key: %s",
+                                made->jwk ? "no AES-256-GCM in OpenSSL" : cerr.message);
         }
         else {
-            apr_pool_cleanup_register(pool, made, release_jwk,
-                                      apr_pool_cleanup_null);
             *key = made;
         }
     }
@@ -74,15 +91,24 @@ okey_err_t *okey_state_new(apr_pool_t *pool, apr_time_t now,
                            okey_state_t **state)
 {
     okey_state_t *made = apr_pcalloc(pool, sizeof(*made));
-    okey_err_t *err = okey_random_b64url(pool, OKEY_STATE_TOKEN_BYTES, &made->state);
+    apr_size_t len = 3 * OKEY_STATE_TOKEN_BYTES + OKEY_STATE_IV_BYTES;
+    unsigned char *bytes = apr_palloc(pool, len);
+    okey_err_t *err = NULL;
 
-    if (!err) {
-        err = okey_random_b64url(pool, OKEY_STATE_TOKEN_BYTES, &made->nonce);
+    /* One draw for all four values; none is derived from another. */
+    if (apr_generate_random_bytes(bytes, len) != APR_SUCCESS) {
+        err = okey_err_make(pool, 500, "The server could not start a sign-in.",
+                            "no random bytes from the system");
     }
-    if (!err) {
-        err = okey_random_b64url(pool, OKEY_STATE_TOKEN_BYTES, &made->verifier);
+    else {
+        made->state = okey_b64url_encode(pool, bytes, OKEY_STATE_TOKEN_BYTES);
+        made->nonce = okey_b64url_encode(pool, bytes + OKEY_STATE_TOKEN_BYTES,
+                                         OKEY_STATE_TOKEN_BYTES);
+        made->verifier = okey_b64url_encode(pool, bytes + 2 * OKEY_STATE_TOKEN_BYTES,
+                                            OKEY_STATE_TOKEN_BYTES);
+        memcpy(made->iv, bytes + 3 * OKEY_STATE_TOKEN_BYTES, OKEY_STATE_IV_BYTES);
+        made->created = apr_time_as_msec(now);
     }
-    made->created = apr_time_as_msec(now);
     *state = err ? NULL : made;
     return err;
 }
@@ -95,37 +121,51 @@ const char *okey_state_challenge(apr_pool_t *pool, const char *verifier)
     return okey_b64url_encode(pool, digest, sizeof(digest));
 }
 
+/* AES-256-GCM of plain under key and iv, with the protected header as AAD
+ * (RFC 7516 section 5.1). Returns the ciphertext length, or -1. */
+static int encrypt(const okey_state_key_t *key, const unsigned char *iv,
+                   const char *plain, int plain_len, unsigned char *cipher,
+                   unsigned char *tag)
+{
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int header_len = (int)strlen(key->header_b64);
+    int len = 0;
+    int final_len = 0;
+    int ok = ctx && EVP_EncryptInit_ex(ctx, key->aes_gcm, NULL, key->raw, iv) &&
+             EVP_EncryptUpdate(ctx, NULL, &len, (const unsigned char *)key->header_b64,
+                               header_len) &&
+             EVP_EncryptUpdate(ctx, cipher, &len, (const unsigned char *)plain,
+                               plain_len) &&
+             EVP_EncryptFinal_ex(ctx, cipher + len, &final_len) &&
+             EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_BYTES, tag);
+
+    EVP_CIPHER_CTX_free(ctx);
+    return ok ? len + final_len : -1;
+}
+
 okey_err_t *okey_state_seal(apr_pool_t *pool, const okey_state_key_t *key,
                             const okey_state_t *state, const char **sealed)
 {
-    json_t *claims = okey_json_own(
-        pool, json_pack("{s:s, s:s, s:s, s:I}", "s", state->state, "n",
-                        state->nonce, "v", state->verifier, "t",
-                        (json_int_t)state->created));
-    const char *plain = okey_json_dump(pool, claims);
-    cjose_header_t *header = cjose_header_new(NULL);
-    cjose_jwe_t *jwe = NULL;
-    char *compact = NULL;
+    /* The values are base64url and need no JSON escaping. */
+    const char *plain = apr_psprintf(pool, "{\"s\":\"%s\",\"n\":\"%s\",\"v\":"
+                                     "\"%s\",\"t\":%" APR_INT64_T_FMT "}",
+                                     state->state, state->nonce,
+                                     state->verifier, state->created);
+    int plain_len = (int)strlen(plain);
+    unsigned char tag[TAG_BYTES];
+    unsigned char *cipher = apr_palloc(pool, plain_len + TAG_BYTES);
+    int cipher_len = encrypt(key, state->iv, plain, plain_len, cipher, tag);
     okey_err_t *err = NULL;
-    cjose_err cerr;
 
-    *sealed = NULL;
-    if (header && cjose_header_set(header, CJOSE_HDR_ALG, CJOSE_HDR_ALG_DIR, &cerr) &&
-        cjose_header_set(header, CJOSE_HDR_ENC, CJOSE_HDR_ENC_A256GCM, &cerr)) {
-        jwe = cjose_jwe_encrypt(key->jwk, header, (const uint8_t *)plain,
-                                strlen(plain), &cerr);
-    }
-    compact = jwe ? cjose_jwe_export(jwe, &cerr) : NULL;
-    if (compact) {
-        *sealed = apr_pstrdup(pool, compact);
-        cjose_get_dealloc()(compact);
-    }
-    else {
+    if (cipher_len < 0) {
         err = okey_err_make(pool, 500, "The server could not start a sign-in.",
                             "sealing the sign-in state failed");
     }
-    cjose_jwe_release(jwe);
-    cjose_header_release(header);
+    *sealed = err ? NULL
+                  : apr_pstrcat(pool, key->header_b64, "..",
+                                okey_b64url_encode(pool, state->iv, OKEY_STATE_IV_BYTES), ".",
+                                okey_b64url_encode(pool, cipher, (apr_size_t)cipher_len),
+                                ".", okey_b64url_encode(pool, tag, TAG_BYTES), NULL);
     return err;
 }
 

@@ -11,6 +11,7 @@
 #define OKEY_STATE_LIFETIME 600
 #define OKEY_STATE_MAX_COOKIES 4
 #define OKEY_STATE_TOKEN_BYTES 32
+#define OKEY_STATE_IV_BYTES 12
 
 typedef struct okey_state_key_t okey_state_key_t;
 
@@ -19,6 +20,8 @@ typedef struct okey_state_t {
     const char *nonce;
     const char *verifier;
     apr_int64_t created; /* Unix milliseconds: orders attempts of one second */
+    /* AES-GCM nonce for sealing this state, drawn with it: sealed once. */
+    unsigned char iv[OKEY_STATE_IV_BYTES];
 } okey_state_t;
 
 /* Derives the 256-bit cookie key from a passphrase (PBKDF2-HMAC-SHA256), or
