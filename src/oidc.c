@@ -543,7 +543,9 @@ static okey_err_t *verify_id_token(okey_oidc_t *oidc, apr_pool_t *pool,
                                    const char *id_token, const char *nonce,
                                    okey_oidc_identity_t **identity)
 {
-    okey_oidc_expect_t expect = {oidc->cfg->issuer, oidc->cfg->client_id, nonce,
+    /* The discovered issuer, which may differ from the configured one by a
+     * trailing slash, is the one ID tokens must name exactly. */
+    okey_oidc_expect_t expect = {provider->issuer, oidc->cfg->client_id, nonce,
                                  now_seconds()};
     okey_oidc_verdict_e verdict = OKEY_OIDC_REJECTED;
     const char *reason = NULL;

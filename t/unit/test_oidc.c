@@ -390,6 +390,18 @@ START_TEST(discovery_for_another_issuer_or_incomplete_is_refused)
 }
 END_TEST
 
+START_TEST(discovered_issuer_may_end_in_a_slash)
+{
+    okey_oidc_provider_t *provider = NULL;
+    const char *doc = "{\"issuer\":\"https://idp.example/\",\"authorization_endpoint\":"
+                      "\"https://idp.example/a\",\"token_endpoint\":\"https://idp.example/t\","
+                      "\"jwks_uri\":\"https://idp.example/k\"}";
+
+    ck_assert_ptr_null(okey_oidc_discovery_parse(test_pool, ISSUER, doc, strlen(doc), &provider));
+    ck_assert_str_eq(provider->issuer, "https://idp.example/");
+}
+END_TEST
+
 START_TEST(authorize_url_carries_every_parameter)
 {
     okey_oidc_provider_t *provider = NULL;
@@ -478,6 +490,7 @@ Suite *okey_oidc_suite(void)
     suite_add_tcase(suite, tokens);
     tcase_add_test(flow, discovery_parses_and_picks_client_authentication);
     tcase_add_test(flow, discovery_for_another_issuer_or_incomplete_is_refused);
+    tcase_add_test(flow, discovered_issuer_may_end_in_a_slash);
     tcase_add_test(flow, authorize_url_carries_every_parameter);
     tcase_add_test(flow, token_request_authenticates_with_basic_or_post);
     tcase_add_test(flow, token_response_errors_map_to_statuses);
