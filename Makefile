@@ -3,7 +3,7 @@ APXS       ?= apxs
 CC         ?= cc
 comma      := ,
 PKGS        = libcurl jansson cjose
-LIB_SRC     = src/okey.c src/config.c src/http.c src/state.c src/oidc.c \
+LIB_SRC     = src/okey.c src/config.c src/http.c src/state.c src/oidc.c src/reaper.c \
               src/policy.c src/openai.c src/keys.c src/page.c
 LIB_HDR     = $(LIB_SRC:.c=.h) src/okey.h
 WARN        = -Wall -Wextra -Wno-missing-field-initializers

@@ -18,6 +18,7 @@ struct okey_http_t {
 
 typedef struct {
     apr_pool_t *pool;
+    volatile const int *cancel;
     char *data;
     apr_size_t len;
     apr_size_t cap;
@@ -118,6 +119,18 @@ static size_t on_header(char *line, size_t size, size_t count, void *data)
     return len;
 }
 
+static int on_progress(void *data, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow)
+{
+    sink_t *sink = data;
+
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return sink->cancel && *sink->cancel;
+}
+
 static struct curl_slist *build_headers(const okey_http_request_t *req,
                                         apr_pool_t *pool)
 {
@@ -150,6 +163,11 @@ static void set_options(CURL *curl, const okey_http_t *http,
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, sink);
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, sink);
+    if (http->opts.cancel) {
+        curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(curl, CURLOPT_XFERINFODATA, sink);
+    }
     if (http->opts.ca_file) {
         curl_easy_setopt(curl, CURLOPT_CAINFO, http->opts.ca_file);
     }
@@ -169,25 +187,17 @@ static const char *url_for_log(apr_pool_t *pool, const char *url)
     return apr_pstrndup(pool, url, strcspn(url, "?"));
 }
 
-okey_err_t *okey_http_perform(okey_http_t *http, apr_pool_t *pool,
-                              const okey_http_request_t *req,
-                              okey_http_response_t *resp)
+static okey_err_t *outcome(okey_http_t *http, apr_pool_t *pool,
+                           const okey_http_request_t *req, CURL *curl,
+                           CURLcode rc, const sink_t *sink,
+                           okey_http_response_t *resp)
 {
-    sink_t sink = {pool, NULL, 0, 0, 0, -1};
-    struct curl_slist *headers = build_headers(req, pool);
-    CURL *curl = take_handle(http);
     okey_err_t *err = NULL;
-    CURLcode rc;
     long status = 0;
 
     memset(resp, 0, sizeof(*resp));
-    set_options(curl, http, req, &sink, headers);
-    rc = curl_easy_perform(curl);
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(curl, CURLINFO_TOTAL_TIME, &resp->seconds);
-    give_back_handle(http, curl);
-    curl_slist_free_all(headers);
-
     if (rc == CURLE_OPERATION_TIMEDOUT) {
         err = okey_err_make(pool, 504, "A service this server depends on did "
                             "not answer in time. Please try again later.",
@@ -199,14 +209,110 @@ okey_err_t *okey_http_perform(okey_http_t *http, apr_pool_t *pool,
         err = okey_err_make(pool, 502, "A service this server depends on could "
                             "not be reached. Please try again later.",
                             "%s %s failed: %s%s", req->method,
-                            url_for_log(pool, req->url), curl_easy_strerror(rc),
-                            sink.too_large ? " (response too large)" : "");
+                            url_for_log(pool, req->url),
+                            rc == CURLE_ABORTED_BY_CALLBACK ? "cancelled"
+                                                           : curl_easy_strerror(rc),
+                            sink->too_large ? " (response too large)" : "");
     }
     else {
         resp->status = (int)status;
-        resp->body = sink.data ? sink.data : "";
-        resp->body_len = sink.len;
-        resp->retry_after = sink.retry_after;
+        resp->body = sink->data ? sink->data : "";
+        resp->body_len = sink->len;
+        resp->retry_after = sink->retry_after;
     }
     return err;
+}
+
+okey_err_t *okey_http_perform(okey_http_t *http, apr_pool_t *pool,
+                              const okey_http_request_t *req,
+                              okey_http_response_t *resp)
+{
+    sink_t sink = {pool, http->opts.cancel, NULL, 0, 0, 0, -1};
+    struct curl_slist *headers = build_headers(req, pool);
+    CURL *curl = take_handle(http);
+    okey_err_t *err;
+    CURLcode rc;
+
+    set_options(curl, http, req, &sink, headers);
+    rc = curl_easy_perform(curl);
+    err = outcome(http, pool, req, curl, rc, &sink, resp);
+    give_back_handle(http, curl);
+    curl_slist_free_all(headers);
+    return err;
+}
+
+/* One transfer of a batch. */
+typedef struct {
+    CURL *curl;
+    struct curl_slist *headers;
+    sink_t sink;
+    int index;
+} transfer_t;
+
+static void start_transfer(okey_http_t *http, apr_pool_t *pool, CURLM *multi,
+                           transfer_t *t, const okey_http_request_t *req,
+                           int index)
+{
+    t->sink = (sink_t){pool, http->opts.cancel, NULL, 0, 0, 0, -1};
+    t->headers = build_headers(req, pool);
+    t->curl = take_handle(http);
+    t->index = index;
+    set_options(t->curl, http, req, &t->sink, t->headers);
+    curl_easy_setopt(t->curl, CURLOPT_PRIVATE, t);
+    curl_multi_add_handle(multi, t->curl);
+}
+
+static void finish_transfer(okey_http_t *http, apr_pool_t *pool, CURLM *multi,
+                            transfer_t *t, CURLcode rc,
+                            const okey_http_request_t *reqs,
+                            okey_http_response_t *resps, okey_err_t **errs)
+{
+    errs[t->index] = outcome(http, pool, &reqs[t->index], t->curl, rc, &t->sink,
+                             &resps[t->index]);
+    curl_multi_remove_handle(multi, t->curl);
+    give_back_handle(http, t->curl);
+    curl_slist_free_all(t->headers);
+    t->curl = NULL;
+}
+
+void okey_http_perform_many(okey_http_t *http, apr_pool_t *pool,
+                            const okey_http_request_t *reqs, int n, int parallel,
+                            okey_http_response_t *resps, okey_err_t **errs)
+{
+    CURLM *multi = curl_multi_init();
+    transfer_t *slots = apr_pcalloc(pool, sizeof(*slots) * (apr_size_t)parallel);
+    int next = 0;
+    int running = 0;
+    int done = 0;
+    int i;
+
+    curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)parallel);
+    for (i = 0; i < parallel && next < n; i++) {
+        start_transfer(http, pool, multi, &slots[i], &reqs[next], next);
+        next++;
+    }
+    while (done < n) {
+        CURLMsg *msg;
+        int queued;
+
+        curl_multi_perform(multi, &running);
+        while ((msg = curl_multi_info_read(multi, &queued))) {
+            transfer_t *t = NULL;
+
+            if (msg->msg != CURLMSG_DONE) {
+                continue;
+            }
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+            finish_transfer(http, pool, multi, t, msg->data.result, reqs, resps, errs);
+            done++;
+            if (next < n) {
+                start_transfer(http, pool, multi, t, &reqs[next], next);
+                next++;
+            }
+        }
+        if (done < n) {
+            curl_multi_poll(multi, NULL, 0, 100, NULL);
+        }
+    }
+    curl_multi_cleanup(multi);
 }

@@ -30,6 +30,9 @@ typedef struct okey_http_response_t {
 typedef struct okey_http_options_t {
     long timeout_seconds;
     const char *ca_file;       /* NULL: the system bundle */
+    /* When set and nonzero, transfers in flight abort: a stopping thread
+     * must not wait out a timeout. NULL: never. */
+    volatile const int *cancel;
 } okey_http_options_t;
 
 /* Must run once in the parent before any thread exists. */
@@ -42,5 +45,11 @@ okey_http_t *okey_http_create(apr_pool_t *pool, const okey_http_options_t *opts)
 okey_err_t *okey_http_perform(okey_http_t *http, apr_pool_t *pool,
                               const okey_http_request_t *req,
                               okey_http_response_t *resp);
+
+/* Performs n requests with at most parallel in flight at once. Each
+ * request gets either a response or an error, as okey_http_perform. */
+void okey_http_perform_many(okey_http_t *http, apr_pool_t *pool,
+                            const okey_http_request_t *reqs, int n, int parallel,
+                            okey_http_response_t *resps, okey_err_t **errs);
 
 #endif
