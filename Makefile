@@ -18,10 +18,12 @@ SANITIZE    = -fsanitize=address,undefined -fno-omit-frame-pointer
 
 all: mod_openaikey.so
 
-mod_openaikey.so: mod_openaikey.c $(LIB_SRC) $(LIB_HDR)
+GLUE        = mod_openaikey.c mod_openaikey_reaper.c
+
+mod_openaikey.so: $(GLUE) mod_openaikey.h $(LIB_SRC) $(LIB_HDR)
 	$(APXS) -c -o mod_openaikey.la \
 	  -Wc,-std=c99 $(addprefix -Wc$(comma),$(WARN) $(WERROR) $(PKG_CFLAGS)) \
-	  mod_openaikey.c $(LIB_SRC) $(PKG_LIBS)
+	  $(GLUE) $(LIB_SRC) $(PKG_LIBS)
 	cp .libs/mod_openaikey.so $@
 
 install: mod_openaikey.so

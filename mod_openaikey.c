@@ -12,35 +12,20 @@
 #include <apr_strings.h>
 #include <stdlib.h>
 
-#include "src/config.h"
-#include "src/keys.h"
-#include "src/oidc.h"
+#include "mod_openaikey.h"
 #include "src/page.h"
 #include "src/policy.h"
-#include "src/state.h"
-
-module AP_MODULE_DECLARE_DATA openaikey_module;
 
 APLOG_USE_MODULE(openaikey);
 
-/* Per-process objects of one key server, made in child_init. */
-typedef struct {
-    okey_http_t *http;
-    okey_oidc_t *oidc;
-    okey_keys_t *keys;
-    okey_logger_t logger;
-} okey_runtime_t;
-
-typedef struct {
-    okey_raw_config_t raw;
-    okey_config_t *cfg;           /* resolved in check_config; NULL: unused */
-    okey_state_key_t *state_key;  /* derived in post_config */
-    okey_runtime_t *runtime;      /* made in child_init */
-} okey_server_conf_t;
+okey_server_conf_t *okey_server_conf(server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &openaikey_module);
+}
 
 static okey_server_conf_t *server_conf(server_rec *s)
 {
-    return ap_get_module_config(s->module_config, &openaikey_module);
+    return okey_server_conf(s);
 }
 
 /* --- configuration ------------------------------------------------------ */
@@ -188,7 +173,15 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
             status = HTTP_INTERNAL_SERVER_ERROR;
         }
     }
-    return status;
+    return status == OK ? okey_shared_post_config(pconf, main_server) : status;
+}
+
+static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
+{
+    (void)plog;
+    (void)ptemp;
+    okey_shared_register(pconf);
+    return OK;
 }
 
 static void log_bridge(void *baton, int level, const char *msg)
@@ -203,7 +196,7 @@ static void child_init(apr_pool_t *pchild, server_rec *main_server)
     for (s = main_server; s; s = s->next) {
         okey_server_conf_t *conf = server_conf(s);
         okey_runtime_t *rt;
-        okey_http_options_t opts;
+        okey_http_options_t opts = {0, NULL, NULL};
 
         if (!conf->cfg || !conf->state_key) {
             continue;
@@ -218,6 +211,7 @@ static void child_init(apr_pool_t *pchild, server_rec *main_server)
         rt->keys = okey_keys_create(pchild, conf->cfg, rt->http);
         conf->runtime = rt;
     }
+    okey_shared_child_init(pchild, main_server);
 }
 
 /* --- responses ----------------------------------------------------------- */
@@ -520,6 +514,9 @@ static int callback_handler(request_rec *r)
     if (!err) {
         err = okey_random_b64url(r->pool, 18, &page_nonce);
     }
+    if (conf && (issued || (err && err->status >= 500))) {
+        okey_shared_count_issue(r->server, issued != NULL);
+    }
     if (err) {
         return send_error(r, err);
     }
@@ -529,41 +526,86 @@ static int callback_handler(request_rec *r)
 
 /* --- openaikey-status and openaikey-cleanup ------------------------------ */
 
-static int status_handler(request_rec *r)
+static json_t *last_reap_json(apr_pool_t *pool, const okey_slot_t *slot)
 {
-    okey_err_t *err = method_error(r, "GET, HEAD");
-    okey_server_conf_t *conf = err ? NULL : ready_conf(r, &err);
-    json_t *doc;
+    json_t *reap = json_pack("{s:I, s:I, s:I, s:I}", "listed", (json_int_t)slot->last_listed,
+                             "deleted", (json_int_t)slot->last_deleted, "failed",
+                             (json_int_t)slot->last_failed, "kept",
+                             (json_int_t)slot->last_kept);
 
-    if (err) {
-        return send_error(r, err);
-    }
-    doc = okey_json_own(r->pool,
-                        json_pack("{s:s, s:s, s:s}", "version", OKEY_VERSION,
-                                  "server", conf->cfg->server_name, "project",
-                                  conf->cfg->project));
+    json_object_set_new(reap, "start", slot->last_start
+                        ? json_string(okey_iso8601(pool, slot->last_start)) : json_null());
+    json_object_set_new(reap, "end", slot->last_end
+                        ? json_string(okey_iso8601(pool, slot->last_end)) : json_null());
+    json_object_set_new(reap, "result",
+                        !slot->last_end ? json_null()
+                        : json_string(slot->last_ok ? "ok"
+                                      : (slot->last_error[0] ? slot->last_error
+                                                             : "some deletes failed")));
+    json_object_set_new(reap, "running", json_boolean(slot->running));
+    return reap;
+}
+
+static void send_json(request_rec *r, json_t *doc)
+{
     apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
     ap_set_content_type(r, "application/json");
     if (!r->header_only) {
         ap_rvputs(r, okey_json_dump(r->pool, doc), "\n", NULL);
     }
+}
+
+static int status_handler(request_rec *r)
+{
+    okey_err_t *err = method_error(r, "GET, HEAD");
+    okey_server_conf_t *conf = err ? NULL : ready_conf(r, &err);
+    okey_slot_t slot;
+    json_t *doc;
+
+    if (err) {
+        return send_error(r, err);
+    }
+    okey_shared_snapshot(r->server, &slot);
+    doc = okey_json_own(r->pool, json_pack(
+        "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o}", "version", OKEY_VERSION,
+        "server", conf->cfg->server_name, "project", conf->cfg->project,
+        "keys_issued", (json_int_t)slot.keys_issued, "issue_failures",
+        (json_int_t)slot.issue_failures, "reaps", (json_int_t)slot.reaps,
+        "keys_reaped", (json_int_t)slot.keys_reaped, "reap_failures",
+        (json_int_t)slot.reap_failures, "last_reap", last_reap_json(r->pool, &slot)));
+    send_json(r, doc);
     return OK;
+}
+
+static int accepts_json(request_rec *r)
+{
+    const char *accept = apr_table_get(r->headers_in, "Accept");
+
+    return accept && ap_strcasestr(accept, "application/json") != NULL;
 }
 
 static int cleanup_handler(request_rec *r)
 {
     okey_err_t *err = method_error(r, "GET, POST");
+    okey_server_conf_t *conf = err ? NULL : ready_conf(r, &err);
+    okey_slot_t slot;
 
-    if (!err) {
-        ready_conf(r, &err);
+    if (err) {
+        return send_error(r, err);
     }
-    if (!err) {
-        err = okey_err_make(r->pool, HTTP_NOT_IMPLEMENTED,
-                            "Reaping on demand is not available in this "
-                            "version of mod_openaikey.",
-                            "openaikey-cleanup is not available in this version");
+    okey_shared_reap_now(r->server, r->pool, &slot);
+    if (accepts_json(r)) {
+        send_json(r, okey_json_own(r->pool, last_reap_json(r->pool, &slot)));
     }
-    return send_error(r, err);
+    else {
+        apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
+        ap_set_content_type(r, "text/plain; charset=utf-8");
+        ap_rprintf(r, "reap of project %s: listed %d, deleted %d, failed %d, kept %d%s%s\n",
+                   conf->cfg->project, slot.last_listed, slot.last_deleted,
+                   slot.last_failed, slot.last_kept, slot.last_error[0] ? "; " : "",
+                   slot.last_error);
+    }
+    return OK;
 }
 
 /* --- mapping ------------------------------------------------------------- */
@@ -627,6 +669,7 @@ static int okey_handler(request_rec *r)
 static void register_hooks(apr_pool_t *pool)
 {
     (void)pool;
+    ap_hook_pre_config(pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(child_init, NULL, NULL, APR_HOOK_MIDDLE);
