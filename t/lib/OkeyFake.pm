@@ -36,6 +36,7 @@ sub default_state {
             keys => {},              # kid => { type, private PEM }
             claims => {},            # claim overrides for every token
         },
+        tenants => {},               # name => an openai hash of its own
         openai => {
             admin_key => 'test-admin-key',
             projects => [],
@@ -105,7 +106,7 @@ sub handler {
     my ($r) = @_;
     my $uri = $r->uri;
     return oidc($r, $1, $2) if $uri =~ m{^/(oidc(?:-post)?)(/.*)$};
-    return openai($r, $1) if $uri =~ m{^/openai/v1(/.*)$};
+    return openai($r, $1 // '', $2) if $uri =~ m{^/openai(?:-(\w+))?/v1(/.*)$};
     return control($r, $1) if $uri =~ m{^/fake(/.*)$};
     return reply($r, 404, "no such fake\n");
 }
@@ -138,7 +139,8 @@ sub control {
     }
     if ($path eq '/fault') {
         my $fault = $JSON->decode(read_body($r));
-        with_state(sub { push @{ $_[0]{openai}{faults} }, $fault });
+        my $tenant = delete $fault->{tenant} // '';
+        with_state(sub { push @{ org($_[0], $tenant)->{faults} }, $fault });
         return reply($r, 200, { ok => JSON::PP::true });
     }
     if ($path eq '/rotate') {
@@ -325,8 +327,8 @@ sub page_of {
 
 # The first fault that matches this request, consumed.
 sub take_fault {
-    my ($s, $method, $path) = @_;
-    my $faults = $s->{openai}{faults};
+    my ($o, $method, $path) = @_;
+    my $faults = $o->{faults};
     for my $i (0 .. $#$faults) {
         my $f = $faults->[$i];
         next unless $method eq ($f->{method} // $method) && $path =~ /$f->{path}/;
@@ -336,27 +338,44 @@ sub take_fault {
     return undef;
 }
 
+# A tenant (/openai-<name>/v1) is an organisation of its own: projects,
+# faults and counters apart from the default one's.
+sub org {
+    my ($s, $tenant) = @_;
+    return $s->{openai} unless length $tenant;
+    my $o = $s->{tenants}{$tenant} ||= {};
+    my $defaults = { %{ default_state()->{openai} }, counters => {} };
+    $o->{$_} //= $defaults->{$_} for keys %$defaults;
+    return $o;
+}
+
+sub org_count {
+    my ($s, $tenant, $name) = @_;
+    length $tenant ? org($s, $tenant)->{counters}{$name}++ : count($s, $name);
+}
+
 sub openai {
-    my ($r, $path) = @_;
+    my ($r, $tenant, $path) = @_;
     my $method = $r->method;
     my $body = read_body($r);
     my $fault = with_state(sub {
         my ($s) = @_;
-        count($s, 'openai.requests');
-        count($s, "openai.$method");
-        $s->{openai}{in_flight}++;
-        $s->{openai}{max_in_flight} = $s->{openai}{in_flight} if $s->{openai}{in_flight} > $s->{openai}{max_in_flight};
-        take_fault($s, $method, $path);
+        my $o = org($s, $tenant);
+        org_count($s, $tenant, 'openai.requests');
+        org_count($s, $tenant, "openai.$method");
+        $o->{in_flight}++;
+        $o->{max_in_flight} = $o->{in_flight} if $o->{in_flight} > $o->{max_in_flight};
+        take_fault($o, $method, $path);
     });
-    my $result = eval { openai_answer($r, $method, $path, $body, $fault) };
+    my $result = eval { openai_answer($r, $tenant, $method, $path, $body, $fault) };
     my $error = $@;
-    with_state(sub { $_[0]{openai}{in_flight}-- });
+    with_state(sub { org($_[0], $tenant)->{in_flight}-- });
     die $error if $error;
     return $result;
 }
 
 sub openai_answer {
-    my ($r, $method, $path, $body, $fault) = @_;
+    my ($r, $tenant, $method, $path, $body, $fault) = @_;
     if ($fault) {
         Time::HiRes::sleep($fault->{delay}) if $fault->{delay};
         if ($fault->{status}) {
@@ -371,15 +390,15 @@ sub openai_answer {
     my ($status, $doc) = with_state(sub {
         my ($s) = @_;
         my $auth = $r->headers_in->get('Authorization') // '';
-        return (401, 'Incorrect API key provided') unless $auth eq "Bearer $s->{openai}{admin_key}";
-        my $o = $s->{openai};
+        my $o = org($s, $tenant);
+        return (401, 'Incorrect API key provided') unless $auth eq "Bearer $o->{admin_key}";
         if ($path eq '/organization/projects' && $method eq 'GET') {
-            count($s, 'openai.list_projects');
+            org_count($s, $tenant, 'openai.list_projects');
             my @active = grep { ($_->{status} // 'active') eq 'active' } @{ $o->{projects} };
             return (200, page_of(\@active, $q));
         }
         if ($path eq '/organization/projects' && $method eq 'POST') {
-            count($s, 'openai.create_project');
+            org_count($s, $tenant, 'openai.create_project');
             my $req = eval { $JSON->decode($body) } || {};
             return (400, 'name is required') unless defined $req->{name};
             my $p = { object => 'organization.project', id => 'proj_' . $o->{next_id}++, name => $req->{name},
@@ -394,11 +413,11 @@ sub openai_answer {
             return (400, "Project $pid is archived") if ($project->{status} // 'active') ne 'active';
             my $list = $o->{accounts}{$pid} ||= [];
             if (!defined $sid && $method eq 'GET') {
-                count($s, 'openai.list_service_accounts');
+                org_count($s, $tenant, 'openai.list_service_accounts');
                 return (200, page_of($list, $q));
             }
             if (!defined $sid && $method eq 'POST') {
-                count($s, 'openai.create_service_account');
+                org_count($s, $tenant, 'openai.create_service_account');
                 my $req = eval { $JSON->decode($body) } || {};
                 return (400, 'name is required') unless defined $req->{name};
                 my $n = $o->{next_id}++;
@@ -412,7 +431,7 @@ sub openai_answer {
                                                        created_at => time, id => "key_$n" } });
             }
             if (defined $sid && $method eq 'DELETE') {
-                count($s, 'openai.delete_service_account');
+                org_count($s, $tenant, 'openai.delete_service_account');
                 my $before = @$list;
                 @$list = grep { $_->{id} ne $sid } @$list;
                 return (404, "No such service account $sid") if @$list == $before;

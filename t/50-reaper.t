@@ -1,0 +1,149 @@
+# Reaping: only expired keys of ours go, in parallel, through retries; the
+# cleanup and status handlers; one sweep per interval across all children.
+use strict;
+use warnings;
+use Apache::Test qw(-withtestmore);
+use lib 't/lib';
+use OkeyTest;
+use HTTP::Request ();
+use JSON::PP ();
+use Time::HiRes ();
+
+plan tests => 34;
+
+my $JSON = JSON::PP->new->utf8;
+my $now = time;
+my $day = 86400;
+
+sub account {
+    my ($id, $name, $created) = @_;
+    return { object => 'organization.project.service_account', id => $id, name => $name,
+             role => 'member', created_at => $created // $now - 60 };
+}
+
+# Seeds tenant $tenant with project $project holding @accounts.
+sub seed {
+    my ($tenant, $project, @accounts) = @_;
+    reset_fake({ tenants => { $tenant => {
+        projects => [{ id => "proj_$tenant", object => 'organization.project', name => $project,
+                       status => 'active', archived_at => undef, created_at => 1711471533 }],
+        accounts => { "proj_$tenant" => \@accounts } } } });
+}
+
+sub org { return fake_state()->{tenants}{ $_[0] } }
+sub names_left { return [sort map { $_->{name} } @{ org($_[0])->{accounts}{"proj_$_[0]"} || [] }] }
+
+sub revoke {
+    my ($vhost, $accept) = @_;
+    my $req = HTTP::Request->new(POST => vhost_url($vhost, '/revoke'));
+    $req->header(Accept => $accept // 'application/json');
+    return browser()->request($req);
+}
+
+my @expired = map { account("svc_acct_old$_", sprintf('okey-%d-user%03d@example.com', $now - 100, $_)) } 1 .. 150;
+my @live = map { account("svc_acct_live$_", sprintf('okey-%d-live%d@example.com', $now + 3600, $_)) } 1 .. 3;
+my $outlived = account('svc_acct_outlived', sprintf('okey-%d-long@example.com', $now + 30 * $day), $now - 2 * $day);
+my @foreign = (account('svc_acct_bot', 'ci-bot', $now - 30 * $day),
+               account('svc_acct_garbage', 'okey-soon-x@example.com', $now - 30 * $day),
+               account('svc_acct_legacy', 'legacy@example.com', $now - 2 * $day));
+
+# --- what goes and what stays ------------------------------------------------------
+seed('reap', 'reap-project', @expired, @live, $outlived, @foreign);
+{
+    my $res = revoke('okey_reap');
+    is($res->code, 200, 'cleanup handler: 200');
+    like($res->header('Content-Type'), qr{application/json}, 'JSON when asked for it');
+    my $summary = $JSON->decode($res->decoded_content);
+    is($summary->{deleted}, 151, 'expired keys and one that outlived the expiration deleted');
+    is($summary->{failed}, 0, 'no failures');
+    is($summary->{listed}, 157, 'every account listed, across two pages');
+    is($summary->{kept}, 6, 'six kept');
+    is_deeply(names_left('reap'), [sort map { $_->{name} } @live, @foreign],
+              'live keys, foreign names and (legacy off) bare addresses are kept');
+    my $org = org('reap');
+    is($org->{counters}{'openai.list_service_accounts'}, 2, 'pages of 100');
+    cmp_ok($org->{max_in_flight}, '>=', 4, "deletes ran in parallel (max $org->{max_in_flight} in flight)");
+    my $log = error_log();
+    like($log, qr/\[openaikey:notice\].*reaped key: service_account=svc_acct_old7 email=user007\@example\.com project=reap-project \(proj_reap\) expires=\d{4}-/,
+         'one audit line per reaped key');
+    like($log, qr/reap of project reap-project: listed 157, deleted 151, failed 0, kept 6 in [\d.]+ s/,
+         'one summary line per reap');
+    unlike($log, qr/reaped key: service_account=svc_acct_(?:live|bot|garbage|legacy)/, 'nothing else reaped');
+}
+
+# --- legacy names with OpenAIKeyReapLegacy On -----------------------------------------
+seed('legacy', 'legacy-project', account('svc_acct_l1', 'old@example.com', $now - 2 * $day),
+     account('svc_acct_l2', 'recent@example.com', $now - 60), account('svc_acct_l3', 'ci-bot', $now - 9 * $day));
+{
+    my $summary = $JSON->decode(revoke('okey_legacy')->decoded_content);
+    is($summary->{deleted}, 1, 'legacy on: one bare address older than the expiration deleted');
+    is_deeply(names_left('legacy'), ['ci-bot', 'recent@example.com'], 'the recent one and the foreign one stay');
+}
+
+# --- 404, 429 with Retry-After, and a failing delete ------------------------------
+seed('reap', 'reap-project', @expired[0 .. 9]);
+add_fault(tenant => 'reap', method => 'DELETE', path => 'svc_acct_old1$', status => 404);
+add_fault(tenant => 'reap', method => 'DELETE', path => 'svc_acct_old2$', status => 429, retry_after => 1);
+add_fault(tenant => 'reap', method => 'DELETE', path => 'svc_acct_old3$', status => 503, times => 10);
+{
+    my $started = Time::HiRes::time;
+    my $summary = $JSON->decode(revoke('okey_reap')->decoded_content);
+    my $took = Time::HiRes::time - $started;
+    is($summary->{deleted}, 9, '404 counts as done and 429 succeeds on retry');
+    is($summary->{failed}, 1, 'a delete that keeps failing with 503 fails alone');
+    is_deeply(names_left('reap'), [$expired[0]{name}, $expired[2]{name}],
+              'the 404 one was already gone; the 503 one stays for the next reap');
+    cmp_ok($took, '>=', 1, 'the retry waited for Retry-After');
+    my $deletes = org('reap')->{counters}{'openai.DELETE'} // 0;
+    is($deletes, 10 + 1 + 3, 'the 429 one retried once, the 503 one tried four times in all, no more');
+    like(error_log(), qr/could not delete service account svc_acct_old3 \(user003\@example\.com\): OpenAI delete answered 503/,
+         'the failure is logged');
+}
+
+# --- text output and the listing failing ----------------------------------------------
+seed('reap', 'reap-project', @expired[0 .. 1]);
+add_fault(tenant => 'reap', method => 'GET', path => 'service_accounts$', status => 500, times => 1);
+{
+    my $res = revoke('okey_reap', 'text/plain');
+    like($res->header('Content-Type'), qr{text/plain}, 'text by default');
+    like($res->decoded_content, qr/reap of project reap-project: listed 0, deleted 0, failed 0, kept 0; OpenAI service account list answered 500/,
+         'a failed listing says so and deletes nothing');
+    is(scalar @{ names_left('reap') }, 2, 'nothing deleted');
+}
+
+# --- status --------------------------------------------------------------------------
+{
+    my $status = $JSON->decode(browser()->get(vhost_url('okey_reap', '/status'))->decoded_content);
+    cmp_ok($status->{reaps}, '>=', 3, 'reaps counted');
+    cmp_ok($status->{keys_reaped}, '>=', 160, 'reaped keys counted');
+    cmp_ok($status->{reap_failures}, '>=', 2, 'failed reaps counted');
+    like($status->{last_reap}{result}, qr/answered 500/, 'the last result');
+    like($status->{last_reap}{end}, qr/^\d{4}-\d\d-\d\dT/, 'and when it ended');
+    unlike($JSON->encode($status), qr/\@/, 'no address in the status');
+
+    reset_fake();
+    my $before = $JSON->decode(browser()->get(vhost_url('okey', '/status'))->decoded_content);
+    sign_in(browser(), 'alice@example.com');
+    add_fault(method => 'POST', path => 'service_accounts$', status => 500);
+    sign_in(browser(), 'alice@example.com');
+    my $after = $JSON->decode(browser()->get(vhost_url('okey', '/status'))->decoded_content);
+    is($after->{keys_issued} - $before->{keys_issued}, 1, 'issued keys counted across children');
+    is($after->{issue_failures} - $before->{issue_failures}, 1, 'issue failures counted');
+}
+
+# --- one sweep per interval, not one per child -------------------------------------------
+{
+    my $status = sub { $JSON->decode(browser()->get(vhost_url('okey_sweep', '/status'))->decoded_content) };
+    my $sweeps = sub { fake_state()->{tenants}{sweep}{counters}{'openai.list_projects'} // 0 };
+    my ($reaps0, $sweeps0, $t0) = ($status->()->{reaps}, $sweeps->(), Time::HiRes::time);
+    my $reaps = $reaps0;
+    # Wait, by polling, for three more reaps of the 2-second interval.
+    until ($reaps >= $reaps0 + 3 || Time::HiRes::time - $t0 > 30) {
+        Time::HiRes::sleep(0.2);
+        $reaps = $status->()->{reaps};
+    }
+    my ($elapsed, $swept) = (Time::HiRes::time - $t0, $sweeps->() - $sweeps0);
+    cmp_ok($reaps - $reaps0, '>=', 3, 'the sweeping server keeps reaping');
+    cmp_ok($elapsed, '>=', 4, sprintf('three reaps took %.1f s: spaced by the interval', $elapsed));
+    cmp_ok($swept, '<=', $reaps - $reaps0 + 1, "the fake saw $swept sweeps for " . ($reaps - $reaps0) . ' reaps, not one per child');
+}
