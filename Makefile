@@ -56,7 +56,9 @@ unit-sanitize: t/unit/run-sanitize
 
 # --- Apache::Test suite against the built module ---------------------------
 apache-test: mod_openaikey.so
-	t/run-apache-test
+	OKEY_MPM=event t/run-apache-test
+	OKEY_MPM=worker t/run-apache-test
+	OKEY_MPM=prefork t/run-apache-test
 
 # The module under valgrind in a real httpd, then the library under ASan/UBSan.
 check-sanitize: unit-sanitize

@@ -45,6 +45,7 @@ typedef struct okey_slot_t {
 okey_server_conf_t *okey_server_conf(server_rec *s);
 
 void okey_shared_register(apr_pool_t *pconf);
+void okey_shared_hooks(void);
 int okey_shared_post_config(apr_pool_t *pconf, server_rec *main_server);
 void okey_shared_child_init(apr_pool_t *pchild, server_rec *main_server);
 

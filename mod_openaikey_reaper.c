@@ -4,6 +4,7 @@
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
+#include "mpm_common.h"
 #include "util_mutex.h"
 
 #include <apr_global_mutex.h>
@@ -18,6 +19,7 @@ APLOG_USE_MODULE(openaikey);
 
 #define MUTEX_TYPE "openaikey-reap"
 #define RETAINED_KEY "mod_openaikey shared memory"
+#define THREAD_KEY "mod_openaikey reaper thread"
 #define SLOTS 64
 #define TICK apr_time_from_msec(200)
 /* A reap marked running for this long died with its child. */
@@ -56,9 +58,16 @@ static okey_slot_t *slot_of(server_rec *s)
                                                 : NULL;
 }
 
+static void child_stopping(apr_pool_t *pchild, int graceful);
+
 void okey_shared_register(apr_pool_t *pconf)
 {
     ap_mutex_register(pconf, MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
+}
+
+void okey_shared_hooks(void)
+{
+    ap_hook_child_stopping(child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 static shared_t *retained_shared(server_rec *s)
@@ -309,16 +318,34 @@ static void *APR_THREAD_FUNC reaper_main(apr_thread_t *thread, void *data)
     return NULL;
 }
 
+static void signal_stop(reaper_thread_t *rt)
+{
+    apr_thread_mutex_lock(rt->mutex);
+    rt->stop = 1;
+    apr_thread_cond_signal(rt->wake);
+    apr_thread_mutex_unlock(rt->mutex);
+}
+
+/* As soon as the child is told to stop, before its workers drain: no reap
+ * may start then, and one under way is cancelled. */
+static void child_stopping(apr_pool_t *pchild, int graceful)
+{
+    void *rt = NULL;
+
+    (void)graceful;
+    apr_pool_userdata_get(&rt, THREAD_KEY, pchild);
+    if (rt) {
+        signal_stop(rt);
+    }
+}
+
 /* Runs before the child pool goes: the thread must not outlive it. */
 static apr_status_t stop_reaper(void *data)
 {
     reaper_thread_t *rt = data;
     apr_status_t thread_rv;
 
-    apr_thread_mutex_lock(rt->mutex);
-    rt->stop = 1;
-    apr_thread_cond_signal(rt->wake);
-    apr_thread_mutex_unlock(rt->mutex);
+    signal_stop(rt);
     apr_thread_join(&thread_rv, rt->thread);
     apr_pool_destroy(rt->pool);
     return APR_SUCCESS;
@@ -344,6 +371,7 @@ static apr_status_t start_reaper(apr_pool_t *pchild, server_rec *main_server,
     }
     if (rv == APR_SUCCESS) {
         apr_pool_pre_cleanup_register(pchild, rt, stop_reaper);
+        apr_pool_userdata_setn(rt, THREAD_KEY, NULL, pchild);
     }
     return rv;
 }

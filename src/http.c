@@ -187,6 +187,10 @@ static const char *url_for_log(apr_pool_t *pool, const char *url)
     return apr_pstrndup(pool, url, strcspn(url, "?"));
 }
 
+static okey_err_t *perform_one(okey_http_t *http, apr_pool_t *pool,
+                               const okey_http_request_t *req,
+                               okey_http_response_t *resp);
+
 static okey_err_t *outcome(okey_http_t *http, apr_pool_t *pool,
                            const okey_http_request_t *req, CURL *curl,
                            CURLcode rc, const sink_t *sink,
@@ -226,6 +230,21 @@ static okey_err_t *outcome(okey_http_t *http, apr_pool_t *pool,
 okey_err_t *okey_http_perform(okey_http_t *http, apr_pool_t *pool,
                               const okey_http_request_t *req,
                               okey_http_response_t *resp)
+{
+    okey_err_t *err = NULL;
+
+    if (http->opts.cancel) {
+        okey_http_perform_many(http, pool, req, 1, 1, resp, &err);
+    }
+    else {
+        err = perform_one(http, pool, req, resp);
+    }
+    return err;
+}
+
+static okey_err_t *perform_one(okey_http_t *http, apr_pool_t *pool,
+                               const okey_http_request_t *req,
+                               okey_http_response_t *resp)
 {
     sink_t sink = {pool, http->opts.cancel, NULL, 0, 0, 0, -1};
     struct curl_slist *headers = build_headers(req, pool);
@@ -295,6 +314,19 @@ void okey_http_perform_many(okey_http_t *http, apr_pool_t *pool,
         CURLMsg *msg;
         int queued;
 
+        /* Checked here as well as in on_progress, which curl calls only
+         * about once a second while a transfer waits. */
+        for (i = 0; i < parallel && http->opts.cancel && *http->opts.cancel; i++) {
+            if (slots[i].curl) {
+                finish_transfer(http, pool, multi, &slots[i], CURLE_ABORTED_BY_CALLBACK,
+                                reqs, resps, errs);
+                done++;
+            }
+        }
+        for (; next < n && http->opts.cancel && *http->opts.cancel; next++, done++) {
+            errs[next] = okey_err_make(pool, 502, NULL, "%s %s failed: cancelled",
+                                       reqs[next].method, url_for_log(pool, reqs[next].url));
+        }
         curl_multi_perform(multi, &running);
         while ((msg = curl_multi_info_read(multi, &queued))) {
             transfer_t *t = NULL;

@@ -9,7 +9,8 @@ use warnings;
 
 use Apache2::RequestRec ();
 use Apache2::RequestIO ();
-use Apache2::Const -compile => qw(OK);
+use Apache2::Connection ();
+use Apache2::Const -compile => qw(OK CONN_CLOSE);
 use APR::Table ();
 use Crypt::JWT qw(encode_jwt);
 use Crypt::PK::RSA ();
@@ -105,6 +106,10 @@ sub one { my ($form, $k) = @_; my $v = $form->{$k}; return ($v && @$v == 1) ? $v
 sub handler {
     my ($r) = @_;
     my $uri = $r->uri;
+    # The module's connections to the fakes come from the same server: held
+    # open, they would keep worker-MPM children alive at stop until
+    # KeepAliveTimeout.
+    $r->connection->keepalive(Apache2::Const::CONN_CLOSE);
     return oidc($r, $1, $2) if $uri =~ m{^/(oidc(?:-post)?)(/.*)$};
     return openai($r, $1 // '', $2) if $uri =~ m{^/openai(?:-(\w+))?/v1(/.*)$};
     return control($r, $1) if $uri =~ m{^/fake(/.*)$};
