@@ -68,6 +68,7 @@ test: unit apache-test
 
 bench: mod_openaikey.so
 	bench/redirect
+	bench/reap
 
 clean:
 	rm -rf .libs *.la *.lo *.slo *.o src/*.lo src/*.slo src/*.o src/.libs \
