@@ -9,7 +9,7 @@ use HTTP::Request ();
 use JSON::PP ();
 use Time::HiRes ();
 
-plan tests => 34;
+plan tests => 37;
 
 my $JSON = JSON::PP->new->utf8;
 my $now = time;
@@ -98,6 +98,35 @@ add_fault(tenant => 'reap', method => 'DELETE', path => 'svc_acct_old3$', status
     is($deletes, 10 + 1 + 3, 'the 429 one retried once, the 503 one tried four times in all, no more');
     like(error_log(), qr/could not delete service account svc_acct_old3 \(user003\@example\.com\): OpenAI delete answered 503/,
          'the failure is logged');
+}
+
+# --- a cleanup during a reap waits for it and reports it -----------------------------
+seed('reap', 'reap-project', @expired[0 .. 4]);
+add_fault(tenant => 'reap', method => 'GET', path => 'service_accounts$', delay => 1);
+{
+    # Two requests at once, from two processes.
+    pipe(my $reader, my $writer) or die $!;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        close $reader;
+        print {$writer} revoke('okey_reap')->decoded_content;
+        close $writer;
+        require POSIX;
+        POSIX::_exit(0);
+    }
+    close $writer;
+    # The second goes out once the first one's reap is under way.
+    my $deadline = Time::HiRes::time + 20;
+    until ($JSON->decode(browser()->get(vhost_url('okey_reap', '/status'))->decoded_content)->{last_reap}{running}
+           || Time::HiRes::time > $deadline) {
+        Time::HiRes::sleep(0.05);
+    }
+    my $second = $JSON->decode(revoke('okey_reap')->decoded_content);
+    my $first = $JSON->decode(do { local $/; <$reader> });
+    waitpid($pid, 0);
+    is($first->{deleted} + $second->{deleted}, 10, 'both report the one reap that deleted five');
+    is($first->{start}, $second->{start}, 'the same reap');
+    is(org('reap')->{counters}{'openai.GET'}, 2, 'one listing (projects, then accounts): no second reap');
 }
 
 # --- text output and the listing failing ----------------------------------------------
