@@ -14,7 +14,7 @@ APR_CFLAGS := $(shell apr-1-config --includes --cppflags --cflags)
 APR_LIBS   := $(shell apr-1-config --link-ld) $(shell apu-1-config --link-ld 2>/dev/null)
 SANITIZE    = -fsanitize=address,undefined -fno-omit-frame-pointer
 
-.PHONY: all install run test unit unit-sanitize apache-test check-sanitize clean bench
+.PHONY: all install run test unit unit-sanitize apache-test run-test readme-test check-sanitize clean bench
 
 all: mod_openaikey.so
 
@@ -62,9 +62,16 @@ apache-test: mod_openaikey.so
 
 # The module under valgrind in a real httpd, then the library under ASan/UBSan.
 check-sanitize: unit-sanitize
-	OKEY_VALGRIND=1 t/run-apache-test t/20-signin.t t/30-state.t t/40-upstream.t t/50-reaper.t t/90-secrets.t
+	OKEY_VALGRIND=1 t/run-apache-test t/20-signin.t t/30-state.t t/40-upstream.t t/90-secrets.t
 
-test: unit apache-test
+# make run's configuration, its demo and its stop; README against the code.
+run-test: mod_openaikey.so
+	t/run-make-run-test
+
+readme-test:
+	t/check-readme
+
+test: unit readme-test apache-test run-test
 
 bench: mod_openaikey.so
 	bench/redirect

@@ -29,8 +29,8 @@ sub default_state {
     return {
         counters => {},
         oidc => {
-            client_id => 'test-client',
-            client_secret => 'test-secret',
+            client_id => $ENV{OKEY_FAKE_CLIENT_ID} // 'test-client',
+            client_secret => $ENV{OKEY_FAKE_CLIENT_SECRET} // 'test-secret',
             auth_methods => undef,   # undef: not advertised
             codes => {},
             active_kid => 'rsa-1',
@@ -39,7 +39,8 @@ sub default_state {
         },
         tenants => {},               # name => an openai hash of its own
         openai => {
-            admin_key => 'test-admin-key',
+            admin_key => $ENV{OKEY_FAKE_ADMIN_KEY} // 'test-admin-key',
+            key_prefix => $ENV{OKEY_FAKE_KEY_PREFIX} // 'sk-test-',
             projects => [],
             accounts => {},          # project id => [ service accounts ]
             next_id => 1,
@@ -221,11 +222,38 @@ sub oidc {
     return reply($r, 404, "no such endpoint\n");
 }
 
-# Signs in the address in login_hint at once. Test-only parameters x_<claim>
-# override claims of the token this code will bring (x_email_verified=false).
+sub html_escape { my ($t) = @_; $t =~ s/([&<>"'])/'&#' . ord($1) . ';'/ge; return $t }
+
+# Without login_hint, a form that asks for the address to sign in as.
+sub sign_in_form {
+    my ($r, $q) = @_;
+    my $hidden = join '', map { my $v = one($q, $_); defined $v
+        ? sprintf('<input type="hidden" name="%s" value="%s">', html_escape($_), html_escape($v)) : '' } grep { $_ ne 'login_hint' } sort keys %$q;
+    $r->content_type('text/html; charset=utf-8');
+    $r->print(<<"HTML");
+<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Demo sign-in</title>
+<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}
+.demo{background:#fff3cd;border:1px solid #e0c36a;padding:.75rem;border-radius:6px}
+input[type=email]{font:inherit;padding:.4rem;width:100%;box-sizing:border-box}
+button{font:inherit;margin-top:.75rem;padding:.4rem 1rem}</style></head><body>
+<p class="demo"><strong>Demo mode.</strong> This is a local stand-in for an OpenID provider and
+for OpenAI. Nothing here is real: no account is checked and the keys it hands out work nowhere.</p>
+<h1>Sign in</h1>
+<form method="get" action="authorize">$hidden
+<label for="login_hint">E-mail address (any address at example.com is allowed)</label>
+<input type="email" id="login_hint" name="login_hint" required placeholder="you\@example.com" autofocus>
+<button type="submit">Sign in</button></form></body></html>
+HTML
+    return Apache2::Const::OK;
+}
+
+# Signs in the address in login_hint at once, or asks for one. Test-only
+# parameters x_<claim> override claims of the token this code will bring
+# (x_email_verified=false).
 sub authorize {
     my ($r) = @_;
     my $q = parse_form($r->args);
+    return sign_in_form($r, $q) unless defined one($q, 'login_hint') && length one($q, 'login_hint');
     my %p = map { $_ => one($q, $_) } qw(response_type client_id redirect_uri state nonce
                                          code_challenge code_challenge_method scope login_hint);
     my @missing = grep { !defined $p{$_} } qw(response_type client_id redirect_uri state nonce code_challenge);
@@ -426,7 +454,7 @@ sub openai_answer {
                 my $req = eval { $JSON->decode($body) } || {};
                 return (400, 'name is required') unless defined $req->{name};
                 my $n = $o->{next_id}++;
-                my $key = 'sk-test-' . join('', map { ('a' .. 'z', 0 .. 9)[rand 36] } 1 .. 32);
+                my $key = $o->{key_prefix} . join('', map { ('a' .. 'z', 0 .. 9)[rand 36] } 1 .. 32);
                 my $account = { object => 'organization.project.service_account', id => "svc_acct_$n",
                                 name => $req->{name}, role => 'member', created_at => time };
                 push @$list, $account;
