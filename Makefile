@@ -14,7 +14,7 @@ APR_CFLAGS := $(shell apr-1-config --includes --cppflags --cflags)
 APR_LIBS   := $(shell apr-1-config --link-ld) $(shell apu-1-config --link-ld 2>/dev/null)
 SANITIZE    = -fsanitize=address,undefined -fno-omit-frame-pointer
 
-.PHONY: all install run test unit unit-sanitize apache-test run-test readme-test check-sanitize clean bench
+.PHONY: all install run screenshot test unit unit-sanitize apache-test run-test readme-test check-sanitize clean bench
 
 all: mod_openaikey.so
 
@@ -34,6 +34,9 @@ install: mod_openaikey.so
 
 run:
 	scripts/run
+
+screenshot: mod_openaikey.so
+	scripts/screenshot
 
 # --- unit tests of the library (Check), no httpd ---------------------------
 UNIT_SRC   = $(wildcard t/unit/test_*.c)

@@ -253,6 +253,8 @@ HTML
 sub authorize {
     my ($r) = @_;
     my $q = parse_form($r->args);
+    # OKEY_FAKE_SIGN_IN_AS signs that address in without the form (screenshots).
+    $q->{login_hint} = [$ENV{OKEY_FAKE_SIGN_IN_AS}] if $ENV{OKEY_FAKE_SIGN_IN_AS} && !one($q, 'login_hint');
     return sign_in_form($r, $q) unless defined one($q, 'login_hint') && length one($q, 'login_hint');
     my %p = map { $_ => one($q, $_) } qw(response_type client_id redirect_uri state nonce
                                          code_challenge code_challenge_method scope login_hint);
