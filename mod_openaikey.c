@@ -23,11 +23,6 @@ okey_server_conf_t *okey_server_conf(server_rec *s)
     return ap_get_module_config(s->module_config, &openaikey_module);
 }
 
-static okey_server_conf_t *server_conf(server_rec *s)
-{
-    return okey_server_conf(s);
-}
-
 /* --- configuration ------------------------------------------------------ */
 
 static void *create_server_conf(apr_pool_t *pool, server_rec *s)
@@ -52,7 +47,7 @@ static void *merge_server_conf(apr_pool_t *pool, void *base_conf, void *add_conf
 
 static const char *set_setting(cmd_parms *cmd, void *dir_conf, const char *value)
 {
-    okey_server_conf_t *conf = server_conf(cmd->server);
+    okey_server_conf_t *conf = okey_server_conf(cmd->server);
     const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
 
     (void)dir_conf;
@@ -133,7 +128,7 @@ static int check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
 
     (void)plog;
     for (s = main_server; s; s = s->next) {
-        okey_server_conf_t *conf = server_conf(s);
+        okey_server_conf_t *conf = okey_server_conf(s);
 
         conf->cfg = NULL;
         if (okey_config_wanted(&conf->raw, process_getenv, NULL)) {
@@ -160,7 +155,7 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     (void)ptemp;
     okey_http_global_init();
     for (s = main_server; s && status == OK; s = s->next) {
-        okey_server_conf_t *conf = server_conf(s);
+        okey_server_conf_t *conf = okey_server_conf(s);
         okey_err_t *err = NULL;
 
         if (conf->cfg) {
@@ -194,7 +189,7 @@ static void child_init(apr_pool_t *pchild, server_rec *main_server)
     server_rec *s;
 
     for (s = main_server; s; s = s->next) {
-        okey_server_conf_t *conf = server_conf(s);
+        okey_server_conf_t *conf = okey_server_conf(s);
         okey_runtime_t *rt;
         okey_http_options_t opts = {0, NULL, NULL};
 
@@ -293,7 +288,7 @@ static okey_err_t *method_error(request_rec *r, const char *allow)
 
 static okey_server_conf_t *ready_conf(request_rec *r, okey_err_t **err)
 {
-    okey_server_conf_t *conf = server_conf(r->server);
+    okey_server_conf_t *conf = okey_server_conf(r->server);
 
     *err = NULL;
     if (!conf->cfg || !conf->runtime) {
@@ -305,11 +300,6 @@ static okey_server_conf_t *ready_conf(request_rec *r, okey_err_t **err)
         conf = NULL;
     }
     return conf;
-}
-
-static apr_int64_t now_seconds(void)
-{
-    return (apr_int64_t)apr_time_sec(apr_time_now());
 }
 
 /* --- openaikey-login ----------------------------------------------------- */
@@ -487,9 +477,6 @@ static int callback_handler(request_rec *r)
     okey_issued_t *issued = NULL;
     const char *page_nonce = NULL;
 
-    if (!err && r->header_only) {
-        err = method_error(r, "GET");
-    }
     if (!err) {
         ap_args_to_table(r, &query);
         apr_table_do(collect_arg, &args, query, NULL);
@@ -509,7 +496,7 @@ static int callback_handler(request_rec *r)
     }
     if (!err) {
         err = okey_keys_issue(conf->runtime->keys, r->pool, identity->email,
-                              now_seconds(), &issued);
+                              okey_now(), &issued);
     }
     if (!err) {
         err = okey_random_b64url(r->pool, 18, &page_nonce);

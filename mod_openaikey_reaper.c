@@ -146,11 +146,6 @@ int okey_shared_post_config(apr_pool_t *pconf, server_rec *main_server)
 
 /* --- single flight -------------------------------------------------------- */
 
-static apr_int64_t now_seconds(void)
-{
-    return (apr_int64_t)apr_time_sec(apr_time_now());
-}
-
 static int running(const okey_slot_t *slot, apr_int64_t now)
 {
     return slot->running && now - slot->last_start < RUNNING_STALE;
@@ -159,7 +154,7 @@ static int running(const okey_slot_t *slot, apr_int64_t now)
 /* Claims the next reap of slot when it is due (or forced and none runs). */
 static int claim(ipc_t *ipc, okey_slot_t *slot, apr_int64_t interval, int force)
 {
-    apr_int64_t now = now_seconds();
+    apr_int64_t now = okey_now();
     int claimed = 0;
 
     if (apr_global_mutex_lock(ipc->mutex) == APR_SUCCESS) {
@@ -178,7 +173,7 @@ static void record(ipc_t *ipc, okey_slot_t *slot, const okey_reap_summary_t *sum
 {
     apr_global_mutex_lock(ipc->mutex);
     slot->running = 0;
-    slot->last_end = now_seconds();
+    slot->last_end = okey_now();
     slot->last_ok = !sum->error && sum->failed == 0;
     slot->last_listed = sum->listed;
     slot->last_deleted = sum->deleted;
@@ -196,7 +191,7 @@ static void reap_and_record(server_rec *s, ipc_t *ipc, okey_slot_t *slot,
 {
     okey_reap_summary_t summary;
 
-    okey_reap(reaper, pool, now_seconds(), &summary);
+    okey_reap(reaper, pool, okey_now(), &summary);
     record(ipc, slot, &summary);
     ap_log_error(APLOG_MARK, summary.error || summary.failed ? APLOG_WARNING : APLOG_INFO,
                  0, s, "reap of project %s: listed %d, deleted %d, failed %d, kept %d "
@@ -247,7 +242,7 @@ void okey_shared_reap_now(server_rec *s, apr_pool_t *pool, okey_slot_t *copy)
     }
     else if (slot) {
         /* Another child's reap is under way: report that one when done. */
-        while (running(slot, now_seconds())) {
+        while (running(slot, okey_now())) {
             apr_sleep(apr_time_from_msec(100));
         }
     }
@@ -268,7 +263,7 @@ typedef struct {
 
 static int reap_due(const okey_slot_t *slot, apr_int64_t interval)
 {
-    apr_int64_t now = now_seconds();
+    apr_int64_t now = okey_now();
 
     /* A racy read, only to spare the global mutex; claim() decides. */
     return !running(slot, now) &&

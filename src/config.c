@@ -12,57 +12,34 @@
 #define SECRET_FILE_MAX 65536
 
 const okey_setting_t okey_settings[OKEY_SET_COUNT] = {
-    [OKEY_SET_CLIENT_ID] = {"OpenAIKeyClientID", "CLIENT_ID", NULL, NULL, 1,
-                            "OAuth2 client ID"},
+    [OKEY_SET_CLIENT_ID] = {"OpenAIKeyClientID", "CLIENT_ID", NULL, NULL, 1},
     [OKEY_SET_CLIENT_SECRET] = {"OpenAIKeyClientSecret", "CLIENT_SECRET", NULL,
-                                NULL, 1, "OAuth2 client secret, or file:/path"},
+                                NULL, 1},
     [OKEY_SET_REDIRECT_URI] = {"OpenAIKeyRedirectURI", "REDIRECT_URI", NULL,
-                               NULL, 1,
-                               "absolute URL served by openaikey-callback"},
+                               NULL, 1},
     [OKEY_SET_ALLOWED_USERS] = {"OpenAIKeyAllowedUsers", "ALLOWED_USERS", NULL,
-                                NULL, 0, "comma-separated e-mail addresses"},
+                                NULL, 0},
     [OKEY_SET_ALLOWED_DOMAINS] = {"OpenAIKeyAllowedDomains", "ALLOWED_DOMAINS",
-                                  NULL, NULL, 0, "comma-separated domains"},
+                                  NULL, NULL, 0},
     [OKEY_SET_MANAGEMENT_KEY] = {"OpenAIKeyManagementKey",
-                                 "OPENAI_MANAGEMENT_KEY", NULL, NULL, 1,
-                                 "OpenAI Admin API key, or file:/path"},
+                                 "OPENAI_MANAGEMENT_KEY", NULL, NULL, 1},
     [OKEY_SET_PROJECT] = {"OpenAIKeyProject", "DEFAULT_PROJECT_NAME", NULL,
-                          "personal", 0, "project that holds the keys"},
+                          "personal", 0},
     [OKEY_SET_EXPIRATION] = {"OpenAIKeyExpiration", "EXPIRATION", NULL,
-                             "86400", 0, "key lifetime, seconds"},
+                             "86400", 0},
     [OKEY_SET_CLEANUP_INTERVAL] = {"OpenAIKeyCleanupInterval",
-                                   "CLEANUP_INTERVAL", NULL, "3600", 0,
-                                   "seconds between reaps"},
-    [OKEY_SET_TIMEOUT] = {"OpenAIKeyTimeout", "TIMEOUT", NULL, "10", 0,
-                          "timeout of each upstream HTTP request, seconds"},
+                                   "CLEANUP_INTERVAL", NULL, "3600", 0},
+    [OKEY_SET_TIMEOUT] = {"OpenAIKeyTimeout", "TIMEOUT", NULL, "10", 0},
     [OKEY_SET_ISSUER] = {"OpenAIKeyIssuer", "OIDC_ISSUER",
                          "GOOGLE_TOKEN_ISSUER_URL",
-                         "https://accounts.google.com", 0,
-                         "OpenID provider issuer URL"},
+                         "https://accounts.google.com", 0},
     [OKEY_SET_API_BASE] = {"OpenAIKeyAPIBase", "OPENAI_API_BASE", NULL,
-                           "https://api.openai.com/v1", 0,
-                           "OpenAI API base URL"},
+                           "https://api.openai.com/v1", 0},
     [OKEY_SET_PASSPHRASE] = {"OpenAIKeyPassphrase", "OPENAIKEY_PASSPHRASE",
-                             NULL, NULL, 0,
-                             "key for the sign-in state cookie"},
-    [OKEY_SET_CA_FILE] = {"OpenAIKeyCAFile", "OPENAIKEY_CA_FILE", NULL, NULL, 0,
-                          "CA certificates for upstream TLS"},
+                             NULL, NULL, 0},
+    [OKEY_SET_CA_FILE] = {"OpenAIKeyCAFile", "OPENAIKEY_CA_FILE", NULL, NULL, 0},
     [OKEY_SET_REAP_LEGACY] = {"OpenAIKeyReapLegacy", "OPENAIKEY_REAP_LEGACY",
-                              NULL, "Off", 0,
-                              "also reap keys named with a bare e-mail address"},
-};
-
-/* Ranges of the numeric settings, in seconds. */
-typedef struct {
-    okey_setting_e setting;
-    apr_int64_t min;
-    apr_int64_t max;
-} number_range_t;
-
-static const number_range_t number_ranges[] = {
-    {OKEY_SET_EXPIRATION, 60, 31536000},
-    {OKEY_SET_CLEANUP_INTERVAL, 1, 604800},
-    {OKEY_SET_TIMEOUT, 1, 300},
+                              NULL, "Off", 0},
 };
 
 typedef struct {
@@ -217,18 +194,6 @@ static const char *resolve_url(resolver_t *res, okey_setting_e setting)
     return value;
 }
 
-/* A base URL without its trailing slashes, so paths can be appended. */
-static const char *strip_trailing_slash(apr_pool_t *pool, const char *url)
-{
-    char *copy = url ? apr_pstrdup(pool, url) : NULL;
-    apr_size_t len = copy ? strlen(copy) : 0;
-
-    while (len > 0 && copy[len - 1] == '/') {
-        copy[--len] = '\0';
-    }
-    return copy;
-}
-
 static int resolve_flag(resolver_t *res, okey_setting_e setting)
 {
     const char *value = raw_value(res, setting);
@@ -294,9 +259,6 @@ int okey_config_resolve(apr_pool_t *pool, const okey_raw_config_t *raw,
 {
     resolver_t res = {pool, raw, getenv_fn, env_baton, server_name, problems};
     int before = problems->nelts;
-    apr_int64_t *numbers[] = {&cfg->expiration, &cfg->cleanup_interval,
-                              &cfg->timeout};
-    apr_size_t i;
 
     memset(cfg, 0, sizeof(*cfg));
     cfg->server_name = server_name;
@@ -308,13 +270,13 @@ int okey_config_resolve(apr_pool_t *pool, const okey_raw_config_t *raw,
     resolve_policy(&res, cfg);
     cfg->management_key = resolve_secret(&res, OKEY_SET_MANAGEMENT_KEY);
     cfg->project = resolve_string(&res, OKEY_SET_PROJECT);
-    for (i = 0; i < sizeof(number_ranges) / sizeof(number_ranges[0]); i++) {
-        *numbers[i] = resolve_number(&res, number_ranges[i].setting,
-                                     number_ranges[i].min, number_ranges[i].max);
-    }
-    cfg->issuer = strip_trailing_slash(pool, resolve_url(&res, OKEY_SET_ISSUER));
+    /* Ranges in seconds: a minute to a year, a second to a week, to 5 min. */
+    cfg->expiration = resolve_number(&res, OKEY_SET_EXPIRATION, 60, 31536000);
+    cfg->cleanup_interval = resolve_number(&res, OKEY_SET_CLEANUP_INTERVAL, 1, 604800);
+    cfg->timeout = resolve_number(&res, OKEY_SET_TIMEOUT, 1, 300);
+    cfg->issuer = okey_strip_slashes(pool, resolve_url(&res, OKEY_SET_ISSUER));
     cfg->api_base =
-        strip_trailing_slash(pool, resolve_url(&res, OKEY_SET_API_BASE));
+        okey_strip_slashes(pool, resolve_url(&res, OKEY_SET_API_BASE));
     cfg->passphrase = resolve_secret(&res, OKEY_SET_PASSPHRASE);
     resolve_ca_file(&res, cfg);
     cfg->reap_legacy = resolve_flag(&res, OKEY_SET_REAP_LEGACY);
@@ -340,10 +302,7 @@ apr_array_header_t *okey_config_split_list(apr_pool_t *pool, const char *list)
             *--end = '\0';
         }
         if (*item) {
-            for (end = item; *end; end++) {
-                *end = (char)apr_tolower(*end);
-            }
-            APR_ARRAY_PUSH(items, const char *) = item;
+            APR_ARRAY_PUSH(items, const char *) = okey_lower(pool, item);
         }
     }
     return items;

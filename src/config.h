@@ -30,7 +30,6 @@ typedef struct okey_setting_t {
     const char *env_fallback; /* second one, or NULL */
     const char *default_value; /* NULL: required or optional without default */
     int required;
-    const char *help;
 } okey_setting_t;
 
 extern const okey_setting_t okey_settings[OKEY_SET_COUNT];

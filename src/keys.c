@@ -1,7 +1,6 @@
 /* Key issuance. */
 #include "keys.h"
 
-#include <apr_lib.h>
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
 #include <stdlib.h>
@@ -16,22 +15,11 @@ struct okey_keys_t {
     char project_id[PROJECT_ID_MAX]; /* empty until known */
 };
 
-static const char *lower_case(apr_pool_t *pool, const char *text)
-{
-    char *lower = apr_pstrdup(pool, text);
-    char *c;
-
-    for (c = lower; *c; c++) {
-        *c = (char)apr_tolower(*c);
-    }
-    return lower;
-}
-
 const char *okey_keys_name(apr_pool_t *pool, apr_int64_t expires,
                            const char *email)
 {
     return apr_psprintf(pool, OKEY_KEYS_NAME_PREFIX "%" APR_INT64_T_FMT "-%s",
-                        expires, lower_case(pool, email));
+                        expires, okey_lower(pool, email));
 }
 
 int okey_keys_parse_name(apr_pool_t *pool, const char *name,
@@ -108,7 +96,7 @@ okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool,
     okey_service_account_t *account = NULL;
     okey_err_t *err = project_id(keys, pool, &made->project_id);
 
-    made->email = lower_case(pool, email);
+    made->email = okey_lower(pool, email);
     made->project = keys->cfg->project;
     made->expires = now + keys->cfg->expiration;
     made->name = okey_keys_name(pool, made->expires, email);

@@ -9,7 +9,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define GOOGLE_ISSUER "https://accounts.google.com"
 #define GOOGLE_ISSUER_BARE "accounts.google.com"
 
 static const char SIGN_IN_FAILED[] =
@@ -52,16 +51,6 @@ static int lists_method(const json_t *methods, const char *method)
     return found;
 }
 
-static const char *strip_slash(apr_pool_t *pool, const char *url)
-{
-    apr_size_t len = url ? strlen(url) : 0;
-
-    while (len > 0 && url[len - 1] == '/') {
-        len--;
-    }
-    return url ? apr_pstrndup(pool, url, len) : NULL;
-}
-
 okey_err_t *okey_oidc_discovery_parse(apr_pool_t *pool, const char *issuer,
                                       const char *text, apr_size_t len,
                                       okey_oidc_provider_t **provider)
@@ -84,7 +73,7 @@ okey_err_t *okey_oidc_discovery_parse(apr_pool_t *pool, const char *issuer,
                             "discovery document of %s is not a JSON object: %s",
                             issuer, parse_error ? parse_error : "wrong type");
     }
-    else if (!made->issuer || strcmp(strip_slash(pool, made->issuer), issuer)) {
+    else if (!made->issuer || strcmp(okey_strip_slashes(pool, made->issuer), issuer)) {
         err = okey_err_make(pool, 502, SIGN_IN_FAILED,
                             "discovery document names issuer '%s', expected '%s'",
                             made->issuer ? made->issuer : "(none)", issuer);
@@ -268,7 +257,7 @@ static int json_is_timestamp(const json_t *value)
 static int issuer_accepted(const char *iss, const char *issuer)
 {
     return iss && (!strcmp(iss, issuer) ||
-                   (!strcmp(issuer, GOOGLE_ISSUER) && !strcmp(iss, GOOGLE_ISSUER_BARE)));
+                   (!strcmp(issuer, OKEY_GOOGLE_ISSUER) && !strcmp(iss, GOOGLE_ISSUER_BARE)));
 }
 
 static int audience_ok(const json_t *aud, const char *client_id, int *several)
@@ -422,11 +411,6 @@ okey_oidc_t *okey_oidc_create(apr_pool_t *pool, const okey_config_t *cfg,
     return oidc;
 }
 
-static apr_int64_t now_seconds(void)
-{
-    return (apr_int64_t)apr_time_sec(apr_time_now());
-}
-
 static okey_err_t *fetch(okey_oidc_t *oidc, apr_pool_t *pool, const char *url,
                          const char *what, okey_http_response_t *resp)
 {
@@ -474,7 +458,7 @@ static apr_pool_t *renew_pool(apr_pool_t *root, apr_pool_t *old)
 okey_err_t *okey_oidc_provider(okey_oidc_t *oidc, apr_pool_t *pool,
                                okey_oidc_provider_t **provider)
 {
-    apr_int64_t now = now_seconds();
+    apr_int64_t now = okey_now();
     okey_oidc_provider_t *found = NULL;
     okey_http_response_t resp;
     okey_err_t *err = NULL;
@@ -512,7 +496,7 @@ static okey_err_t *jwks_get(okey_oidc_t *oidc, apr_pool_t *pool,
                             const okey_oidc_provider_t *provider, int refresh,
                             const char **jwks, int *fetched)
 {
-    apr_int64_t now = now_seconds();
+    apr_int64_t now = okey_now();
     okey_http_response_t resp;
     okey_err_t *err = NULL;
     int due;
@@ -546,7 +530,7 @@ static okey_err_t *verify_id_token(okey_oidc_t *oidc, apr_pool_t *pool,
     /* The discovered issuer, which may differ from the configured one by a
      * trailing slash, is the one ID tokens must name exactly. */
     okey_oidc_expect_t expect = {provider->issuer, oidc->cfg->client_id, nonce,
-                                 now_seconds()};
+                                 okey_now()};
     okey_oidc_verdict_e verdict = OKEY_OIDC_REJECTED;
     const char *reason = NULL;
     const char *jwks = NULL;

@@ -6,6 +6,7 @@
 #include "config.h"
 #include "http.h"
 
+#define OKEY_GOOGLE_ISSUER "https://accounts.google.com"
 #define OKEY_OIDC_SKEW 60
 #define OKEY_OIDC_JWKS_REFETCH_GAP 60
 #define OKEY_OIDC_DISCOVERY_TTL 86400

@@ -162,3 +162,29 @@ int okey_strieq(const char *a, const char *b)
 {
     return a && b && strcasecmp(a, b) == 0;
 }
+
+char *okey_lower(apr_pool_t *pool, const char *text)
+{
+    char *lower = apr_pstrdup(pool, text);
+    char *c;
+
+    for (c = lower; *c; c++) {
+        *c = (char)apr_tolower(*c);
+    }
+    return lower;
+}
+
+const char *okey_strip_slashes(apr_pool_t *pool, const char *url)
+{
+    apr_size_t len = url ? strlen(url) : 0;
+
+    while (len > 0 && url[len - 1] == '/') {
+        len--;
+    }
+    return url ? apr_pstrndup(pool, url, len) : NULL;
+}
+
+apr_int64_t okey_now(void)
+{
+    return (apr_int64_t)apr_time_sec(apr_time_now());
+}

@@ -70,4 +70,13 @@ const char *okey_iso8601(apr_pool_t *pool, apr_int64_t unix_seconds);
 /* Case-insensitive ASCII comparison of two whole strings. */
 int okey_strieq(const char *a, const char *b);
 
+/* An ASCII lower-case copy of text. */
+char *okey_lower(apr_pool_t *pool, const char *text);
+
+/* url without its trailing slashes, so that paths can be appended. */
+const char *okey_strip_slashes(apr_pool_t *pool, const char *url);
+
+/* The current time in Unix seconds. */
+apr_int64_t okey_now(void);
+
 #endif

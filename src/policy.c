@@ -5,8 +5,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define GOOGLE_ISSUER "https://accounts.google.com"
-
 static const char DENIED[] =
     "Your account is not allowed to get a key from this server.";
 
@@ -27,7 +25,7 @@ static const char *domain_problem(apr_pool_t *pool, const okey_config_t *cfg,
 {
     const char *at = strrchr(identity->email, '@');
     const char *domain = at ? at + 1 : "";
-    int google = !strcmp(cfg->issuer, GOOGLE_ISSUER);
+    int google = !strcmp(cfg->issuer, OKEY_GOOGLE_ISSUER);
     const char *problem = NULL;
 
     if (!listed(cfg->allowed_domains, domain)) {
