@@ -259,6 +259,7 @@ typedef struct {
     apr_thread_mutex_t *mutex;
     apr_thread_cond_t *wake;
     volatile int stop;
+    okey_http_t *http[SLOTS];    /* per key server, made at its first reap */
 } reaper_thread_t;
 
 static int reap_due(const okey_slot_t *slot, apr_int64_t interval)
@@ -284,9 +285,12 @@ static void reap_due_servers(reaper_thread_t *rt, apr_pool_t *iteration)
             !claim(rt->ipc, slot, conf->cfg->cleanup_interval, 0)) {
             continue;
         }
-        opts.timeout_seconds = (long)conf->cfg->timeout;
-        opts.ca_file = conf->cfg->ca_file;
-        okey_reaper_init(&reaper, conf->cfg, okey_http_create(iteration, &opts),
+        if (!rt->http[conf->slot]) {
+            opts.timeout_seconds = (long)conf->cfg->timeout;
+            opts.ca_file = conf->cfg->ca_file;
+            rt->http[conf->slot] = okey_http_create(rt->pool, &opts);
+        }
+        okey_reaper_init(&reaper, conf->cfg, rt->http[conf->slot],
                          &conf->runtime->logger, &rt->stop);
         reap_and_record(s, rt->ipc, slot, &reaper, iteration);
     }

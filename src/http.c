@@ -18,7 +18,6 @@ struct okey_http_t {
 
 typedef struct {
     apr_pool_t *pool;
-    volatile const int *cancel;
     char *data;
     apr_size_t len;
     apr_size_t cap;
@@ -119,18 +118,6 @@ static size_t on_header(char *line, size_t size, size_t count, void *data)
     return len;
 }
 
-static int on_progress(void *data, curl_off_t dltotal, curl_off_t dlnow,
-                       curl_off_t ultotal, curl_off_t ulnow)
-{
-    sink_t *sink = data;
-
-    (void)dltotal;
-    (void)dlnow;
-    (void)ultotal;
-    (void)ulnow;
-    return sink->cancel && *sink->cancel;
-}
-
 static struct curl_slist *build_headers(const okey_http_request_t *req,
                                         apr_pool_t *pool)
 {
@@ -163,11 +150,6 @@ static void set_options(CURL *curl, const okey_http_t *http,
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, sink);
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, sink);
-    if (http->opts.cancel) {
-        curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-        curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
-        curl_easy_setopt(curl, CURLOPT_XFERINFODATA, sink);
-    }
     if (http->opts.ca_file) {
         curl_easy_setopt(curl, CURLOPT_CAINFO, http->opts.ca_file);
     }
@@ -233,6 +215,8 @@ okey_err_t *okey_http_perform(okey_http_t *http, apr_pool_t *pool,
 {
     okey_err_t *err = NULL;
 
+    /* A cancellable request goes through the batch loop, which watches
+     * the cancel flag between polls. */
     if (http->opts.cancel) {
         okey_http_perform_many(http, pool, req, 1, 1, resp, &err);
     }
@@ -246,7 +230,7 @@ static okey_err_t *perform_one(okey_http_t *http, apr_pool_t *pool,
                                const okey_http_request_t *req,
                                okey_http_response_t *resp)
 {
-    sink_t sink = {pool, http->opts.cancel, NULL, 0, 0, 0, -1};
+    sink_t sink = {pool, NULL, 0, 0, 0, -1};
     struct curl_slist *headers = build_headers(req, pool);
     CURL *curl = take_handle(http);
     okey_err_t *err;
@@ -272,7 +256,7 @@ static void start_transfer(okey_http_t *http, apr_pool_t *pool, CURLM *multi,
                            transfer_t *t, const okey_http_request_t *req,
                            int index)
 {
-    t->sink = (sink_t){pool, http->opts.cancel, NULL, 0, 0, 0, -1};
+    t->sink = (sink_t){pool, NULL, 0, 0, 0, -1};
     t->headers = build_headers(req, pool);
     t->curl = take_handle(http);
     t->index = index;
@@ -314,8 +298,7 @@ void okey_http_perform_many(okey_http_t *http, apr_pool_t *pool,
         CURLMsg *msg;
         int queued;
 
-        /* Checked here as well as in on_progress, which curl calls only
-         * about once a second while a transfer waits. */
+        /* Every cancellable request runs here: checked each poll. */
         for (i = 0; i < parallel && http->opts.cancel && *http->opts.cancel; i++) {
             if (slots[i].curl) {
                 finish_transfer(http, pool, multi, &slots[i], CURLE_ABORTED_BY_CALLBACK,

@@ -30,8 +30,8 @@ typedef struct okey_http_response_t {
 typedef struct okey_http_options_t {
     long timeout_seconds;
     const char *ca_file;       /* NULL: the system bundle */
-    /* When set and nonzero, transfers in flight abort: a stopping thread
-     * must not wait out a timeout. NULL: never. */
+    /* When set and nonzero, transfers in flight abort within 100 ms: a
+     * stopping thread must not wait out a timeout. NULL: never. */
     volatile const int *cancel;
 } okey_http_options_t;
 
