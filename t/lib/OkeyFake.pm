@@ -429,6 +429,7 @@ sub openai_answer {
         return (401, 'Incorrect API key provided') unless $auth eq "Bearer $o->{admin_key}";
         if ($path eq '/organization/projects' && $method eq 'GET') {
             org_count($s, $tenant, 'openai.list_projects');
+            push @{ $o->{project_list_times} }, Time::HiRes::time();
             my @active = grep { ($_->{status} // 'active') eq 'active' } @{ $o->{projects} };
             return (200, page_of(\@active, $q));
         }
