@@ -11,36 +11,14 @@
 
 #define SECRET_FILE_MAX 65536
 
+#define OKEY_SETTING_ROW(name, directive, env, env2, def, required, kind, \
+                         min, max, help)                                   \
+    [OKEY_SET_##name] = {directive, env, env2, def, required, OKEY_KIND_##kind, \
+                         min, max, help},
 const okey_setting_t okey_settings[OKEY_SET_COUNT] = {
-    [OKEY_SET_CLIENT_ID] = {"OpenAIKeyClientID", "CLIENT_ID", NULL, NULL, 1},
-    [OKEY_SET_CLIENT_SECRET] = {"OpenAIKeyClientSecret", "CLIENT_SECRET", NULL,
-                                NULL, 1},
-    [OKEY_SET_REDIRECT_URI] = {"OpenAIKeyRedirectURI", "REDIRECT_URI", NULL,
-                               NULL, 1},
-    [OKEY_SET_ALLOWED_USERS] = {"OpenAIKeyAllowedUsers", "ALLOWED_USERS", NULL,
-                                NULL, 0},
-    [OKEY_SET_ALLOWED_DOMAINS] = {"OpenAIKeyAllowedDomains", "ALLOWED_DOMAINS",
-                                  NULL, NULL, 0},
-    [OKEY_SET_MANAGEMENT_KEY] = {"OpenAIKeyManagementKey",
-                                 "OPENAI_MANAGEMENT_KEY", NULL, NULL, 1},
-    [OKEY_SET_PROJECT] = {"OpenAIKeyProject", "DEFAULT_PROJECT_NAME", NULL,
-                          "personal", 0},
-    [OKEY_SET_EXPIRATION] = {"OpenAIKeyExpiration", "EXPIRATION", NULL,
-                             "86400", 0},
-    [OKEY_SET_CLEANUP_INTERVAL] = {"OpenAIKeyCleanupInterval",
-                                   "CLEANUP_INTERVAL", NULL, "3600", 0},
-    [OKEY_SET_TIMEOUT] = {"OpenAIKeyTimeout", "TIMEOUT", NULL, "10", 0},
-    [OKEY_SET_ISSUER] = {"OpenAIKeyIssuer", "OIDC_ISSUER",
-                         "GOOGLE_TOKEN_ISSUER_URL",
-                         "https://accounts.google.com", 0},
-    [OKEY_SET_API_BASE] = {"OpenAIKeyAPIBase", "OPENAI_API_BASE", NULL,
-                           "https://api.openai.com/v1", 0},
-    [OKEY_SET_PASSPHRASE] = {"OpenAIKeyPassphrase", "OPENAIKEY_PASSPHRASE",
-                             NULL, NULL, 0},
-    [OKEY_SET_CA_FILE] = {"OpenAIKeyCAFile", "OPENAIKEY_CA_FILE", NULL, NULL, 0},
-    [OKEY_SET_REAP_LEGACY] = {"OpenAIKeyReapLegacy", "OPENAIKEY_REAP_LEGACY",
-                              NULL, "Off", 0},
+    OKEY_SETTINGS(OKEY_SETTING_ROW)
 };
+#undef OKEY_SETTING_ROW
 
 typedef struct {
     apr_pool_t *pool;
@@ -143,27 +121,37 @@ static const char *resolve_secret(resolver_t *res, okey_setting_e setting)
     return value;
 }
 
-static apr_int64_t resolve_number(resolver_t *res, okey_setting_e setting,
-                                  apr_int64_t min, apr_int64_t max)
+/* The number in value, or NULL with *why set. */
+static int parse_number(apr_pool_t *pool, const okey_setting_t *def,
+                        const char *value, apr_int64_t *number, const char **why)
 {
-    const char *value = raw_value(res, setting);
     char *end = NULL;
-    long long number;
+    long long parsed;
 
     errno = 0;
-    number = strtoll(value, &end, 10);
+    parsed = strtoll(value, &end, 10);
+    *why = NULL;
     if (errno || end == value || *end || !apr_isdigit(*value)) {
-        add_problem(res, setting,
-                    apr_psprintf(res->pool, "'%s' is not a whole number of "
-                                 "seconds", value));
-        number = min;
+        *why = apr_psprintf(pool, "'%s' is not a whole number", value);
     }
-    else if (number < min || number > max) {
-        add_problem(res, setting,
-                    apr_psprintf(res->pool, "%" APR_INT64_T_FMT " is out of "
-                                 "range (%" APR_INT64_T_FMT "..%" APR_INT64_T_FMT
-                                 ")", (apr_int64_t)number, min, max));
-        number = min;
+    else if (parsed < def->min || parsed > def->max) {
+        *why = apr_psprintf(pool, "%" APR_INT64_T_FMT " is out of range (%"
+                            APR_INT64_T_FMT "..%" APR_INT64_T_FMT ")",
+                            (apr_int64_t)parsed, def->min, def->max);
+    }
+    *number = *why ? def->min : (apr_int64_t)parsed;
+    return *why == NULL;
+}
+
+static apr_int64_t resolve_number(resolver_t *res, okey_setting_e setting)
+{
+    const char *value = raw_value(res, setting);
+    const char *why = NULL;
+    apr_int64_t number = 0;
+
+    if (value && !parse_number(res->pool, &okey_settings[setting], value, &number,
+                               &why)) {
+        add_problem(res, setting, why);
     }
     return number;
 }
@@ -194,22 +182,59 @@ static const char *resolve_url(resolver_t *res, okey_setting_e setting)
     return value;
 }
 
+/* 1 for On, 0 for Off, -1 for anything else. */
+static int parse_flag(const char *value)
+{
+    static const char *const on[] = {"on", "true", "yes", "1"};
+    static const char *const off[] = {"off", "false", "no", "0"};
+    int flag = -1;
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(on) / sizeof(on[0]) && flag < 0; i++) {
+        flag = !strcasecmp(value, on[i]) ? 1 : (!strcasecmp(value, off[i]) ? 0 : -1);
+    }
+    return flag;
+}
+
 static int resolve_flag(resolver_t *res, okey_setting_e setting)
 {
     const char *value = raw_value(res, setting);
-    int flag = 0;
+    int flag = parse_flag(value);
 
-    if (!strcasecmp(value, "on") || !strcasecmp(value, "true") ||
-        !strcasecmp(value, "yes") || !strcmp(value, "1")) {
-        flag = 1;
-    }
-    else if (strcasecmp(value, "off") && strcasecmp(value, "false") &&
-             strcasecmp(value, "no") && strcmp(value, "0")) {
+    if (flag < 0) {
         add_problem(res, setting,
-                    apr_psprintf(res->pool, "'%s' is neither On nor Off",
-                                 value));
+                    apr_psprintf(res->pool, "'%s' is neither On nor Off", value));
     }
-    return flag;
+    return flag > 0;
+}
+
+const char *okey_config_check_value(apr_pool_t *pool, okey_setting_e setting,
+                                    const char *value)
+{
+    const okey_setting_t *def = &okey_settings[setting];
+    const char *why = NULL;
+    apr_int64_t number;
+
+    switch (def->kind) {
+    case OKEY_KIND_NUMBER:
+        parse_number(pool, def, value, &number, &why);
+        break;
+    case OKEY_KIND_URL:
+        why = is_http_url(value) ? NULL
+              : apr_psprintf(pool, "'%s' is not an absolute http(s) URL", value);
+        break;
+    case OKEY_KIND_FLAG:
+        why = parse_flag(value) >= 0 ? NULL
+              : apr_psprintf(pool, "'%s' is neither On nor Off", value);
+        break;
+    case OKEY_KIND_SECRET:
+        why = strcmp(value, "file:") ? NULL : "file: names no file";
+        break;
+    default:
+        why = *value ? NULL : "is empty";
+        break;
+    }
+    return why;
 }
 
 static void resolve_ca_file(resolver_t *res, okey_config_t *cfg)
@@ -270,16 +295,16 @@ int okey_config_resolve(apr_pool_t *pool, const okey_raw_config_t *raw,
     resolve_policy(&res, cfg);
     cfg->management_key = resolve_secret(&res, OKEY_SET_MANAGEMENT_KEY);
     cfg->project = resolve_string(&res, OKEY_SET_PROJECT);
-    /* Ranges in seconds: a minute to a year, a second to a week, to 5 min. */
-    cfg->expiration = resolve_number(&res, OKEY_SET_EXPIRATION, 60, 31536000);
-    cfg->cleanup_interval = resolve_number(&res, OKEY_SET_CLEANUP_INTERVAL, 1, 604800);
-    cfg->timeout = resolve_number(&res, OKEY_SET_TIMEOUT, 1, 300);
+    cfg->expiration = resolve_number(&res, OKEY_SET_EXPIRATION);
+    cfg->cleanup_interval = resolve_number(&res, OKEY_SET_CLEANUP_INTERVAL);
+    cfg->timeout = resolve_number(&res, OKEY_SET_TIMEOUT);
     cfg->issuer = okey_strip_slashes(pool, resolve_url(&res, OKEY_SET_ISSUER));
     cfg->api_base =
         okey_strip_slashes(pool, resolve_url(&res, OKEY_SET_API_BASE));
     cfg->passphrase = resolve_secret(&res, OKEY_SET_PASSPHRASE);
     resolve_ca_file(&res, cfg);
     cfg->reap_legacy = resolve_flag(&res, OKEY_SET_REAP_LEGACY);
+    cfg->max_in_flight = resolve_number(&res, OKEY_SET_MAX_IN_FLIGHT);
     return problems->nelts - before;
 }
 
@@ -306,4 +331,31 @@ apr_array_header_t *okey_config_split_list(apr_pool_t *pool, const char *list)
         }
     }
     return items;
+}
+
+apr_array_header_t *okey_config_exposed_files(apr_pool_t *pool,
+                                              const okey_raw_config_t *raw,
+                                              okey_getenv_fn *getenv_fn,
+                                              void *env_baton)
+{
+    resolver_t res = {pool, raw, getenv_fn, env_baton, "", NULL};
+    apr_array_header_t *exposed = apr_array_make(pool, 2, sizeof(const char *));
+    int i;
+
+    for (i = 0; i < OKEY_SET_COUNT; i++) {
+        const char *value = okey_settings[i].kind == OKEY_KIND_SECRET
+                            ? raw_value(&res, (okey_setting_e)i) : NULL;
+        apr_finfo_t info;
+
+        if (value && !strncmp(value, "file:", 5) &&
+            apr_stat(&info, value + 5, APR_FINFO_PROT, pool) == APR_SUCCESS &&
+            (info.protection & (APR_FPROT_GREAD | APR_FPROT_WREAD))) {
+            APR_ARRAY_PUSH(exposed, const char *) = apr_psprintf(
+                pool, "%s: file %s is readable by %s; make it readable by its "
+                "owner only (chmod 600 or 400)", okey_settings[i].directive,
+                value + 5, (info.protection & APR_FPROT_WREAD) ? "everyone"
+                                                               : "its group");
+        }
+    }
+    return exposed;
 }

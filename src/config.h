@@ -5,24 +5,57 @@
 
 #include "okey.h"
 
+/* The one table of settings. The enum, the resolution table and httpd's
+ * directive table are generated from it, so they cannot drift apart.
+ * X(name, directive, environment, second environment, default, required,
+ *   kind, minimum, maximum, help) */
+#define OKEY_SETTINGS(X)                                                       \
+    X(CLIENT_ID, "OpenAIKeyClientID", "CLIENT_ID", NULL, NULL, 1, STRING, 0, 0, \
+      "OAuth2 client ID")                                                      \
+    X(CLIENT_SECRET, "OpenAIKeyClientSecret", "CLIENT_SECRET", NULL, NULL, 1,  \
+      SECRET, 0, 0, "OAuth2 client secret, or file:/path")                     \
+    X(REDIRECT_URI, "OpenAIKeyRedirectURI", "REDIRECT_URI", NULL, NULL, 1, URL, \
+      0, 0, "absolute URL served by openaikey-callback")                       \
+    X(ALLOWED_USERS, "OpenAIKeyAllowedUsers", "ALLOWED_USERS", NULL, NULL, 0,  \
+      STRING, 0, 0, "comma-separated e-mail addresses")                        \
+    X(ALLOWED_DOMAINS, "OpenAIKeyAllowedDomains", "ALLOWED_DOMAINS", NULL,     \
+      NULL, 0, STRING, 0, 0, "comma-separated domains")                        \
+    X(MANAGEMENT_KEY, "OpenAIKeyManagementKey", "OPENAI_MANAGEMENT_KEY", NULL, \
+      NULL, 1, SECRET, 0, 0, "OpenAI Admin API key, or file:/path")            \
+    X(PROJECT, "OpenAIKeyProject", "DEFAULT_PROJECT_NAME", NULL, "personal", 0, \
+      STRING, 0, 0, "project that holds the keys")                             \
+    X(EXPIRATION, "OpenAIKeyExpiration", "EXPIRATION", NULL, "86400", 0,       \
+      NUMBER, 60, 31536000, "key lifetime, seconds")                           \
+    X(CLEANUP_INTERVAL, "OpenAIKeyCleanupInterval", "CLEANUP_INTERVAL", NULL,  \
+      "3600", 0, NUMBER, 1, 604800, "seconds between reaps")                   \
+    X(TIMEOUT, "OpenAIKeyTimeout", "TIMEOUT", NULL, "10", 0, NUMBER, 1, 300,   \
+      "timeout of each upstream HTTP request, seconds")                        \
+    X(ISSUER, "OpenAIKeyIssuer", "OIDC_ISSUER", "GOOGLE_TOKEN_ISSUER_URL",     \
+      "https://accounts.google.com", 0, URL, 0, 0, "OpenID provider issuer URL") \
+    X(API_BASE, "OpenAIKeyAPIBase", "OPENAI_API_BASE", NULL,                   \
+      "https://api.openai.com/v1", 0, URL, 0, 0, "OpenAI API base URL")        \
+    X(PASSPHRASE, "OpenAIKeyPassphrase", "OPENAIKEY_PASSPHRASE", NULL, NULL, 0, \
+      SECRET, 0, 0, "key for the sign-in state cookie, or file:/path")         \
+    X(CA_FILE, "OpenAIKeyCAFile", "OPENAIKEY_CA_FILE", NULL, NULL, 0, PATH, 0, \
+      0, "CA certificates for upstream TLS")                                   \
+    X(REAP_LEGACY, "OpenAIKeyReapLegacy", "OPENAIKEY_REAP_LEGACY", NULL, "Off", \
+      0, FLAG, 0, 0, "On to also reap keys named with a bare e-mail address")  \
+    X(MAX_IN_FLIGHT, "OpenAIKeyMaxInFlight", "MAX_IN_FLIGHT", NULL, NULL, 0,   \
+      NUMBER, 1, 100000,                                                       \
+      "requests of one child that may wait on upstream services at once")
+
+#define OKEY_SETTING_ENUM(name, ...) OKEY_SET_##name,
+typedef enum { OKEY_SETTINGS(OKEY_SETTING_ENUM) OKEY_SET_COUNT } okey_setting_e;
+#undef OKEY_SETTING_ENUM
+
 typedef enum {
-    OKEY_SET_CLIENT_ID,
-    OKEY_SET_CLIENT_SECRET,
-    OKEY_SET_REDIRECT_URI,
-    OKEY_SET_ALLOWED_USERS,
-    OKEY_SET_ALLOWED_DOMAINS,
-    OKEY_SET_MANAGEMENT_KEY,
-    OKEY_SET_PROJECT,
-    OKEY_SET_EXPIRATION,
-    OKEY_SET_CLEANUP_INTERVAL,
-    OKEY_SET_TIMEOUT,
-    OKEY_SET_ISSUER,
-    OKEY_SET_API_BASE,
-    OKEY_SET_PASSPHRASE,
-    OKEY_SET_CA_FILE,
-    OKEY_SET_REAP_LEGACY,
-    OKEY_SET_COUNT
-} okey_setting_e;
+    OKEY_KIND_STRING,
+    OKEY_KIND_SECRET, /* a value, or file:/path holding it */
+    OKEY_KIND_URL,    /* absolute http(s) */
+    OKEY_KIND_NUMBER, /* whole seconds or a count, within minimum..maximum */
+    OKEY_KIND_PATH,   /* an existing file */
+    OKEY_KIND_FLAG    /* On or Off */
+} okey_setting_kind_e;
 
 typedef struct okey_setting_t {
     const char *directive;
@@ -30,6 +63,9 @@ typedef struct okey_setting_t {
     const char *env_fallback; /* second one, or NULL */
     const char *default_value; /* NULL: required or optional without default */
     int required;
+    okey_setting_kind_e kind;
+    apr_int64_t min, max;     /* for numbers */
+    const char *help;
 } okey_setting_t;
 
 extern const okey_setting_t okey_settings[OKEY_SET_COUNT];
@@ -41,7 +77,7 @@ typedef struct okey_raw_config_t {
 
 /* The resolved, validated settings of one key server. */
 typedef struct okey_config_t {
-    const char *server_name;
+    const char *server_name; /* a label for messages: host:port */
     const char *client_id;
     const char *client_secret;
     const char *redirect_uri;
@@ -54,10 +90,11 @@ typedef struct okey_config_t {
     apr_int64_t timeout;
     const char *issuer;
     const char *api_base;
-    const char *passphrase; /* NULL: a random one per start */
+    const char *passphrase; /* NULL: a random one per full start */
     const char *ca_file;
     int reap_legacy;
     int redirect_is_https;
+    apr_int64_t max_in_flight; /* 0: chosen from the child's threads */
 } okey_config_t;
 
 typedef const char *okey_getenv_fn(void *baton, const char *name);
@@ -67,6 +104,12 @@ typedef const char *okey_getenv_fn(void *baton, const char *name);
 int okey_config_wanted(const okey_raw_config_t *raw, okey_getenv_fn *getenv_fn,
                        void *env_baton);
 
+/* Why value is not valid for setting, judged without the file system, or
+ * NULL when it is. Directive handlers call it so that the error carries the
+ * configuration file and line. */
+const char *okey_config_check_value(apr_pool_t *pool, okey_setting_e setting,
+                                    const char *value);
+
 /* Resolves raw values (directive, then environment, then default) into cfg.
  * Each problem found is pushed onto problems as one line naming the
  * directive, its environment variable and server_name. Returns the number of
@@ -75,6 +118,13 @@ int okey_config_resolve(apr_pool_t *pool, const okey_raw_config_t *raw,
                         okey_getenv_fn *getenv_fn, void *env_baton,
                         const char *server_name, okey_config_t *cfg,
                         apr_array_header_t *problems);
+
+/* Secrets read from files that anyone but their owner may read, as lines
+ * for a startup warning (of const char *). */
+apr_array_header_t *okey_config_exposed_files(apr_pool_t *pool,
+                                              const okey_raw_config_t *raw,
+                                              okey_getenv_fn *getenv_fn,
+                                              void *env_baton);
 
 /* Splits a comma-separated list into trimmed, lower-cased, non-empty items. */
 apr_array_header_t *okey_config_split_list(apr_pool_t *pool, const char *list);

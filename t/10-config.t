@@ -8,7 +8,7 @@ use File::Temp qw(tempdir);
 use IPC::Open3 qw(open3);
 use Symbol qw(gensym);
 
-plan tests => 22;
+plan tests => 25;
 
 my $module = Apache::Test::vars('serverroot') . '/../mod_openaikey.so';
 my $httpd = Apache::Test::vars('httpd');
@@ -49,7 +49,7 @@ CONF
     close $in;
     my @lines = <$err>;
     waitpid($pid, 0);
-    return ($? >> 8, grep { /mod_openaikey|Syntax/ } @lines);
+    return ($? >> 8, grep { /mod_openaikey|Syntax|OpenAIKey/ } @lines);
 }
 
 sub vhost { return "<VirtualHost 127.0.0.1:8080>\nServerName keys.example\n$_[0]\n</VirtualHost>\n" }
@@ -67,22 +67,30 @@ ok((grep { /OpenAIKeyClientSecret \(environment CLIENT_SECRET\) in server keys\.
 is(scalar(grep { /required but not set/ } @lines), 3, 'one line per missing setting (secret, redirect URI, admin key)');
 ok((grep { /OpenAIKeyAllowedUsers .*neither allowed users nor allowed domains/ } @lines), 'and says nobody could sign in');
 
-($rc, @lines) = configtest($complete . <<'CONF');
-OpenAIKeyExpiration 1d
-OpenAIKeyTimeout 0
-OpenAIKeyRedirectURI /oauth2/callback
-OpenAIKeyAPIBase ftp://api.example
-OpenAIKeyManagementKey file:/nonexistent/admin-key
-OpenAIKeyReapLegacy maybe
-CONF
+# Malformed directive values stop the parse at their own line.
+my @malformed = (
+    ['OpenAIKeyExpiration 1d', qr/OpenAIKeyExpiration: '1d' is not a whole number/, 'not a number'],
+    ['OpenAIKeyTimeout 0', qr/OpenAIKeyTimeout: 0 is out of range \(1\.\.300\)/, 'out of range, with the range'],
+    ['OpenAIKeyRedirectURI /oauth2/callback', qr/OpenAIKeyRedirectURI: .*not an absolute http\(s\) URL/, 'relative redirect URI'],
+    ['OpenAIKeyAPIBase ftp://api.example', qr/OpenAIKeyAPIBase: 'ftp:\/\/api.example' is not an absolute http\(s\) URL/, 'not http(s)'],
+    ['OpenAIKeyReapLegacy maybe', qr/OpenAIKeyReapLegacy.*(On or Off|must be On or Off)/i, 'not a flag'],
+);
+for my $case (@malformed) {
+    my ($line, $message, $name) = @$case;
+    ($rc, @lines) = configtest($complete . "$line\n");
+    my $text = join '', @lines;
+    ok($rc != 0 && $text =~ /Syntax error on line 13 of \S+httpd\.conf/ && $text =~ $message, "$name: named at its file and line")
+        or diag $text;
+}
+
+# What only the environment or the file system can tell is found at startup,
+# one line per problem.
+($rc, @lines) = configtest($complete . "OpenAIKeyManagementKey file:/nonexistent/admin-key\n",
+                           TIMEOUT => 'never');
 isnt($rc, 0, 'malformed values fail');
-ok((grep { /OpenAIKeyExpiration \(environment EXPIRATION\).*'1d' is not a whole number/ } @lines), 'not a number');
-ok((grep { /OpenAIKeyTimeout .*: 0 is out of range \(1\.\.300\)/ } @lines), 'out of range, with the range');
-ok((grep { /OpenAIKeyRedirectURI .*not an absolute http\(s\) URL/ } @lines), 'relative redirect URI');
-ok((grep { /OpenAIKeyAPIBase .*'ftp:\/\/api.example' is not an absolute http\(s\) URL/ } @lines), 'not http(s)');
 ok((grep { /OpenAIKeyManagementKey .*cannot read file \/nonexistent\/admin-key/ } @lines), 'unreadable file:');
-ok((grep { /OpenAIKeyReapLegacy .*neither On nor Off/ } @lines), 'not a flag');
-is(scalar @lines, 6, 'one line per problem, and Syntax OK is not claimed') or diag @lines;
+ok((grep { /OpenAIKeyTimeout \(environment TIMEOUT\).*'never' is not a whole number/ } @lines), 'environment value not a number');
+is(scalar(grep { /mod_openaikey/ } @lines), 2, 'one line per problem, and Syntax OK is not claimed') or diag @lines;
 
 my %env = (CLIENT_ID => 'cid', CLIENT_SECRET => 'secret', REDIRECT_URI => 'https://keys.example/cb',
            ALLOWED_DOMAINS => 'example.com', OPENAI_MANAGEMENT_KEY => 'admin');
@@ -115,3 +123,15 @@ open $sf, '>', $secret_file or die $!;
 close $sf;
 ($rc, @lines) = configtest($complete . "OpenAIKeyClientSecret file:$secret_file\n");
 ok($rc != 0 && (grep { /OpenAIKeyClientSecret .*is empty/ } @lines), 'an empty secret file fails');
+
+# A secret file others may read works, with a warning that says so.
+open $sf, '>', $secret_file or die $!;
+print {$sf} "file-secret\n";
+close $sf;
+chmod 0644, $secret_file;
+($rc, @lines) = configtest($complete . "OpenAIKeyClientSecret file:$secret_file\n");
+ok($rc == 0 && (grep { /OpenAIKeyClientSecret: file \S+ is readable by everyone/ } @lines),
+   'a secret file readable by everyone gets a startup warning') or diag @lines;
+chmod 0600, $secret_file;
+($rc, @lines) = configtest($complete . "OpenAIKeyClientSecret file:$secret_file\n");
+ok($rc == 0 && !(grep { /readable by/ } @lines), 'one readable by its owner only does not');

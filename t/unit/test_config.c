@@ -1,7 +1,9 @@
 /* Settings: directive, then environment, then default. */
 #include "testutil.h"
 
+#include <apr_file_io.h>
 #include <apr_strings.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "config.h"
@@ -90,7 +92,7 @@ START_TEST(problems_name_directive_environment_and_server)
                      "required but not set");
     ck_assert_str_eq(APR_ARRAY_IDX(problems, 5, const char *),
                      "OpenAIKeyCleanupInterval (environment CLEANUP_INTERVAL) in server "
-                     "srv: '-5' is not a whole number of seconds");
+                     "srv: '-5' is not a whole number");
 }
 END_TEST
 
@@ -120,6 +122,49 @@ START_TEST(settings_table_is_complete)
 }
 END_TEST
 
+START_TEST(values_are_checked_where_they_are_set)
+{
+    ck_assert_ptr_null(okey_config_check_value(test_pool, OKEY_SET_TIMEOUT, "30"));
+    ck_assert_str_eq(okey_config_check_value(test_pool, OKEY_SET_TIMEOUT, "0"),
+                     "0 is out of range (1..300)");
+    ck_assert_str_eq(okey_config_check_value(test_pool, OKEY_SET_EXPIRATION, "1d"),
+                     "'1d' is not a whole number");
+    ck_assert_ptr_null(okey_config_check_value(test_pool, OKEY_SET_API_BASE,
+                                               "http://127.0.0.1:1/v1"));
+    ck_assert_ptr_nonnull(okey_config_check_value(test_pool, OKEY_SET_API_BASE,
+                                                  "ftp://x"));
+    ck_assert_ptr_null(okey_config_check_value(test_pool, OKEY_SET_REAP_LEGACY, "On"));
+    ck_assert_ptr_nonnull(okey_config_check_value(test_pool, OKEY_SET_REAP_LEGACY,
+                                                  "maybe"));
+    ck_assert_ptr_nonnull(okey_config_check_value(test_pool, OKEY_SET_CLIENT_SECRET,
+                                                  "file:"));
+}
+END_TEST
+
+START_TEST(secret_files_others_can_read_are_named)
+{
+    const char *path = apr_psprintf(test_pool, "/tmp/okey-secret-%d", (int)getpid());
+    okey_raw_config_t raw = complete();
+    apr_array_header_t *exposed;
+    apr_file_t *file;
+
+    ck_assert_int_eq(apr_file_open(&file, path, APR_FOPEN_WRITE | APR_FOPEN_CREATE,
+                                   APR_FPROT_UREAD | APR_FPROT_UWRITE, test_pool),
+                     APR_SUCCESS);
+    apr_file_close(file);
+    raw.value[OKEY_SET_MANAGEMENT_KEY] = apr_pstrcat(test_pool, "file:", path, NULL);
+    exposed = okey_config_exposed_files(test_pool, &raw, fake_getenv, NULL);
+    ck_assert_int_eq(exposed->nelts, 0);
+    apr_file_perms_set(path, APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_WREAD);
+    exposed = okey_config_exposed_files(test_pool, &raw, fake_getenv, NULL);
+    ck_assert_int_eq(exposed->nelts, 1);
+    ck_assert_ptr_nonnull(strstr(APR_ARRAY_IDX(exposed, 0, const char *),
+                                 "OpenAIKeyManagementKey: file"));
+    ck_assert_ptr_nonnull(strstr(APR_ARRAY_IDX(exposed, 0, const char *), "everyone"));
+    apr_file_remove(path, test_pool);
+}
+END_TEST
+
 Suite *okey_config_suite(void)
 {
     Suite *suite = suite_create("config");
@@ -130,6 +175,8 @@ Suite *okey_config_suite(void)
     tcase_add_test(tc, problems_name_directive_environment_and_server);
     tcase_add_test(tc, wanted_only_when_configured);
     tcase_add_test(tc, settings_table_is_complete);
+    tcase_add_test(tc, values_are_checked_where_they_are_set);
+    tcase_add_test(tc, secret_files_others_can_read_are_named);
     suite_add_tcase(suite, tc);
     return suite;
 }
