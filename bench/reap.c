@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "reaper.h"
+#include "reap_run.h"
 
 #define ACCOUNTS 1000
 #define LATENCY apr_time_from_msec(20)

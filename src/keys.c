@@ -2,17 +2,13 @@
 #include "keys.h"
 
 #include <apr_strings.h>
-#include <apr_thread_mutex.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define PROJECT_ID_MAX 256
 
 struct okey_keys_t {
     const okey_config_t *cfg;
     okey_openai_t api;
-    apr_thread_mutex_t *mutex;
-    char project_id[PROJECT_ID_MAX]; /* empty until known */
+    okey_project_store_t store;
 };
 
 const char *okey_keys_name(apr_pool_t *pool, apr_int64_t expires,
@@ -40,7 +36,8 @@ int okey_keys_parse_name(apr_pool_t *pool, const char *name,
 }
 
 okey_keys_t *okey_keys_create(apr_pool_t *pool, const okey_config_t *cfg,
-                              okey_http_t *http)
+                              okey_http_t *http,
+                              const okey_project_store_t *store)
 {
     okey_keys_t *keys = apr_pcalloc(pool, sizeof(*keys));
 
@@ -48,44 +45,75 @@ okey_keys_t *okey_keys_create(apr_pool_t *pool, const okey_config_t *cfg,
     keys->api.http = http;
     keys->api.api_base = cfg->api_base;
     keys->api.management_key = cfg->management_key;
-    apr_thread_mutex_create(&keys->mutex, APR_THREAD_MUTEX_DEFAULT, pool);
+    keys->store = *store;
     return keys;
 }
 
-static const char *cached_project(okey_keys_t *keys, apr_pool_t *pool)
+static const char *stored_project(okey_keys_t *keys, apr_pool_t *pool)
 {
-    const char *id;
+    char id[OKEY_KEYS_PROJECT_ID_MAX];
 
-    apr_thread_mutex_lock(keys->mutex);
-    id = keys->project_id[0] ? apr_pstrdup(pool, keys->project_id) : NULL;
-    apr_thread_mutex_unlock(keys->mutex);
-    return id;
+    keys->store.get(keys->store.baton, id, sizeof(id));
+    return id[0] ? apr_pstrdup(pool, id) : NULL;
 }
 
-static void cache_project(okey_keys_t *keys, const char *id)
+/* The oldest active project of the name, created when there is none. */
+static okey_err_t *find_or_create(okey_keys_t *keys, apr_pool_t *pool,
+                                  const char **id)
 {
-    apr_thread_mutex_lock(keys->mutex);
-    apr_cpystrn(keys->project_id, id ? id : "", sizeof(keys->project_id));
-    apr_thread_mutex_unlock(keys->mutex);
-}
+    apr_array_header_t *ids = NULL;
+    okey_err_t *err = okey_openai_find_projects(&keys->api, pool, keys->cfg->project,
+                                                &ids);
 
-/* The project's id: cached, found by exact name, or created. */
-static okey_err_t *project_id(okey_keys_t *keys, apr_pool_t *pool,
-                              const char **id)
-{
-    okey_err_t *err = NULL;
-
-    *id = cached_project(keys, pool);
-    if (!*id) {
-        err = okey_openai_find_project(&keys->api, pool, keys->cfg->project, id);
-    }
-    if (!err && !*id) {
+    if (!err && ids->nelts == 0) {
         err = okey_openai_create_project(&keys->api, pool, keys->cfg->project, id);
+        /* Another server may have created one too: all take the oldest. */
+        if (!err) {
+            err = okey_openai_find_projects(&keys->api, pool, keys->cfg->project, &ids);
+        }
+        if (!err && ids->nelts == 0) {
+            APR_ARRAY_PUSH(ids, const char *) = *id;
+        }
     }
-    if (!err && strlen(*id) < PROJECT_ID_MAX) {
-        cache_project(keys, *id);
+    *id = err ? NULL : APR_ARRAY_IDX(ids, 0, const char *);
+    return err;
+}
+
+okey_err_t *okey_keys_project_id(okey_keys_t *keys, apr_pool_t *pool,
+                                 const char **id)
+{
+    apr_interval_time_t wait = apr_time_from_sec(3 * keys->cfg->timeout + 1);
+    okey_err_t *err = NULL;
+    int locked = 0;
+
+    *id = stored_project(keys, pool);
+    if (!*id) {
+        locked = keys->store.lock(keys->store.baton, wait);
+        err = locked ? NULL
+              : okey_err_make(pool, 503, "The key service is busy. Please try "
+                              "again in a minute.", "waited %" APR_TIME_T_FMT
+                              " s for another request to set up project %s",
+                              apr_time_sec(wait), keys->cfg->project);
+    }
+    if (locked) {
+        /* Whoever held the lock may have found or made it meanwhile. */
+        *id = stored_project(keys, pool);
+        if (!*id) {
+            err = find_or_create(keys, pool, id);
+        }
+        if (!err && strlen(*id) < OKEY_KEYS_PROJECT_ID_MAX) {
+            keys->store.set(keys->store.baton, *id, NULL);
+        }
+        keys->store.unlock(keys->store.baton);
     }
     return err;
+}
+
+/* Whether a creation failed because the project is gone or archived. */
+static int project_gone(const okey_err_t *err)
+{
+    return err->upstream_status == 404 ||
+           (err->upstream_status == 400 && strstr(err->log_msg, "archived"));
 }
 
 okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool,
@@ -94,18 +122,23 @@ okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool,
 {
     okey_issued_t *made = apr_pcalloc(pool, sizeof(*made));
     okey_service_account_t *account = NULL;
-    okey_err_t *err = project_id(keys, pool, &made->project_id);
+    okey_err_t *err = okey_keys_project_id(keys, pool, &made->project_id);
+    int attempt;
 
     made->email = okey_lower(pool, email);
     made->project = keys->cfg->project;
     made->expires = now + keys->cfg->expiration;
     made->name = okey_keys_name(pool, made->expires, email);
-    if (!err) {
+    for (attempt = 1; !err && !account && attempt <= 2; attempt++) {
         err = okey_openai_create_service_account(&keys->api, pool, made->project_id,
                                                  made->name, &account);
-        if (err) {
-            /* The project may have been archived: look it up again next time. */
-            cache_project(keys, NULL);
+        if (err && project_gone(err)) {
+            /* Archived or deleted upstream: every child forgets it, and this
+             * request finds or makes the project again, once. */
+            keys->store.set(keys->store.baton, NULL, made->project_id);
+            made->project_id = NULL;
+            err = attempt < 2 ? okey_keys_project_id(keys, pool, &made->project_id)
+                              : err;
         }
     }
     if (!err) {

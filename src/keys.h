@@ -28,9 +28,32 @@ const char *okey_keys_name(apr_pool_t *pool, apr_int64_t expires,
 int okey_keys_parse_name(apr_pool_t *pool, const char *name,
                          apr_int64_t *expires, const char **email);
 
-/* Per-process issuer of one key server; caches the project id. */
+/* Where the children of a key server keep the project's id, and the lock
+ * that lets one of them at a time find or create the project. */
+typedef struct okey_project_store_t {
+    /* Copies the stored id into buf; empty when none is stored. */
+    void (*get)(void *baton, char *buf, apr_size_t len);
+    /* Stores id; or, when id is NULL, forgets stale if it is still stored. */
+    void (*set)(void *baton, const char *id, const char *stale);
+    /* Takes the creation lock, waiting at most wait; 0 when not taken. */
+    int (*lock)(void *baton, apr_interval_time_t wait);
+    void (*unlock)(void *baton);
+    void *baton;
+} okey_project_store_t;
+
+#define OKEY_KEYS_PROJECT_ID_MAX 128
+
+/* Per-process issuer of one key server. */
 okey_keys_t *okey_keys_create(apr_pool_t *pool, const okey_config_t *cfg,
-                              okey_http_t *http);
+                              okey_http_t *http,
+                              const okey_project_store_t *store);
+
+/* The id of the key server's project: stored, found (the oldest active one
+ * of its name) or created. Creation is serialised through the store, and
+ * the project list is read again after creating so that racing servers
+ * converge on the oldest. */
+okey_err_t *okey_keys_project_id(okey_keys_t *keys, apr_pool_t *pool,
+                                 const char **project_id);
 
 okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool,
                             const char *email, apr_int64_t now,

@@ -1,16 +1,22 @@
 /* OpenAI Admin API client. */
 #include "openai.h"
 
+#include <apr_hash.h>
 #include <apr_strings.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char KEY_FAILED[] =
     "The key could not be created. Please try again later.";
 
-static okey_err_t *malformed(apr_pool_t *pool, const char *what)
+static okey_err_t *malformed(apr_pool_t *pool, okey_endpoint_e endpoint,
+                             const char *what)
 {
-    return okey_err_make(pool, 502, KEY_FAILED,
-                         "OpenAI answered a malformed %s", what);
+    okey_err_t *err = okey_err_make(pool, 502, KEY_FAILED,
+                                    "OpenAI answered a malformed %s", what);
+
+    err->endpoint = endpoint;
+    return err;
 }
 
 okey_err_t *okey_openai_page_parse(apr_pool_t *pool, const char *text,
@@ -23,7 +29,8 @@ okey_err_t *okey_openai_page_parse(apr_pool_t *pool, const char *text,
     page->data = data;
     page->last_id = okey_json_str(doc, "last_id");
     page->has_more = json_is_true(json_object_get(doc, "has_more"));
-    return json_is_array(data) ? NULL : malformed(pool, "list");
+    return json_is_array(data) ? NULL
+                               : malformed(pool, OKEY_ENDPOINT_NONE, "list");
 }
 
 static int project_active(const json_t *project)
@@ -35,22 +42,43 @@ static int project_active(const json_t *project)
            (!archived || json_is_null(archived));
 }
 
+static apr_int64_t created_at(const json_t *object)
+{
+    const json_t *created = json_object_get(object, "created_at");
+
+    return json_is_integer(created) ? (apr_int64_t)json_integer_value(created) : 0;
+}
+
+/* A project as a candidate: oldest first, then by id, so that every child
+ * and every server picks the same one. */
+typedef struct {
+    const char *id;
+    apr_int64_t created_at;
+} project_t;
+
+static int older(const project_t *a, const project_t *b)
+{
+    return a->created_at != b->created_at ? a->created_at < b->created_at
+                                          : strcmp(a->id, b->id) < 0;
+}
+
 const char *okey_openai_page_find_project(const okey_openai_page_t *page,
                                           const char *name)
 {
-    const char *found = NULL;
+    project_t best = {NULL, 0};
     const json_t *project;
     size_t i;
 
     json_array_foreach(page->data, i, project) {
         const char *project_name = okey_json_str(project, "name");
+        project_t candidate = {okey_json_str(project, "id"), created_at(project)};
 
-        if (!found && project_name && !strcmp(project_name, name) &&
-            project_active(project)) {
-            found = okey_json_str(project, "id");
+        if (candidate.id && project_name && !strcmp(project_name, name) &&
+            project_active(project) && (!best.id || older(&candidate, &best))) {
+            best = candidate;
         }
     }
-    return found;
+    return best.id;
 }
 
 okey_err_t *okey_openai_service_account_parse(apr_pool_t *pool, const char *text,
@@ -58,78 +86,228 @@ okey_err_t *okey_openai_service_account_parse(apr_pool_t *pool, const char *text
                                               okey_service_account_t **account)
 {
     json_t *doc = okey_json_parse(pool, text, len, NULL);
-    const json_t *created = json_object_get(doc, "created_at");
     okey_service_account_t *made = apr_pcalloc(pool, sizeof(*made));
 
     made->id = okey_json_str(doc, "id");
     made->name = okey_json_str(doc, "name");
-    made->created_at = json_is_integer(created) ? json_integer_value(created) : 0;
+    made->created_at = created_at(doc);
     made->api_key = okey_json_str(json_object_get(doc, "api_key"), "value");
     *account = made->id ? made : NULL;
-    return made->id ? NULL : malformed(pool, "service account");
+    return made->id ? NULL
+                    : malformed(pool, OKEY_ENDPOINT_SERVICE_ACCOUNTS, "service account");
 }
 
 okey_err_t *okey_openai_status_error(apr_pool_t *pool, const char *what,
+                                     okey_endpoint_e endpoint,
                                      const okey_http_response_t *resp)
 {
     json_t *doc = okey_json_parse(pool, resp->body, resp->body_len, NULL);
     const char *message = okey_json_str(json_object_get(doc, "error"), "message");
+    okey_err_t *err;
 
-    return okey_err_make(pool, 502, KEY_FAILED, "OpenAI %s answered %d%s%s%s%s",
-                         what, resp->status, message ? ": " : "",
-                         message ? message : "",
-                         resp->status == 401 ? " (check OpenAIKeyManagementKey)" : "",
-                         resp->status == 400 ? " (is the project archived?)" : "");
+    /* An upstream message may echo a key or a token: only its scrubbed,
+     * bounded form goes on. */
+    message = message ? okey_scrub(pool, apr_pstrndup(pool, message, 200)) : NULL;
+    err = okey_err_make(pool, 502, KEY_FAILED, "OpenAI %s answered %d%s%s%s",
+                        what, resp->status, message ? ": " : "",
+                        message ? message : "",
+                        resp->status == 401 ? " (check OpenAIKeyManagementKey)" : "");
+    err->endpoint = endpoint;
+    err->upstream_status = resp->status;
+    return err;
+}
+
+static void prepare(const okey_openai_t *api, apr_pool_t *pool, const char *method,
+                    const char *path, const json_t *body, okey_http_request_t *req)
+{
+    memset(req, 0, sizeof(*req));
+    req->method = method;
+    req->url = apr_pstrcat(pool, api->api_base, path, NULL);
+    req->authorization = apr_pstrcat(pool, "Bearer ", api->management_key, NULL);
+    if (body) {
+        req->content_type = "application/json";
+        req->body = okey_json_dump(pool, body);
+        req->body_len = strlen(req->body);
+    }
 }
 
 static okey_err_t *call(const okey_openai_t *api, apr_pool_t *pool,
                         const char *method, const char *path, const json_t *body,
-                        const char *what, okey_http_response_t *resp)
+                        okey_endpoint_e endpoint, const char *what,
+                        okey_http_response_t *resp)
 {
     okey_http_request_t req;
     okey_err_t *err;
 
-    memset(&req, 0, sizeof(req));
-    req.method = method;
-    req.url = apr_pstrcat(pool, api->api_base, path, NULL);
-    req.authorization = apr_pstrcat(pool, "Bearer ", api->management_key, NULL);
-    if (body) {
-        req.content_type = "application/json";
-        req.body = okey_json_dump(pool, body);
-        req.body_len = strlen(req.body);
-    }
+    prepare(api, pool, method, path, body, &req);
     err = okey_http_perform(api->http, pool, &req, resp);
-    if (!err && (resp->status < 200 || resp->status > 299)) {
-        err = okey_openai_status_error(pool, what, resp);
+    if (err) {
+        err->endpoint = endpoint;
+    }
+    else if (resp->status < 200 || resp->status > 299) {
+        err = okey_openai_status_error(pool, what, endpoint, resp);
     }
     return err;
 }
 
-okey_err_t *okey_openai_find_project(const okey_openai_t *api, apr_pool_t *pool,
-                                     const char *name, const char **project_id)
+/* --- paging --------------------------------------------------------------- */
+
+struct okey_openai_pager_t {
+    const okey_openai_t *api;
+    apr_pool_t *pool;       /* the walk's: cursors seen */
+    apr_pool_t *page_pool;  /* the current page's */
+    const char *path;
+    okey_endpoint_e endpoint;
+    const char *what;
+    const char *after;      /* in pool */
+    apr_hash_t *seen;       /* cursors already followed */
+    int pages;
+    int done;
+    okey_openai_page_t page;
+};
+
+okey_openai_pager_t *okey_openai_pager(const okey_openai_t *api, apr_pool_t *pool,
+                                       const char *path, okey_endpoint_e endpoint,
+                                       const char *what)
 {
-    const char *after = NULL;
-    okey_openai_page_t page = {NULL, NULL, 1};
+    okey_openai_pager_t *pager = apr_pcalloc(pool, sizeof(*pager));
+
+    pager->api = api;
+    pager->pool = pool;
+    apr_pool_create(&pager->page_pool, pool);
+    pager->path = path;
+    pager->endpoint = endpoint;
+    pager->what = what;
+    pager->seen = apr_hash_make(pool);
+    return pager;
+}
+
+int okey_openai_page_loops(const okey_openai_page_t *page, int pages,
+                           apr_hash_t *seen_cursors, const char **why)
+{
+    *why = NULL;
+    if (!page->has_more) {
+        *why = NULL;
+    }
+    else if (!page->last_id || !*page->last_id) {
+        *why = "has_more without a last_id";
+    }
+    else if (json_array_size(page->data) == 0) {
+        *why = "an empty page with has_more";
+    }
+    else if (apr_hash_get(seen_cursors, page->last_id, APR_HASH_KEY_STRING)) {
+        *why = "the same last_id twice";
+    }
+    else if (pages >= OKEY_OPENAI_PAGE_MAX) {
+        *why = "more pages than the limit";
+    }
+    return *why != NULL;
+}
+
+static okey_err_t *paging_error(okey_openai_pager_t *pager, const char *why)
+{
+    okey_err_t *err = okey_err_make(pager->pool, 502, KEY_FAILED,
+                                    "OpenAI %s: stopped paging after %d pages: %s",
+                                    pager->what, pager->pages, why);
+
+    err->endpoint = pager->endpoint;
+    return err;
+}
+
+okey_err_t *okey_openai_pager_next(okey_openai_pager_t *pager,
+                                   const okey_openai_page_t **page)
+{
     okey_http_response_t resp;
     okey_err_t *err = NULL;
+    const char *why = NULL;
+    apr_pool_t *pool = pager->page_pool;
 
-    *project_id = NULL;
-    while (!err && !*project_id && page.has_more) {
+    *page = NULL;
+    apr_pool_clear(pool);
+    if (pager->done) {
+        return NULL;
+    }
+    if (pager->api->cancel && *pager->api->cancel) {
+        err = paging_error(pager, "cancelled");
+    }
+    if (!err) {
         const char *path = apr_psprintf(
-            pool, "/organization/projects?limit=%d%s%s", OKEY_OPENAI_PAGE_LIMIT,
-            after ? "&after=" : "", after ? okey_form_escape(pool, after) : "");
+            pool, "%s%slimit=%d%s%s", pager->path, strchr(pager->path, '?') ? "&" : "?",
+            OKEY_OPENAI_PAGE_LIMIT, pager->after ? "&after=" : "",
+            pager->after ? okey_form_escape(pool, pager->after) : "");
 
-        err = call(api, pool, "GET", path, NULL, "project list", &resp);
-        if (!err) {
-            err = okey_openai_page_parse(pool, resp.body, resp.body_len, &page);
-        }
-        if (!err) {
-            *project_id = okey_openai_page_find_project(&page, name);
-            after = page.last_id;
-            page.has_more = page.has_more && after;
+        err = call(pager->api, pool, "GET", path, NULL, pager->endpoint, pager->what,
+                   &resp);
+    }
+    if (!err) {
+        err = okey_openai_page_parse(pool, resp.body, resp.body_len, &pager->page);
+        if (err) {
+            err->endpoint = pager->endpoint;
         }
     }
-    *project_id = *project_id ? apr_pstrdup(pool, *project_id) : NULL;
+    if (!err) {
+        pager->pages++;
+        if (okey_openai_page_loops(&pager->page, pager->pages, pager->seen, &why)) {
+            err = paging_error(pager, why);
+        }
+    }
+    if (!err) {
+        pager->done = !pager->page.has_more;
+        pager->after = pager->done ? NULL : apr_pstrdup(pager->pool, pager->page.last_id);
+        if (pager->after) {
+            apr_hash_set(pager->seen, pager->after, APR_HASH_KEY_STRING, "");
+        }
+        *page = &pager->page;
+    }
+    pager->done = pager->done || err != NULL;
+    return err;
+}
+
+/* --- projects --------------------------------------------------------------- */
+
+static int compare_projects(const void *a, const void *b)
+{
+    const project_t *pa = a;
+    const project_t *pb = b;
+
+    return older(pa, pb) ? -1 : (older(pb, pa) ? 1 : 0);
+}
+
+okey_err_t *okey_openai_find_projects(const okey_openai_t *api, apr_pool_t *pool,
+                                      const char *name,
+                                      apr_array_header_t **project_ids)
+{
+    okey_openai_pager_t *pager = okey_openai_pager(api, pool, "/organization/projects",
+                                                   OKEY_ENDPOINT_PROJECTS,
+                                                   "project list");
+    apr_array_header_t *found = apr_array_make(pool, 2, sizeof(project_t));
+    const okey_openai_page_t *page = NULL;
+    okey_err_t *err;
+    int i;
+
+    do {
+        const json_t *project;
+        size_t k;
+
+        err = okey_openai_pager_next(pager, &page);
+        json_array_foreach(page ? page->data : NULL, k, project) {
+            const char *project_name = okey_json_str(project, "name");
+            const char *id = okey_json_str(project, "id");
+
+            if (id && project_name && !strcmp(project_name, name) &&
+                project_active(project)) {
+                project_t *p = apr_array_push(found);
+                p->id = apr_pstrdup(pool, id);
+                p->created_at = created_at(project);
+            }
+        }
+    } while (!err && page);
+    qsort(found->elts, (size_t)found->nelts, sizeof(project_t), compare_projects);
+    *project_ids = apr_array_make(pool, found->nelts, sizeof(const char *));
+    for (i = 0; i < found->nelts && !err; i++) {
+        APR_ARRAY_PUSH(*project_ids, const char *) =
+            APR_ARRAY_IDX(found, i, project_t).id;
+    }
     return err;
 }
 
@@ -140,15 +318,23 @@ okey_err_t *okey_openai_create_project(const okey_openai_t *api, apr_pool_t *poo
     okey_http_response_t resp;
     json_t *doc = NULL;
     okey_err_t *err = call(api, pool, "POST", "/organization/projects", body,
-                           "project creation", &resp);
+                           OKEY_ENDPOINT_PROJECTS, "project creation", &resp);
 
     *project_id = NULL;
     if (!err) {
         doc = okey_json_parse(pool, resp.body, resp.body_len, NULL);
         *project_id = okey_json_str(doc, "id");
-        err = *project_id ? NULL : malformed(pool, "project");
+        err = *project_id ? NULL : malformed(pool, OKEY_ENDPOINT_PROJECTS, "project");
     }
     return err;
+}
+
+/* --- service accounts -------------------------------------------------------- */
+
+const char *okey_openai_accounts_path(apr_pool_t *pool, const char *project_id)
+{
+    return apr_pstrcat(pool, "/organization/projects/",
+                       okey_form_escape(pool, project_id), "/service_accounts", NULL);
 }
 
 okey_err_t *okey_openai_create_service_account(const okey_openai_t *api,
@@ -158,11 +344,9 @@ okey_err_t *okey_openai_create_service_account(const okey_openai_t *api,
                                                okey_service_account_t **account)
 {
     json_t *body = okey_json_own(pool, json_pack("{s:s}", "name", name));
-    const char *path = apr_pstrcat(pool, "/organization/projects/",
-                                   okey_form_escape(pool, project_id),
-                                   "/service_accounts", NULL);
     okey_http_response_t resp;
-    okey_err_t *err = call(api, pool, "POST", path, body,
+    okey_err_t *err = call(api, pool, "POST", okey_openai_accounts_path(pool, project_id),
+                           body, OKEY_ENDPOINT_SERVICE_ACCOUNTS,
                            "service account creation", &resp);
 
     *account = NULL;
@@ -171,8 +355,38 @@ okey_err_t *okey_openai_create_service_account(const okey_openai_t *api,
                                                 account);
     }
     if (!err && !(*account)->api_key) {
-        err = malformed(pool, "service account without api_key");
+        err = malformed(pool, OKEY_ENDPOINT_SERVICE_ACCOUNTS,
+                        "service account without api_key");
         *account = NULL;
     }
     return err;
+}
+
+void okey_openai_delete_accounts(const okey_openai_t *api, apr_pool_t *pool,
+                                 const char *project_id, const char *const *ids,
+                                 int n, int parallel, okey_openai_deleted_t *results)
+{
+    okey_http_request_t *reqs = apr_pcalloc(pool, sizeof(*reqs) * (apr_size_t)(n + 1));
+    okey_http_response_t *resps = apr_pcalloc(pool, sizeof(*resps) * (apr_size_t)(n + 1));
+    okey_err_t **errs = apr_pcalloc(pool, sizeof(*errs) * (apr_size_t)(n + 1));
+    const char *base = okey_openai_accounts_path(pool, project_id);
+    int i;
+
+    for (i = 0; i < n; i++) {
+        prepare(api, pool, "DELETE",
+                apr_pstrcat(pool, base, "/", okey_form_escape(pool, ids[i]), NULL),
+                NULL, &reqs[i]);
+    }
+    okey_http_perform_many(api->http, pool, reqs, n, parallel, resps, errs);
+    for (i = 0; i < n; i++) {
+        results[i].status = errs[i] ? 0 : resps[i].status;
+        results[i].retry_after = errs[i] ? -1 : resps[i].retry_after;
+        results[i].error =
+            errs[i] ? errs[i]->log_msg
+            : ((resps[i].status >= 200 && resps[i].status < 300)
+                   ? NULL
+                   : okey_openai_status_error(pool, "delete",
+                                              OKEY_ENDPOINT_SERVICE_ACCOUNTS,
+                                              &resps[i])->log_msg);
+    }
 }

@@ -1,16 +1,21 @@
-/* The parts of the OpenAI Admin API this module uses: projects and project
- * service accounts. */
+/* The only code that talks to the OpenAI Admin API: projects and project
+ * service accounts, a bounded page iterator and a batch delete. */
 #ifndef OKEY_OPENAI_H
 #define OKEY_OPENAI_H
 
 #include "http.h"
 
+#include <apr_hash.h>
+
 #define OKEY_OPENAI_PAGE_LIMIT 100
+/* 100 000 items: far past any real project, short of a loop. */
+#define OKEY_OPENAI_PAGE_MAX 1000
 
 typedef struct okey_openai_t {
     okey_http_t *http;
     const char *api_base;       /* without trailing slash */
     const char *management_key;
+    volatile const int *cancel; /* set: paging and retries stop; NULL: never */
 } okey_openai_t;
 
 typedef struct okey_openai_page_t {
@@ -30,7 +35,7 @@ typedef struct okey_service_account_t {
 okey_err_t *okey_openai_page_parse(apr_pool_t *pool, const char *text,
                                    apr_size_t len, okey_openai_page_t *page);
 
-/* The id of the active project named name in a page, or NULL. */
+/* The id of the oldest active project named name in a page, or NULL. */
 const char *okey_openai_page_find_project(const okey_openai_page_t *page,
                                           const char *name);
 
@@ -38,9 +43,30 @@ okey_err_t *okey_openai_service_account_parse(apr_pool_t *pool, const char *text
                                               apr_size_t len,
                                               okey_service_account_t **account);
 
-/* The id of the active project named name, NULL when none exists. */
-okey_err_t *okey_openai_find_project(const okey_openai_t *api, apr_pool_t *pool,
-                                     const char *name, const char **project_id);
+/* Walks a list endpoint page by page. Each page lives in a pool of its own,
+ * cleared when the next is asked for, so a walk holds one page at a time.
+ * The walk fails, rather than loops, on a repeated or missing cursor, an
+ * empty page that claims more, more than OKEY_OPENAI_PAGE_MAX pages, or
+ * cancellation. */
+typedef struct okey_openai_pager_t okey_openai_pager_t;
+
+okey_openai_pager_t *okey_openai_pager(const okey_openai_t *api, apr_pool_t *pool,
+                                       const char *path, okey_endpoint_e endpoint,
+                                       const char *what);
+
+/* The next page in *page, or *page NULL once the list is done. */
+okey_err_t *okey_openai_pager_next(okey_openai_pager_t *pager,
+                                   const okey_openai_page_t **page);
+
+/* Whether a paged answer must stop here (the rules above); *why says why. */
+int okey_openai_page_loops(const okey_openai_page_t *page, int pages,
+                           apr_hash_t *seen_cursors, const char **why);
+
+/* The ids of every active project named name, oldest first (an array of
+ * const char *, empty when there is none). */
+okey_err_t *okey_openai_find_projects(const okey_openai_t *api, apr_pool_t *pool,
+                                      const char *name,
+                                      apr_array_header_t **project_ids);
 
 okey_err_t *okey_openai_create_project(const okey_openai_t *api, apr_pool_t *pool,
                                        const char *name, const char **project_id);
@@ -51,8 +77,27 @@ okey_err_t *okey_openai_create_service_account(const okey_openai_t *api,
                                                const char *name,
                                                okey_service_account_t **account);
 
-/* The error for an answer other than 2xx: its status and OpenAI's message. */
+/* The path of a project's service-account list. */
+const char *okey_openai_accounts_path(apr_pool_t *pool, const char *project_id);
+
+/* One delete of a batch: the upstream status (0: no answer) and the
+ * Retry-After it asked for (-1: none). */
+typedef struct okey_openai_deleted_t {
+    int status;
+    apr_int64_t retry_after;
+    const char *error; /* why, for the log; never a secret */
+} okey_openai_deleted_t;
+
+/* Deletes n service accounts of a project with at most parallel requests in
+ * flight; results[i] says how deleting ids[i] went. */
+void okey_openai_delete_accounts(const okey_openai_t *api, apr_pool_t *pool,
+                                 const char *project_id, const char *const *ids,
+                                 int n, int parallel, okey_openai_deleted_t *results);
+
+/* The error for an answer other than 2xx: its status and OpenAI's message,
+ * with anything key- or token-shaped scrubbed out. */
 okey_err_t *okey_openai_status_error(apr_pool_t *pool, const char *what,
+                                     okey_endpoint_e endpoint,
                                      const okey_http_response_t *resp);
 
 #endif

@@ -1,11 +1,11 @@
-/* Reaping: deleting the service accounts this module issued once they
- * expire, and nothing else. */
+/* Reaping policy: which service accounts to delete, which failed deletes to
+ * retry, and how long to wait first. No network here. */
 #ifndef OKEY_REAPER_H
 #define OKEY_REAPER_H
 
-#include "config.h"
-#include "keys.h"
-#include "openai.h"
+#include "okey.h"
+
+#include <apr_time.h>
 
 #define OKEY_REAP_PARALLEL 12
 #define OKEY_REAP_ATTEMPTS 4
@@ -24,30 +24,19 @@ okey_reap_verdict_e okey_reap_decide(apr_pool_t *pool, const char *name,
                                      apr_int64_t expiration, int reap_legacy,
                                      apr_int64_t *expires, const char **email);
 
-typedef struct okey_reap_summary_t {
-    int listed;
-    int deleted;
-    int failed;
-    int kept;
-    double seconds;
-    const char *error; /* why the reap could not run, or NULL */
-} okey_reap_summary_t;
+typedef enum {
+    OKEY_DELETE_DONE,   /* 2xx, or 404: gone already */
+    OKEY_DELETE_RETRY,  /* no answer, 429 or 5xx, with attempts left */
+    OKEY_DELETE_FAILED
+} okey_delete_outcome_e;
 
-typedef struct okey_reaper_t {
-    const okey_config_t *cfg;
-    okey_openai_t api;
-    const okey_logger_t *logger;
-    int parallel;
-    apr_interval_time_t backoff;  /* first retry delay; doubles per round */
-    volatile const int *cancel;   /* stops waiting between rounds */
-} okey_reaper_t;
+/* What a delete that answered status (0: no answer) on attempt means. */
+okey_delete_outcome_e okey_reap_classify(int status, int attempt);
 
-void okey_reaper_init(okey_reaper_t *reaper, const okey_config_t *cfg,
-                      okey_http_t *http, const okey_logger_t *logger,
-                      volatile const int *cancel);
-
-/* One reap of the configured project. Logs one audit line per deleted key. */
-void okey_reap(const okey_reaper_t *reaper, apr_pool_t *pool, apr_int64_t now,
-               okey_reap_summary_t *summary);
+/* How long to wait before retry round attempt + 1: the base doubled per
+ * round, or longer when the upstream asked for it (Retry-After, seconds,
+ * -1 when absent; honoured up to OKEY_REAP_RETRY_AFTER_MAX). */
+apr_interval_time_t okey_reap_backoff(apr_interval_time_t base, int attempt,
+                                      apr_int64_t retry_after);
 
 #endif

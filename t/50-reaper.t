@@ -9,7 +9,7 @@ use HTTP::Request ();
 use JSON::PP ();
 use Time::HiRes ();
 
-plan tests => 37;
+plan tests => 43;
 
 my $JSON = JSON::PP->new->utf8;
 my $now = time;
@@ -33,11 +33,39 @@ sub seed {
 sub org { return fake_state()->{tenants}{ $_[0] } }
 sub names_left { return [sort map { $_->{name} } @{ org($_[0])->{accounts}{"proj_$_[0]"} || [] }] }
 
+# Calls within RECENT seconds of a reap's end report that reap: a fresh
+# reap is asked for once the last one ended longer ago than that.
+my $RECENT = 2;
+sub status_of { return $JSON->decode(browser()->get(vhost_url($_[0], '/status'))->decoded_content) }
+sub last_end {
+    my ($vhost) = @_;
+    my $end = status_of($vhost)->{last_reap}{end} // return 0;
+    my ($y, $m, $d, $H, $M, $S) = $end =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)Z$/ or return 0;
+    require Time::Local;
+    return Time::Local::timegm($S, $M, $H, $d, $m - 1, $y);
+}
+sub past_recent {
+    my ($vhost) = @_;
+    my $deadline = Time::HiRes::time + 30;
+    my $end = last_end($vhost);
+    Time::HiRes::sleep(0.1) while Time::HiRes::time < $end + $RECENT + 1 && Time::HiRes::time < $deadline;
+}
+
+# POSTs /revoke. A reap that outlasts the handler's wait answers 202 with
+# Retry-After; the helper then asks again until the reap's report comes.
 sub revoke {
-    my ($vhost, $accept) = @_;
+    my ($vhost, $accept, $no_wait, $first) = @_;
+    past_recent($vhost) unless $no_wait;
     my $req = HTTP::Request->new(POST => vhost_url($vhost, '/revoke'));
     $req->header(Accept => $accept // 'application/json');
-    return browser()->request($req);
+    my $res = browser()->request($req);
+    $$first = $res if $first;
+    my $deadline = Time::HiRes::time + 60;
+    while ($res->code == 202 && Time::HiRes::time < $deadline) {
+        Time::HiRes::sleep(0.2);
+        $res = browser()->request($req);
+    }
+    return $res;
 }
 
 my @expired = map { account("svc_acct_old$_", sprintf('okey-%d-user%03d@example.com', $now - 100, $_)) } 1 .. 150;
@@ -66,8 +94,14 @@ seed('reap', 'reap-project', @expired, @live, $outlived, @foreign);
     my $log = error_log();
     like($log, qr/\[openaikey:notice\].*reaped key: service_account=svc_acct_old7 email=user007\@example\.com project=reap-project \(proj_reap\) expires=\d{4}-/,
          'one audit line per reaped key');
-    like($log, qr/reap of project reap-project: listed 157, deleted 151, failed 0, kept 6 in [\d.]+ s/,
+    like($log, qr/OKEY030: reap of project reap-project \(1 projects\): listed 157, deleted 151, failed 0, kept 6, not attempted 0 in [\d.]+ s/,
          'one summary line per reap');
+
+    # Right after it, another call reports that reap instead of reaping again.
+    my $lists = org('reap')->{counters}{'openai.GET'};
+    my $again = $JSON->decode(revoke('okey_reap', undef, 1)->decoded_content);
+    is($again->{start}, $summary->{start}, 'a call right after a reap reports that reap');
+    is(org('reap')->{counters}{'openai.GET'}, $lists, 'and lists nothing');
     unlike($log, qr/reaped key: service_account=svc_acct_(?:live|bot|garbage|legacy)/, 'nothing else reaped');
 }
 
@@ -83,21 +117,25 @@ seed('legacy', 'legacy-project', account('svc_acct_l1', 'old@example.com', $now 
 # --- 404, 429 with Retry-After, and a failing delete ------------------------------
 seed('reap', 'reap-project', @expired[0 .. 9]);
 add_fault(tenant => 'reap', method => 'DELETE', path => 'svc_acct_old1$', status => 404);
-add_fault(tenant => 'reap', method => 'DELETE', path => 'svc_acct_old2$', status => 429, retry_after => 1);
+add_fault(tenant => 'reap', method => 'DELETE', path => 'svc_acct_old2$', status => 429, retry_after => 6);
 add_fault(tenant => 'reap', method => 'DELETE', path => 'svc_acct_old3$', status => 503, times => 10);
 {
     my $started = Time::HiRes::time;
-    my $summary = $JSON->decode(revoke('okey_reap')->decoded_content);
+    my $summary = $JSON->decode(revoke('okey_reap', undef, 0, \my $first)->decoded_content);
     my $took = Time::HiRes::time - $started;
+    is($first->code, 202, 'a reap that outlasts the wait (Retry-After 6 s) is answered 202 at once');
+    is($first->header('Retry-After'), 10, 'with Retry-After');
     is($summary->{deleted}, 9, '404 counts as done and 429 succeeds on retry');
     is($summary->{failed}, 1, 'a delete that keeps failing with 503 fails alone');
     is_deeply(names_left('reap'), [$expired[0]{name}, $expired[2]{name}],
               'the 404 one was already gone; the 503 one stays for the next reap');
-    cmp_ok($took, '>=', 1, 'the retry waited for Retry-After');
+    cmp_ok($took, '>=', 6, 'the retry waited for Retry-After');
     my $deletes = org('reap')->{counters}{'openai.DELETE'} // 0;
     is($deletes, 10 + 1 + 3, 'the 429 one retried once, the 503 one tried four times in all, no more');
-    like(error_log(), qr/could not delete service account svc_acct_old3 \(user003\@example\.com\): OpenAI delete answered 503/,
-         'the failure is logged');
+    like(error_log(), qr/\[openaikey:debug\].*could not delete service account svc_acct_old3 \(user003\@example\.com\): OpenAI delete answered 503/,
+         'the failure is logged at debug');
+    like(error_log(), qr/\[openaikey:error\].*OKEY304: could not delete 1 service accounts \(by status: 503: 1\), e\.g\. svc_acct_old3/,
+         'and summed up in one error line');
 }
 
 # --- a cleanup during a reap waits for it and reports it -----------------------------
@@ -121,7 +159,7 @@ add_fault(tenant => 'reap', method => 'GET', path => 'service_accounts$', delay 
            || Time::HiRes::time > $deadline) {
         Time::HiRes::sleep(0.05);
     }
-    my $second = $JSON->decode(revoke('okey_reap')->decoded_content);
+    my $second = $JSON->decode(revoke('okey_reap', undef, 1)->decoded_content);
     my $first = $JSON->decode(do { local $/; <$reader> });
     waitpid($pid, 0);
     is($first->{deleted} + $second->{deleted}, 10, 'both report the one reap that deleted five');
@@ -135,8 +173,8 @@ add_fault(tenant => 'reap', method => 'GET', path => 'service_accounts$', status
 {
     my $res = revoke('okey_reap', 'text/plain');
     like($res->header('Content-Type'), qr{text/plain}, 'text by default');
-    like($res->decoded_content, qr/reap of project reap-project: listed 0, deleted 0, failed 0, kept 0; OpenAI service account list answered 500/,
-         'a failed listing says so and deletes nothing');
+    like($res->decoded_content, qr/reap of project reap-project: listed 0, deleted 0, failed 0, kept 0, not attempted 0; upstream answered 500/,
+         'a failed listing says so, by its class only, and deletes nothing');
     is(scalar @{ names_left('reap') }, 2, 'nothing deleted');
 }
 
@@ -146,7 +184,8 @@ add_fault(tenant => 'reap', method => 'GET', path => 'service_accounts$', status
     cmp_ok($status->{reaps}, '>=', 3, 'reaps counted');
     cmp_ok($status->{keys_reaped}, '>=', 160, 'reaped keys counted');
     cmp_ok($status->{reap_failures}, '>=', 2, 'failed reaps counted');
-    like($status->{last_reap}{result}, qr/answered 500/, 'the last result');
+    is($status->{last_reap}{result}, 'upstream answered 500', 'the last result, as a class');
+    unlike($JSON->encode($status), qr/injected fault|\.conf|\/tmp\//, 'no upstream text and no file path in the status');
     like($status->{last_reap}{end}, qr/^\d{4}-\d\d-\d\dT/, 'and when it ended');
     unlike($JSON->encode($status), qr/\@/, 'no address in the status');
 

@@ -1,6 +1,7 @@
 /* Parsing the OpenAI Admin API's answers. */
 #include "testutil.h"
 
+#include <apr_hash.h>
 #include <string.h>
 
 #include "openai.h"
@@ -92,10 +93,76 @@ START_TEST(error_answers_name_status_and_message)
     resp.status = 401;
     resp.body = "{\"error\":{\"message\":\"Incorrect API key provided\",\"type\":\"x\"}}";
     resp.body_len = strlen(resp.body);
-    err = okey_openai_status_error(test_pool, "project list", &resp);
+    err = okey_openai_status_error(test_pool, "project list", OKEY_ENDPOINT_PROJECTS,
+                                   &resp);
     ck_assert_int_eq(err->status, 502);
+    ck_assert_int_eq(err->upstream_status, 401);
+    ck_assert_int_eq(err->endpoint, OKEY_ENDPOINT_PROJECTS);
     ck_assert_str_eq(err->log_msg, "OpenAI project list answered 401: Incorrect API key "
                                    "provided (check OpenAIKeyManagementKey)");
+}
+END_TEST
+
+START_TEST(error_answers_lose_what_looks_like_a_credential)
+{
+    okey_http_response_t resp = {0};
+    okey_err_t *err;
+
+    resp.status = 401;
+    resp.body = "{\"error\":{\"message\":\"Incorrect API key provided: sk-admin-AbCdEf123456"
+                "7890. Header was Bearer sk-admin-AbCdEf1234567890\"}}";
+    resp.body_len = strlen(resp.body);
+    err = okey_openai_status_error(test_pool, "delete", OKEY_ENDPOINT_SERVICE_ACCOUNTS,
+                                   &resp);
+    ck_assert_ptr_null(strstr(err->log_msg, "AbCdEf"));
+    ck_assert_ptr_nonnull(strstr(err->log_msg, "Incorrect API key provided: [redacted]"));
+    ck_assert_ptr_nonnull(strstr(err->log_msg, "Header was [redacted]"));
+}
+END_TEST
+
+/* A page as a list endpoint would answer it. */
+static okey_openai_page_t page_of(const char *text)
+{
+    okey_openai_page_t page;
+
+    ck_assert_ptr_null(parse_page(text, &page));
+    return page;
+}
+
+START_TEST(paging_stops_on_broken_cursors)
+{
+    apr_hash_t *seen = apr_hash_make(test_pool);
+    okey_openai_page_t page;
+    const char *why = NULL;
+
+    page = page_of("{\"data\":[{\"id\":\"a\"}],\"last_id\":\"a\",\"has_more\":false}");
+    ck_assert(!okey_openai_page_loops(&page, 1, seen, &why));
+    page = page_of("{\"data\":[{\"id\":\"a\"}],\"last_id\":\"a\",\"has_more\":true}");
+    ck_assert(!okey_openai_page_loops(&page, 1, seen, &why));
+    apr_hash_set(seen, "a", APR_HASH_KEY_STRING, "");
+    ck_assert(okey_openai_page_loops(&page, 2, seen, &why));
+    ck_assert_str_eq(why, "the same last_id twice");
+    page = page_of("{\"data\":[{\"id\":\"b\"}],\"has_more\":true}");
+    ck_assert(okey_openai_page_loops(&page, 2, seen, &why));
+    ck_assert_str_eq(why, "has_more without a last_id");
+    page = page_of("{\"data\":[],\"last_id\":\"c\",\"has_more\":true}");
+    ck_assert(okey_openai_page_loops(&page, 2, seen, &why));
+    ck_assert_str_eq(why, "an empty page with has_more");
+    page = page_of("{\"data\":[{\"id\":\"d\"}],\"last_id\":\"d\",\"has_more\":true}");
+    ck_assert(okey_openai_page_loops(&page, OKEY_OPENAI_PAGE_MAX, seen, &why));
+    ck_assert_str_eq(why, "more pages than the limit");
+}
+END_TEST
+
+START_TEST(the_oldest_project_of_a_name_wins)
+{
+    okey_openai_page_t page = page_of(
+        "{\"data\":[{\"id\":\"proj_b\",\"name\":\"p\",\"created_at\":200},"
+        "{\"id\":\"proj_a\",\"name\":\"p\",\"created_at\":100},"
+        "{\"id\":\"proj_0\",\"name\":\"p\",\"created_at\":50,\"status\":\"archived\"},"
+        "{\"id\":\"proj_c\",\"name\":\"p\",\"created_at\":100}],\"has_more\":false}");
+
+    ck_assert_str_eq(okey_openai_page_find_project(&page, "p"), "proj_a");
 }
 END_TEST
 
@@ -110,6 +177,9 @@ Suite *okey_openai_suite(void)
     tcase_add_test(tc, created_service_account_is_flat_with_its_key);
     tcase_add_test(tc, service_account_without_key_or_id);
     tcase_add_test(tc, error_answers_name_status_and_message);
+    tcase_add_test(tc, error_answers_lose_what_looks_like_a_credential);
+    tcase_add_test(tc, paging_stops_on_broken_cursors);
+    tcase_add_test(tc, the_oldest_project_of_a_name_wins);
     suite_add_tcase(suite, tc);
     return suite;
 }

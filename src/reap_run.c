@@ -1,0 +1,241 @@
+/* One reap of a key server. */
+#include "reap_run.h"
+
+#include <apr_hash.h>
+#include <apr_strings.h>
+#include <string.h>
+
+#define FAILURE_EXAMPLES 3
+
+typedef struct {
+    const char *id;
+    const char *email;
+    apr_int64_t expires;
+} victim_t;
+
+/* What went wrong with deletes, for one summary line. */
+typedef struct {
+    apr_hash_t *by_status;       /* "500" -> count (int *) */
+    apr_array_header_t *examples; /* of const char *, ids */
+} failures_t;
+
+void okey_reaper_init(okey_reaper_t *reaper, const okey_config_t *cfg,
+                      okey_http_t *http, const okey_logger_t *logger,
+                      volatile const int *cancel)
+{
+    memset(reaper, 0, sizeof(*reaper));
+    reaper->cfg = cfg;
+    reaper->api.http = http;
+    reaper->api.api_base = cfg->api_base;
+    reaper->api.management_key = cfg->management_key;
+    reaper->api.cancel = cancel;
+    reaper->logger = logger;
+    reaper->parallel = OKEY_REAP_PARALLEL;
+    reaper->backoff = apr_time_from_sec(1);
+    reaper->cancel = cancel;
+}
+
+static int cancelled(const okey_reaper_t *reaper)
+{
+    return reaper->cancel && *reaper->cancel;
+}
+
+/* Lists every service account of a project; those to delete go to victims,
+ * copied out of each page before the page's memory goes. */
+static okey_err_t *list_victims(const okey_reaper_t *reaper, apr_pool_t *pool,
+                                const char *project_id, apr_int64_t now,
+                                apr_array_header_t *victims,
+                                okey_reap_summary_t *summary)
+{
+    okey_openai_pager_t *pager = okey_openai_pager(
+        &reaper->api, pool, okey_openai_accounts_path(pool, project_id),
+        OKEY_ENDPOINT_SERVICE_ACCOUNTS, "service account list");
+    const okey_openai_page_t *page = NULL;
+    okey_err_t *err;
+
+    do {
+        const json_t *account;
+        size_t i;
+
+        err = okey_openai_pager_next(pager, &page);
+        json_array_foreach(page ? page->data : NULL, i, account) {
+            const json_t *created = json_object_get(account, "created_at");
+            const char *name = okey_json_str(account, "name");
+            const char *id = okey_json_str(account, "id");
+            victim_t victim = {id, NULL, 0};
+
+            summary->listed++;
+            if (id && name &&
+                okey_reap_decide(pool, name,
+                                 json_is_integer(created) ? json_integer_value(created) : 0,
+                                 now, reaper->cfg->expiration, reaper->cfg->reap_legacy,
+                                 &victim.expires, &victim.email) != OKEY_REAP_KEEP) {
+                victim.id = apr_pstrdup(pool, id);
+                victim.email = apr_pstrdup(pool, victim.email);
+                APR_ARRAY_PUSH(victims, victim_t) = victim;
+            }
+        }
+    } while (!err && page);
+    return err;
+}
+
+static void audit(const okey_reaper_t *reaper, apr_pool_t *pool,
+                  const victim_t *victim, const char *project_id, int status)
+{
+    okey_log(reaper->logger, OKEY_LOG_NOTICE, pool,
+             OKEY_LOGNO(301) "reaped key: service_account=%s email=%s project=%s (%s) "
+             "expires=%s%s", victim->id, victim->email, reaper->cfg->project, project_id,
+             victim->expires ? okey_iso8601(pool, victim->expires) : "(legacy)",
+             status == 404 ? " (already gone)" : "");
+}
+
+/* Waits up to delay, in slices, unless the reaper is cancelled. */
+static void pause_unless_cancelled(const okey_reaper_t *reaper,
+                                   apr_interval_time_t delay)
+{
+    apr_time_t until = apr_time_now() + delay;
+
+    while (!cancelled(reaper) && apr_time_now() < until) {
+        apr_sleep(apr_time_from_msec(50));
+    }
+}
+
+static void note_failure(apr_pool_t *pool, failures_t *failures, const victim_t *victim,
+                         const okey_openai_deleted_t *result)
+{
+    const char *key = result->status ? apr_itoa(pool, result->status) : "no answer";
+    int *count = apr_hash_get(failures->by_status, key, APR_HASH_KEY_STRING);
+
+    if (!count) {
+        count = apr_pcalloc(pool, sizeof(*count));
+        apr_hash_set(failures->by_status, key, APR_HASH_KEY_STRING, count);
+    }
+    (*count)++;
+    if (failures->examples->nelts < FAILURE_EXAMPLES) {
+        APR_ARRAY_PUSH(failures->examples, const char *) = victim->id;
+    }
+}
+
+/* Deletes victims in rounds: retries as the policy says; 404 counts as
+ * done. What a cancelled reap never tried is skipped, not failed. */
+static void delete_victims(const okey_reaper_t *reaper, apr_pool_t *pool,
+                           const char *project_id, apr_array_header_t *victims,
+                           failures_t *failures, okey_reap_summary_t *summary)
+{
+    int attempt;
+
+    for (attempt = 1; victims->nelts > 0 && !cancelled(reaper); attempt++) {
+        int n = victims->nelts;
+        const char **ids = apr_pcalloc(pool, sizeof(*ids) * (apr_size_t)n);
+        okey_openai_deleted_t *results = apr_pcalloc(pool, sizeof(*results) * (apr_size_t)n);
+        apr_array_header_t *retry = apr_array_make(pool, 4, sizeof(victim_t));
+        apr_int64_t retry_after = -1;
+        int i;
+
+        for (i = 0; i < n; i++) {
+            ids[i] = APR_ARRAY_IDX(victims, i, victim_t).id;
+        }
+        okey_openai_delete_accounts(&reaper->api, pool, project_id, ids, n,
+                                    reaper->parallel, results);
+        for (i = 0; i < n; i++) {
+            const victim_t *victim = &APR_ARRAY_IDX(victims, i, victim_t);
+            okey_delete_outcome_e outcome = okey_reap_classify(results[i].status, attempt);
+
+            if (cancelled(reaper) && results[i].status == 0) {
+                summary->skipped++;
+            }
+            else if (outcome == OKEY_DELETE_DONE) {
+                summary->deleted++;
+                audit(reaper, pool, victim, project_id, results[i].status);
+            }
+            else if (outcome == OKEY_DELETE_RETRY) {
+                APR_ARRAY_PUSH(retry, victim_t) = *victim;
+                retry_after = results[i].retry_after > retry_after
+                              ? results[i].retry_after : retry_after;
+            }
+            else {
+                summary->failed++;
+                note_failure(pool, failures, victim, &results[i]);
+                okey_log(reaper->logger, OKEY_LOG_DEBUG, pool,
+                         OKEY_LOGNO(302) "could not delete service account %s (%s): %s",
+                         victim->id, victim->email, results[i].error);
+            }
+        }
+        victims = retry;
+        if (victims->nelts > 0) {
+            apr_interval_time_t wait = okey_reap_backoff(reaper->backoff, attempt,
+                                                         retry_after);
+
+            okey_log(reaper->logger, OKEY_LOG_INFO, pool,
+                     OKEY_LOGNO(303) "retrying %d deletes in %.1f s", victims->nelts,
+                     (double)wait / APR_USEC_PER_SEC);
+            pause_unless_cancelled(reaper, wait);
+        }
+    }
+    summary->skipped += victims->nelts;
+}
+
+static void log_failures(const okey_reaper_t *reaper, apr_pool_t *pool,
+                         const failures_t *failures, int failed)
+{
+    const char *counts = "";
+    apr_hash_index_t *hi;
+
+    for (hi = apr_hash_first(pool, failures->by_status); hi; hi = apr_hash_next(hi)) {
+        const void *key;
+        void *count;
+
+        apr_hash_this(hi, &key, NULL, &count);
+        counts = apr_psprintf(pool, "%s%s%s: %d", counts, *counts ? ", " : "",
+                              (const char *)key, *(int *)count);
+    }
+    if (failed) {
+        okey_log(reaper->logger, OKEY_LOG_ERR, pool,
+                 OKEY_LOGNO(304) "could not delete %d service accounts (by status: %s), "
+                 "e.g. %s", failed, counts,
+                 apr_array_pstrcat(pool, failures->examples, ','));
+    }
+}
+
+/* What /status may say of a failed reap: a class, never upstream text. */
+static const char *error_class(apr_pool_t *pool, const okey_err_t *err)
+{
+    return err->upstream_status ? apr_psprintf(pool, "upstream answered %d",
+                                               err->upstream_status)
+           : (err->status == 504 ? "upstream timeout"
+              : (strstr(err->log_msg, "paging") ? "upstream paging broken"
+                 : "upstream unreachable or malformed"));
+}
+
+void okey_reap(const okey_reaper_t *reaper, apr_pool_t *pool, apr_int64_t now,
+               okey_reap_summary_t *summary)
+{
+    apr_time_t started = apr_time_now();
+    failures_t failures = {apr_hash_make(pool), apr_array_make(pool, 3, sizeof(char *))};
+    apr_array_header_t *projects = NULL;
+    okey_err_t *err = okey_openai_find_projects(&reaper->api, pool,
+                                                reaper->cfg->project, &projects);
+    int i;
+
+    memset(summary, 0, sizeof(*summary));
+    /* Every active project of the name: racing servers may have made two. */
+    for (i = 0; !err && i < projects->nelts && !cancelled(reaper); i++) {
+        const char *project_id = APR_ARRAY_IDX(projects, i, const char *);
+        apr_array_header_t *victims = apr_array_make(pool, 16, sizeof(victim_t));
+        int listed = summary->listed;
+
+        err = list_victims(reaper, pool, project_id, now, victims, summary);
+        if (!err) {
+            delete_victims(reaper, pool, project_id, victims, &failures, summary);
+            summary->kept += summary->listed - listed - victims->nelts;
+            summary->projects++;
+        }
+    }
+    log_failures(reaper, pool, &failures, summary->failed);
+    summary->cancelled = cancelled(reaper);
+    summary->error = summary->cancelled ? "cancelled" : (err ? err->log_msg : NULL);
+    summary->error_class = summary->cancelled ? "cancelled"
+                           : err ? error_class(pool, err)
+                           : (summary->failed ? "some deletes failed" : NULL);
+    summary->seconds = (double)(apr_time_now() - started) / APR_USEC_PER_SEC;
+}

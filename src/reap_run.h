@@ -1,0 +1,42 @@
+/* One reap of a key server: every active project of its name is listed
+ * page by page through the Admin API client, the policy picks the expired
+ * keys of ours, and they are deleted in bounded-parallel rounds. */
+#ifndef OKEY_REAP_RUN_H
+#define OKEY_REAP_RUN_H
+
+#include "config.h"
+#include "openai.h"
+#include "reaper.h"
+
+typedef struct okey_reap_summary_t {
+    int projects;
+    int listed;
+    int deleted;
+    int failed;
+    int kept;
+    int skipped;    /* to delete, but not attempted: the reap was cancelled */
+    int cancelled;  /* stopped by its child's stop */
+    double seconds;
+    const char *error;       /* why the reap could not finish, or NULL */
+    const char *error_class; /* a short class of it for /status, or NULL */
+} okey_reap_summary_t;
+
+typedef struct okey_reaper_t {
+    const okey_config_t *cfg;
+    okey_openai_t api;
+    const okey_logger_t *logger;
+    int parallel;
+    apr_interval_time_t backoff;  /* first retry delay; doubles per round */
+    volatile const int *cancel;   /* stops paging, deleting and waiting */
+} okey_reaper_t;
+
+void okey_reaper_init(okey_reaper_t *reaper, const okey_config_t *cfg,
+                      okey_http_t *http, const okey_logger_t *logger,
+                      volatile const int *cancel);
+
+/* One reap. Logs one audit line per deleted key and one summary line of
+ * the failures. */
+void okey_reap(const okey_reaper_t *reaper, apr_pool_t *pool, apr_int64_t now,
+               okey_reap_summary_t *summary);
+
+#endif
