@@ -4,7 +4,7 @@ CC         ?= cc
 comma      := ,
 PKGS        = libcurl jansson cjose
 LIB_SRC     = src/okey.c src/config.c src/http.c src/state.c src/oidc.c src/reaper.c \
-              src/policy.c src/openai.c src/keys.c src/page.c
+              src/reap_run.c src/policy.c src/openai.c src/keys.c src/page.c src/query.c
 LIB_HDR     = $(LIB_SRC:.c=.h) src/okey.h
 WARN        = -Wall -Wextra -Wno-missing-field-initializers
 WERROR     ?= $(if $(CI),-Werror,)
@@ -18,7 +18,8 @@ SANITIZE    = -fsanitize=address,undefined -fno-omit-frame-pointer
 
 all: mod_openaikey.so
 
-GLUE        = mod_openaikey.c mod_openaikey_reaper.c
+GLUE        = mod_openaikey.c mod_openaikey_signin.c mod_openaikey_ops.c \
+              mod_openaikey_shm.c mod_openaikey_reaper.c
 
 mod_openaikey.so: $(GLUE) mod_openaikey.h $(LIB_SRC) $(LIB_HDR)
 	$(APXS) -c -o mod_openaikey.la \

@@ -1,17 +1,35 @@
-/* What the two glue files of mod_openaikey share. Not a public API. */
+/* What the glue files of mod_openaikey share. Not a public API.
+ *
+ *   mod_openaikey.c         module record, directives, configuration, hooks,
+ *                           handler dispatch and the response helpers
+ *   mod_openaikey_signin.c  openaikey-login, openaikey-callback
+ *   mod_openaikey_ops.c     openaikey-cleanup, openaikey-status,
+ *                           openaikey-metrics
+ *   mod_openaikey_shm.c     shared memory, global mutexes, counters, claims
+ *   mod_openaikey_reaper.c  the reaper thread of each child
+ */
 #ifndef MOD_OPENAIKEY_H
 #define MOD_OPENAIKEY_H
 
 #include "httpd.h"
 #include "http_config.h"
+#include "http_log.h"
+
+#include <apr_atomic.h>
 
 #include "src/config.h"
 #include "src/keys.h"
 #include "src/oidc.h"
-#include "src/reaper.h"
+#include "src/page.h"
+#include "src/reap_run.h"
 #include "src/state.h"
 
 extern module AP_MODULE_DECLARE_DATA openaikey_module;
+
+/* Stable message ids of the module's log lines. */
+#define OKEY_LOGNO(n) "OKEY" #n ": "
+
+typedef struct okey_reaper_thread_t okey_reaper_thread_t;
 
 /* Per-process objects of one key server, made in child_init. */
 typedef struct okey_runtime_t {
@@ -19,6 +37,10 @@ typedef struct okey_runtime_t {
     okey_oidc_t *oidc;
     okey_keys_t *keys;
     okey_logger_t logger;
+    okey_project_store_t project_store;
+    volatile apr_uint32_t in_flight;  /* requests waiting on upstreams */
+    apr_uint32_t max_in_flight;
+    okey_reaper_thread_t *reaper;     /* the child's, or NULL */
 } okey_runtime_t;
 
 typedef struct okey_server_conf_t {
@@ -26,37 +48,95 @@ typedef struct okey_server_conf_t {
     okey_config_t *cfg;           /* resolved in check_config; NULL: unused */
     okey_state_key_t *state_key;  /* derived in post_config */
     int slot;                     /* in shared memory, set in post_config */
+    unsigned char slot_id[32];    /* what the slot must still hold */
     okey_runtime_t *runtime;      /* made in child_init */
 } okey_server_conf_t;
 
-/* A key server's record in shared memory: the reap single-flight and the
- * counters of /status, common to every child. */
-typedef struct okey_slot_t {
-    char key[256];               /* which server; empty: free */
-    int running;                 /* a reap is under way */
-    apr_int64_t last_start;      /* Unix seconds; the single-flight timestamp */
-    apr_int64_t last_end;
-    int last_ok;
-    int last_listed, last_deleted, last_failed, last_kept;
-    char last_error[256];
-    apr_uint64_t keys_issued, issue_failures, reaps, keys_reaped, reap_failures;
-} okey_slot_t;
-
 okey_server_conf_t *okey_server_conf(server_rec *s);
 
-void okey_shared_register(apr_pool_t *pconf);
-void okey_shared_hooks(void);
-int okey_shared_post_config(apr_pool_t *pconf, server_rec *main_server);
-void okey_shared_child_init(apr_pool_t *pchild, server_rec *main_server);
+/* --- responses (mod_openaikey.c) ----------------------------------------- */
 
-/* Counts one sign-in's outcome for /status. */
-void okey_shared_count_issue(server_rec *s, int issued);
+int okey_send_html(request_rec *r, int status, okey_page_t page);
+int okey_send_error(request_rec *r, const okey_err_t *err);
+void okey_send_json(request_rec *r, json_t *doc);
+/* NULL when the method is in allow (an Allow header value), else the 405. */
+okey_err_t *okey_method_error(request_rec *r, const char *allow);
+/* The request's key server, or NULL with *err when it is not configured. */
+okey_server_conf_t *okey_ready_conf(request_rec *r, okey_err_t **err);
+int okey_accepts_json(request_rec *r);
 
-/* Reaps now unless a reap is under way, in which case waits for it; either
- * way *slot is the record after that reap. */
-void okey_shared_reap_now(server_rec *s, apr_pool_t *pool, okey_slot_t *slot);
+/* Takes one of the key server's upstream places in this child, or answers
+ * 503 with Retry-After when all are taken (*err). Release with
+ * okey_in_flight_leave once done. */
+int okey_in_flight_enter(request_rec *r, okey_runtime_t *rt, okey_err_t **err);
+void okey_in_flight_leave(okey_runtime_t *rt);
 
-/* A consistent copy of a server's record. */
-void okey_shared_snapshot(server_rec *s, okey_slot_t *slot);
+/* --- handlers ------------------------------------------------------------- */
+
+int okey_login_handler(request_rec *r);
+int okey_callback_handler(request_rec *r);
+int okey_cleanup_handler(request_rec *r);
+int okey_status_handler(request_rec *r);
+int okey_metrics_handler(request_rec *r);
+
+/* --- shared memory (mod_openaikey_shm.c) ---------------------------------- */
+
+/* A key server's record in shared memory, as /status and /metrics see it. */
+typedef struct okey_stats_t {
+    apr_uint64_t keys_issued, issue_failures, reaps, keys_reaped, reap_failures;
+    apr_uint64_t denied[OKEY_DENIED_COUNT];
+    apr_uint64_t upstream_errors[OKEY_ENDPOINT_COUNT];
+    int reap_running;
+    apr_int64_t last_start, last_end;  /* Unix seconds */
+    double last_duration;              /* seconds */
+    int last_ok;
+    int last_listed, last_deleted, last_failed, last_kept, last_skipped;
+    int last_projects;
+    char last_error_class[48];         /* e.g. "upstream 500"; never text */
+} okey_stats_t;
+
+void okey_shm_register(apr_pool_t *pconf);
+int okey_shm_post_config(apr_pool_t *pconf, server_rec *main_server);
+apr_status_t okey_shm_child_init(apr_pool_t *pchild, server_rec *main_server);
+
+/* The passphrase drawn once for the parent's life; the same across graceful
+ * restarts so that sign-ins in flight survive them. */
+const char *okey_shm_random_passphrase(server_rec *main_server);
+
+void okey_shm_count_issue(server_rec *s, int issued);
+void okey_shm_count_denied(server_rec *s, okey_denied_e reason);
+void okey_shm_count_upstream_error(server_rec *s, okey_endpoint_e endpoint);
+void okey_shm_snapshot(server_rec *s, okey_stats_t *stats);
+
+/* The project store of a key server: the project id shared by its children
+ * and the lock that serialises creating the project. */
+void okey_shm_project_store(server_rec *s, okey_project_store_t *store);
+
+/* A reap claim: who runs the reap of a key server now. */
+typedef struct okey_claim_t {
+    pid_t pid;
+    apr_uint32_t generation;
+    apr_uint64_t token;
+} okey_claim_t;
+
+/* Claims the key server's reap when it is due, or when forced and none runs.
+ * A claim whose owner process is gone is free. */
+int okey_shm_claim_reap(server_rec *s, int force, okey_claim_t *claim);
+/* Records the result of the reap claimed by claim, and releases it. A claim
+ * taken over in the meantime records nothing. */
+void okey_shm_finish_reap(server_rec *s, const okey_claim_t *claim,
+                          const okey_reap_summary_t *summary);
+/* Seconds until the key server's next reap is due (0: due now). */
+apr_int64_t okey_shm_reap_due_in(server_rec *s);
+/* Asks for a reap of the key server as soon as a reaper can run it. */
+void okey_shm_request_reap(server_rec *s);
+
+/* --- the reaper thread (mod_openaikey_reaper.c) --------------------------- */
+
+apr_status_t okey_reaper_start(apr_pool_t *pchild, server_rec *main_server,
+                               okey_reaper_thread_t **reaper);
+/* Wakes the reaper so that it looks for due or requested reaps now. */
+void okey_reaper_wake(okey_reaper_thread_t *reaper);
+void okey_reaper_hooks(void);
 
 #endif

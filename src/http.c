@@ -10,9 +10,15 @@
 #define RESPONSE_MAX (4 * 1024 * 1024)
 #define USER_AGENT "mod_openaikey/" OKEY_VERSION
 
+/* Idle handles kept for keep-alive; beyond this many they are closed. */
+#define IDLE_MAX 64
+
+/* Request threads share it: after creation nothing here allocates from a
+ * pool, since the pool it lives in belongs to no single thread. */
 struct okey_http_t {
     apr_thread_mutex_t *mutex;
-    apr_array_header_t *idle; /* of CURL * */
+    CURL *idle[IDLE_MAX];
+    int idle_count;
     okey_http_options_t opts;
 };
 
@@ -34,8 +40,8 @@ static apr_status_t http_cleanup(void *data)
 {
     okey_http_t *http = data;
 
-    while (http->idle->nelts > 0) {
-        curl_easy_cleanup(*(CURL **)apr_array_pop(http->idle));
+    while (http->idle_count > 0) {
+        curl_easy_cleanup(http->idle[--http->idle_count]);
     }
     return APR_SUCCESS;
 }
@@ -45,7 +51,6 @@ okey_http_t *okey_http_create(apr_pool_t *pool, const okey_http_options_t *opts)
     okey_http_t *http = apr_pcalloc(pool, sizeof(*http));
 
     apr_thread_mutex_create(&http->mutex, APR_THREAD_MUTEX_DEFAULT, pool);
-    http->idle = apr_array_make(pool, 4, sizeof(CURL *));
     http->opts = *opts;
     http->opts.ca_file = opts->ca_file ? apr_pstrdup(pool, opts->ca_file) : NULL;
     apr_pool_cleanup_register(pool, http, http_cleanup, apr_pool_cleanup_null);
@@ -57,8 +62,8 @@ static CURL *take_handle(okey_http_t *http)
     CURL *curl = NULL;
 
     apr_thread_mutex_lock(http->mutex);
-    if (http->idle->nelts > 0) {
-        curl = *(CURL **)apr_array_pop(http->idle);
+    if (http->idle_count > 0) {
+        curl = http->idle[--http->idle_count];
     }
     apr_thread_mutex_unlock(http->mutex);
     return curl ? curl : curl_easy_init();
@@ -66,10 +71,18 @@ static CURL *take_handle(okey_http_t *http)
 
 static void give_back_handle(okey_http_t *http, CURL *curl)
 {
+    CURL *surplus = curl;
+
     curl_easy_reset(curl);
     apr_thread_mutex_lock(http->mutex);
-    APR_ARRAY_PUSH(http->idle, CURL *) = curl;
+    if (http->idle_count < IDLE_MAX) {
+        http->idle[http->idle_count++] = curl;
+        surplus = NULL;
+    }
     apr_thread_mutex_unlock(http->mutex);
+    if (surplus) {
+        curl_easy_cleanup(surplus);
+    }
 }
 
 static size_t on_body(char *chunk, size_t size, size_t count, void *data)

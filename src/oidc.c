@@ -26,6 +26,7 @@ struct okey_oidc_t {
     apr_pool_t *jwks_pool;        /* owns jwks */
     const char *jwks;
     apr_int64_t jwks_fetched;
+    apr_int64_t jwks_tried;       /* last fetch attempt, good or not */
 };
 
 /* --- discovery -------------------------------------------------------- */
@@ -162,10 +163,12 @@ okey_err_t *okey_oidc_token_response(apr_pool_t *pool,
     okey_err_t *err = NULL;
 
     *id_token = okey_json_str(doc, "id_token");
+    error = error ? okey_scrub(pool, apr_pstrndup(pool, error, 100)) : NULL;
     if (resp->status == 400 && error && !strcmp(error, "invalid_grant")) {
         err = okey_err_make(pool, 400, "This sign-in was already used or has "
                             "expired. Please start again.",
                             "token endpoint refused the code: invalid_grant");
+        err->denied = OKEY_DENIED_STATE;
     }
     else if (resp->status != 200) {
         err = okey_err_make(pool, 502, SIGN_IN_FAILED,
@@ -173,6 +176,7 @@ okey_err_t *okey_oidc_token_response(apr_pool_t *pool,
                             error ? " (" : "", error ? error : "",
                             error ? "); check OpenAIKeyClientID, "
                             "OpenAIKeyClientSecret and OpenAIKeyRedirectURI" : "");
+        err->upstream_status = resp->status;
     }
     else if (!*id_token) {
         err = okey_err_make(pool, 502, SIGN_IN_FAILED,
@@ -407,12 +411,13 @@ okey_oidc_t *okey_oidc_create(apr_pool_t *pool, const okey_config_t *cfg,
     oidc->http = http;
     oidc->logger = logger;
     apr_thread_mutex_create(&oidc->mutex, APR_THREAD_MUTEX_DEFAULT, pool);
-    apr_pool_create(&oidc->cache_root, pool);
+    oidc->cache_root = okey_pool_for_threads(pool);
     return oidc;
 }
 
 static okey_err_t *fetch(okey_oidc_t *oidc, apr_pool_t *pool, const char *url,
-                         const char *what, okey_http_response_t *resp)
+                         okey_endpoint_e endpoint, const char *what,
+                         okey_http_response_t *resp)
 {
     okey_http_request_t req = {"GET", url, NULL, NULL, NULL, 0};
     okey_err_t *err = okey_http_perform(oidc->http, pool, &req, resp);
@@ -420,10 +425,14 @@ static okey_err_t *fetch(okey_oidc_t *oidc, apr_pool_t *pool, const char *url,
     if (!err && resp->status != 200) {
         err = okey_err_make(pool, 502, SIGN_IN_FAILED, "%s %s answered %d",
                             what, url, resp->status);
+        err->upstream_status = resp->status;
     }
-    if (!err) {
-        okey_log(oidc->logger, OKEY_LOG_DEBUG, pool, "fetched %s %s in %.3f s",
-                 what, url, resp->seconds);
+    if (err) {
+        err->endpoint = endpoint;
+    }
+    else {
+        okey_log(oidc->logger, OKEY_LOG_DEBUG, pool,
+                 OKEY_LOGNO(202) "fetched %s %s in %.3f s", what, url, resp->seconds);
     }
     return err;
 }
@@ -472,7 +481,7 @@ okey_err_t *okey_oidc_provider(okey_oidc_t *oidc, apr_pool_t *pool,
         const char *url = apr_pstrcat(pool, oidc->cfg->issuer,
                                       "/.well-known/openid-configuration", NULL);
 
-        err = fetch(oidc, pool, url, "discovery", &resp);
+        err = fetch(oidc, pool, url, OKEY_ENDPOINT_DISCOVERY, "discovery", &resp);
         if (!err) {
             err = okey_oidc_discovery_parse(pool, oidc->cfg->issuer, resp.body,
                                             resp.body_len, &found);
@@ -490,8 +499,10 @@ okey_err_t *okey_oidc_provider(okey_oidc_t *oidc, apr_pool_t *pool,
     return err;
 }
 
-/* The cached JWKS, or a fresh one when none is cached or refresh is set and
- * the last fetch is old enough. *fetched says whether this call fetched. */
+/* The cached JWKS, or a fresh one when none is cached, when it is older
+ * than OKEY_OIDC_JWKS_MAX_AGE, or when refresh is set; fetches are at least
+ * OKEY_OIDC_JWKS_REFETCH_GAP apart. A failed fetch keeps the old set in use
+ * until a good one arrives. *fetched says whether this call fetched. */
 static okey_err_t *jwks_get(okey_oidc_t *oidc, apr_pool_t *pool,
                             const okey_oidc_provider_t *provider, int refresh,
                             const char **jwks, int *fetched)
@@ -503,21 +514,32 @@ static okey_err_t *jwks_get(okey_oidc_t *oidc, apr_pool_t *pool,
 
     apr_thread_mutex_lock(oidc->mutex);
     due = !oidc->jwks ||
-          (refresh && okey_oidc_jwks_refetch_due(oidc->jwks_fetched, now));
-    *jwks = (!due && oidc->jwks) ? apr_pstrdup(pool, oidc->jwks) : NULL;
+          ((refresh || now - oidc->jwks_fetched >= OKEY_OIDC_JWKS_MAX_AGE ||
+            now < oidc->jwks_fetched) &&
+           okey_oidc_jwks_refetch_due(oidc->jwks_tried, now));
+    if (due) {
+        oidc->jwks_tried = now;
+    }
+    *jwks = oidc->jwks ? apr_pstrdup(pool, oidc->jwks) : NULL;
     apr_thread_mutex_unlock(oidc->mutex);
     *fetched = 0;
     if (due) {
-        err = fetch(oidc, pool, provider->jwks_uri, "JWKS", &resp);
-        if (!err) {
-            apr_thread_mutex_lock(oidc->mutex);
-            oidc->jwks_pool = renew_pool(oidc->cache_root, oidc->jwks_pool);
-            oidc->jwks = apr_pstrndup(oidc->jwks_pool, resp.body, resp.body_len);
-            oidc->jwks_fetched = now;
-            apr_thread_mutex_unlock(oidc->mutex);
-            *jwks = apr_pstrndup(pool, resp.body, resp.body_len);
-            *fetched = 1;
-        }
+        err = fetch(oidc, pool, provider->jwks_uri, OKEY_ENDPOINT_JWKS, "JWKS", &resp);
+    }
+    if (due && !err) {
+        apr_thread_mutex_lock(oidc->mutex);
+        oidc->jwks_pool = renew_pool(oidc->cache_root, oidc->jwks_pool);
+        oidc->jwks = apr_pstrndup(oidc->jwks_pool, resp.body, resp.body_len);
+        oidc->jwks_fetched = now;
+        apr_thread_mutex_unlock(oidc->mutex);
+        *jwks = apr_pstrndup(pool, resp.body, resp.body_len);
+        *fetched = 1;
+    }
+    else if (due && *jwks) {
+        okey_log(oidc->logger, OKEY_LOG_WARNING, pool,
+                 OKEY_LOGNO(201) "keeping the JWKS fetched at %s: %s",
+                 okey_iso8601(pool, oidc->jwks_fetched), err->log_msg);
+        err = NULL;
     }
     return err;
 }
@@ -552,6 +574,7 @@ static okey_err_t *verify_id_token(okey_oidc_t *oidc, apr_pool_t *pool,
     if (!err && verdict != OKEY_OIDC_VERIFIED) {
         err = okey_err_make(pool, 502, SIGN_IN_FAILED, "ID token rejected: %s",
                             reason);
+        err->denied = OKEY_DENIED_ID_TOKEN;
     }
     return err;
 }
@@ -573,8 +596,12 @@ okey_err_t *okey_oidc_sign_in(okey_oidc_t *oidc, apr_pool_t *pool,
     }
     if (!err) {
         okey_log(oidc->logger, OKEY_LOG_DEBUG, pool,
-                 "token endpoint answered %d in %.3f s", resp.status, resp.seconds);
+                 OKEY_LOGNO(203) "token endpoint answered %d in %.3f s", resp.status,
+                 resp.seconds);
         err = okey_oidc_token_response(pool, &resp, &id_token);
+    }
+    if (err && !err->endpoint && !err->denied) {
+        err->endpoint = OKEY_ENDPOINT_TOKEN;
     }
     if (!err) {
         err = verify_id_token(oidc, pool, provider, id_token, nonce, identity);

@@ -9,6 +9,8 @@
 #define OKEY_GOOGLE_ISSUER "https://accounts.google.com"
 #define OKEY_OIDC_SKEW 60
 #define OKEY_OIDC_JWKS_REFETCH_GAP 60
+/* A key the provider withdrew is trusted at most this long. */
+#define OKEY_OIDC_JWKS_MAX_AGE 3600
 #define OKEY_OIDC_DISCOVERY_TTL 86400
 
 typedef struct okey_oidc_provider_t {

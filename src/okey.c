@@ -5,6 +5,7 @@
 #include <apr_general.h>
 #include <apr_lib.h>
 #include <apr_strings.h>
+#include <apr_thread_mutex.h>
 #include <apr_time.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
@@ -25,16 +26,83 @@ okey_err_t *okey_err_make(apr_pool_t *pool, int status, const char *user_msg,
     return err;
 }
 
-void okey_log(const okey_logger_t *logger, int level, apr_pool_t *pool,
-              const char *fmt, ...)
+const char *const okey_endpoint_names[OKEY_ENDPOINT_COUNT] = {
+    "none", "discovery", "jwks", "token", "projects", "service_accounts"
+};
+
+const char *const okey_denied_names[OKEY_DENIED_COUNT] = {
+    "none", "provider_error", "bad_request", "state", "id_token",
+    "email_unverified", "not_allowed", "busy"
+};
+
+void okey_log_at(const char *file, int line, const okey_logger_t *logger,
+                 int level, apr_pool_t *pool, const char *fmt, ...)
 {
     va_list args;
 
-    if (logger && logger->fn) {
+    if (logger && logger->fn &&
+        (!logger->wants || logger->wants(logger->baton, level))) {
         va_start(args, fmt);
-        logger->fn(logger->baton, level, apr_pvsprintf(pool, fmt, args));
+        logger->fn(logger->baton, file, line, level, apr_pvsprintf(pool, fmt, args));
         va_end(args);
     }
+}
+
+static int token_char(char c)
+{
+    return apr_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '*' ||
+           c == '+' || c == '/' || c == '=';
+}
+
+/* Length of the credential that starts at text, or 0. */
+static apr_size_t credential_at(const char *text, int word_start)
+{
+    apr_size_t len = 0;
+    apr_size_t run = 0;
+
+    while (token_char(text[run])) {
+        run++;
+    }
+    if (!strncasecmp(text, "bearer ", 7) || !strncasecmp(text, "basic ", 6)) {
+        apr_size_t skip = (text[1] == 'e' || text[1] == 'E') ? 7 : 6;
+
+        while (token_char(text[skip + len])) {
+            len++;
+        }
+        len = len ? skip + len : 0;
+    }
+    else if (word_start && (!strncmp(text, "sk-", 3) || !strncmp(text, "eyJ", 3)) &&
+             run >= 8) {
+        len = run;
+    }
+    else if (word_start && run >= 32) {
+        len = run; /* a long opaque string: a token or a key */
+    }
+    return len;
+}
+
+const char *okey_scrub(apr_pool_t *pool, const char *text)
+{
+    apr_size_t n = text ? strlen(text) : 0;
+    char *out = apr_palloc(pool, n * 2 + 16);
+    apr_size_t i = 0;
+    apr_size_t o = 0;
+
+    while (text && text[i]) {
+        int word_start = i == 0 || !token_char(text[i - 1]);
+        apr_size_t len = credential_at(text + i, word_start);
+
+        if (len) {
+            memcpy(out + o, "[redacted]", 10);
+            o += 10;
+            i += len;
+        }
+        else {
+            out[o++] = text[i++];
+        }
+    }
+    out[o] = '\0';
+    return text ? out : NULL;
 }
 
 const char *okey_b64url_encode(apr_pool_t *pool, const unsigned char *data,
@@ -187,4 +255,25 @@ const char *okey_strip_slashes(apr_pool_t *pool, const char *url)
 apr_int64_t okey_now(void)
 {
     return (apr_int64_t)apr_time_sec(apr_time_now());
+}
+
+static apr_status_t destroy_pool(void *pool)
+{
+    apr_pool_destroy(pool);
+    return APR_SUCCESS;
+}
+
+apr_pool_t *okey_pool_for_threads(apr_pool_t *parent)
+{
+    apr_allocator_t *allocator = NULL;
+    apr_thread_mutex_t *mutex = NULL;
+    apr_pool_t *pool = NULL;
+
+    apr_allocator_create(&allocator);
+    apr_pool_create_unmanaged_ex(&pool, NULL, allocator);
+    apr_allocator_owner_set(allocator, pool);
+    apr_thread_mutex_create(&mutex, APR_THREAD_MUTEX_DEFAULT, pool);
+    apr_allocator_mutex_set(allocator, mutex);
+    apr_pool_cleanup_register(parent, pool, destroy_pool, apr_pool_cleanup_null);
+    return pool;
 }

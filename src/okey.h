@@ -16,7 +16,37 @@ typedef struct okey_err_t {
     int status;
     const char *user_msg;
     const char *log_msg;
+    int endpoint;        /* okey_endpoint_e of a failed upstream call */
+    int upstream_status; /* what that upstream answered; 0: no answer */
+    int denied;          /* okey_denied_e of a refused sign-in */
 } okey_err_t;
+
+/* The upstream endpoints whose failures are counted apart. */
+typedef enum {
+    OKEY_ENDPOINT_NONE,
+    OKEY_ENDPOINT_DISCOVERY,
+    OKEY_ENDPOINT_JWKS,
+    OKEY_ENDPOINT_TOKEN,
+    OKEY_ENDPOINT_PROJECTS,
+    OKEY_ENDPOINT_SERVICE_ACCOUNTS,
+    OKEY_ENDPOINT_COUNT
+} okey_endpoint_e;
+
+/* Why a sign-in was refused. */
+typedef enum {
+    OKEY_DENIED_NONE,
+    OKEY_DENIED_PROVIDER_ERROR, /* the provider answered error= */
+    OKEY_DENIED_BAD_REQUEST,    /* malformed or repeated parameters */
+    OKEY_DENIED_STATE,          /* missing, expired or foreign state cookie */
+    OKEY_DENIED_ID_TOKEN,       /* the ID token failed a check */
+    OKEY_DENIED_EMAIL_UNVERIFIED,
+    OKEY_DENIED_NOT_ALLOWED,
+    OKEY_DENIED_BUSY,           /* no upstream place left in the child */
+    OKEY_DENIED_COUNT
+} okey_denied_e;
+
+extern const char *const okey_endpoint_names[OKEY_ENDPOINT_COUNT];
+extern const char *const okey_denied_names[OKEY_DENIED_COUNT];
 
 okey_err_t *okey_err_make(apr_pool_t *pool, int status, const char *user_msg,
                           const char *log_fmt, ...)
@@ -31,15 +61,33 @@ typedef enum {
     OKEY_LOG_DEBUG = 7
 } okey_log_level_e;
 
-typedef void okey_log_fn(void *baton, int level, const char *msg);
+typedef void okey_log_fn(void *baton, const char *file, int line, int level,
+                         const char *msg);
+/* Whether a line of level would be written at all. */
+typedef int okey_log_wants_fn(void *baton, int level);
 
 typedef struct okey_logger_t {
     okey_log_fn *fn;
+    okey_log_wants_fn *wants; /* NULL: every level */
     void *baton;
 } okey_logger_t;
 
-void okey_log(const okey_logger_t *logger, int level, apr_pool_t *pool,
-              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Logs a line with the caller's file and line; nothing is formatted when
+ * the level is filtered out. Every format starts with a message id,
+ * OKEY_LOGNO(n). */
+#define okey_log(logger, level, pool, ...) \
+    okey_log_at(__FILE__, __LINE__, logger, level, pool, __VA_ARGS__)
+void okey_log_at(const char *file, int line, const okey_logger_t *logger,
+                 int level, apr_pool_t *pool, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+#ifndef OKEY_LOGNO
+#define OKEY_LOGNO(n) "OKEY" #n ": "
+#endif
+
+/* text with anything shaped like an API key, a bearer token or a JWT
+ * replaced by a marker: upstream text may echo credentials. */
+const char *okey_scrub(apr_pool_t *pool, const char *text);
 
 /* base64url without padding (RFC 7515 section 2). */
 const char *okey_b64url_encode(apr_pool_t *pool, const unsigned char *data,
@@ -75,6 +123,10 @@ char *okey_lower(apr_pool_t *pool, const char *text);
 
 /* url without its trailing slashes, so that paths can be appended. */
 const char *okey_strip_slashes(apr_pool_t *pool, const char *url);
+
+/* A pool that threads may create sub-pools of at once: its own allocator,
+ * guarded by a mutex. Destroyed with parent. */
+apr_pool_t *okey_pool_for_threads(apr_pool_t *parent);
 
 /* The current time in Unix seconds. */
 apr_int64_t okey_now(void);

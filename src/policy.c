@@ -47,20 +47,26 @@ okey_err_t *okey_policy_check(apr_pool_t *pool, const okey_config_t *cfg,
 {
     const char *problem = NULL;
     const char *user_msg = DENIED;
+    int denied = OKEY_DENIED_NOT_ALLOWED;
+    okey_err_t *err = NULL;
 
     if (!identity->email || !strchr(identity->email, '@')) {
         problem = "the token carries no e-mail address";
     }
     else if (!identity->email_verified) {
         problem = "the e-mail address is not verified";
+        denied = OKEY_DENIED_EMAIL_UNVERIFIED;
         user_msg = "Your e-mail address is not verified by your sign-in "
                    "provider, so this server cannot give you a key.";
     }
     else if (!listed(cfg->allowed_users, identity->email)) {
         problem = domain_problem(pool, cfg, identity);
     }
-    return problem ? okey_err_make(pool, 403, user_msg, "denied %s: %s",
-                                   identity->email ? identity->email : "(no address)",
-                                   problem)
-                   : NULL;
+    if (problem) {
+        err = okey_err_make(pool, 403, user_msg, "denied %s: %s",
+                            identity->email ? identity->email : "(no address)",
+                            problem);
+        err->denied = denied;
+    }
+    return err;
 }

@@ -232,6 +232,9 @@ okey_err_t *okey_state_open(apr_pool_t *pool, const okey_state_key_t *key,
                             " s ago)", (now_ms - opened->created) / 1000);
         opened = NULL;
     }
+    if (err) {
+        err->denied = OKEY_DENIED_STATE;
+    }
     *state = opened;
     return err;
 }
@@ -245,26 +248,39 @@ int okey_state_token_valid(const char *token)
     return token && token[len] == '\0' && len >= 16 && len <= 128;
 }
 
-apr_array_header_t *okey_state_cookies(apr_pool_t *pool, const char *header)
+const char *okey_state_cookie_prefix(int secure)
 {
+    return secure ? "__Host-" OKEY_STATE_COOKIE_PREFIX : OKEY_STATE_COOKIE_PREFIX;
+}
+
+apr_array_header_t *okey_state_cookies(apr_pool_t *pool, const char *header,
+                                       int secure)
+{
+    const char *prefix = okey_state_cookie_prefix(secure);
+    apr_size_t prefix_len = strlen(prefix);
     apr_array_header_t *cookies =
         apr_array_make(pool, 4, sizeof(okey_state_cookie_t));
     char *copy = apr_pstrdup(pool, header ? header : "");
     char *state = NULL;
     char *pair;
 
-    for (pair = apr_strtok(copy, ";", &state); pair;
+    /* Only names this module could have set count, and no more than a
+     * bound of them: junk cookies must not cost a decryption each. */
+    for (pair = apr_strtok(copy, ";", &state);
+         pair && cookies->nelts < OKEY_STATE_MAX_SEEN;
          pair = apr_strtok(NULL, ";", &state)) {
         char *eq = strchr(pair, '=');
 
         while (apr_isspace(*pair)) {
             pair++;
         }
-        if (eq && !strncmp(pair, OKEY_STATE_COOKIE_PREFIX,
-                           strlen(OKEY_STATE_COOKIE_PREFIX))) {
+        if (eq) {
+            *eq = '\0';
+        }
+        if (eq && !strncmp(pair, prefix, prefix_len) &&
+            okey_state_token_valid(pair + prefix_len)) {
             okey_state_cookie_t *cookie = apr_array_push(cookies);
 
-            *eq = '\0';
             cookie->name = pair;
             cookie->value = eq + 1;
         }

@@ -10,6 +10,8 @@
 #define OKEY_STATE_COOKIE_PREFIX "okey_state_"
 #define OKEY_STATE_LIFETIME 600
 #define OKEY_STATE_MAX_COOKIES 4
+/* State cookies of one request looked at, at most. */
+#define OKEY_STATE_MAX_SEEN 16
 #define OKEY_STATE_TOKEN_BYTES 32
 #define OKEY_STATE_IV_BYTES 12
 
@@ -57,8 +59,14 @@ typedef struct okey_state_cookie_t {
     const char *value;
 } okey_state_cookie_t;
 
-/* The state cookies in a Cookie header value, in order. */
-apr_array_header_t *okey_state_cookies(apr_pool_t *pool, const char *header);
+/* The name prefix of state cookies: __Host-okey_state_ when secure (the
+ * redirect URI is https), else okey_state_. */
+const char *okey_state_cookie_prefix(int secure);
+
+/* The state cookies in a Cookie header value, in order: those named with
+ * the prefix and a well-formed state, at most OKEY_STATE_MAX_SEEN. */
+apr_array_header_t *okey_state_cookies(apr_pool_t *pool, const char *header,
+                                       int secure);
 
 /* The Set-Cookie value that stores sealed under the state's name, or that
  * clears name when sealed is NULL. */

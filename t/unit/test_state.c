@@ -117,16 +117,45 @@ END_TEST
 START_TEST(cookies_are_found_and_set)
 {
     apr_array_header_t *cookies = okey_state_cookies(
-        test_pool, "a=1; okey_state_x=v1;okey_state_y=v2; b=okey_state_z");
+        test_pool, "a=1; okey_state_xxxxxxxxxxxxxxxx=v1;okey_state_yyyyyyyyyyyyyyyy=v2; "
+        "b=okey_state_zzzzzzzzzzzzzzzz; okey_state_<junk>=v3; "
+        "__Host-okey_state_wwwwwwwwwwwwwwww=v4", 0);
 
     ck_assert_int_eq(cookies->nelts, 2);
-    ck_assert_str_eq(APR_ARRAY_IDX(cookies, 1, okey_state_cookie_t).name, "okey_state_y");
+    ck_assert_str_eq(APR_ARRAY_IDX(cookies, 1, okey_state_cookie_t).name,
+                     "okey_state_yyyyyyyyyyyyyyyy");
     ck_assert_str_eq(APR_ARRAY_IDX(cookies, 1, okey_state_cookie_t).value, "v2");
     ck_assert_str_eq(okey_state_set_cookie(test_pool, "okey_state_x", "v", 1),
                      "okey_state_x=v; Path=/; Max-Age=600; HttpOnly; SameSite=Lax; Secure");
     ck_assert_str_eq(okey_state_set_cookie(test_pool, "okey_state_x", NULL, 0),
                      "okey_state_x=; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 "
                      "00:00:00 GMT; HttpOnly; SameSite=Lax");
+}
+END_TEST
+
+START_TEST(secure_cookies_carry_the_host_prefix)
+{
+    apr_array_header_t *cookies = okey_state_cookies(
+        test_pool, "okey_state_xxxxxxxxxxxxxxxx=v1; __Host-okey_state_yyyyyyyyyyyyyyyy=v2",
+        1);
+
+    ck_assert_str_eq(okey_state_cookie_prefix(1), "__Host-okey_state_");
+    ck_assert_int_eq(cookies->nelts, 1);
+    ck_assert_str_eq(APR_ARRAY_IDX(cookies, 0, okey_state_cookie_t).value, "v2");
+}
+END_TEST
+
+START_TEST(junk_state_cookies_are_bounded)
+{
+    const char *header = "";
+    apr_array_header_t *cookies;
+    int i;
+
+    for (i = 0; i < 500; i++) {
+        header = apr_psprintf(test_pool, "%sokey_state_%016d=x; ", header, i);
+    }
+    cookies = okey_state_cookies(test_pool, header, 0);
+    ck_assert_int_eq(cookies->nelts, OKEY_STATE_MAX_SEEN);
 }
 END_TEST
 
@@ -175,6 +204,8 @@ Suite *okey_state_suite(void)
     tcase_add_test(tc, token_shape_is_checked);
     tcase_add_test(tc, cookies_are_found_and_set);
     tcase_add_test(tc, oldest_and_unreadable_cookies_are_dropped);
+    tcase_add_test(tc, secure_cookies_carry_the_host_prefix);
+    tcase_add_test(tc, junk_state_cookies_are_bounded);
     suite_add_tcase(suite, tc);
     return suite;
 }

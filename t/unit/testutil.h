@@ -19,6 +19,7 @@ Suite *okey_openai_suite(void);
 Suite *okey_config_suite(void);
 Suite *okey_page_suite(void);
 Suite *okey_reaper_suite(void);
+Suite *okey_query_suite(void);
 
 /* A test case whose tests each get a fresh test_pool. */
 TCase *test_case(const char *name);

@@ -1,0 +1,451 @@
+/* What the children of httpd share: one record per key server in shared
+ * memory (counters, the reap claim, the project id) under a global mutex,
+ * a second global mutex that serialises creating projects, and the random
+ * passphrase of the parent's life. */
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "util_mutex.h"
+
+#include <apr_global_mutex.h>
+#include <apr_shm.h>
+#include <apr_strings.h>
+#include <errno.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include "mod_openaikey.h"
+
+APLOG_USE_MODULE(openaikey);
+
+#define MUTEX_TYPE "openaikey-reap"
+#define PROJECT_MUTEX_TYPE "openaikey-project"
+/* The layout's version is in the key: a graceful restart into a build with
+ * another layout must not read the old segment. */
+#define RETAINED_KEY "mod_openaikey shared memory 2"
+#define PASSPHRASE_KEY "mod_openaikey random passphrase"
+#define IPC_KEY "mod_openaikey ipc"
+#define SLOTS 64
+
+typedef struct {
+    unsigned char id[32];     /* hash of what the key server is; zero: free */
+    apr_uint32_t generation;  /* the newest configuration that uses it */
+    okey_claim_t claim;       /* pid 0: no reap claimed */
+    int reap_requested;
+    char project_id[OKEY_KEYS_PROJECT_ID_MAX];
+    okey_stats_t stats;
+} slot_t;
+
+typedef struct {
+    apr_uint64_t next_token;
+    slot_t slots[SLOTS];
+} shared_t;
+
+/* Lives in the parent's process pool: survives every restart. */
+typedef struct {
+    apr_shm_t *shm;
+    apr_uint32_t generation;  /* of configurations loaded so far */
+} retained_t;
+
+/* Per configuration generation; children attach in child_init. */
+typedef struct {
+    apr_global_mutex_t *mutex;
+    apr_global_mutex_t *project_mutex;
+    shared_t *shared;
+    apr_uint32_t generation;
+} ipc_t;
+
+static ipc_t *ipc_of(server_rec *s)
+{
+    void *ipc = NULL;
+
+    apr_pool_userdata_get(&ipc, IPC_KEY, s->process->pconf);
+    return ipc;
+}
+
+void okey_shm_register(apr_pool_t *pconf)
+{
+    ap_mutex_register(pconf, MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
+    ap_mutex_register(pconf, PROJECT_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
+}
+
+const char *okey_shm_random_passphrase(server_rec *main_server)
+{
+    char *passphrase = ap_retained_data_get(PASSPHRASE_KEY);
+    const char *drawn = NULL;
+
+    if (!passphrase) {
+        passphrase = ap_retained_data_create(PASSPHRASE_KEY, 64);
+        if (!okey_random_b64url(main_server->process->pool, 32, &drawn)) {
+            apr_cpystrn(passphrase, drawn, 64);
+        }
+    }
+    return passphrase[0] ? passphrase : NULL;
+}
+
+static retained_t *retained(server_rec *s)
+{
+    retained_t *kept = ap_retained_data_get(RETAINED_KEY);
+    apr_status_t rv;
+
+    if (!kept) {
+        kept = ap_retained_data_create(RETAINED_KEY, sizeof(*kept));
+        rv = apr_shm_create(&kept->shm, sizeof(shared_t), NULL, s->process->pool);
+        if (rv == APR_SUCCESS) {
+            memset(apr_shm_baseaddr_get(kept->shm), 0, sizeof(shared_t));
+        }
+        else {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                         OKEY_LOGNO(020) "cannot create shared memory");
+            kept->shm = NULL;
+        }
+    }
+    return kept;
+}
+
+static void slot_id(apr_pool_t *pool, const okey_config_t *cfg, unsigned char id[32])
+{
+    const char *what = apr_pstrcat(pool, cfg->api_base, "\n", cfg->project, "\n",
+                                   cfg->server_name, NULL);
+
+    okey_sha256(what, strlen(what), id);
+}
+
+static int slot_free(const slot_t *slot, apr_uint32_t generation)
+{
+    static const unsigned char zero[32];
+
+    /* The previous generation's children may still be at work. */
+    return !memcmp(slot->id, zero, sizeof(zero)) || slot->generation + 1 < generation;
+}
+
+/* The slot of the key server with this id, claiming a free one if needed. */
+static int assign_slot(shared_t *shared, const unsigned char id[32],
+                       apr_uint32_t generation)
+{
+    int found = -1;
+    int i;
+
+    for (i = 0; i < SLOTS && found < 0; i++) {
+        found = memcmp(shared->slots[i].id, id, 32) ? -1 : i;
+    }
+    for (i = 0; i < SLOTS && found < 0; i++) {
+        if (slot_free(&shared->slots[i], generation)) {
+            memset(&shared->slots[i], 0, sizeof(slot_t));
+            memcpy(shared->slots[i].id, id, 32);
+            found = i;
+        }
+    }
+    if (found >= 0) {
+        shared->slots[found].generation = generation;
+    }
+    return found;
+}
+
+/* Slots no configuration since the previous one uses are freed. */
+static void release_slots(shared_t *shared, apr_uint32_t generation)
+{
+    int i;
+
+    for (i = 0; i < SLOTS; i++) {
+        if (slot_free(&shared->slots[i], generation)) {
+            memset(&shared->slots[i], 0, sizeof(slot_t));
+        }
+    }
+}
+
+static int assign_slots(apr_pool_t *pconf, server_rec *main_server, ipc_t *ipc)
+{
+    server_rec *s;
+    int status = OK;
+
+    apr_global_mutex_lock(ipc->mutex);
+    for (s = main_server; s && status == OK; s = s->next) {
+        okey_server_conf_t *conf = okey_server_conf(s);
+
+        conf->slot = -1;
+        if (conf->cfg) {
+            slot_id(pconf, conf->cfg, conf->slot_id);
+            conf->slot = assign_slot(ipc->shared, conf->slot_id, ipc->generation);
+        }
+        if (conf->cfg && conf->slot < 0) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
+                         OKEY_LOGNO(021) "more than %d key servers; no room in "
+                         "shared memory for %s", SLOTS, conf->cfg->server_name);
+            status = HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    release_slots(ipc->shared, ipc->generation);
+    apr_global_mutex_unlock(ipc->mutex);
+    return status;
+}
+
+int okey_shm_post_config(apr_pool_t *pconf, server_rec *main_server)
+{
+    ipc_t *ipc = apr_pcalloc(pconf, sizeof(*ipc));
+    retained_t *kept = retained(main_server);
+    apr_status_t rv;
+    int status = kept->shm ? OK : HTTP_INTERNAL_SERVER_ERROR;
+
+    ipc->shared = kept->shm ? apr_shm_baseaddr_get(kept->shm) : NULL;
+    ipc->generation = ++kept->generation;
+    rv = ap_global_mutex_create(&ipc->mutex, NULL, MUTEX_TYPE, NULL, main_server,
+                                pconf, 0);
+    if (rv == APR_SUCCESS) {
+        rv = ap_global_mutex_create(&ipc->project_mutex, NULL, PROJECT_MUTEX_TYPE,
+                                    NULL, main_server, pconf, 0);
+    }
+    status = rv == APR_SUCCESS ? status : HTTP_INTERNAL_SERVER_ERROR;
+    if (status == OK) {
+        status = assign_slots(pconf, main_server, ipc);
+    }
+    apr_pool_userdata_set(ipc, IPC_KEY, apr_pool_cleanup_null, pconf);
+    return status;
+}
+
+apr_status_t okey_shm_child_init(apr_pool_t *pchild, server_rec *main_server)
+{
+    ipc_t *ipc = ipc_of(main_server);
+    apr_status_t rv = ipc ? APR_SUCCESS : APR_EGENERAL;
+
+    if (rv == APR_SUCCESS) {
+        rv = apr_global_mutex_child_init(&ipc->mutex,
+                                         apr_global_mutex_lockfile(ipc->mutex), pchild);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = apr_global_mutex_child_init(&ipc->project_mutex,
+                                         apr_global_mutex_lockfile(ipc->project_mutex),
+                                         pchild);
+    }
+    return rv;
+}
+
+/* Locks the shared memory and returns the server's slot, or NULL (and
+ * nothing locked) when it has none or the slot went to another server. */
+static slot_t *lock_slot(server_rec *s, ipc_t **ipc_out)
+{
+    ipc_t *ipc = ipc_of(s);
+    okey_server_conf_t *conf = okey_server_conf(s);
+    slot_t *slot = NULL;
+
+    *ipc_out = ipc;
+    if (ipc && ipc->shared && conf->slot >= 0 &&
+        apr_global_mutex_lock(ipc->mutex) == APR_SUCCESS) {
+        slot = &ipc->shared->slots[conf->slot];
+        if (memcmp(slot->id, conf->slot_id, 32)) {
+            apr_global_mutex_unlock(ipc->mutex);
+            slot = NULL;
+        }
+    }
+    return slot;
+}
+
+static void unlock_slot(ipc_t *ipc)
+{
+    apr_global_mutex_unlock(ipc->mutex);
+}
+
+/* --- counters ---------------------------------------------------------------- */
+
+void okey_shm_count_issue(server_rec *s, int issued)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(s, &ipc);
+
+    if (slot) {
+        if (issued) {
+            slot->stats.keys_issued++;
+        }
+        else {
+            slot->stats.issue_failures++;
+        }
+        unlock_slot(ipc);
+    }
+}
+
+void okey_shm_count_denied(server_rec *s, okey_denied_e reason)
+{
+    ipc_t *ipc;
+    slot_t *slot = (reason > 0 && reason < OKEY_DENIED_COUNT) ? lock_slot(s, &ipc) : NULL;
+
+    if (slot) {
+        slot->stats.denied[reason]++;
+        unlock_slot(ipc);
+    }
+}
+
+void okey_shm_count_upstream_error(server_rec *s, okey_endpoint_e endpoint)
+{
+    ipc_t *ipc;
+    slot_t *slot = (endpoint > 0 && endpoint < OKEY_ENDPOINT_COUNT)
+                   ? lock_slot(s, &ipc) : NULL;
+
+    if (slot) {
+        slot->stats.upstream_errors[endpoint]++;
+        unlock_slot(ipc);
+    }
+}
+
+/* Whether the process that claimed a reap still runs: a child killed
+ * mid-reap leaves a claim nobody will release. */
+static int owner_alive(const okey_claim_t *claim)
+{
+    return claim->pid > 0 && (kill(claim->pid, 0) == 0 || errno != ESRCH);
+}
+
+void okey_shm_snapshot(server_rec *s, okey_stats_t *stats)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(s, &ipc);
+
+    memset(stats, 0, sizeof(*stats));
+    if (slot) {
+        *stats = slot->stats;
+        stats->reap_running = owner_alive(&slot->claim);
+        unlock_slot(ipc);
+    }
+}
+
+/* --- the project store -------------------------------------------------------- */
+
+static void project_get(void *baton, char *buf, apr_size_t len)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(baton, &ipc);
+
+    buf[0] = '\0';
+    if (slot) {
+        apr_cpystrn(buf, slot->project_id, len);
+        unlock_slot(ipc);
+    }
+}
+
+static void project_set(void *baton, const char *id, const char *stale)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(baton, &ipc);
+
+    if (slot && id) {
+        apr_cpystrn(slot->project_id, id, sizeof(slot->project_id));
+    }
+    else if (slot && stale && !strcmp(slot->project_id, stale)) {
+        slot->project_id[0] = '\0';
+    }
+    if (slot) {
+        unlock_slot(ipc);
+    }
+}
+
+static int project_lock(void *baton, apr_interval_time_t wait)
+{
+    ipc_t *ipc = ipc_of(baton);
+    apr_status_t rv = ipc ? apr_global_mutex_timedlock(ipc->project_mutex, wait)
+                          : APR_EGENERAL;
+
+    if (rv == APR_ENOTIMPL) {
+        rv = apr_global_mutex_lock(ipc->project_mutex);
+    }
+    return rv == APR_SUCCESS;
+}
+
+static void project_unlock(void *baton)
+{
+    apr_global_mutex_unlock(ipc_of(baton)->project_mutex);
+}
+
+void okey_shm_project_store(server_rec *s, okey_project_store_t *store)
+{
+    store->get = project_get;
+    store->set = project_set;
+    store->lock = project_lock;
+    store->unlock = project_unlock;
+    store->baton = s;
+}
+
+/* --- reap claims ---------------------------------------------------------------- */
+
+static apr_int64_t due_in(const slot_t *slot, apr_int64_t interval, apr_int64_t now)
+{
+    apr_int64_t since = now - slot->stats.last_start;
+
+    return (slot->reap_requested || since < 0 || since >= interval) ? 0
+           : interval - since;
+}
+
+int okey_shm_claim_reap(server_rec *s, int force, okey_claim_t *claim)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(s, &ipc);
+    apr_int64_t now = okey_now();
+    int claimed = 0;
+
+    if (slot) {
+        claimed = !owner_alive(&slot->claim) &&
+                  (force || !due_in(slot, okey_server_conf(s)->cfg->cleanup_interval, now));
+        if (claimed) {
+            claim->pid = getpid();
+            claim->generation = ipc->generation;
+            claim->token = ++ipc->shared->next_token;
+            slot->claim = *claim;
+            slot->reap_requested = 0;
+            slot->stats.last_start = now;
+        }
+        unlock_slot(ipc);
+    }
+    return claimed;
+}
+
+void okey_shm_finish_reap(server_rec *s, const okey_claim_t *claim,
+                          const okey_reap_summary_t *sum)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(s, &ipc);
+    okey_stats_t *stats = slot ? &slot->stats : NULL;
+
+    if (slot && slot->claim.token == claim->token && slot->claim.pid == claim->pid) {
+        memset(&slot->claim, 0, sizeof(slot->claim));
+        stats->last_end = okey_now();
+        stats->last_duration = sum->seconds;
+        stats->last_ok = !sum->error && sum->failed == 0;
+        stats->last_projects = sum->projects;
+        stats->last_listed = sum->listed;
+        stats->last_deleted = sum->deleted;
+        stats->last_failed = sum->failed;
+        stats->last_kept = sum->kept;
+        stats->last_skipped = sum->skipped;
+        apr_cpystrn(stats->last_error_class, sum->error_class ? sum->error_class : "",
+                    sizeof(stats->last_error_class));
+        stats->reaps++;
+        stats->keys_reaped += (apr_uint64_t)sum->deleted;
+        /* A reap cut short by a stop did not fail. */
+        stats->reap_failures += ((sum->error && !sum->cancelled) || sum->failed) ? 1 : 0;
+    }
+    if (slot) {
+        unlock_slot(ipc);
+    }
+}
+
+apr_int64_t okey_shm_reap_due_in(server_rec *s)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(s, &ipc);
+    apr_int64_t interval = okey_server_conf(s)->cfg->cleanup_interval;
+    apr_int64_t wait = interval;
+
+    if (slot) {
+        wait = owner_alive(&slot->claim) ? interval : due_in(slot, interval, okey_now());
+        unlock_slot(ipc);
+    }
+    return wait;
+}
+
+void okey_shm_request_reap(server_rec *s)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(s, &ipc);
+
+    if (slot) {
+        slot->reap_requested = 1;
+        unlock_slot(ipc);
+    }
+}

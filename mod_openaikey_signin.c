@@ -1,0 +1,258 @@
+/* Signing in: openaikey-login starts it, openaikey-callback completes it
+ * and issues the key. */
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "http_protocol.h"
+
+#include <apr_strings.h>
+
+#include "mod_openaikey.h"
+#include "src/policy.h"
+#include "src/query.h"
+
+APLOG_USE_MODULE(openaikey);
+
+/* --- openaikey-login ----------------------------------------------------- */
+
+static void drop_old_state_cookies(request_rec *r, okey_server_conf_t *conf,
+                                   apr_time_t now)
+{
+    int secure = conf->cfg->redirect_is_https;
+    apr_array_header_t *cookies =
+        okey_state_cookies(r->pool, apr_table_get(r->headers_in, "Cookie"), secure);
+    apr_array_header_t *drop =
+        okey_state_cookies_to_drop(r->pool, conf->state_key, cookies, now);
+    int i;
+
+    for (i = 0; i < drop->nelts; i++) {
+        apr_table_addn(r->err_headers_out, "Set-Cookie",
+                       okey_state_set_cookie(r->pool,
+                                             APR_ARRAY_IDX(drop, i, const char *),
+                                             NULL, secure));
+    }
+}
+
+int okey_login_handler(request_rec *r)
+{
+    okey_err_t *err = okey_method_error(r, "GET, HEAD");
+    okey_server_conf_t *conf = err ? NULL : okey_ready_conf(r, &err);
+    okey_oidc_provider_t *provider = NULL;
+    okey_state_t *state = NULL;
+    const char *sealed = NULL;
+    apr_time_t now = apr_time_now();
+
+    if (!err) {
+        err = okey_oidc_provider(conf->runtime->oidc, r->pool, &provider);
+    }
+    if (!err) {
+        err = okey_state_new(r->pool, now, &state);
+    }
+    if (!err) {
+        err = okey_state_seal(r->pool, conf->state_key, state, &sealed);
+    }
+    if (err) {
+        if (conf && err->endpoint) {
+            okey_shm_count_upstream_error(r->server, (okey_endpoint_e)err->endpoint);
+        }
+        return okey_send_error(r, err);
+    }
+    drop_old_state_cookies(r, conf, now);
+    apr_table_addn(r->err_headers_out, "Set-Cookie",
+                   okey_state_set_cookie(
+                       r->pool,
+                       apr_pstrcat(r->pool,
+                                   okey_state_cookie_prefix(conf->cfg->redirect_is_https),
+                                   state->state, NULL),
+                       sealed, conf->cfg->redirect_is_https));
+    apr_table_setn(r->headers_out, "Location",
+                   okey_oidc_authorize_url(r->pool, provider, conf->cfg,
+                                           state->state, state->nonce,
+                                           okey_state_challenge(r->pool,
+                                                                state->verifier)));
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    /* No body: httpd's default one repeats the long URL for nobody to read. */
+    r->status = HTTP_MOVED_TEMPORARILY;
+    ap_set_content_length(r, 0);
+    return OK;
+}
+
+/* --- openaikey-callback -------------------------------------------------- */
+
+typedef struct {
+    const char *code;
+    const char *state;
+    const char *error;
+} callback_args_t;
+
+static okey_err_t *bad_request(request_rec *r, const char *user_msg,
+                               const char *log_msg)
+{
+    okey_err_t *err = okey_err_make(r->pool, HTTP_BAD_REQUEST, user_msg, "%s", log_msg);
+
+    err->denied = OKEY_DENIED_BAD_REQUEST;
+    return err;
+}
+
+/* The callback's parameters: exactly one code and one state, or one error.
+ * Any of them repeated is refused before anything is exchanged. */
+static okey_err_t *read_args(request_rec *r, callback_args_t *args)
+{
+    const char *why = NULL;
+    apr_array_header_t *params = okey_query_parse(r->pool, r->args, &why);
+    int codes = 0, states = 0, errors = 0;
+    okey_err_t *err = NULL;
+
+    args->code = okey_query_get(params, "code", &codes);
+    args->state = okey_query_get(params, "state", &states);
+    args->error = okey_query_get(params, "error", &errors);
+    if (!params) {
+        err = bad_request(r, "The sign-in response is malformed. Please start again.",
+                          apr_pstrcat(r->pool, "callback query has ", why, NULL));
+    }
+    else if (codes > 1 || states > 1 || errors > 1) {
+        err = bad_request(r, "The sign-in response is malformed. Please start again.",
+                          "callback with a repeated code, state or error parameter");
+    }
+    else if (args->error) {
+        err = okey_err_make(
+            r->pool, HTTP_BAD_REQUEST,
+            apr_pstrcat(r->pool, "The sign-in provider reported an error (",
+                        ap_escape_logitem(r->pool, apr_pstrndup(r->pool, args->error, 64)),
+                        "). Please start again.", NULL),
+            "provider returned error=%s",
+            ap_escape_logitem(r->pool, apr_pstrndup(r->pool, args->error, 64)));
+        err->denied = OKEY_DENIED_PROVIDER_ERROR;
+    }
+    else if (codes != 1 || states != 1 || !*args->code) {
+        err = bad_request(r, "The sign-in response is incomplete. Please start again.",
+                          "callback without exactly one code and one state");
+    }
+    else if (!okey_state_token_valid(args->state)) {
+        err = bad_request(r, "The sign-in response is malformed. Please start "
+                          "again.", "callback state parameter is malformed");
+    }
+    return err;
+}
+
+/* The attempt's sign-in state from its cookie, which is cleared in any case. */
+static okey_err_t *take_state(request_rec *r, okey_server_conf_t *conf,
+                              const char *state_param, okey_state_t **state)
+{
+    int secure = conf->cfg->redirect_is_https;
+    const char *name = apr_pstrcat(r->pool, okey_state_cookie_prefix(secure),
+                                   state_param, NULL);
+    apr_array_header_t *cookies =
+        okey_state_cookies(r->pool, apr_table_get(r->headers_in, "Cookie"), secure);
+    const char *sealed = NULL;
+    okey_err_t *err = NULL;
+    int i;
+
+    for (i = 0; i < cookies->nelts; i++) {
+        const okey_state_cookie_t *c = &APR_ARRAY_IDX(cookies, i, okey_state_cookie_t);
+
+        sealed = strcmp(c->name, name) ? sealed : c->value;
+    }
+    apr_table_addn(r->err_headers_out, "Set-Cookie",
+                   okey_state_set_cookie(r->pool, name, NULL, secure));
+    *state = NULL;
+    if (!sealed) {
+        err = bad_request(r, "This sign-in has no matching session in this "
+                          "browser; it may have been used already or started "
+                          "elsewhere. Please start again.",
+                          "no state cookie for the callback's state");
+        err->denied = OKEY_DENIED_STATE;
+    }
+    else {
+        err = okey_state_open(r->pool, conf->state_key, sealed, apr_time_now(),
+                              state);
+    }
+    if (!err && strcmp((*state)->state, state_param)) {
+        err = bad_request(r, "This sign-in link is no longer valid. Please "
+                          "start again.", "state cookie belongs to another state");
+        err->denied = OKEY_DENIED_STATE;
+    }
+    return err;
+}
+
+static void audit_issued(request_rec *r, const okey_issued_t *issued)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
+                  OKEY_LOGNO(101) "issued key: service_account=%s email=%s "
+                  "project=%s (%s) expires=%s", issued->service_account_id,
+                  issued->email, issued->project, issued->project_id,
+                  okey_iso8601(r->pool, issued->expires));
+}
+
+/* Counts what became of a sign-in for /status and /metrics. */
+static void count_outcome(request_rec *r, const okey_err_t *err, int issued)
+{
+    if (issued) {
+        okey_shm_count_issue(r->server, 1);
+    }
+    else if (err && err->denied) {
+        okey_shm_count_denied(r->server, (okey_denied_e)err->denied);
+    }
+    else if (err && err->status >= 500) {
+        okey_shm_count_issue(r->server, 0);
+    }
+    if (err && err->endpoint) {
+        okey_shm_count_upstream_error(r->server, (okey_endpoint_e)err->endpoint);
+    }
+}
+
+/* Exchanges the code, checks the person and issues the key. */
+static okey_err_t *complete_sign_in(request_rec *r, okey_server_conf_t *conf,
+                                    const callback_args_t *args,
+                                    const okey_state_t *state, okey_issued_t **issued)
+{
+    okey_oidc_identity_t *identity = NULL;
+    okey_err_t *err = NULL;
+
+    if (okey_in_flight_enter(r, conf->runtime, &err)) {
+        err = okey_oidc_sign_in(conf->runtime->oidc, r->pool, args->code,
+                                state->verifier, state->nonce, &identity);
+        if (!err) {
+            err = okey_policy_check(r->pool, conf->cfg, identity);
+        }
+        if (!err) {
+            err = okey_keys_issue(conf->runtime->keys, r->pool, identity->email,
+                                  okey_now(), issued);
+        }
+        okey_in_flight_leave(conf->runtime);
+    }
+    return err;
+}
+
+int okey_callback_handler(request_rec *r)
+{
+    callback_args_t args = {NULL, NULL, NULL};
+    okey_err_t *err = okey_method_error(r, "GET");
+    okey_server_conf_t *conf = err ? NULL : okey_ready_conf(r, &err);
+    okey_err_t *args_err = conf ? read_args(r, &args) : NULL;
+    okey_state_t *state = NULL;
+    okey_issued_t *issued = NULL;
+    const char *page_nonce = NULL;
+
+    /* The state cookie is cleared even when the parameters are refused. */
+    if (conf && okey_state_token_valid(args.state)) {
+        okey_err_t *state_err = take_state(r, conf, args.state, &state);
+
+        err = args_err ? args_err : state_err;
+    }
+    err = err ? err : args_err;
+    if (!err) {
+        err = complete_sign_in(r, conf, &args, state, &issued);
+    }
+    if (!err) {
+        err = okey_random_b64url(r->pool, 18, &page_nonce);
+    }
+    if (conf) {
+        count_outcome(r, err, issued != NULL);
+    }
+    if (err) {
+        return okey_send_error(r, err);
+    }
+    audit_issued(r, issued);
+    return okey_send_html(r, HTTP_OK, okey_page_key(r->pool, issued, page_nonce));
+}
