@@ -14,7 +14,7 @@ APR_CFLAGS := $(shell apr-1-config --includes --cppflags --cflags)
 APR_LIBS   := $(shell apr-1-config --link-ld) $(shell apu-1-config --link-ld 2>/dev/null)
 SANITIZE    = -fsanitize=address,undefined -fno-omit-frame-pointer
 
-.PHONY: all install run screenshot test unit unit-sanitize apache-test run-test readme-test check-sanitize clean bench
+.PHONY: all install run screenshot test unit unit-sanitize apache-test run-test readme-test check-sanitize clean bench fuzz
 
 all: mod_openaikey.so
 
@@ -77,11 +77,23 @@ readme-test:
 
 test: unit readme-test apache-test run-test
 
+# --- fuzzing (clang's libFuzzer) ----------------------------------------------
+FUZZ_TARGETS = state discovery id_token openai_page query
+FUZZ_BINS    = $(FUZZ_TARGETS:%=fuzz/%.bin)
+FUZZ_CFLAGS  = -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined \
+               -fno-sanitize-recover=undefined $(APR_CFLAGS) $(PKG_CFLAGS) -Isrc
+
+fuzz/%.bin: fuzz/%.c fuzz/fuzz.h $(LIB_SRC) $(LIB_HDR)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(APR_LIBS) $(PKG_LIBS)
+
+fuzz: $(FUZZ_BINS)
+	scripts/fuzz $(FUZZ_BINS)
+
 bench: mod_openaikey.so
 	bench/redirect
 	bench/reap
 
 clean:
 	rm -rf .libs *.la *.lo *.slo *.o src/*.lo src/*.slo src/*.o src/.libs \
-	  mod_openaikey.so t/unit/run t/unit/run-sanitize
+	  mod_openaikey.so t/unit/run t/unit/run-sanitize fuzz/*.bin
 	if [ -f t/TEST ]; then t/TEST -clean >/dev/null 2>&1 || true; fi

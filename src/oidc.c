@@ -246,7 +246,8 @@ static const json_t *find_key(const json_t *jwks, const char *kid,
 
 static int signature_valid(cjose_jws_t *jws, const json_t *key)
 {
-    cjose_jwk_t *jwk = cjose_jwk_import_json((cjose_header_t *)key, NULL);
+    cjose_jwk_t *jwk = okey_jwk_decodable(key)
+                       ? cjose_jwk_import_json((cjose_header_t *)key, NULL) : NULL;
     int valid = jwk && cjose_jws_verify(jws, jwk, NULL);
 
     cjose_jwk_release(jwk);
@@ -356,7 +357,8 @@ okey_oidc_verdict_e okey_oidc_verify(apr_pool_t *pool, const char *id_token,
                                      okey_oidc_identity_t **identity,
                                      const char **reason)
 {
-    cjose_jws_t *jws = cjose_jws_import(id_token, strlen(id_token), NULL);
+    cjose_jws_t *jws = okey_jose_compact_ok(id_token, 3, NULL)
+                       ? cjose_jws_import(id_token, strlen(id_token), NULL) : NULL;
     cjose_header_t *header = jws ? cjose_jws_get_protected(jws) : NULL;
     const char *alg = header ? cjose_header_get(header, CJOSE_HDR_ALG, NULL) : NULL;
     const char *kid = header ? cjose_header_get(header, CJOSE_HDR_KID, NULL) : NULL;

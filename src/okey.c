@@ -277,3 +277,51 @@ apr_pool_t *okey_pool_for_threads(apr_pool_t *parent)
     apr_pool_cleanup_register(parent, pool, destroy_pool, apr_pool_cleanup_null);
     return pool;
 }
+
+static int b64url_decodable(const char *text, apr_size_t len)
+{
+    apr_size_t i;
+    int ok = len % 4 != 1;
+
+    for (i = 0; i < len && ok; i++) {
+        ok = apr_isalnum(text[i]) || text[i] == '-' || text[i] == '_';
+    }
+    return ok;
+}
+
+int okey_jose_compact_ok(const char *text, int segments, apr_size_t *lens)
+{
+    int found = 0;
+    int ok = text != NULL;
+
+    while (ok && found < segments) {
+        apr_size_t len = strcspn(text, ".");
+
+        ok = b64url_decodable(text, len);
+        if (lens) {
+            lens[found] = len;
+        }
+        found++;
+        text += len;
+        ok = ok && (found == segments ? *text == '\0' : *text == '.');
+        text += *text == '.';
+    }
+    return ok && found == segments;
+}
+
+int okey_jwk_decodable(const json_t *jwk)
+{
+    static const char *const members[] = {"n", "e", "x", "y", "d", "p", "q",
+                                          "dp", "dq", "qi", "k"};
+    apr_size_t i;
+    int ok = json_is_object(jwk);
+
+    for (i = 0; ok && i < sizeof(members) / sizeof(members[0]); i++) {
+        const json_t *value = json_object_get(jwk, members[i]);
+
+        ok = !value || (json_is_string(value) &&
+                        b64url_decodable(json_string_value(value),
+                                         json_string_length(value)));
+    }
+    return ok;
+}

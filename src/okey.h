@@ -124,6 +124,16 @@ char *okey_lower(apr_pool_t *pool, const char *text);
 /* url without its trailing slashes, so that paths can be appended. */
 const char *okey_strip_slashes(apr_pool_t *pool, const char *url);
 
+/* Whether text is a JOSE compact serialisation of exactly segments parts,
+ * each base64url that cjose can decode: its decoder aborts the process on a
+ * part whose length leaves a remainder of 1 when divided by 4. When lens
+ * is not NULL it receives each part's length. */
+int okey_jose_compact_ok(const char *text, int segments, apr_size_t *lens);
+
+/* Whether every base64url member of a JWK (n, e, x, y, d, k...) is one
+ * cjose can decode. */
+int okey_jwk_decodable(const json_t *jwk);
+
 /* A pool that threads may create sub-pools of at once: its own allocator,
  * guarded by a mutex. Destroyed with parent. */
 apr_pool_t *okey_pool_for_threads(apr_pool_t *parent);

@@ -185,10 +185,22 @@ static okey_state_t *state_from_json(apr_pool_t *pool, const json_t *claims)
 }
 
 /* Decrypts a JWE that must use exactly dir + A256GCM. */
+/* Whether a cookie value has the exact shape of what seal makes: dir (no
+ * encrypted key), a 96-bit IV and a 128-bit tag. cjose reads past shorter
+ * ones, and the value comes from whoever sends the request. */
+static int sealed_shape_ok(const char *sealed)
+{
+    apr_size_t lens[5];
+
+    return okey_jose_compact_ok(sealed, 5, lens) && lens[0] > 0 && lens[1] == 0 &&
+           lens[2] == 16 && lens[3] > 0 && lens[4] == 22;
+}
+
 static const char *decrypt(apr_pool_t *pool, const okey_state_key_t *key,
                            const char *sealed)
 {
-    cjose_jwe_t *jwe = cjose_jwe_import(sealed, strlen(sealed), NULL);
+    cjose_jwe_t *jwe = sealed_shape_ok(sealed)
+                       ? cjose_jwe_import(sealed, strlen(sealed), NULL) : NULL;
     cjose_header_t *header = jwe ? cjose_jwe_get_protected(jwe) : NULL;
     const char *alg = header ? cjose_header_get(header, CJOSE_HDR_ALG, NULL) : NULL;
     const char *enc = header ? cjose_header_get(header, CJOSE_HDR_ENC, NULL) : NULL;

@@ -1,0 +1,17 @@
+/* The callback's query string. */
+#include "fuzz.h"
+
+#include "query.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    apr_pool_t *pool = fuzz_pool();
+    const char *why = NULL;
+    apr_array_header_t *params = okey_query_parse(pool, fuzz_text(pool, data, size), &why);
+    int count = 0;
+
+    okey_query_get(params, "code", &count);
+    okey_scrub(pool, fuzz_text(pool, data, size));
+    apr_pool_destroy(pool);
+    return 0;
+}
