@@ -8,6 +8,8 @@ use lib 't/lib';
 use OkeyTest;
 use Time::HiRes ();
 
+# Half the rounds on a key server with a passphrase, half on one without:
+# its random key must survive graceful restarts too.
 my $restarts = 10;
 plan tests => $restarts + 2;
 
@@ -30,14 +32,15 @@ sub graceful {
 reset_fake();
 my $finished = 0;
 for my $round (1 .. $restarts) {
+    my $vhost = $round % 2 ? 'okey' : 'okey_nopass';
     my $ua = browser();
-    my $login = start_login($ua);
+    my $login = start_login($ua, $vhost);
     my $callback = authorize($ua, $login->header('Location'), 'alice@example.com');
     my $restarted = graceful();
     # A fresh connection: the one before the restart may belong to an old child.
     $ua->conn_cache->drop;
     my $res = $ua->get($callback);
-    ok($restarted && $res->code == 200, "round $round: restarted, and the sign-in started before it finished");
+    ok($restarted && $res->code == 200, "round $round ($vhost): restarted, and the sign-in started before it finished");
     $finished++ if $res->code == 200;
 }
 is(fake_state()->{counters}{'openai.create_service_account'}, $finished, 'one key per finished sign-in');

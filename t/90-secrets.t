@@ -7,7 +7,7 @@ use lib 't/lib';
 use OkeyTest;
 use URI ();
 
-plan tests => 10;
+plan tests => 12;
 
 reset_fake();
 my $ua = browser();
@@ -27,6 +27,13 @@ add_fault(method => 'POST', path => 'service_accounts$', status => 401,
           body => '{"error":{"message":"Incorrect API key provided: test-adm*****key"}}');
 my $failed = sign_in(browser(), 'alice@example.com');
 unlike($failed->decoded_content, qr/test-adm|test-secret|Bearer/, 'an error page names no secret');
+
+# An upstream (a gateway, say) that echoes the credential it was sent.
+add_fault(method => 'POST', path => 'service_accounts$', status => 401,
+          body => '{"error":{"message":"bad header Authorization: Bearer test-admin-key"}}');
+my $echoed = sign_in(browser(), 'alice@example.com');
+is($echoed->code, 502, 'an upstream that echoes the admin key fails the sign-in');
+like(error_log(), qr/bad header Authorization: \[redacted\]/, 'and its message is logged with the credential scrubbed');
 
 unlike($authorize, qr/test-secret|client_secret/, 'the authorization URL carries no client secret');
 

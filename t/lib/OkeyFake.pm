@@ -140,6 +140,18 @@ sub control {
         });
         return reply($r, 200, { ok => JSON::PP::true });
     }
+    if ($path eq '/merge') {
+        my $patch = $JSON->decode(read_body($r) || '{}');
+        with_state(sub { merge($_[0], $patch) });
+        return reply($r, 200, { ok => JSON::PP::true });
+    }
+    if ($path eq '/environ') {
+        # What a neighbour in this httpd could read of the process environment.
+        open my $fh, '<', '/proc/self/environ' or return reply($r, 500, "no environ\n");
+        local $/;
+        my $environ = <$fh>;
+        return reply($r, 200, { environ => [split /\0/, $environ] });
+    }
     if ($path eq '/state') {
         return reply($r, 200, with_state(sub { $_[0] }));
     }
@@ -345,7 +357,11 @@ sub token {
 sub api_error { my ($r, $status, $message) = @_; return reply($r, $status, { error => { message => $message, type => 'invalid_request_error', param => undef, code => undef } }) }
 
 sub page_of {
-    my ($items, $q) = @_;
+    my ($items, $q, $loop) = @_;
+    # A broken upstream: the first page again and again, always with more.
+    return { object => 'list', data => [@$items[0 .. ($#$items < 1 ? $#$items : 1)]],
+             first_id => $items->[0]{id}, last_id => ($items->[0] ? $items->[0]{id} : 'x'),
+             has_more => JSON::PP::true } if $loop;
     my $limit = one($q, 'limit') // 20;
     my $after = one($q, 'after');
     my $start = 0;
@@ -431,7 +447,7 @@ sub openai_answer {
             org_count($s, $tenant, 'openai.list_projects');
             push @{ $o->{project_list_times} }, Time::HiRes::time();
             my @active = grep { ($_->{status} // 'active') eq 'active' } @{ $o->{projects} };
-            return (200, page_of(\@active, $q));
+            return (200, page_of(\@active, $q, $o->{loop_projects}));
         }
         if ($path eq '/organization/projects' && $method eq 'POST') {
             org_count($s, $tenant, 'openai.create_project');
@@ -450,7 +466,7 @@ sub openai_answer {
             my $list = $o->{accounts}{$pid} ||= [];
             if (!defined $sid && $method eq 'GET') {
                 org_count($s, $tenant, 'openai.list_service_accounts');
-                return (200, page_of($list, $q));
+                return (200, page_of($list, $q, $o->{loop_accounts}));
             }
             if (!defined $sid && $method eq 'POST') {
                 org_count($s, $tenant, 'openai.create_service_account');

@@ -13,7 +13,7 @@ use JSON::PP ();
 use LWP::UserAgent ();
 use URI ();
 
-our @EXPORT = qw(main_url vhost_url browser reset_fake fake_state add_fault
+our @EXPORT = qw(main_url vhost_url browser reset_fake merge_fake fake_state add_fault
                  start_login authorize sign_in error_log default_project);
 
 my $JSON = JSON::PP->new->canonical->utf8;
@@ -49,6 +49,13 @@ sub reset_fake {
     $patch->{openai}{projects} ||= [default_project()];
     my $res = $control->post(main_url('/fake/reset'), Content => $JSON->encode($patch));
     die 'reset failed: ' . $res->status_line unless $res->is_success;
+}
+
+# Merges a patch into the fakes' state without resetting it.
+sub merge_fake {
+    my ($patch) = @_;
+    my $res = $control->post(main_url('/fake/merge'), Content => $JSON->encode($patch));
+    die 'merge failed: ' . $res->status_line unless $res->is_success;
 }
 
 sub fake_state { return $JSON->decode($control->get(main_url('/fake/state'))->decoded_content) }
