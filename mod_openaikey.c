@@ -113,6 +113,9 @@ static apr_table_t *module_environment(apr_pool_t *process_pool)
                     apr_table_set(*saved, names[n], value);
                 }
                 if (value && okey_settings[i].kind == OKEY_KIND_SECRET) {
+                    /* /proc/<pid>/environ shows the original strings, so
+                     * they are wiped before they are unset. */
+                    memset((char *)value, 0, strlen(value));
                     unsetenv(names[n]);
                 }
             }

@@ -54,6 +54,8 @@ static void reap(okey_reaper_thread_t *rt, server_rec *s, const okey_claim_t *cl
 
     okey_reaper_init(&reaper, conf->cfg, http_of(rt, s), &conf->runtime->logger,
                      &rt->stop);
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, OKEY_LOGNO(031) "reap of %s claimed by "
+                 "pid %" APR_PID_T_FMT, conf->cfg->project, claim->pid);
     okey_reap(&reaper, pool, okey_now(), &summary);
     okey_shm_finish_reap(s, claim, &summary);
     ap_log_error(APLOG_MARK, summary.error || summary.failed ? APLOG_WARNING : APLOG_INFO,
