@@ -11,7 +11,7 @@ use HTTP::Request ();
 use JSON::PP ();
 use URI ();
 
-plan tests => 37;
+plan tests => 41;
 
 my $callback_url = vhost_url('okey', '/oauth2/callback');
 
@@ -148,4 +148,23 @@ reset_fake();
     is($res->code, 500, 'handler in a server without settings: 500');
     like(error_log(), qr/openaikey-login used in server .* which has no mod_openaikey configuration/,
          'and the log says why');
+}
+
+# --- cookies cjose could not have survived -------------------------------------
+# A part of length 4n+1 made cjose's decoder abort the child; a short IV or
+# tag made it read past its buffer. The runner fails on any crashed child.
+reset_fake();
+{
+    my @hostile = ('eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0A..AAAAAAAAAAAAAAAA.QkJC.CCCCCCCCCCCCCCCCCCCCCC',
+                   'eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..AAAA.QkJC.CCCC');
+    for my $value (@hostile) {
+        my $ua = browser();
+        my $login = start_login($ua);
+        my $callback = authorize($ua, $login->header('Location'), 'alice@example.com');
+        my $name = 'okey_state_' . state_of($callback);
+        my $res = browser()->request(HTTP::Request->new(GET => $callback, [Cookie => "$name=$value"]));
+        is($res->code, 400, 'a malformed sealed cookie at the callback: 400');
+        is(browser()->request(HTTP::Request->new(GET => vhost_url('okey', '/'), [Cookie => "$name=$value"]))->code,
+           302, 'and at the login: a fresh start');
+    }
 }

@@ -7,7 +7,6 @@ use strict;
 use warnings;
 use Apache::Test qw(-withtestmore);
 use lib 't/lib';
-use OkeyTest;
 use File::Temp qw(tempdir);
 use IO::Socket::INET ();
 use JSON::PP ();
@@ -63,10 +62,12 @@ Include "$dir/changing.conf"
 CONF
 
 local %ENV = %ENV;
-my $fakes = 'http://127.0.0.1:' . $vars->{port};
+# Upstreams on a port nothing listens on: each generation's first reaps
+# fail at once instead of queueing a thousand requests at the fakes.
+my $nowhere = 'http://127.0.0.1:' . free_port();
 @ENV{qw(CLIENT_ID CLIENT_SECRET REDIRECT_URI ALLOWED_DOMAINS OPENAI_MANAGEMENT_KEY OIDC_ISSUER OPENAI_API_BASE)} =
     ('test-client', $canary, "http://127.0.0.1:$port_one/oauth2/callback", 'example.com',
-     'test-admin-key', "$fakes/oidc", "$fakes/openai-restart/v1");
+     'test-admin-key', "$nowhere/oidc", "$nowhere/v1");
 
 sub generations { my $n = () = slurp("$dir/error_log") =~ /resuming normal operations/g; return $n }
 

@@ -1,4 +1,5 @@
-/* Query strings, and scrubbing credentials out of upstream text. */
+/* Query strings, scrubbing credentials out of upstream text, and the JOSE
+ * shapes checked before cjose sees them. */
 #include "testutil.h"
 
 #include <apr_strings.h>
@@ -77,6 +78,33 @@ START_TEST(scrub_removes_keys_tokens_and_jwts)
 }
 END_TEST
 
+START_TEST(jose_shapes_cjose_cannot_decode_are_refused)
+{
+    apr_size_t lens[5];
+    json_t *good = json_pack("{s:s, s:s, s:s}", "kty", "RSA", "n", "AQAB", "e", "AQAB");
+    json_t *bad = json_pack("{s:s, s:s, s:s}", "kty", "RSA", "n", "AQABA", "e", "AQAB");
+    json_t *odd = json_pack("{s:s, s:i}", "kty", "RSA", "n", 5);
+
+    ck_assert(okey_jose_compact_ok("eyJh.eyJi.c2ln", 3, NULL));
+    ck_assert(okey_jose_compact_ok("eyJh..AAAAAAAAAAAAAAAA.QkJC.CCCCCCCCCCCCCCCCCCCCCC", 5, lens));
+    ck_assert_int_eq(lens[1], 0);
+    ck_assert_int_eq(lens[2], 16);
+    ck_assert_int_eq(lens[4], 22);
+    ck_assert(!okey_jose_compact_ok("eyJhA.eyJi.c2ln", 3, NULL));   /* 4n+1 */
+    ck_assert(!okey_jose_compact_ok("eyJh.eyJi.c2ln.x", 3, NULL));  /* too many */
+    ck_assert(!okey_jose_compact_ok("eyJh.eyJi", 3, NULL));         /* too few */
+    ck_assert(!okey_jose_compact_ok("eyJh.ey+i.c2ln", 3, NULL));     /* not base64url */
+    ck_assert(!okey_jose_compact_ok("eyJh.eyJi.c2ln=", 3, NULL));
+    ck_assert(!okey_jose_compact_ok(NULL, 3, NULL));
+    ck_assert(okey_jwk_decodable(good));
+    ck_assert(!okey_jwk_decodable(bad));
+    ck_assert(!okey_jwk_decodable(odd));
+    json_decref(good);
+    json_decref(bad);
+    json_decref(odd);
+}
+END_TEST
+
 Suite *okey_query_suite(void)
 {
     Suite *suite = suite_create("query");
@@ -86,6 +114,7 @@ Suite *okey_query_suite(void)
     tcase_add_test(tc, repeated_names_are_all_counted);
     tcase_add_test(tc, malformed_queries_are_refused);
     tcase_add_test(tc, scrub_removes_keys_tokens_and_jwts);
+    tcase_add_test(tc, jose_shapes_cjose_cannot_decode_are_refused);
     suite_add_tcase(suite, tc);
     return suite;
 }
