@@ -323,9 +323,13 @@ static void child_init(apr_pool_t *pchild, server_rec *main_server)
                      OKEY_LOGNO(004) "cannot start the reaper in this child; keys "
                      "are reaped by the others");
     }
+    /* Request threads' paging ends with the child too. */
     for (s = main_server; s && reaper; s = s->next) {
-        if (okey_server_conf(s)->runtime) {
-            okey_server_conf(s)->runtime->reaper = reaper;
+        okey_runtime_t *rt = okey_server_conf(s)->runtime;
+
+        if (rt) {
+            rt->reaper = reaper;
+            okey_keys_cancel_with(rt->keys, okey_reaper_stopping(reaper));
         }
     }
 }

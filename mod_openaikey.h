@@ -135,6 +135,8 @@ void okey_shm_request_reap(server_rec *s);
 
 apr_status_t okey_reaper_start(apr_pool_t *pchild, server_rec *main_server,
                                okey_reaper_thread_t **reaper);
+/* Set once the child is told to stop. */
+volatile const int *okey_reaper_stopping(okey_reaper_thread_t *reaper);
 /* Wakes the reaper so that it looks for due or requested reaps now. */
 void okey_reaper_wake(okey_reaper_thread_t *reaper);
 void okey_reaper_hooks(void);

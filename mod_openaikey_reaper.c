@@ -113,6 +113,11 @@ static void *APR_THREAD_FUNC reaper_main(apr_thread_t *thread, void *data)
     return NULL;
 }
 
+volatile const int *okey_reaper_stopping(okey_reaper_thread_t *rt)
+{
+    return &rt->stop;
+}
+
 void okey_reaper_wake(okey_reaper_thread_t *rt)
 {
     apr_thread_mutex_lock(rt->mutex);

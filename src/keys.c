@@ -49,6 +49,11 @@ okey_keys_t *okey_keys_create(apr_pool_t *pool, const okey_config_t *cfg,
     return keys;
 }
 
+void okey_keys_cancel_with(okey_keys_t *keys, volatile const int *cancel)
+{
+    keys->api.cancel = cancel;
+}
+
 static const char *stored_project(okey_keys_t *keys, apr_pool_t *pool)
 {
     char id[OKEY_KEYS_PROJECT_ID_MAX];

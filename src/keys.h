@@ -48,6 +48,9 @@ okey_keys_t *okey_keys_create(apr_pool_t *pool, const okey_config_t *cfg,
                               okey_http_t *http,
                               const okey_project_store_t *store);
 
+/* Makes the issuer's paging stop once *cancel is set (the child stops). */
+void okey_keys_cancel_with(okey_keys_t *keys, volatile const int *cancel);
+
 /* The id of the key server's project: stored, found (the oldest active one
  * of its name) or created. Creation is serialised through the store, and
  * the project list is read again after creating so that racing servers

@@ -273,40 +273,63 @@ static int compare_projects(const void *a, const void *b)
     return older(pa, pb) ? -1 : (older(pb, pa) ? 1 : 0);
 }
 
+okey_err_t *okey_openai_each(const okey_openai_t *api, apr_pool_t *pool,
+                             const char *path, okey_endpoint_e endpoint,
+                             const char *what, okey_openai_visit_fn *visit,
+                             void *baton)
+{
+    okey_openai_pager_t *pager = okey_openai_pager(api, pool, path, endpoint, what);
+    const okey_openai_page_t *page = NULL;
+    okey_err_t *err;
+
+    do {
+        const json_t *item;
+        size_t i;
+
+        err = okey_openai_pager_next(pager, &page);
+        json_array_foreach(page ? page->data : NULL, i, item) {
+            visit(baton, item);
+        }
+    } while (!err && page);
+    return err;
+}
+
+typedef struct {
+    apr_pool_t *pool;
+    const char *name;
+    apr_array_header_t *found; /* of project_t */
+} project_search_t;
+
+static void collect_project(void *baton, const json_t *project)
+{
+    project_search_t *search = baton;
+    const char *project_name = okey_json_str(project, "name");
+    const char *id = okey_json_str(project, "id");
+
+    if (id && project_name && !strcmp(project_name, search->name) &&
+        project_active(project)) {
+        project_t *p = apr_array_push(search->found);
+        p->id = apr_pstrdup(search->pool, id);
+        p->created_at = created_at(project);
+    }
+}
+
 okey_err_t *okey_openai_find_projects(const okey_openai_t *api, apr_pool_t *pool,
                                       const char *name,
                                       apr_array_header_t **project_ids)
 {
-    okey_openai_pager_t *pager = okey_openai_pager(api, pool, "/organization/projects",
-                                                   OKEY_ENDPOINT_PROJECTS,
-                                                   "project list");
-    apr_array_header_t *found = apr_array_make(pool, 2, sizeof(project_t));
-    const okey_openai_page_t *page = NULL;
-    okey_err_t *err;
+    project_search_t search = {pool, name, apr_array_make(pool, 2, sizeof(project_t))};
+    okey_err_t *err = okey_openai_each(api, pool, "/organization/projects",
+                                       OKEY_ENDPOINT_PROJECTS, "project list",
+                                       collect_project, &search);
     int i;
 
-    do {
-        const json_t *project;
-        size_t k;
-
-        err = okey_openai_pager_next(pager, &page);
-        json_array_foreach(page ? page->data : NULL, k, project) {
-            const char *project_name = okey_json_str(project, "name");
-            const char *id = okey_json_str(project, "id");
-
-            if (id && project_name && !strcmp(project_name, name) &&
-                project_active(project)) {
-                project_t *p = apr_array_push(found);
-                p->id = apr_pstrdup(pool, id);
-                p->created_at = created_at(project);
-            }
-        }
-    } while (!err && page);
-    qsort(found->elts, (size_t)found->nelts, sizeof(project_t), compare_projects);
-    *project_ids = apr_array_make(pool, found->nelts, sizeof(const char *));
-    for (i = 0; i < found->nelts && !err; i++) {
+    qsort(search.found->elts, (size_t)search.found->nelts, sizeof(project_t),
+          compare_projects);
+    *project_ids = apr_array_make(pool, search.found->nelts, sizeof(const char *));
+    for (i = 0; i < search.found->nelts && !err; i++) {
         APR_ARRAY_PUSH(*project_ids, const char *) =
-            APR_ARRAY_IDX(found, i, project_t).id;
+            APR_ARRAY_IDX(search.found, i, project_t).id;
     }
     return err;
 }

@@ -58,6 +58,14 @@ okey_openai_pager_t *okey_openai_pager(const okey_openai_t *api, apr_pool_t *poo
 okey_err_t *okey_openai_pager_next(okey_openai_pager_t *pager,
                                    const okey_openai_page_t **page);
 
+/* Calls visit for every object of every page of a list endpoint, through a
+ * pager (so with its bounds); stops at the first error. */
+typedef void okey_openai_visit_fn(void *baton, const json_t *item);
+okey_err_t *okey_openai_each(const okey_openai_t *api, apr_pool_t *pool,
+                             const char *path, okey_endpoint_e endpoint,
+                             const char *what, okey_openai_visit_fn *visit,
+                             void *baton);
+
 /* Whether a paged answer must stop here (the rules above); *why says why. */
 int okey_openai_page_loops(const okey_openai_page_t *page, int pages,
                            apr_hash_t *seen_cursors, const char **why);

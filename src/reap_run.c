@@ -40,43 +40,48 @@ static int cancelled(const okey_reaper_t *reaper)
     return reaper->cancel && *reaper->cancel;
 }
 
-/* Lists every service account of a project; those to delete go to victims,
- * copied out of each page before the page's memory goes. */
+typedef struct {
+    const okey_reaper_t *reaper;
+    apr_pool_t *pool;
+    apr_int64_t now;
+    apr_array_header_t *victims; /* of victim_t */
+    okey_reap_summary_t *summary;
+} listing_t;
+
+/* Counts one listed account, and keeps it as a victim when the policy says
+ * so: copied out of its page before the page's memory goes. */
+static void consider(void *baton, const json_t *account)
+{
+    listing_t *listing = baton;
+    const json_t *created = json_object_get(account, "created_at");
+    const char *name = okey_json_str(account, "name");
+    const char *id = okey_json_str(account, "id");
+    victim_t victim = {id, NULL, 0};
+
+    listing->summary->listed++;
+    if (id && name &&
+        okey_reap_decide(listing->pool, name,
+                         json_is_integer(created) ? json_integer_value(created) : 0,
+                         listing->now, listing->reaper->cfg->expiration,
+                         listing->reaper->cfg->reap_legacy, &victim.expires,
+                         &victim.email) != OKEY_REAP_KEEP) {
+        victim.id = apr_pstrdup(listing->pool, id);
+        victim.email = apr_pstrdup(listing->pool, victim.email);
+        APR_ARRAY_PUSH(listing->victims, victim_t) = victim;
+    }
+}
+
+/* Lists every service account of a project; those to delete go to victims. */
 static okey_err_t *list_victims(const okey_reaper_t *reaper, apr_pool_t *pool,
                                 const char *project_id, apr_int64_t now,
                                 apr_array_header_t *victims,
                                 okey_reap_summary_t *summary)
 {
-    okey_openai_pager_t *pager = okey_openai_pager(
-        &reaper->api, pool, okey_openai_accounts_path(pool, project_id),
-        OKEY_ENDPOINT_SERVICE_ACCOUNTS, "service account list");
-    const okey_openai_page_t *page = NULL;
-    okey_err_t *err;
+    listing_t listing = {reaper, pool, now, victims, summary};
 
-    do {
-        const json_t *account;
-        size_t i;
-
-        err = okey_openai_pager_next(pager, &page);
-        json_array_foreach(page ? page->data : NULL, i, account) {
-            const json_t *created = json_object_get(account, "created_at");
-            const char *name = okey_json_str(account, "name");
-            const char *id = okey_json_str(account, "id");
-            victim_t victim = {id, NULL, 0};
-
-            summary->listed++;
-            if (id && name &&
-                okey_reap_decide(pool, name,
-                                 json_is_integer(created) ? json_integer_value(created) : 0,
-                                 now, reaper->cfg->expiration, reaper->cfg->reap_legacy,
-                                 &victim.expires, &victim.email) != OKEY_REAP_KEEP) {
-                victim.id = apr_pstrdup(pool, id);
-                victim.email = apr_pstrdup(pool, victim.email);
-                APR_ARRAY_PUSH(victims, victim_t) = victim;
-            }
-        }
-    } while (!err && page);
-    return err;
+    return okey_openai_each(&reaper->api, pool, okey_openai_accounts_path(pool, project_id),
+                            OKEY_ENDPOINT_SERVICE_ACCOUNTS, "service account list",
+                            consider, &listing);
 }
 
 static void audit(const okey_reaper_t *reaper, apr_pool_t *pool,
