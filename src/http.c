@@ -29,6 +29,7 @@ typedef struct {
     apr_size_t cap;
     int too_large;
     apr_int64_t retry_after;
+    apr_int64_t max_age;
 } sink_t;
 
 void okey_http_global_init(void)
@@ -114,20 +115,30 @@ static size_t on_body(char *chunk, size_t size, size_t count, void *data)
     return len;
 }
 
+/* Seconds after "name" in a header line (Retry-After: N, Cache-Control:
+ * ...max-age=N...), or -1. */
+static apr_int64_t header_seconds(apr_pool_t *pool, const char *line, apr_size_t len,
+                                  const char *header, const char *name)
+{
+    apr_size_t header_len = strlen(header);
+    char *value = len > header_len && !strncasecmp(line, header, header_len)
+                  ? apr_pstrndup(pool, line + header_len, len - header_len) : NULL;
+    char *at = value && name ? strstr(value, name) : value;
+    char *end = NULL;
+    long long seconds = at ? strtoll(at + (name ? strlen(name) : 0), &end, 10) : -1;
+
+    return (at && end != at && seconds >= 0) ? (apr_int64_t)seconds : -1;
+}
+
 static size_t on_header(char *line, size_t size, size_t count, void *data)
 {
     sink_t *sink = data;
     apr_size_t len = size * count;
-    static const char name[] = "retry-after:";
+    apr_int64_t seconds = header_seconds(sink->pool, line, len, "retry-after:", NULL);
 
-    if (len > sizeof(name) && strncasecmp(line, name, sizeof(name) - 1) == 0) {
-        char *value = apr_pstrndup(sink->pool, line + sizeof(name) - 1,
-                                   len - (sizeof(name) - 1));
-        char *end = NULL;
-        long long seconds = strtoll(value, &end, 10);
-
-        sink->retry_after = (end != value && seconds >= 0) ? seconds : -1;
-    }
+    sink->retry_after = seconds >= 0 ? seconds : sink->retry_after;
+    seconds = header_seconds(sink->pool, line, len, "cache-control:", "max-age=");
+    sink->max_age = seconds >= 0 ? seconds : sink->max_age;
     return len;
 }
 
@@ -218,6 +229,7 @@ static okey_err_t *outcome(okey_http_t *http, apr_pool_t *pool,
         resp->body = sink->data ? sink->data : "";
         resp->body_len = sink->len;
         resp->retry_after = sink->retry_after;
+        resp->max_age = sink->max_age;
     }
     return err;
 }
@@ -243,7 +255,7 @@ static okey_err_t *perform_one(okey_http_t *http, apr_pool_t *pool,
                                const okey_http_request_t *req,
                                okey_http_response_t *resp)
 {
-    sink_t sink = {pool, NULL, 0, 0, 0, -1};
+    sink_t sink = {pool, NULL, 0, 0, 0, -1, -1};
     struct curl_slist *headers = build_headers(req, pool);
     CURL *curl = take_handle(http);
     okey_err_t *err;
@@ -269,7 +281,7 @@ static void start_transfer(okey_http_t *http, apr_pool_t *pool, CURLM *multi,
                            transfer_t *t, const okey_http_request_t *req,
                            int index)
 {
-    t->sink = (sink_t){pool, NULL, 0, 0, 0, -1};
+    t->sink = (sink_t){pool, NULL, 0, 0, 0, -1, -1};
     t->headers = build_headers(req, pool);
     t->curl = take_handle(http);
     t->index = index;

@@ -24,6 +24,7 @@ typedef struct okey_http_response_t {
     const char *body;          /* NUL-terminated */
     apr_size_t body_len;
     apr_int64_t retry_after;   /* seconds from Retry-After, -1 when absent */
+    apr_int64_t max_age;       /* Cache-Control max-age, -1 when absent */
     double seconds;            /* time the request took */
 } okey_http_response_t;
 

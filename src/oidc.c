@@ -26,6 +26,7 @@ struct okey_oidc_t {
     apr_pool_t *jwks_pool;        /* owns jwks */
     const char *jwks;
     apr_int64_t jwks_fetched;
+    apr_int64_t jwks_max_age;     /* seconds the provider lets it be kept */
     apr_int64_t jwks_tried;       /* last fetch attempt, good or not */
 };
 
@@ -501,10 +502,12 @@ okey_err_t *okey_oidc_provider(okey_oidc_t *oidc, apr_pool_t *pool,
     return err;
 }
 
-/* The cached JWKS, or a fresh one when none is cached, when it is older
- * than OKEY_OIDC_JWKS_MAX_AGE, or when refresh is set; fetches are at least
- * OKEY_OIDC_JWKS_REFETCH_GAP apart. A failed fetch keeps the old set in use
- * until a good one arrives. *fetched says whether this call fetched. */
+/* The cached JWKS, or a fresh one: when none is cached; when it is older
+ * than the provider's Cache-Control max-age, and never older than
+ * OKEY_OIDC_JWKS_MAX_AGE; or when refresh is set (an unknown kid). A fetch
+ * for an unknown kid, or after a failed one, waits OKEY_OIDC_JWKS_REFETCH_GAP.
+ * A failed fetch keeps the old set in use until a good one arrives. *fetched
+ * says whether this call fetched. */
 static okey_err_t *jwks_get(okey_oidc_t *oidc, apr_pool_t *pool,
                             const okey_oidc_provider_t *provider, int refresh,
                             const char **jwks, int *fetched)
@@ -516,9 +519,10 @@ static okey_err_t *jwks_get(okey_oidc_t *oidc, apr_pool_t *pool,
 
     apr_thread_mutex_lock(oidc->mutex);
     due = !oidc->jwks ||
-          ((refresh || now - oidc->jwks_fetched >= OKEY_OIDC_JWKS_MAX_AGE ||
-            now < oidc->jwks_fetched) &&
-           okey_oidc_jwks_refetch_due(oidc->jwks_tried, now));
+          (refresh && okey_oidc_jwks_refetch_due(oidc->jwks_tried, now)) ||
+          ((now - oidc->jwks_fetched >= oidc->jwks_max_age || now < oidc->jwks_fetched) &&
+           (oidc->jwks_tried == oidc->jwks_fetched ||
+            okey_oidc_jwks_refetch_due(oidc->jwks_tried, now)));
     if (due) {
         oidc->jwks_tried = now;
     }
@@ -533,6 +537,10 @@ static okey_err_t *jwks_get(okey_oidc_t *oidc, apr_pool_t *pool,
         oidc->jwks_pool = renew_pool(oidc->cache_root, oidc->jwks_pool);
         oidc->jwks = apr_pstrndup(oidc->jwks_pool, resp.body, resp.body_len);
         oidc->jwks_fetched = now;
+        /* At least a second, at most an hour, whatever the provider says. */
+        oidc->jwks_max_age = resp.max_age < 0 || resp.max_age > OKEY_OIDC_JWKS_MAX_AGE
+                             ? OKEY_OIDC_JWKS_MAX_AGE
+                             : (resp.max_age < 1 ? 1 : resp.max_age);
         apr_thread_mutex_unlock(oidc->mutex);
         *jwks = apr_pstrndup(pool, resp.body, resp.body_len);
         *fetched = 1;

@@ -62,7 +62,7 @@ my @failures = (
      502, qr/malformed service account/, 'malformed JSON'],
     [{ status => 200, body => '{"object":"organization.project.service_account","id":"svc_acct_x","name":"n","api_key":null}' },
      502, qr/service account without api_key/, 'no api_key in the answer'],
-    [{ delay => 4 }, 504, qr/timed out after 2 s/, 'a hang past the timeout'],
+    [{ delay => upstream_timeout() + 2 }, 504, qr/timed out after ${\ upstream_timeout()} s/, 'a hang past the timeout'],
 );
 for my $case (@failures) {
     my ($fault, $status, $log, $what) = @$case;

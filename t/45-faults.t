@@ -11,7 +11,7 @@ use JSON::PP ();
 use Time::HiRes ();
 use URI ();
 
-plan tests => 31;
+plan tests => 34;
 
 my $JSON = JSON::PP->new->utf8;
 my $now = time;
@@ -132,6 +132,24 @@ merge_fake({ tenants => { loop => { loop_projects => JSON::PP::true, projects =>
     my $res = $ua->get($callback);
     is($res->code, 502, 'a sign-in against a looping project list fails cleanly');
     cmp_ok(org('loop')->{counters}{'openai.list_projects'}, '<=', 3, 'after a bounded number of pages');
+}
+
+# --- a key the provider withdrew stops being trusted -------------------------
+# The JWKS is kept as long as the provider's Cache-Control allows (here a
+# second), an hour at most, and no longer.
+reset_fake({ oidc => { jwks_max_age => 1 } });
+{
+    my $ua = browser();   # keep-alive: both callbacks reach the same child
+    is(sign_in($ua, 'alice@example.com', vhost => 'okey_jwks')->code, 200, 'a sign-in with the published key');
+    my $fetches = fake_state()->{counters}{'oidc.jwks'};
+    merge_fake({ oidc => { withdrawn => ['rsa-1'] } });
+    my ($login, $callback) = (start_login($ua, 'okey_jwks'));
+    $callback = authorize($ua, $login->header('Location'), 'alice@example.com');
+    # The cache's age is measured in whole seconds: let two of them pass.
+    Time::HiRes::sleep(2.1);
+    my $res = $ua->get($callback);
+    is($res->code, 502, 'once the JWKS is older than its max-age, a token signed with a withdrawn key is refused');
+    cmp_ok(fake_state()->{counters}{'oidc.jwks'}, '>', $fetches, 'after fetching the JWKS again');
 }
 
 # --- repeated callback parameters, in both orders -----------------------------

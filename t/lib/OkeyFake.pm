@@ -111,7 +111,7 @@ sub handler {
     # open, they would keep worker-MPM children alive at stop until
     # KeepAliveTimeout.
     $r->connection->keepalive(Apache2::Const::CONN_CLOSE);
-    return oidc($r, $1, $2) if $uri =~ m{^/(oidc(?:-post)?)(/.*)$};
+    return oidc($r, $1, $2) if $uri =~ m{^/(oidc(?:-post|-short)?)(/.*)$};
     return openai($r, $1 // '', $2) if $uri =~ m{^/openai(?:-(\w+))?/v1(/.*)$};
     return control($r, $1) if $uri =~ m{^/fake(/.*)$};
     return reply($r, 404, "no such fake\n");
@@ -198,6 +198,7 @@ sub jwks {
     my @keys;
     for my $kid (sort keys %{ $state->{oidc}{keys} }) {
         next unless $kid eq $state->{oidc}{active_kid} || $state->{oidc}{publish_all};
+        next if grep { $_ eq $kid } @{ $state->{oidc}{withdrawn} || [] };
         my ($pk, $type) = signing_key($state, $kid);
         my $jwk = $pk->export_key_jwk('public', 1);
         $jwk->{kid} = $kid;
@@ -226,8 +227,9 @@ sub oidc {
         });
     }
     if ($path eq '/jwks') {
-        my $doc = with_state(sub { my ($s) = @_; count($s, 'oidc.jwks'); signing_key($s, $s->{oidc}{active_kid}); jwks($s) });
-        return reply($r, 200, $doc);
+        my ($doc, $max_age) = with_state(sub { my ($s) = @_; count($s, 'oidc.jwks'); signing_key($s, $s->{oidc}{active_kid});
+                                              return (jwks($s), $s->{oidc}{jwks_max_age}) });
+        return reply($r, 200, $doc, defined $max_age ? ('Cache-Control' => "public, max-age=$max_age") : ());
     }
     return authorize($r) if $path eq '/authorize';
     return token($r, $prefix) if $path eq '/token';

@@ -13,10 +13,13 @@ use JSON::PP ();
 use LWP::UserAgent ();
 use URI ();
 
-our @EXPORT = qw(main_url vhost_url browser reset_fake merge_fake fake_state add_fault
+our @EXPORT = qw(upstream_timeout main_url vhost_url browser reset_fake merge_fake fake_state add_fault
                  start_login authorize sign_in error_log default_project);
 
 my $JSON = JSON::PP->new->canonical->utf8;
+
+# The key servers' OpenAIKeyTimeout: longer under valgrind (OKEY_SLOW).
+sub upstream_timeout { return $ENV{OKEY_VALGRIND} ? 8 : 2 }
 
 sub main_url { return 'http://127.0.0.1:' . Apache::Test::vars('port') . ($_[0] // '') }
 
