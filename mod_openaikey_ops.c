@@ -72,6 +72,11 @@ int okey_status_handler(request_rec *r)
 
 /* --- openaikey-cleanup ---------------------------------------------------- */
 
+static int cancelled(const okey_stats_t *stats)
+{
+    return !strcmp(stats->last_error_class, "cancelled");
+}
+
 /* Waits a bounded time for the reap under way to end, or asks this child's
  * reaper for one and waits for that. 1 when it ended in time. */
 static int reap_and_wait(request_rec *r, okey_server_conf_t *conf,
@@ -92,6 +97,16 @@ static int reap_and_wait(request_rec *r, okey_server_conf_t *conf,
         apr_sleep(REAP_POLL);
         okey_shm_snapshot(r->server, stats);
         done = stats->reaps > reaps_before && !stats->reap_running;
+        /* Its child was stopping (the MPM retires idle children): ask this
+         * child's reaper to run it again. */
+        if (done && cancelled(stats)) {
+            reaps_before = stats->reaps;
+            done = 0;
+            okey_shm_request_reap(r->server);
+            if (rt->reaper) {
+                okey_reaper_wake(rt->reaper);
+            }
+        }
     }
     return done;
 }
@@ -139,7 +154,7 @@ int okey_cleanup_handler(request_rec *r)
         okey_shm_snapshot(r->server, &stats);
         /* Reaps are idempotent: a fresh result is as good as a new reap, and
          * callers cannot make the server reap back to back. */
-        reported = !stats.reap_running && stats.last_end &&
+        reported = !stats.reap_running && stats.last_end && !cancelled(&stats) &&
                    okey_now() - stats.last_end < RECENT_REAP;
         reported = reported || reap_and_wait(r, conf, &stats);
         okey_in_flight_leave(conf->runtime);
