@@ -370,7 +370,7 @@ static const char *status_title(int status)
     case HTTP_FORBIDDEN: title = "Access denied"; break;
     case HTTP_METHOD_NOT_ALLOWED: title = "Method not allowed"; break;
     case HTTP_BAD_GATEWAY: title = "Upstream service error"; break;
-    case HTTP_SERVICE_UNAVAILABLE: title = "Busy"; break;
+    case HTTP_SERVICE_UNAVAILABLE: title = "Busy, please try again"; break;
     case HTTP_GATEWAY_TIME_OUT: title = "Upstream service timeout"; break;
     default: break;
     }
@@ -386,7 +386,10 @@ int okey_send_error(request_rec *r, const okey_err_t *err)
     ap_log_rerror(APLOG_MARK, level, 0, r, OKEY_LOGNO(010) "%d: %s", err->status,
                   err->log_msg);
     if (err->status == HTTP_SERVICE_UNAVAILABLE) {
-        apr_table_setn(r->err_headers_out, "Retry-After", BUSY_RETRY_AFTER);
+        apr_table_setn(r->err_headers_out, "Retry-After",
+                       err->retry_after > 0
+                       ? apr_psprintf(r->pool, "%" APR_INT64_T_FMT, err->retry_after)
+                       : BUSY_RETRY_AFTER);
     }
     return okey_send_html(r, err->status,
                           okey_page_error(r->pool, err->status,

@@ -114,6 +114,17 @@ okey_err_t *okey_openai_status_error(apr_pool_t *pool, const char *what,
                         resp->status == 401 ? " (check OpenAIKeyManagementKey)" : "");
     err->endpoint = endpoint;
     err->upstream_status = resp->status;
+    if (resp->status == 429) {
+        /* Busy, not broken: the person is told when to come back. */
+        err->retry_after = resp->retry_after > 0
+                           ? (resp->retry_after > OKEY_OPENAI_RETRY_AFTER_MAX
+                              ? OKEY_OPENAI_RETRY_AFTER_MAX : resp->retry_after)
+                           : 60;
+        err->status = 503;
+        err->user_msg = apr_psprintf(pool, "OpenAI is busy at the moment and asked us "
+                                     "to wait. Please try again in %" APR_INT64_T_FMT
+                                     " seconds.", err->retry_after);
+    }
     return err;
 }
 
@@ -131,6 +142,13 @@ static void prepare(const okey_openai_t *api, apr_pool_t *pool, const char *meth
     }
 }
 
+/* Whether an answer is a 429 short enough to wait out within a request. */
+static int short_rate_limit(const okey_http_response_t *resp)
+{
+    return resp->status == 429 && resp->retry_after >= 0 &&
+           resp->retry_after <= OKEY_OPENAI_SHORT_RETRY;
+}
+
 static okey_err_t *call(const okey_openai_t *api, apr_pool_t *pool,
                         const char *method, const char *path, const json_t *body,
                         okey_endpoint_e endpoint, const char *what,
@@ -141,6 +159,11 @@ static okey_err_t *call(const okey_openai_t *api, apr_pool_t *pool,
 
     prepare(api, pool, method, path, body, &req);
     err = okey_http_perform(api->http, pool, &req, resp);
+    /* A 429 means nothing was done: asking once more is safe. */
+    if (!err && short_rate_limit(resp) && !(api->cancel && *api->cancel)) {
+        apr_sleep(apr_time_from_sec(resp->retry_after));
+        err = okey_http_perform(api->http, pool, &req, resp);
+    }
     if (err) {
         err->endpoint = endpoint;
     }

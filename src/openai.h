@@ -10,6 +10,11 @@
 #define OKEY_OPENAI_PAGE_LIMIT 100
 /* 100 000 items: far past any real project, short of a loop. */
 #define OKEY_OPENAI_PAGE_MAX 1000
+/* A 429 asking to wait at most this long is waited out and retried once,
+ * within the request; a longer one becomes a 503 with its Retry-After. */
+#define OKEY_OPENAI_SHORT_RETRY 3
+/* The longest Retry-After passed on to a person. */
+#define OKEY_OPENAI_RETRY_AFTER_MAX 3600
 
 typedef struct okey_openai_t {
     okey_http_t *http;

@@ -6,7 +6,7 @@ use Apache::Test qw(-withtestmore);
 use lib 't/lib';
 use OkeyTest;
 
-plan tests => 29;
+plan tests => 36;
 
 sub counter { return fake_state()->{counters}{ $_[0] } // 0 }
 
@@ -71,6 +71,30 @@ for my $case (@failures) {
     my $res = sign_in(browser(), 'alice@example.com');
     is($res->code, $status, "$what: $status");
     like(error_log(), $log, "$what: the log says why");
+}
+
+# --- OpenAI busy (429): waited out when short, else 503 with its Retry-After -----------
+reset_fake();
+add_fault(method => 'POST', path => 'service_accounts$', status => 429, retry_after => 1);
+{
+    my $res = sign_in(browser(), 'alice@example.com');
+    is($res->code, 200, 'a 429 asking for a second is waited out, and the key issued');
+    is(counter('openai.POST'), 2, 'after asking twice');
+}
+reset_fake();
+add_fault(method => 'POST', path => 'service_accounts$', status => 429, retry_after => 30);
+{
+    my $res = sign_in(browser(), 'alice@example.com');
+    is($res->code, 503, 'a 429 asking for half a minute: 503');
+    is($res->header('Retry-After'), 30, 'with its Retry-After');
+    like($res->decoded_content, qr/OpenAI is busy .* try again in 30 seconds/, 'and a page that says when to come back');
+    is(counter('openai.create_service_account'), 0, 'and no key made');
+}
+reset_fake();
+add_fault(method => 'GET', path => 'projects$', status => 429, times => 2);
+{
+    my $res = sign_in(browser(), 'alice@example.com', vhost => 'okey_fresh');
+    ok($res->code == 503 && $res->header('Retry-After') == 60, 'a 429 without Retry-After on the project lookup: 503, Retry-After 60');
 }
 
 # --- the provider refuses the client ------------------------------------------------
