@@ -16,6 +16,7 @@
 #include "http_log.h"
 
 #include <apr_atomic.h>
+#include <apr_hash.h>
 
 #include "src/config.h"
 #include "src/keys.h"
@@ -130,6 +131,14 @@ void okey_shm_finish_reap(server_rec *s, const okey_claim_t *claim,
 apr_int64_t okey_shm_reap_due_in(server_rec *s);
 /* Asks for a reap of the key server as soon as a reaper can run it. */
 void okey_shm_request_reap(server_rec *s);
+
+/* Accounts whose creation got no answer may exist with a key nobody holds:
+ * the reaper looks for them by name once due, and deletes them. */
+void okey_shm_add_suspect(server_rec *s, const char *name, apr_int64_t due);
+/* The names due by now (each mapped to an int, 0), or NULL when none. */
+apr_hash_t *okey_shm_due_suspects(server_rec *s, apr_pool_t *pool, apr_int64_t now);
+/* Forgets the names a finished reap looked for. */
+void okey_shm_drop_suspects(server_rec *s, apr_hash_t *looked_for);
 
 /* --- the reaper thread (mod_openaikey_reaper.c) --------------------------- */
 

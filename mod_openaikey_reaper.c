@@ -45,6 +45,24 @@ static okey_http_t *http_of(okey_reaper_thread_t *rt, server_rec *s)
     return http;
 }
 
+/* Says what became of the accounts whose creation got no answer. */
+static void report_suspects(server_rec *s, apr_hash_t *unsure, apr_pool_t *pool)
+{
+    apr_hash_index_t *hi;
+
+    for (hi = unsure ? apr_hash_first(pool, unsure) : NULL; hi; hi = apr_hash_next(hi)) {
+        const void *name;
+        void *found;
+
+        apr_hash_this(hi, &name, NULL, &found);
+        if (!*(int *)found) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, OKEY_LOGNO(032) "no service "
+                         "account named %s was made; nothing to clean up",
+                         (const char *)name);
+        }
+    }
+}
+
 static void reap(okey_reaper_thread_t *rt, server_rec *s, const okey_claim_t *claim,
                  apr_pool_t *pool)
 {
@@ -54,10 +72,15 @@ static void reap(okey_reaper_thread_t *rt, server_rec *s, const okey_claim_t *cl
 
     okey_reaper_init(&reaper, conf->cfg, http_of(rt, s), &conf->runtime->logger,
                      &rt->stop);
+    reaper.unsure = okey_shm_due_suspects(s, pool, okey_now());
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, OKEY_LOGNO(031) "reap of %s claimed by "
                  "pid %" APR_PID_T_FMT, conf->cfg->project, claim->pid);
     okey_reap(&reaper, pool, okey_now(), &summary);
     okey_shm_finish_reap(s, claim, &summary);
+    if (!summary.error) {
+        report_suspects(s, reaper.unsure, pool);
+        okey_shm_drop_suspects(s, reaper.unsure);
+    }
     ap_log_error(APLOG_MARK, summary.error || summary.failed ? APLOG_WARNING : APLOG_INFO,
                  0, s, OKEY_LOGNO(030) "reap of project %s (%d projects): listed %d, "
                  "deleted %d, failed %d, kept %d, not attempted %d in %.2f s%s%s",

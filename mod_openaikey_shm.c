@@ -8,6 +8,7 @@
 #include "util_mutex.h"
 
 #include <apr_global_mutex.h>
+#include <apr_hash.h>
 #include <apr_shm.h>
 #include <apr_strings.h>
 #include <errno.h>
@@ -22,10 +23,18 @@ APLOG_USE_MODULE(openaikey);
 #define PROJECT_MUTEX_TYPE "openaikey-project"
 /* The layout's version is in the key: a graceful restart into a build with
  * another layout must not read the old segment. */
-#define RETAINED_KEY "mod_openaikey shared memory 2"
+#define RETAINED_KEY "mod_openaikey shared memory 3"
 #define PASSPHRASE_KEY "mod_openaikey random passphrase"
 #define IPC_KEY "mod_openaikey ipc"
 #define SLOTS 64
+#define SUSPECTS 8
+#define SUSPECT_NAME_MAX 288
+
+/* An account whose creation got no answer, to look for at due. */
+typedef struct {
+    char name[SUSPECT_NAME_MAX]; /* empty: unused */
+    apr_int64_t due;             /* Unix seconds */
+} suspect_t;
 
 typedef struct {
     unsigned char id[32];     /* hash of what the key server is; zero: free */
@@ -33,6 +42,7 @@ typedef struct {
     okey_claim_t claim;       /* pid 0: no reap claimed */
     int reap_requested;
     char project_id[OKEY_KEYS_PROJECT_ID_MAX];
+    suspect_t suspects[SUSPECTS];
     okey_stats_t stats;
 } slot_t;
 
@@ -367,9 +377,16 @@ void okey_shm_project_store(server_rec *s, okey_project_store_t *store)
 static apr_int64_t due_in(const slot_t *slot, apr_int64_t interval, apr_int64_t now)
 {
     apr_int64_t since = now - slot->stats.last_start;
+    apr_int64_t wait = (slot->reap_requested || since < 0 || since >= interval)
+                       ? 0 : interval - since;
+    int i;
 
-    return (slot->reap_requested || since < 0 || since >= interval) ? 0
-           : interval - since;
+    for (i = 0; i < SUSPECTS; i++) {
+        if (slot->suspects[i].name[0] && slot->suspects[i].due - now < wait) {
+            wait = slot->suspects[i].due > now ? slot->suspects[i].due - now : 0;
+        }
+    }
+    return wait;
 }
 
 int okey_shm_claim_reap(server_rec *s, int force, okey_claim_t *claim)
@@ -446,6 +463,65 @@ void okey_shm_request_reap(server_rec *s)
 
     if (slot) {
         slot->reap_requested = 1;
+        unlock_slot(ipc);
+    }
+}
+
+/* --- accounts whose creation got no answer -------------------------------- */
+
+void okey_shm_add_suspect(server_rec *s, const char *name, apr_int64_t due)
+{
+    ipc_t *ipc;
+    slot_t *slot = strlen(name) < SUSPECT_NAME_MAX ? lock_slot(s, &ipc) : NULL;
+    int pick = 0;
+    int i;
+
+    if (slot) {
+        /* A free entry, else the one due first: the list stays bounded. */
+        for (i = 1; i < SUSPECTS && slot->suspects[pick].name[0]; i++) {
+            if (!slot->suspects[i].name[0] || slot->suspects[i].due < slot->suspects[pick].due) {
+                pick = i;
+            }
+        }
+        apr_cpystrn(slot->suspects[pick].name, name, SUSPECT_NAME_MAX);
+        slot->suspects[pick].due = due;
+        unlock_slot(ipc);
+    }
+}
+
+apr_hash_t *okey_shm_due_suspects(server_rec *s, apr_pool_t *pool, apr_int64_t now)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(s, &ipc);
+    apr_hash_t *due = NULL;
+    int i;
+
+    for (i = 0; slot && i < SUSPECTS; i++) {
+        if (slot->suspects[i].name[0] && slot->suspects[i].due <= now) {
+            due = due ? due : apr_hash_make(pool);
+            apr_hash_set(due, apr_pstrdup(pool, slot->suspects[i].name),
+                         APR_HASH_KEY_STRING, apr_pcalloc(pool, sizeof(int)));
+        }
+    }
+    if (slot) {
+        unlock_slot(ipc);
+    }
+    return due;
+}
+
+void okey_shm_drop_suspects(server_rec *s, apr_hash_t *looked_for)
+{
+    ipc_t *ipc;
+    slot_t *slot = looked_for ? lock_slot(s, &ipc) : NULL;
+    int i;
+
+    for (i = 0; slot && i < SUSPECTS; i++) {
+        if (slot->suspects[i].name[0] &&
+            apr_hash_get(looked_for, slot->suspects[i].name, APR_HASH_KEY_STRING)) {
+            slot->suspects[i].name[0] = '\0';
+        }
+    }
+    if (slot) {
         unlock_slot(ipc);
     }
 }

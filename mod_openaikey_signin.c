@@ -201,12 +201,31 @@ static void count_outcome(request_rec *r, const okey_err_t *err, int issued)
     }
 }
 
+/* A creation that got no answer may have made an account whose key nobody
+ * holds: the reaper looks for it by name once the upstream has had time to
+ * finish, and deletes it. */
+static void leave_to_reaper(request_rec *r, okey_server_conf_t *conf,
+                            const okey_issued_t *unsure)
+{
+    apr_int64_t wait = 3 * conf->cfg->timeout;
+
+    okey_shm_add_suspect(r->server, unsure->name, okey_now() + wait);
+    if (conf->runtime->reaper) {
+        okey_reaper_wake(conf->runtime->reaper);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, OKEY_LOGNO(102) "creation of "
+                  "service account %s in project %s got no answer; if it was made, "
+                  "the reaper deletes it in about %" APR_INT64_T_FMT " s",
+                  unsure->name, unsure->project_id, wait);
+}
+
 /* Exchanges the code, checks the person and issues the key. */
 static okey_err_t *complete_sign_in(request_rec *r, okey_server_conf_t *conf,
                                     const callback_args_t *args,
                                     const okey_state_t *state, okey_issued_t **issued)
 {
     okey_oidc_identity_t *identity = NULL;
+    const okey_issued_t *unsure = NULL;
     okey_err_t *err = NULL;
 
     if (okey_in_flight_enter(r, conf->runtime, &err)) {
@@ -217,7 +236,10 @@ static okey_err_t *complete_sign_in(request_rec *r, okey_server_conf_t *conf,
         }
         if (!err) {
             err = okey_keys_issue(conf->runtime->keys, r->pool, identity->email,
-                                  okey_now(), issued);
+                                  okey_now(), issued, &unsure);
+        }
+        if (unsure) {
+            leave_to_reaper(r, conf, unsure);
         }
         okey_in_flight_leave(conf->runtime);
     }

@@ -214,6 +214,7 @@ static okey_err_t *outcome(okey_http_t *http, apr_pool_t *pool,
                             "%s %s timed out after %ld s", req->method,
                             url_for_log(pool, req->url),
                             http->opts.timeout_seconds);
+        err->no_answer = 1;
     }
     else if (rc != CURLE_OK) {
         err = okey_err_make(pool, 502, "A service this server depends on could "
@@ -223,6 +224,7 @@ static okey_err_t *outcome(okey_http_t *http, apr_pool_t *pool,
                             rc == CURLE_ABORTED_BY_CALLBACK ? "cancelled"
                                                            : curl_easy_strerror(rc),
                             sink->too_large ? " (response too large)" : "");
+        err->no_answer = 1;
     }
     else {
         resp->status = (int)status;

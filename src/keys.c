@@ -123,7 +123,7 @@ static int project_gone(const okey_err_t *err)
 
 okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool,
                             const char *email, apr_int64_t now,
-                            okey_issued_t **issued)
+                            okey_issued_t **issued, const okey_issued_t **unsure)
 {
     okey_issued_t *made = apr_pcalloc(pool, sizeof(*made));
     okey_service_account_t *account = NULL;
@@ -151,5 +151,7 @@ okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool,
         made->api_key = account->api_key;
     }
     *issued = err ? NULL : made;
+    *unsure = (err && err->no_answer && made->project_id &&
+               err->endpoint == OKEY_ENDPOINT_SERVICE_ACCOUNTS) ? made : NULL;
     return err;
 }

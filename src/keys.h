@@ -58,8 +58,12 @@ void okey_keys_cancel_with(okey_keys_t *keys, volatile const int *cancel);
 okey_err_t *okey_keys_project_id(okey_keys_t *keys, apr_pool_t *pool,
                                  const char **project_id);
 
+/* Issues a key to email. When the creation got no answer (a timeout, a
+ * dropped connection), the account may exist upstream all the same, with a
+ * key nobody holds: *unsure then names the attempt (project id and name),
+ * else it is NULL. */
 okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool,
                             const char *email, apr_int64_t now,
-                            okey_issued_t **issued);
+                            okey_issued_t **issued, const okey_issued_t **unsure);
 
 #endif

@@ -20,6 +20,7 @@ typedef struct okey_err_t {
     int upstream_status; /* what that upstream answered; 0: no answer */
     int denied;          /* okey_denied_e of a refused sign-in */
     apr_int64_t retry_after; /* seconds to tell the person to wait; 0: none */
+    int no_answer;       /* the request went out and no answer came back */
 } okey_err_t;
 
 /* The upstream endpoints whose failures are counted apart. */

@@ -11,6 +11,7 @@ typedef struct {
     const char *id;
     const char *email;
     apr_int64_t expires;
+    int unsure;          /* its creation got no answer */
 } victim_t;
 
 /* What went wrong with deletes, for one summary line. */
@@ -56,15 +57,20 @@ static void consider(void *baton, const json_t *account)
     const json_t *created = json_object_get(account, "created_at");
     const char *name = okey_json_str(account, "name");
     const char *id = okey_json_str(account, "id");
-    victim_t victim = {id, NULL, 0};
+    int *found = (name && listing->reaper->unsure)
+                 ? apr_hash_get(listing->reaper->unsure, name, APR_HASH_KEY_STRING) : NULL;
+    victim_t victim = {id, NULL, 0, found != NULL};
 
     listing->summary->listed++;
+    if (found) {
+        *found = 1;
+    }
     if (id && name &&
-        okey_reap_decide(listing->pool, name,
-                         json_is_integer(created) ? json_integer_value(created) : 0,
-                         listing->now, listing->reaper->cfg->expiration,
-                         listing->reaper->cfg->reap_legacy, &victim.expires,
-                         &victim.email) != OKEY_REAP_KEEP) {
+        (okey_reap_decide(listing->pool, name,
+                          json_is_integer(created) ? json_integer_value(created) : 0,
+                          listing->now, listing->reaper->cfg->expiration,
+                          listing->reaper->cfg->reap_legacy, &victim.expires,
+                          &victim.email) != OKEY_REAP_KEEP || victim.unsure)) {
         victim.id = apr_pstrdup(listing->pool, id);
         victim.email = apr_pstrdup(listing->pool, victim.email);
         APR_ARRAY_PUSH(listing->victims, victim_t) = victim;
@@ -89,9 +95,10 @@ static void audit(const okey_reaper_t *reaper, apr_pool_t *pool,
 {
     okey_log(reaper->logger, OKEY_LOG_NOTICE, pool,
              OKEY_LOGNO(301) "reaped key: service_account=%s email=%s project=%s (%s) "
-             "expires=%s%s", victim->id, victim->email, reaper->cfg->project, project_id,
+             "expires=%s%s%s", victim->id, victim->email, reaper->cfg->project, project_id,
              victim->expires ? okey_iso8601(pool, victim->expires) : "(legacy)",
-             status == 404 ? " (already gone)" : "");
+             status == 404 ? " (already gone)" : "",
+             victim->unsure ? " (its creation got no answer; nobody holds its key)" : "");
 }
 
 /* Waits up to delay, in slices, unless the reaper is cancelled. */

@@ -28,6 +28,9 @@ typedef struct okey_reaper_t {
     int parallel;
     apr_interval_time_t backoff;  /* first retry delay; doubles per round */
     volatile const int *cancel;   /* stops paging, deleting and waiting */
+    /* Names of accounts whose creation got no answer: deleted when listed,
+     * live or not; each value is an int set to 1 once found. NULL: none. */
+    apr_hash_t *unsure;
 } okey_reaper_t;
 
 void okey_reaper_init(okey_reaper_t *reaper, const okey_config_t *cfg,

@@ -5,8 +5,9 @@ use warnings;
 use Apache::Test qw(-withtestmore);
 use lib 't/lib';
 use OkeyTest;
+use Time::HiRes ();
 
-plan tests => 36;
+plan tests => 39;
 
 sub counter { return fake_state()->{counters}{ $_[0] } // 0 }
 
@@ -71,6 +72,20 @@ for my $case (@failures) {
     my $res = sign_in(browser(), 'alice@example.com');
     is($res->code, $status, "$what: $status");
     like(error_log(), $log, "$what: the log says why");
+}
+
+# --- the hung creation finished upstream: the account it made is deleted ------------
+{
+    # The last case above: the module gave up after its timeout, the fake
+    # made the account two seconds later. The reaper looks for it by name.
+    my $deadline = time + 30;
+    sleep 1 until error_log() =~ /OKEY102: creation of service account (\S+) in project proj_personal got no answer/ || time > $deadline;
+    my ($name) = error_log() =~ /OKEY102: creation of service account (\S+) in project/;
+    ok($name, 'a creation that got no answer is left to the reaper, named');
+    my $gone = sub { error_log() =~ /reaped key: service_account=\S+ email=alice\@example\.com .*\(its creation got no answer/ };
+    Time::HiRes::sleep(0.25) until $gone->() || time > $deadline;
+    ok($gone->(), 'which deletes the account the upstream made after all');
+    is(scalar @{ fake_state()->{openai}{accounts}{proj_personal} || [] }, 0, 'so no key lives that nobody holds');
 }
 
 # --- OpenAI busy (429): waited out when short, else 503 with its Retry-After -----------
