@@ -215,11 +215,33 @@ static int check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     return problems->nelts ? HTTP_INTERNAL_SERVER_ERROR : OK;
 }
 
-/* Derives each server's state key, once per configuration load. */
+/* The key of a server's state cookie: derived from its passphrase (once
+ * per distinct passphrase: derivation is slow by design), or made from the
+ * random bytes kept for the parent's life. */
+static okey_err_t *state_key(apr_pool_t *pconf, apr_hash_t *derived,
+                             const okey_config_t *cfg, okey_state_key_t **key)
+{
+    const unsigned char *random = cfg->passphrase ? NULL : okey_shm_random_key();
+    okey_err_t *err = NULL;
+
+    *key = cfg->passphrase ? apr_hash_get(derived, cfg->passphrase, APR_HASH_KEY_STRING)
+                           : NULL;
+    if (!*key && cfg->passphrase) {
+        err = okey_state_key_create(pconf, cfg->passphrase, key);
+        apr_hash_set(derived, cfg->passphrase, APR_HASH_KEY_STRING, *key);
+    }
+    else if (!cfg->passphrase) {
+        err = random ? okey_state_key_from_bytes(pconf, random, key)
+                     : okey_err_make(pconf, 500, NULL, "no random bytes for the key");
+    }
+    return err;
+}
+
+/* Makes each server's state key, once per configuration load. */
 static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                        server_rec *main_server)
 {
-    apr_hash_t *keys = apr_hash_make(ptemp); /* passphrase -> derived key */
+    apr_hash_t *derived = apr_hash_make(ptemp); /* passphrase -> key */
     server_rec *s;
     int status = OK;
 
@@ -227,18 +249,9 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     okey_http_global_init();
     for (s = main_server; s && status == OK; s = s->next) {
         okey_server_conf_t *conf = okey_server_conf(s);
-        const char *passphrase = NULL;
-        okey_err_t *err = NULL;
+        okey_err_t *err = conf->cfg ? state_key(pconf, derived, conf->cfg,
+                                                &conf->state_key) : NULL;
 
-        if (conf->cfg) {
-            passphrase = conf->cfg->passphrase ? conf->cfg->passphrase
-                                               : okey_shm_random_passphrase(main_server);
-            conf->state_key = apr_hash_get(keys, passphrase, APR_HASH_KEY_STRING);
-        }
-        if (passphrase && !conf->state_key) {
-            err = okey_state_key_create(pconf, passphrase, &conf->state_key);
-            apr_hash_set(keys, passphrase, APR_HASH_KEY_STRING, conf->state_key);
-        }
         if (err) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, OKEY_LOGNO(003) "state key: %s",
                          err->log_msg);

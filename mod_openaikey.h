@@ -27,9 +27,6 @@
 
 extern module AP_MODULE_DECLARE_DATA openaikey_module;
 
-/* Stable message ids of the module's log lines. */
-#define OKEY_LOGNO(n) "OKEY" #n ": "
-
 typedef struct okey_reaper_thread_t okey_reaper_thread_t;
 
 /* Per-process objects of one key server, made in child_init. */
@@ -91,6 +88,7 @@ typedef struct okey_stats_t {
     apr_int64_t last_start, last_end;  /* Unix seconds */
     double last_duration;              /* seconds */
     int last_ok;
+    int last_cancelled;                /* its child stopped it */
     int last_listed, last_deleted, last_failed, last_kept, last_skipped;
     int last_projects;
     char last_error_class[48];         /* e.g. "upstream 500"; never text */
@@ -100,9 +98,10 @@ void okey_shm_register(apr_pool_t *pconf);
 int okey_shm_post_config(apr_pool_t *pconf, server_rec *main_server);
 apr_status_t okey_shm_child_init(apr_pool_t *pchild, server_rec *main_server);
 
-/* The passphrase drawn once for the parent's life; the same across graceful
- * restarts so that sign-ins in flight survive them. */
-const char *okey_shm_random_passphrase(server_rec *main_server);
+/* The state-cookie key bytes drawn once for the parent's life, for key
+ * servers without a passphrase: the same across restarts, so that sign-ins
+ * in flight survive them. NULL when no random bytes could be had. */
+const unsigned char *okey_shm_random_key(void);
 
 void okey_shm_count_issue(server_rec *s, int issued);
 void okey_shm_count_denied(server_rec *s, okey_denied_e reason);

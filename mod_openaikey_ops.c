@@ -72,9 +72,13 @@ int okey_status_handler(request_rec *r)
 
 /* --- openaikey-cleanup ---------------------------------------------------- */
 
-static int cancelled(const okey_stats_t *stats)
+/* Marks a reap as wanted and wakes this child's reaper to run it. */
+static void ask_for_reap(request_rec *r, okey_runtime_t *rt)
 {
-    return !strcmp(stats->last_error_class, "cancelled");
+    okey_shm_request_reap(r->server);
+    if (rt->reaper) {
+        okey_reaper_wake(rt->reaper);
+    }
 }
 
 /* Waits a bounded time for the reap under way to end, or asks this child's
@@ -88,10 +92,7 @@ static int reap_and_wait(request_rec *r, okey_server_conf_t *conf,
     int done = 0;
 
     if (!stats->reap_running) {
-        okey_shm_request_reap(r->server);
-    }
-    if (!stats->reap_running && rt->reaper) {
-        okey_reaper_wake(rt->reaper);
+        ask_for_reap(r, rt);
     }
     while (!done && apr_time_now() < deadline) {
         apr_sleep(REAP_POLL);
@@ -99,13 +100,10 @@ static int reap_and_wait(request_rec *r, okey_server_conf_t *conf,
         done = stats->reaps > reaps_before && !stats->reap_running;
         /* Its child was stopping (the MPM retires idle children): ask this
          * child's reaper to run it again. */
-        if (done && cancelled(stats)) {
+        if (done && stats->last_cancelled) {
             reaps_before = stats->reaps;
             done = 0;
-            okey_shm_request_reap(r->server);
-            if (rt->reaper) {
-                okey_reaper_wake(rt->reaper);
-            }
+            ask_for_reap(r, rt);
         }
     }
     return done;
@@ -154,7 +152,7 @@ int okey_cleanup_handler(request_rec *r)
         okey_shm_snapshot(r->server, &stats);
         /* Reaps are idempotent: a fresh result is as good as a new reap, and
          * callers cannot make the server reap back to back. */
-        reported = !stats.reap_running && stats.last_end && !cancelled(&stats) &&
+        reported = !stats.reap_running && stats.last_end && !stats.last_cancelled &&
                    okey_now() - stats.last_end < RECENT_REAP;
         reported = reported || reap_and_wait(r, conf, &stats);
         okey_in_flight_leave(conf->runtime);

@@ -24,7 +24,7 @@ APLOG_USE_MODULE(openaikey);
 /* The layout's version is in the key: a graceful restart into a build with
  * another layout must not read the old segment. */
 #define RETAINED_KEY "mod_openaikey shared memory 3"
-#define PASSPHRASE_KEY "mod_openaikey random passphrase"
+#define RANDOM_KEY "mod_openaikey random state key"
 #define IPC_KEY "mod_openaikey ipc"
 #define SLOTS 64
 #define SUSPECTS 8
@@ -79,18 +79,23 @@ void okey_shm_register(apr_pool_t *pconf)
     ap_mutex_register(pconf, PROJECT_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
 }
 
-const char *okey_shm_random_passphrase(server_rec *main_server)
-{
-    char *passphrase = ap_retained_data_get(PASSPHRASE_KEY);
-    const char *drawn = NULL;
+/* Drawn once for the parent's life, so that sign-ins in flight survive
+ * restarts; random bytes need no stretching. NULL when none could be drawn. */
+typedef struct {
+    int drawn;
+    unsigned char bytes[OKEY_STATE_KEY_BYTES];
+} random_key_t;
 
-    if (!passphrase) {
-        passphrase = ap_retained_data_create(PASSPHRASE_KEY, 64);
-        if (!okey_random_b64url(main_server->process->pool, 32, &drawn)) {
-            apr_cpystrn(passphrase, drawn, 64);
-        }
+const unsigned char *okey_shm_random_key(void)
+{
+    random_key_t *key = ap_retained_data_get(RANDOM_KEY);
+
+    if (!key) {
+        key = ap_retained_data_create(RANDOM_KEY, sizeof(*key));
+        key->drawn = apr_generate_random_bytes(key->bytes, sizeof(key->bytes))
+                     == APR_SUCCESS;
     }
-    return passphrase[0] ? passphrase : NULL;
+    return key->drawn ? key->bytes : NULL;
 }
 
 static retained_t *retained(server_rec *s)
@@ -424,6 +429,7 @@ void okey_shm_finish_reap(server_rec *s, const okey_claim_t *claim,
         stats->last_end = okey_now();
         stats->last_duration = sum->seconds;
         stats->last_ok = !sum->error && sum->failed == 0;
+        stats->last_cancelled = sum->cancelled;
         stats->last_projects = sum->projects;
         stats->last_listed = sum->listed;
         stats->last_deleted = sum->deleted;

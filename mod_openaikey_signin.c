@@ -115,13 +115,13 @@ static okey_err_t *read_args(request_rec *r, callback_args_t *args)
                           "callback with a repeated code, state or error parameter");
     }
     else if (args->error) {
-        err = okey_err_make(
-            r->pool, HTTP_BAD_REQUEST,
-            apr_pstrcat(r->pool, "The sign-in provider reported an error (",
-                        ap_escape_logitem(r->pool, apr_pstrndup(r->pool, args->error, 64)),
-                        "). Please start again.", NULL),
-            "provider returned error=%s",
-            ap_escape_logitem(r->pool, apr_pstrndup(r->pool, args->error, 64)));
+        const char *error = ap_escape_logitem(r->pool,
+                                              apr_pstrndup(r->pool, args->error, 64));
+
+        err = okey_err_make(r->pool, HTTP_BAD_REQUEST,
+                            apr_pstrcat(r->pool, "The sign-in provider reported an "
+                                        "error (", error, "). Please start again.", NULL),
+                            "provider returned error=%s", error);
         err->denied = OKEY_DENIED_PROVIDER_ERROR;
     }
     else if (codes != 1 || states != 1 || !*args->code) {

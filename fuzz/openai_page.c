@@ -13,7 +13,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *why = NULL;
 
     if (!okey_openai_page_parse(pool, (const char *)data, size, &page)) {
-        okey_openai_page_find_project(&page, "personal");
+        apr_array_header_t *found = apr_array_make(pool, 2, sizeof(okey_openai_project_t));
+        const json_t *item;
+        size_t i;
+
+        json_array_foreach(page.data, i, item) {
+            okey_openai_note_project(pool, item, "personal", found);
+        }
+        okey_openai_oldest_first(pool, found);
         okey_openai_page_loops(&page, 1, apr_hash_make(pool), &why);
     }
     okey_openai_service_account_parse(pool, (const char *)data, size, &account);

@@ -14,7 +14,7 @@
 #define OKEY_SETTING_ROW(name, directive, env, env2, def, required, kind, \
                          min, max, help)                                   \
     [OKEY_SET_##name] = {directive, env, env2, def, required, OKEY_KIND_##kind, \
-                         min, max, help},
+                         min, max},
 const okey_setting_t okey_settings[OKEY_SET_COUNT] = {
     OKEY_SETTINGS(OKEY_SETTING_ROW)
 };
@@ -121,7 +121,8 @@ static const char *resolve_secret(resolver_t *res, okey_setting_e setting)
     return value;
 }
 
-/* The number in value, or NULL with *why set. */
+/* Whether value is a number within the setting's range; *number holds it
+ * (the minimum when not), *why says what is wrong. */
 static int parse_number(apr_pool_t *pool, const okey_setting_t *def,
                         const char *value, apr_int64_t *number, const char **why)
 {

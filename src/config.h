@@ -65,7 +65,6 @@ typedef struct okey_setting_t {
     int required;
     okey_setting_kind_e kind;
     apr_int64_t min, max;     /* for numbers */
-    const char *help;
 } okey_setting_t;
 
 extern const okey_setting_t okey_settings[OKEY_SET_COUNT];
@@ -90,7 +89,7 @@ typedef struct okey_config_t {
     apr_int64_t timeout;
     const char *issuer;
     const char *api_base;
-    const char *passphrase; /* NULL: a random one per full start */
+    const char *passphrase; /* NULL: random key bytes kept for the parent's life */
     const char *ca_file;
     int reap_legacy;
     int redirect_is_https;

@@ -63,13 +63,14 @@ static apr_size_t credential_at(const char *text, int word_start)
     while (token_char(text[run])) {
         run++;
     }
-    if (!strncasecmp(text, "bearer ", 7) || !strncasecmp(text, "basic ", 6)) {
-        apr_size_t skip = (text[1] == 'e' || text[1] == 'E') ? 7 : 6;
+    apr_size_t scheme = !strncasecmp(text, "bearer ", 7) ? 7
+                        : (!strncasecmp(text, "basic ", 6) ? 6 : 0);
 
-        while (token_char(text[skip + len])) {
+    if (scheme) {
+        while (token_char(text[scheme + len])) {
             len++;
         }
-        len = len ? skip + len : 0;
+        len = len ? scheme + len : 0;
     }
     else if (word_start && (!strncmp(text, "sk-", 3) || !strncmp(text, "eyJ", 3)) &&
              run >= 8) {

@@ -83,9 +83,8 @@ void okey_log_at(const char *file, int line, const okey_logger_t *logger,
                  int level, apr_pool_t *pool, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 
-#ifndef OKEY_LOGNO
+/* A stable message id, for the library and the glue alike. */
 #define OKEY_LOGNO(n) "OKEY" #n ": "
-#endif
 
 /* text with anything shaped like an API key, a bearer token or a JWT
  * replaced by a marker: upstream text may echo credentials. */

@@ -49,36 +49,43 @@ static apr_int64_t created_at(const json_t *object)
     return json_is_integer(created) ? (apr_int64_t)json_integer_value(created) : 0;
 }
 
-/* A project as a candidate: oldest first, then by id, so that every child
- * and every server picks the same one. */
-typedef struct {
-    const char *id;
-    apr_int64_t created_at;
-} project_t;
-
-static int older(const project_t *a, const project_t *b)
+static int older(const okey_openai_project_t *a, const okey_openai_project_t *b)
 {
     return a->created_at != b->created_at ? a->created_at < b->created_at
                                           : strcmp(a->id, b->id) < 0;
 }
 
-const char *okey_openai_page_find_project(const okey_openai_page_t *page,
-                                          const char *name)
+void okey_openai_note_project(apr_pool_t *pool, const json_t *project,
+                              const char *name, apr_array_header_t *found)
 {
-    project_t best = {NULL, 0};
-    const json_t *project;
-    size_t i;
+    const char *project_name = okey_json_str(project, "name");
+    const char *id = okey_json_str(project, "id");
 
-    json_array_foreach(page->data, i, project) {
-        const char *project_name = okey_json_str(project, "name");
-        project_t candidate = {okey_json_str(project, "id"), created_at(project)};
+    if (id && project_name && !strcmp(project_name, name) && project_active(project)) {
+        okey_openai_project_t *noted = apr_array_push(found);
 
-        if (candidate.id && project_name && !strcmp(project_name, name) &&
-            project_active(project) && (!best.id || older(&candidate, &best))) {
-            best = candidate;
-        }
+        noted->id = apr_pstrdup(pool, id);
+        noted->created_at = created_at(project);
     }
-    return best.id;
+}
+
+static int compare_projects(const void *a, const void *b)
+{
+    return older(a, b) ? -1 : (older(b, a) ? 1 : 0);
+}
+
+apr_array_header_t *okey_openai_oldest_first(apr_pool_t *pool,
+                                             apr_array_header_t *found)
+{
+    apr_array_header_t *ids = apr_array_make(pool, found->nelts, sizeof(const char *));
+    int i;
+
+    qsort(found->elts, (size_t)found->nelts, sizeof(okey_openai_project_t),
+          compare_projects);
+    for (i = 0; i < found->nelts; i++) {
+        APR_ARRAY_PUSH(ids, const char *) = APR_ARRAY_IDX(found, i, okey_openai_project_t).id;
+    }
+    return ids;
 }
 
 okey_err_t *okey_openai_service_account_parse(apr_pool_t *pool, const char *text,
@@ -208,22 +215,12 @@ okey_openai_pager_t *okey_openai_pager(const okey_openai_t *api, apr_pool_t *poo
 int okey_openai_page_loops(const okey_openai_page_t *page, int pages,
                            apr_hash_t *seen_cursors, const char **why)
 {
-    *why = NULL;
-    if (!page->has_more) {
-        *why = NULL;
-    }
-    else if (!page->last_id || !*page->last_id) {
-        *why = "has_more without a last_id";
-    }
-    else if (json_array_size(page->data) == 0) {
-        *why = "an empty page with has_more";
-    }
-    else if (apr_hash_get(seen_cursors, page->last_id, APR_HASH_KEY_STRING)) {
-        *why = "the same last_id twice";
-    }
-    else if (pages >= OKEY_OPENAI_PAGE_MAX) {
-        *why = "more pages than the limit";
-    }
+    *why = !page->has_more ? NULL
+           : (!page->last_id || !*page->last_id) ? "has_more without a last_id"
+           : json_array_size(page->data) == 0 ? "an empty page with has_more"
+           : apr_hash_get(seen_cursors, page->last_id, APR_HASH_KEY_STRING)
+             ? "the same last_id twice"
+           : pages >= OKEY_OPENAI_PAGE_MAX ? "more pages than the limit" : NULL;
     return *why != NULL;
 }
 
@@ -237,19 +234,14 @@ static okey_err_t *paging_error(okey_openai_pager_t *pager, const char *why)
     return err;
 }
 
-okey_err_t *okey_openai_pager_next(okey_openai_pager_t *pager,
-                                   const okey_openai_page_t **page)
+/* Fetches and checks the page after pager->after into pager->page. */
+static okey_err_t *fetch_page(okey_openai_pager_t *pager)
 {
+    apr_pool_t *pool = pager->page_pool;
     okey_http_response_t resp;
     okey_err_t *err = NULL;
     const char *why = NULL;
-    apr_pool_t *pool = pager->page_pool;
 
-    *page = NULL;
-    apr_pool_clear(pool);
-    if (pager->done) {
-        return NULL;
-    }
     if (pager->api->cancel && *pager->api->cancel) {
         err = paging_error(pager, "cancelled");
     }
@@ -274,27 +266,29 @@ okey_err_t *okey_openai_pager_next(okey_openai_pager_t *pager,
             err = paging_error(pager, why);
         }
     }
-    if (!err) {
-        pager->done = !pager->page.has_more;
+    return err;
+}
+
+okey_err_t *okey_openai_pager_next(okey_openai_pager_t *pager,
+                                   const okey_openai_page_t **page)
+{
+    okey_err_t *err = NULL;
+
+    *page = NULL;
+    apr_pool_clear(pager->page_pool);
+    if (!pager->done) {
+        err = fetch_page(pager);
+        pager->done = err || !pager->page.has_more;
         pager->after = pager->done ? NULL : apr_pstrdup(pager->pool, pager->page.last_id);
         if (pager->after) {
             apr_hash_set(pager->seen, pager->after, APR_HASH_KEY_STRING, "");
         }
-        *page = &pager->page;
+        *page = err ? NULL : &pager->page;
     }
-    pager->done = pager->done || err != NULL;
     return err;
 }
 
 /* --- projects --------------------------------------------------------------- */
-
-static int compare_projects(const void *a, const void *b)
-{
-    const project_t *pa = a;
-    const project_t *pb = b;
-
-    return older(pa, pb) ? -1 : (older(pb, pa) ? 1 : 0);
-}
 
 okey_err_t *okey_openai_each(const okey_openai_t *api, apr_pool_t *pool,
                              const char *path, okey_endpoint_e endpoint,
@@ -320,40 +314,28 @@ okey_err_t *okey_openai_each(const okey_openai_t *api, apr_pool_t *pool,
 typedef struct {
     apr_pool_t *pool;
     const char *name;
-    apr_array_header_t *found; /* of project_t */
+    apr_array_header_t *found; /* of okey_openai_project_t */
 } project_search_t;
 
 static void collect_project(void *baton, const json_t *project)
 {
     project_search_t *search = baton;
-    const char *project_name = okey_json_str(project, "name");
-    const char *id = okey_json_str(project, "id");
 
-    if (id && project_name && !strcmp(project_name, search->name) &&
-        project_active(project)) {
-        project_t *p = apr_array_push(search->found);
-        p->id = apr_pstrdup(search->pool, id);
-        p->created_at = created_at(project);
-    }
+    okey_openai_note_project(search->pool, project, search->name, search->found);
 }
 
 okey_err_t *okey_openai_find_projects(const okey_openai_t *api, apr_pool_t *pool,
                                       const char *name,
                                       apr_array_header_t **project_ids)
 {
-    project_search_t search = {pool, name, apr_array_make(pool, 2, sizeof(project_t))};
+    project_search_t search = {pool, name,
+                               apr_array_make(pool, 2, sizeof(okey_openai_project_t))};
     okey_err_t *err = okey_openai_each(api, pool, "/organization/projects",
                                        OKEY_ENDPOINT_PROJECTS, "project list",
                                        collect_project, &search);
-    int i;
 
-    qsort(search.found->elts, (size_t)search.found->nelts, sizeof(project_t),
-          compare_projects);
-    *project_ids = apr_array_make(pool, search.found->nelts, sizeof(const char *));
-    for (i = 0; i < search.found->nelts && !err; i++) {
-        APR_ARRAY_PUSH(*project_ids, const char *) =
-            APR_ARRAY_IDX(search.found, i, project_t).id;
-    }
+    *project_ids = err ? apr_array_make(pool, 1, sizeof(const char *))
+                       : okey_openai_oldest_first(pool, search.found);
     return err;
 }
 

@@ -40,9 +40,21 @@ typedef struct okey_service_account_t {
 okey_err_t *okey_openai_page_parse(apr_pool_t *pool, const char *text,
                                    apr_size_t len, okey_openai_page_t *page);
 
-/* The id of the oldest active project named name in a page, or NULL. */
-const char *okey_openai_page_find_project(const okey_openai_page_t *page,
-                                          const char *name);
+/* A project of the name sought, as found in a listing. */
+typedef struct okey_openai_project_t {
+    const char *id;
+    apr_int64_t created_at;
+} okey_openai_project_t;
+
+/* Adds project (a listed object) to found (of okey_openai_project_t) when it
+ * is active and named name. */
+void okey_openai_note_project(apr_pool_t *pool, const json_t *project,
+                              const char *name, apr_array_header_t *found);
+
+/* The ids in found, oldest first and then by id, so that every child and
+ * every server racing to create the project picks the same one. */
+apr_array_header_t *okey_openai_oldest_first(apr_pool_t *pool,
+                                             apr_array_header_t *found);
 
 okey_err_t *okey_openai_service_account_parse(apr_pool_t *pool, const char *text,
                                               apr_size_t len,

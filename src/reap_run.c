@@ -33,12 +33,11 @@ void okey_reaper_init(okey_reaper_t *reaper, const okey_config_t *cfg,
     reaper->logger = logger;
     reaper->parallel = OKEY_REAP_PARALLEL;
     reaper->backoff = apr_time_from_sec(1);
-    reaper->cancel = cancel;
 }
 
 static int cancelled(const okey_reaper_t *reaper)
 {
-    return reaper->cancel && *reaper->cancel;
+    return reaper->api.cancel && *reaper->api.cancel;
 }
 
 typedef struct {

@@ -23,11 +23,10 @@ typedef struct okey_reap_summary_t {
 
 typedef struct okey_reaper_t {
     const okey_config_t *cfg;
-    okey_openai_t api;
+    okey_openai_t api;            /* its cancel stops paging, deleting, waiting */
     const okey_logger_t *logger;
     int parallel;
     apr_interval_time_t backoff;  /* first retry delay; doubles per round */
-    volatile const int *cancel;   /* stops paging, deleting and waiting */
     /* Names of accounts whose creation got no answer: deleted when listed,
      * live or not; each value is an int set to 1 once found. NULL: none. */
     apr_hash_t *unsure;

@@ -8,7 +8,7 @@
 #include <openssl/evp.h>
 #include <string.h>
 
-#define KEY_BYTES 32
+#define KEY_BYTES OKEY_STATE_KEY_BYTES
 #define PBKDF2_ROUNDS 200000
 #define PBKDF2_SALT "mod_openaikey state cookie v1"
 
@@ -62,28 +62,35 @@ okey_err_t *okey_state_key_create(apr_pool_t *pool, const char *passphrase,
                                   okey_state_key_t **key)
 {
     unsigned char bytes[KEY_BYTES];
-    cjose_err cerr;
     okey_err_t *err = key_bytes(pool, passphrase, bytes);
 
     *key = NULL;
     if (!err) {
-        okey_state_key_t *made = apr_pcalloc(pool, sizeof(*made));
-
-        made->jwk = cjose_jwk_create_oct_spec(bytes, KEY_BYTES, &cerr);
-        made->aes_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
-        memcpy(made->raw, bytes, KEY_BYTES);
-        made->header_b64 = okey_b64url_encode(pool, (const unsigned char *)PROTECTED_HEADER,
-                                              strlen(PROTECTED_HEADER));
-        apr_pool_cleanup_register(pool, made, release_key, apr_pool_cleanup_null);
-        if (!made->jwk || !made->aes_gcm) {
-            err = okey_err_make(pool, 500, NULL, "state key: %s",
-                                made->jwk ? "no AES-256-GCM in OpenSSL" : cerr.message);
-        }
-        else {
-            *key = made;
-        }
+        err = okey_state_key_from_bytes(pool, bytes, key);
     }
-    memset(bytes, 0, sizeof(bytes));
+    OPENSSL_cleanse(bytes, sizeof(bytes));
+    return err;
+}
+
+okey_err_t *okey_state_key_from_bytes(apr_pool_t *pool,
+                                      const unsigned char bytes[KEY_BYTES],
+                                      okey_state_key_t **key)
+{
+    okey_state_key_t *made = apr_pcalloc(pool, sizeof(*made));
+    cjose_err cerr;
+    okey_err_t *err = NULL;
+
+    made->jwk = cjose_jwk_create_oct_spec(bytes, KEY_BYTES, &cerr);
+    made->aes_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    memcpy(made->raw, bytes, KEY_BYTES);
+    made->header_b64 = okey_b64url_encode(pool, (const unsigned char *)PROTECTED_HEADER,
+                                          strlen(PROTECTED_HEADER));
+    apr_pool_cleanup_register(pool, made, release_key, apr_pool_cleanup_null);
+    if (!made->jwk || !made->aes_gcm) {
+        err = okey_err_make(pool, 500, NULL, "state key: %s",
+                            made->jwk ? "no AES-256-GCM in OpenSSL" : cerr.message);
+    }
+    *key = err ? NULL : made;
     return err;
 }
 
@@ -184,7 +191,6 @@ static okey_state_t *state_from_json(apr_pool_t *pool, const json_t *claims)
     return state;
 }
 
-/* Decrypts a JWE that must use exactly dir + A256GCM. */
 /* Whether a cookie value has the exact shape of what seal makes: dir (no
  * encrypted key), a 96-bit IV and a 128-bit tag. cjose reads past shorter
  * ones, and the value comes from whoever sends the request. */
@@ -196,6 +202,7 @@ static int sealed_shape_ok(const char *sealed)
            lens[2] == 16 && lens[3] > 0 && lens[4] == 22;
 }
 
+/* Decrypts a JWE that must use exactly dir + A256GCM. */
 static const char *decrypt(apr_pool_t *pool, const okey_state_key_t *key,
                            const char *sealed)
 {

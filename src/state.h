@@ -14,6 +14,7 @@
 #define OKEY_STATE_MAX_SEEN 16
 #define OKEY_STATE_TOKEN_BYTES 32
 #define OKEY_STATE_IV_BYTES 12
+#define OKEY_STATE_KEY_BYTES 32
 
 typedef struct okey_state_key_t okey_state_key_t;
 
@@ -31,6 +32,12 @@ typedef struct okey_state_t {
  * pool. Costly by design: call once at startup. */
 okey_err_t *okey_state_key_create(apr_pool_t *pool, const char *passphrase,
                                   okey_state_key_t **key);
+
+/* The cookie key from key bytes drawn elsewhere: random ones need no
+ * stretching. */
+okey_err_t *okey_state_key_from_bytes(apr_pool_t *pool,
+                                      const unsigned char bytes[OKEY_STATE_KEY_BYTES],
+                                      okey_state_key_t **key);
 
 /* A new attempt: random state, nonce and verifier, created now. */
 okey_err_t *okey_state_new(apr_pool_t *pool, apr_time_t now,

@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <apr_hash.h>
+#include <apr_strings.h>
 #include <string.h>
 
 #include "openai.h"
@@ -9,6 +10,20 @@
 static okey_err_t *parse_page(const char *text, okey_openai_page_t *page)
 {
     return okey_openai_page_parse(test_pool, text, strlen(text), page);
+}
+
+/* The ids of the active projects named name in a page, oldest first, joined
+ * with spaces; "" when there is none. */
+static const char *projects_named(const okey_openai_page_t *page, const char *name)
+{
+    apr_array_header_t *found = apr_array_make(test_pool, 2, sizeof(okey_openai_project_t));
+    const json_t *project;
+    size_t i;
+
+    json_array_foreach(page->data, i, project) {
+        okey_openai_note_project(test_pool, project, name, found);
+    }
+    return apr_array_pstrcat(test_pool, okey_openai_oldest_first(test_pool, found), ' ');
 }
 
 START_TEST(pages_parse_with_cursor)
@@ -21,8 +36,8 @@ START_TEST(pages_parse_with_cursor)
         "\"last_id\":\"proj_1\",\"has_more\":true}", &page));
     ck_assert_int_eq(page.has_more, 1);
     ck_assert_str_eq(page.last_id, "proj_1");
-    ck_assert_str_eq(okey_openai_page_find_project(&page, "personal"), "proj_1");
-    ck_assert_ptr_null(okey_openai_page_find_project(&page, "Personal"));
+    ck_assert_str_eq(projects_named(&page, "personal"), "proj_1");
+    ck_assert_str_eq(projects_named(&page, "Personal"), "");
 
     ck_assert_ptr_null(parse_page("{\"object\":\"list\",\"data\":[],\"first_id\":null,"
                                   "\"last_id\":null,\"has_more\":false}", &page));
@@ -40,7 +55,7 @@ START_TEST(only_active_projects_are_found)
         "\"archived_at\":1711471600},{\"id\":\"proj_gone\",\"name\":\"p\","
         "\"archived_at\":1711471600},{\"id\":\"proj_new\",\"name\":\"p\"}],"
         "\"has_more\":false}", &page));
-    ck_assert_str_eq(okey_openai_page_find_project(&page, "p"), "proj_new");
+    ck_assert_str_eq(projects_named(&page, "p"), "proj_new");
 }
 END_TEST
 
@@ -162,7 +177,7 @@ START_TEST(the_oldest_project_of_a_name_wins)
         "{\"id\":\"proj_0\",\"name\":\"p\",\"created_at\":50,\"status\":\"archived\"},"
         "{\"id\":\"proj_c\",\"name\":\"p\",\"created_at\":100}],\"has_more\":false}");
 
-    ck_assert_str_eq(okey_openai_page_find_project(&page, "p"), "proj_a");
+    ck_assert_str_eq(projects_named(&page, "p"), "proj_a proj_c proj_b");
 }
 END_TEST
 
