@@ -4,7 +4,8 @@ CC         ?= cc
 comma      := ,
 PKGS        = libcurl jansson cjose
 LIB_SRC     = src/okey.c src/config.c src/http.c src/state.c src/oidc.c src/reaper.c \
-              src/reap_run.c src/policy.c src/openai.c src/keys.c src/page.c src/query.c
+              src/reap_run.c src/policy.c src/openai.c src/keys.c src/page.c src/query.c \
+              src/lifetime.c src/session.c
 LIB_HDR     = $(LIB_SRC:.c=.h) src/okey.h
 WARN        = -Wall -Wextra -Wno-missing-field-initializers
 WERROR     ?= $(if $(CI),-Werror,)
@@ -14,11 +15,12 @@ APR_CFLAGS := $(shell apr-1-config --includes --cppflags --cflags)
 APR_LIBS   := $(shell apr-1-config --link-ld) $(shell apu-1-config --link-ld 2>/dev/null)
 SANITIZE    = -fsanitize=address,undefined -fno-omit-frame-pointer
 
-.PHONY: all install run screenshot test unit unit-sanitize apache-test run-test readme-test check-sanitize clean bench fuzz
+.PHONY: all install run screenshot test unit unit-sanitize apache-test run-test readme-test browser-test check-sanitize clean bench fuzz
 
 all: mod_openaikey.so
 
-GLUE        = mod_openaikey.c mod_openaikey_signin.c mod_openaikey_ops.c \
+GLUE        = mod_openaikey.c mod_openaikey_signin.c mod_openaikey_keys.c \
+              mod_openaikey_ops.c \
               mod_openaikey_shm.c mod_openaikey_reaper.c
 
 mod_openaikey.so: $(GLUE) mod_openaikey.h $(LIB_SRC) $(LIB_HDR)
@@ -75,7 +77,11 @@ run-test: mod_openaikey.so
 readme-test:
 	t/check-readme
 
-test: unit readme-test apache-test run-test
+# My keys in headless Chromium, against make run's demo.
+browser-test: mod_openaikey.so
+	t/run-browser-test
+
+test: unit readme-test apache-test run-test browser-test
 
 # --- fuzzing (clang's libFuzzer) ----------------------------------------------
 FUZZ_TARGETS = state discovery id_token openai_page query

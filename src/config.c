@@ -264,6 +264,22 @@ static void resolve_policy(resolver_t *res, okey_config_t *cfg)
     }
 }
 
+/* The longest lifetime defaults to the default one and may not be shorter. */
+static void resolve_lifetimes(resolver_t *res, okey_config_t *cfg)
+{
+    int given = raw_value(res, OKEY_SET_MAX_EXPIRATION) != NULL;
+
+    cfg->max_expiration = given ? resolve_number(res, OKEY_SET_MAX_EXPIRATION)
+                                : cfg->expiration;
+    if (cfg->max_expiration < cfg->expiration) {
+        add_problem(res, OKEY_SET_MAX_EXPIRATION,
+                    apr_psprintf(res->pool, "%" APR_INT64_T_FMT " is shorter than "
+                                 "the default lifetime OpenAIKeyExpiration (%"
+                                 APR_INT64_T_FMT ")", cfg->max_expiration,
+                                 cfg->expiration));
+    }
+}
+
 int okey_config_wanted(const okey_raw_config_t *raw, okey_getenv_fn *getenv_fn,
                        void *env_baton)
 {
@@ -306,6 +322,10 @@ int okey_config_resolve(apr_pool_t *pool, const okey_raw_config_t *raw,
     resolve_ca_file(&res, cfg);
     cfg->reap_legacy = resolve_flag(&res, OKEY_SET_REAP_LEGACY);
     cfg->max_in_flight = resolve_number(&res, OKEY_SET_MAX_IN_FLIGHT);
+    resolve_lifetimes(&res, cfg);
+    cfg->max_keys_per_user = resolve_number(&res, OKEY_SET_MAX_KEYS_PER_USER);
+    cfg->revoke_disallowed = resolve_flag(&res, OKEY_SET_REVOKE_DISALLOWED);
+    cfg->session_lifetime = resolve_number(&res, OKEY_SET_SESSION_LIFETIME);
     return problems->nelts - before;
 }
 

@@ -40,6 +40,18 @@
       0, "CA certificates for upstream TLS")                                   \
     X(REAP_LEGACY, "OpenAIKeyReapLegacy", "OPENAIKEY_REAP_LEGACY", NULL, "Off", \
       0, FLAG, 0, 0, "On to also reap keys named with a bare e-mail address")  \
+    X(MAX_EXPIRATION, "OpenAIKeyMaxExpiration", "MAX_EXPIRATION", NULL, NULL,  \
+      0, NUMBER, 60, 31536000,                                                 \
+      "longest key lifetime a person may ask for with ttl, seconds")           \
+    X(MAX_KEYS_PER_USER, "OpenAIKeyMaxKeysPerUser", "MAX_KEYS_PER_USER", NULL, \
+      "0", 0, NUMBER, 0, 10000,                                                \
+      "live keys one address may hold; 0 for no cap")                          \
+    X(REVOKE_DISALLOWED, "OpenAIKeyRevokeDisallowed", "REVOKE_DISALLOWED",     \
+      NULL, "Off", 0, FLAG, 0, 0,                                              \
+      "On to also reap live keys of addresses the policy no longer allows")    \
+    X(SESSION_LIFETIME, "OpenAIKeySessionLifetime", "SESSION_LIFETIME", NULL,  \
+      "900", 0, NUMBER, 0, 86400,                                              \
+      "seconds a sign-in may use My keys; 0 turns self-service off")           \
     X(MAX_IN_FLIGHT, "OpenAIKeyMaxInFlight", "MAX_IN_FLIGHT", NULL, NULL, 0,   \
       NUMBER, 1, 100000,                                                       \
       "requests of one child that may wait on upstream services at once")
@@ -94,6 +106,10 @@ typedef struct okey_config_t {
     int reap_legacy;
     int redirect_is_https;
     apr_int64_t max_in_flight; /* 0: chosen from the child's threads */
+    apr_int64_t max_expiration;    /* at least expiration */
+    apr_int64_t max_keys_per_user; /* 0: no cap */
+    int revoke_disallowed;
+    apr_int64_t session_lifetime;  /* 0: no self-service */
 } okey_config_t;
 
 typedef const char *okey_getenv_fn(void *baton, const char *name);

@@ -122,7 +122,7 @@ static int project_gone(const okey_err_t *err)
 }
 
 okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool,
-                            const char *email, apr_int64_t now,
+                            const char *email, apr_int64_t now, apr_int64_t lifetime,
                             okey_issued_t **issued, const okey_issued_t **unsure)
 {
     okey_issued_t *made = apr_pcalloc(pool, sizeof(*made));
@@ -132,7 +132,8 @@ okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool,
 
     made->email = okey_lower(pool, email);
     made->project = keys->cfg->project;
-    made->expires = now + keys->cfg->expiration;
+    made->expires = now + lifetime;
+    made->lifetime = lifetime;
     made->name = okey_keys_name(pool, made->expires, email);
     for (attempt = 1; !err && !account && attempt <= 2; attempt++) {
         err = okey_openai_create_service_account(&keys->api, pool, made->project_id,
@@ -154,4 +155,104 @@ okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool,
     *unsure = (err && err->no_answer && made->project_id &&
                err->endpoint == OKEY_ENDPOINT_SERVICE_ACCOUNTS) ? made : NULL;
     return err;
+}
+
+typedef struct {
+    apr_pool_t *pool;
+    const char *email;
+    const char *project_id;
+    apr_array_header_t *owned;
+} owned_listing_t;
+
+/* Keeps a listed account when its name carries the address sought. */
+static void note_owned(void *baton, const json_t *account)
+{
+    owned_listing_t *listing = baton;
+    const char *name = okey_json_str(account, "name");
+    const char *id = okey_json_str(account, "id");
+    const json_t *created = json_object_get(account, "created_at");
+    apr_int64_t expires = 0;
+    const char *email = NULL;
+
+    if (id && name && okey_keys_parse_name(listing->pool, name, &expires, &email) &&
+        okey_strieq(email, listing->email)) {
+        okey_owned_key_t *key = apr_array_push(listing->owned);
+
+        key->service_account_id = apr_pstrdup(listing->pool, id);
+        key->name = apr_pstrdup(listing->pool, name);
+        key->project_id = listing->project_id;
+        key->created_at = json_is_integer(created) ? json_integer_value(created) : 0;
+        key->expires = expires;
+    }
+}
+
+static int oldest_first(const void *a, const void *b)
+{
+    const okey_owned_key_t *x = a, *y = b;
+
+    return x->created_at != y->created_at ? (x->created_at < y->created_at ? -1 : 1)
+           : x->expires != y->expires ? (x->expires < y->expires ? -1 : 1)
+           : strcmp(x->service_account_id, y->service_account_id);
+}
+
+okey_err_t *okey_keys_owned(okey_keys_t *keys, apr_pool_t *pool, const char *email,
+                            apr_array_header_t **owned)
+{
+    apr_array_header_t *projects = NULL;
+    owned_listing_t listing = {pool, email, NULL,
+                               apr_array_make(pool, 8, sizeof(okey_owned_key_t))};
+    okey_err_t *err = okey_openai_find_projects(&keys->api, pool, keys->cfg->project,
+                                                &projects);
+    int i;
+
+    for (i = 0; !err && i < projects->nelts; i++) {
+        listing.project_id = APR_ARRAY_IDX(projects, i, const char *);
+        err = okey_openai_each(&keys->api, pool,
+                               okey_openai_accounts_path(pool, listing.project_id),
+                               OKEY_ENDPOINT_SERVICE_ACCOUNTS, "service account list",
+                               note_owned, &listing);
+    }
+    qsort(listing.owned->elts, (size_t)listing.owned->nelts, sizeof(okey_owned_key_t),
+          oldest_first);
+    *owned = err ? NULL : listing.owned;
+    return err;
+}
+
+apr_array_header_t *okey_keys_beyond_cap(apr_pool_t *pool,
+                                         const apr_array_header_t *owned,
+                                         apr_int64_t cap, const char *keep_id)
+{
+    apr_array_header_t *victims = apr_array_make(pool, 2, sizeof(okey_owned_key_t));
+    apr_int64_t excess = cap > 0 ? owned->nelts - cap : 0;
+    int i;
+
+    for (i = 0; i < owned->nelts && excess > 0; i++) {
+        const okey_owned_key_t *key = &APR_ARRAY_IDX(owned, i, okey_owned_key_t);
+
+        if (!keep_id || strcmp(key->service_account_id, keep_id)) {
+            APR_ARRAY_PUSH(victims, okey_owned_key_t) = *key;
+            excess--;
+        }
+    }
+    return victims;
+}
+
+int okey_keys_revoke(okey_keys_t *keys, apr_pool_t *pool,
+                     const okey_owned_key_t *const *victims, int n, int *done)
+{
+    int gone = 0;
+    int i;
+
+    /* One at a time: a person revokes a few keys, and the order of the
+     * audit lines then follows the order of the deletes. */
+    for (i = 0; i < n; i++) {
+        okey_openai_deleted_t result;
+        const char *id = victims[i]->service_account_id;
+
+        okey_openai_delete_accounts(&keys->api, pool, victims[i]->project_id, &id, 1, 1,
+                                    &result);
+        done[i] = (result.status >= 200 && result.status < 300) || result.status == 404;
+        gone += done[i];
+    }
+    return gone;
 }

@@ -18,6 +18,7 @@ typedef struct okey_issued_t {
     const char *project;
     const char *project_id;
     apr_int64_t expires; /* Unix seconds */
+    apr_int64_t lifetime; /* seconds, as asked for */
 } okey_issued_t;
 
 /* okey-<expires>-<email in lower case> */
@@ -63,7 +64,32 @@ okey_err_t *okey_keys_project_id(okey_keys_t *keys, apr_pool_t *pool,
  * key nobody holds: *unsure then names the attempt (project id and name),
  * else it is NULL. */
 okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool,
-                            const char *email, apr_int64_t now,
+                            const char *email, apr_int64_t now, apr_int64_t lifetime,
                             okey_issued_t **issued, const okey_issued_t **unsure);
+
+/* A key of one address, as listed upstream. */
+typedef struct okey_owned_key_t {
+    const char *service_account_id;
+    const char *name;
+    const char *project_id;
+    apr_int64_t created_at;
+    apr_int64_t expires;
+} okey_owned_key_t;
+
+/* Every key of email in every active project of the server's name, oldest
+ * first (an array of okey_owned_key_t). Lists the projects page by page. */
+okey_err_t *okey_keys_owned(okey_keys_t *keys, apr_pool_t *pool, const char *email,
+                            apr_array_header_t **owned);
+
+/* The keys of owned (oldest first) that go when the address may hold at
+ * most cap; the key keep_id (just issued) always stays. */
+apr_array_header_t *okey_keys_beyond_cap(apr_pool_t *pool,
+                                         const apr_array_header_t *owned,
+                                         apr_int64_t cap, const char *keep_id);
+
+/* Deletes the n keys victims[i]; done[i] is set when it is gone (deleted,
+ * or already gone: 404). Returns the number gone. */
+int okey_keys_revoke(okey_keys_t *keys, apr_pool_t *pool,
+                     const okey_owned_key_t *const *victims, int n, int *done);
 
 #endif

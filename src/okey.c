@@ -30,6 +30,8 @@ const char *const okey_endpoint_names[OKEY_ENDPOINT_COUNT] = {
     "none", "discovery", "jwks", "token", "projects", "service_accounts"
 };
 
+const char *const okey_revoked_names[OKEY_REVOKED_COUNT] = {"user", "cap", "policy"};
+
 const char *const okey_denied_names[OKEY_DENIED_COUNT] = {
     "none", "provider_error", "bad_request", "state", "id_token",
     "email_unverified", "not_allowed", "busy"

@@ -50,6 +50,16 @@ typedef enum {
 extern const char *const okey_endpoint_names[OKEY_ENDPOINT_COUNT];
 extern const char *const okey_denied_names[OKEY_DENIED_COUNT];
 
+/* Who had a live key deleted before its expiry. */
+typedef enum {
+    OKEY_REVOKED_USER,   /* its holder, through My keys */
+    OKEY_REVOKED_CAP,    /* a newer key of the address, past the cap */
+    OKEY_REVOKED_POLICY, /* the reaper: the policy no longer allows the address */
+    OKEY_REVOKED_COUNT
+} okey_revoked_by_e;
+
+extern const char *const okey_revoked_names[OKEY_REVOKED_COUNT];
+
 okey_err_t *okey_err_make(apr_pool_t *pool, int status, const char *user_msg,
                           const char *log_fmt, ...)
     __attribute__((format(printf, 4, 5)));

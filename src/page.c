@@ -4,18 +4,24 @@
 #include <apr_strings.h>
 #include <string.h>
 
+#include "lifetime.h"
+
 static const char STYLE[] =
     "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;"
     "max-width:44rem;margin:3rem auto;padding:0 1rem;color:#1d1d1f;"
     "line-height:1.5}"
-    "h1{font-size:1.5rem}"
+    "h1{font-size:1.5rem}h2{font-size:1.1rem;margin-top:2rem}"
+    "select{font:inherit;padding:.3rem}"
     "code,pre{font-family:ui-monospace,Menlo,Consolas,monospace}"
     "pre{background:#f4f4f6;padding:.75rem;border-radius:6px;"
     "overflow-x:auto;word-break:break-all;white-space:pre-wrap}"
     "button{font:inherit;padding:.4rem 1rem;border-radius:6px;"
     "border:1px solid #888;background:#fff;cursor:pointer}"
     "dt{font-weight:600}dd{margin:0 0 .5rem 0}"
-    ".note{color:#555;font-size:.9rem}";
+    "form{display:inline;margin:0}table{border-collapse:collapse;width:100%}"
+    "th,td{text-align:left;padding:.4rem;border-bottom:1px solid #ddd;"
+    "vertical-align:top;font-size:.9rem}"
+    ".note{color:#555;font-size:.9rem}.actions{margin:1rem 0}";
 
 static const char SCRIPT[] =
     "(function(){"
@@ -58,39 +64,206 @@ const char *okey_html_escape(apr_pool_t *pool, const char *text)
     return out;
 }
 
+/* The CSP of a page whose inline style and script carry nonce, and whose
+ * forms post to this origin only. */
+static const char *page_csp(apr_pool_t *pool, const char *nonce)
+{
+    return apr_psprintf(pool,
+                        "default-src 'none'; style-src 'nonce-%s'; "
+                        "script-src 'nonce-%s'; base-uri 'none'; "
+                        "form-action 'self'; frame-ancestors 'none'",
+                        nonce, nonce);
+}
+
+static const char *page_head(apr_pool_t *pool, const char *title, const char *nonce,
+                             const char *extra)
+{
+    return apr_pstrcat(
+        pool,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+        "<meta name=\"referrer\" content=\"no-referrer\">", extra ? extra : "",
+        "<title>", okey_html_escape(pool, title), "</title>"
+        "<style nonce=\"", nonce, "\">", STYLE, "</style></head><body>\n"
+        "<h1>", okey_html_escape(pool, title), "</h1>\n", NULL);
+}
+
+/* A form that posts one revoke (an id, or all) with the session's token. */
+static const char *revoke_form(apr_pool_t *pool, const okey_page_links_t *links,
+                               const char *id, const char *label)
+{
+    return apr_pstrcat(pool, "<form method=\"post\" action=\"",
+                       okey_html_escape(pool, links->keys_url), "\">"
+                       "<input type=\"hidden\" name=\"service_account\" value=\"",
+                       okey_html_escape(pool, id), "\">"
+                       "<input type=\"hidden\" name=\"csrf\" value=\"",
+                       okey_html_escape(pool, links->csrf), "\">"
+                       "<button type=\"submit\">", label, "</button></form>", NULL);
+}
+
+static const char *revoked_list(apr_pool_t *pool, const apr_array_header_t *revoked)
+{
+    const char *items = "";
+    int i;
+
+    for (i = 0; revoked && i < revoked->nelts; i++) {
+        const okey_owned_key_t *key = &APR_ARRAY_IDX(revoked, i, okey_owned_key_t);
+
+        items = apr_pstrcat(pool, items, "<li><code>",
+                            okey_html_escape(pool, key->service_account_id),
+                            "</code> (created ", okey_iso8601(pool, key->created_at),
+                            ")</li>", NULL);
+    }
+    return *items ? apr_pstrcat(pool, "<p id=\"revoked\">To stay within the limit "
+                                "of keys per person, this sign-in revoked your "
+                                "oldest keys:</p><ul>", items, "</ul>\n", NULL)
+                  : "";
+}
+
 okey_page_t okey_page_key(apr_pool_t *pool, const okey_issued_t *issued,
-                          const char *script_nonce)
+                          const apr_array_header_t *revoked,
+                          const okey_page_links_t *links, const char *script_nonce)
 {
     okey_page_t page;
     const char *key = okey_html_escape(pool, issued->api_key);
     const char *utc = okey_iso8601(pool, issued->expires);
+    int self_service = links->keys_url && links->csrf;
 
-    page.csp = apr_psprintf(pool,
-                            "default-src 'none'; style-src 'nonce-%s'; "
-                            "script-src 'nonce-%s'; base-uri 'none'; "
-                            "form-action 'none'; frame-ancestors 'none'",
-                            script_nonce, script_nonce);
+    page.csp = page_csp(pool, script_nonce);
     page.html = apr_pstrcat(
-        pool,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-        "<meta name=\"referrer\" content=\"no-referrer\">"
-        "<title>Your temporary OpenAI API key</title>"
-        "<style nonce=\"", script_nonce, "\">", STYLE, "</style></head><body>\n"
-        "<h1>Your temporary OpenAI API key</h1>\n"
+        pool, page_head(pool, "Your temporary OpenAI API key", script_nonce, NULL),
         "<p>Signed in as <strong>", okey_html_escape(pool, issued->email),
         "</strong>.</p>\n"
         "<pre id=\"key\">", key, "</pre>\n"
         "<p><button id=\"copy\" type=\"button\">Copy key</button></p>\n"
         "<p>In a shell:</p>\n<pre>export OPENAI_API_KEY=", key, "</pre>\n"
         "<dl><dt>Project</dt><dd>", okey_html_escape(pool, issued->project),
-        "</dd>\n<dt>Expires</dt><dd><time datetime=\"", utc, "\">", utc,
-        "</time> (UTC)<br><span id=\"local\" data-utc=\"", utc,
-        "\"></span></dd></dl>\n"
+        "</dd>\n<dt>Expires</dt><dd id=\"lifetime\">in ",
+        okey_lifetime_text(pool, issued->lifetime), "</dd><dd><time datetime=\"", utc,
+        "\">", utc, "</time> (UTC)<br><span id=\"local\" data-utc=\"", utc,
+        "\"></span></dd></dl>\n", revoked_list(pool, revoked),
+        self_service ? revoke_form(pool, links, issued->service_account_id,
+                                   "Revoke this key now") : "",
+        self_service ? apr_pstrcat(pool, "<p><a id=\"my-keys\" href=\"",
+                                   okey_html_escape(pool, links->keys_url),
+                                   "\">My keys</a></p>\n", NULL) : "",
         "<p class=\"note\">The key is shown once and deletes itself when it "
         "expires. Keep it secret; sign in again for a new one.</p>\n"
         "<script nonce=\"", script_nonce, "\">", SCRIPT, "</script>\n"
         "</body></html>\n", NULL);
+    return page;
+}
+
+static const char *key_rows(apr_pool_t *pool, const apr_array_header_t *owned,
+                            apr_int64_t now, const okey_page_links_t *links)
+{
+    const char *rows = "";
+    int i;
+
+    for (i = 0; i < owned->nelts; i++) {
+        const okey_owned_key_t *key = &APR_ARRAY_IDX(owned, i, okey_owned_key_t);
+        const char *left = key->expires > now
+                           ? apr_pstrcat(pool, "in ", okey_lifetime_text(pool,
+                                                                          key->expires - now),
+                                         NULL)
+                           : "expired; being deleted";
+
+        rows = apr_pstrcat(pool, rows, "<tr><td><code>",
+                           okey_html_escape(pool, key->service_account_id),
+                           "</code></td><td>", okey_iso8601(pool, key->created_at),
+                           "</td><td>", okey_iso8601(pool, key->expires), "<br>",
+                           left, "</td><td>",
+                           revoke_form(pool, links, key->service_account_id, "Revoke"),
+                           "</td></tr>\n", NULL);
+    }
+    return rows;
+}
+
+/* A form that starts a sign-in for a new key with a chosen lifetime: the
+ * default, and common lifetimes up to the longest allowed. */
+static const char *new_key_form(apr_pool_t *pool, const okey_lifetimes_t *lifetimes)
+{
+    static const apr_int64_t common[] = {900, 3600, 28800, 86400, 604800, 2592000};
+    const char *options = apr_psprintf(pool, "<option value=\"%" APR_INT64_T_FMT
+                                       "\" selected>%s</option>", lifetimes->standard,
+                                       okey_lifetime_text(pool, lifetimes->standard));
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(common) / sizeof(common[0]); i++) {
+        if (common[i] <= lifetimes->longest && common[i] != lifetimes->standard) {
+            options = apr_psprintf(pool, "%s<option value=\"%" APR_INT64_T_FMT "\">%s"
+                                   "</option>", options, common[i],
+                                   okey_lifetime_text(pool, common[i]));
+        }
+    }
+    return apr_pstrcat(pool, "<h2>A new key</h2>\n<div class=\"actions\"><form id=\"new-key\" method=\"get\" "
+                       "action=\"/\"><label for=\"ttl\">Lifetime </label>"
+                       "<select id=\"ttl\" name=\"ttl\">", options, "</select> "
+                       "<button type=\"submit\">Sign in for a new key</button></form></div>\n",
+                       NULL);
+}
+
+okey_page_t okey_page_keys_sign_in(apr_pool_t *pool, const okey_lifetimes_t *lifetimes,
+                                   const char *nonce)
+{
+    okey_page_t page;
+
+    page.csp = page_csp(pool, nonce);
+    page.html = apr_pstrcat(
+        pool, page_head(pool, "My keys", nonce, NULL),
+        "<p>Sign in to see and revoke the keys you hold.</p>\n"
+        "<p><a id=\"sign-in\" href=\"/?next=keys\">Sign in</a></p>\n",
+        new_key_form(pool, lifetimes), "</body></html>\n", NULL);
+    return page;
+}
+
+okey_page_t okey_page_my_keys(apr_pool_t *pool, const char *email,
+                              const char *project, const apr_array_header_t *owned,
+                              apr_int64_t now, const char *message,
+                              const okey_page_links_t *links,
+                              const okey_lifetimes_t *lifetimes, const char *nonce)
+{
+    okey_page_t page;
+
+    page.csp = page_csp(pool, nonce);
+    page.html = apr_pstrcat(
+        pool, page_head(pool, "My keys", nonce, NULL),
+        "<p>Signed in as <strong>", okey_html_escape(pool, email),
+        "</strong>. Keys in project <strong>", okey_html_escape(pool, project),
+        "</strong>. A key's value cannot be shown again; revoke what you no longer "
+        "need.</p>\n",
+        message ? apr_pstrcat(pool, "<p id=\"message\" role=\"status\">",
+                              okey_html_escape(pool, message), "</p>\n", NULL) : "",
+        owned->nelts
+            ? apr_pstrcat(pool, "<table id=\"keys\"><thead><tr><th>Service account"
+                          "</th><th>Created (UTC)</th><th>Expires (UTC)</th><th></th>"
+                          "</tr></thead><tbody>\n", key_rows(pool, owned, now, links),
+                          "</tbody></table>\n<div class=\"actions\">",
+                          revoke_form(pool, links, "all", "Revoke all my keys"), "</div>\n",
+                          NULL)
+            : "<p id=\"none\">You have no keys.</p>\n",
+        new_key_form(pool, lifetimes), "</body></html>\n", NULL);
+    return page;
+}
+
+okey_page_t okey_page_link(apr_pool_t *pool, const char *title, const char *message,
+                           const char *url, const char *link_text, int refresh)
+{
+    okey_page_t page;
+    const char *href = okey_html_escape(pool, url);
+
+    page.csp = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
+               "form-action 'none'; frame-ancestors 'none'";
+    page.html = apr_psprintf(
+        pool,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">%s"
+        "<title>%s</title><style>%s</style></head><body>\n"
+        "<h1>%s</h1>\n<p>%s</p>\n<p><a id=\"next\" href=\"%s\">%s</a></p>\n"
+        "</body></html>\n",
+        refresh ? apr_pstrcat(pool, "<meta http-equiv=\"refresh\" content=\"0;url=",
+                              href, "\">", NULL) : "",
+        okey_html_escape(pool, title), STYLE, okey_html_escape(pool, title),
+        okey_html_escape(pool, message), href, okey_html_escape(pool, link_text));
     return page;
 }
 

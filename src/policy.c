@@ -70,3 +70,11 @@ okey_err_t *okey_policy_check(apr_pool_t *pool, const okey_config_t *cfg,
     }
     return err;
 }
+
+int okey_policy_address_allowed(const okey_config_t *cfg, const char *email)
+{
+    const char *at = email ? strrchr(email, '@') : NULL;
+
+    return at && (listed(cfg->allowed_users, email) ||
+                  listed(cfg->allowed_domains, at + 1));
+}

@@ -12,4 +12,9 @@
 okey_err_t *okey_policy_check(apr_pool_t *pool, const okey_config_t *cfg,
                               const okey_oidc_identity_t *identity);
 
+/* Whether the policy still allows an address that was once issued a key:
+ * listed itself, or in a listed domain. No token is at hand to vouch for
+ * a domain here, so this only ever takes access away. */
+int okey_policy_address_allowed(const okey_config_t *cfg, const char *email);
+
 #endif

@@ -1,8 +1,10 @@
 /* One reap of a key server. */
 #include "reap_run.h"
+#include "policy.h"
 
 #include <apr_hash.h>
 #include <apr_strings.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define FAILURE_EXAMPLES 3
@@ -11,7 +13,9 @@ typedef struct {
     const char *id;
     const char *email;
     apr_int64_t expires;
+    apr_int64_t created_at;
     int unsure;          /* its creation got no answer */
+    int revoked_by;      /* an okey_revoked_by_e for a live key; -1: expired */
 } victim_t;
 
 /* What went wrong with deletes, for one summary line. */
@@ -46,7 +50,65 @@ typedef struct {
     apr_int64_t now;
     apr_array_header_t *victims; /* of victim_t */
     okey_reap_summary_t *summary;
+    apr_hash_t *live;            /* with a cap: address -> array of victim_t */
 } listing_t;
+
+/* Remembers a live key of ours, for the cap once the listing is done. */
+static void note_live(listing_t *listing, const victim_t *key)
+{
+    apr_array_header_t *keys = apr_hash_get(listing->live, key->email,
+                                            APR_HASH_KEY_STRING);
+
+    if (!keys) {
+        keys = apr_array_make(listing->pool, 2, sizeof(victim_t));
+        apr_hash_set(listing->live, key->email, APR_HASH_KEY_STRING, keys);
+    }
+    APR_ARRAY_PUSH(keys, victim_t) = *key;
+}
+
+/* What becomes of a live key of ours: kept, or revoked by policy, or kept
+ * for now and judged against the cap once every key is listed. */
+static void consider_live(listing_t *listing, victim_t *key)
+{
+    const okey_config_t *cfg = listing->reaper->cfg;
+
+    if (cfg->revoke_disallowed && !okey_policy_address_allowed(cfg, key->email)) {
+        key->revoked_by = OKEY_REVOKED_POLICY;
+        APR_ARRAY_PUSH(listing->victims, victim_t) = *key;
+    }
+    else if (cfg->max_keys_per_user > 0) {
+        note_live(listing, key);
+    }
+}
+
+static int oldest_first(const void *a, const void *b)
+{
+    const victim_t *x = a, *y = b;
+
+    return x->created_at != y->created_at ? (x->created_at < y->created_at ? -1 : 1)
+           : x->expires != y->expires ? (x->expires < y->expires ? -1 : 1)
+           : strcmp(x->id, y->id);
+}
+
+/* Each address's oldest live keys beyond the cap become victims. */
+static void apply_cap(listing_t *listing)
+{
+    apr_int64_t cap = listing->reaper->cfg->max_keys_per_user;
+    apr_hash_index_t *hi;
+
+    for (hi = apr_hash_first(listing->pool, listing->live); hi; hi = apr_hash_next(hi)) {
+        apr_array_header_t *keys = apr_hash_this_val(hi);
+        int i;
+
+        qsort(keys->elts, (size_t)keys->nelts, sizeof(victim_t), oldest_first);
+        for (i = 0; i < keys->nelts - cap; i++) {
+            victim_t *key = &APR_ARRAY_IDX(keys, i, victim_t);
+
+            key->revoked_by = OKEY_REVOKED_CAP;
+            APR_ARRAY_PUSH(listing->victims, victim_t) = *key;
+        }
+    }
+}
 
 /* Counts one listed account, and keeps it as a victim when the policy says
  * so: copied out of its page before the page's memory goes. */
@@ -58,21 +120,27 @@ static void consider(void *baton, const json_t *account)
     const char *id = okey_json_str(account, "id");
     int *found = (name && listing->reaper->unsure)
                  ? apr_hash_get(listing->reaper->unsure, name, APR_HASH_KEY_STRING) : NULL;
-    victim_t victim = {id, NULL, 0, found != NULL};
+    victim_t victim = {id, NULL, 0, 0, found != NULL, -1};
+    okey_reap_verdict_e verdict = OKEY_REAP_KEEP;
 
     listing->summary->listed++;
     if (found) {
         *found = 1;
     }
-    if (id && name &&
-        (okey_reap_decide(listing->pool, name,
-                          json_is_integer(created) ? json_integer_value(created) : 0,
-                          listing->now, listing->reaper->cfg->expiration,
-                          listing->reaper->cfg->reap_legacy, &victim.expires,
-                          &victim.email) != OKEY_REAP_KEEP || victim.unsure)) {
+    if (id && name) {
+        victim.created_at = json_is_integer(created) ? json_integer_value(created) : 0;
+        verdict = okey_reap_decide(listing->pool, name, victim.created_at, listing->now,
+                                   listing->reaper->cfg->expiration,
+                                   listing->reaper->cfg->reap_legacy, &victim.expires,
+                                   &victim.email);
         victim.id = apr_pstrdup(listing->pool, id);
         victim.email = apr_pstrdup(listing->pool, victim.email);
+    }
+    if (id && name && (verdict != OKEY_REAP_KEEP || victim.unsure)) {
         APR_ARRAY_PUSH(listing->victims, victim_t) = victim;
+    }
+    else if (id && name && victim.email && victim.expires) {
+        consider_live(listing, &victim);
     }
 }
 
@@ -82,22 +150,48 @@ static okey_err_t *list_victims(const okey_reaper_t *reaper, apr_pool_t *pool,
                                 apr_array_header_t *victims,
                                 okey_reap_summary_t *summary)
 {
-    listing_t listing = {reaper, pool, now, victims, summary};
+    listing_t listing = {reaper, pool, now, victims, summary, apr_hash_make(pool)};
+    okey_err_t *err = okey_openai_each(&reaper->api, pool,
+                                       okey_openai_accounts_path(pool, project_id),
+                                       OKEY_ENDPOINT_SERVICE_ACCOUNTS,
+                                       "service account list", consider, &listing);
 
-    return okey_openai_each(&reaper->api, pool, okey_openai_accounts_path(pool, project_id),
-                            OKEY_ENDPOINT_SERVICE_ACCOUNTS, "service account list",
-                            consider, &listing);
+    if (!err) {
+        apply_cap(&listing);
+    }
+    return err;
+}
+
+static void audit_revoked(const okey_reaper_t *reaper, apr_pool_t *pool,
+                          const victim_t *victim, const char *project_id, int status)
+{
+    okey_log(reaper->logger, OKEY_LOG_NOTICE, pool,
+             OKEY_LOGNO(305) "revoked key: service_account=%s email=%s project=%s "
+             "(%s) expires=%s by=%s (%s)%s", victim->id, victim->email,
+             reaper->cfg->project, project_id, okey_iso8601(pool, victim->expires),
+             okey_revoked_names[victim->revoked_by],
+             victim->revoked_by == OKEY_REVOKED_CAP
+             ? "the address holds more keys than the cap"
+             : "the policy no longer allows the address",
+             status == 404 ? " (already gone)" : "");
 }
 
 static void audit(const okey_reaper_t *reaper, apr_pool_t *pool,
                   const victim_t *victim, const char *project_id, int status)
 {
-    okey_log(reaper->logger, OKEY_LOG_NOTICE, pool,
-             OKEY_LOGNO(301) "reaped key: service_account=%s email=%s project=%s (%s) "
-             "expires=%s%s%s", victim->id, victim->email, reaper->cfg->project, project_id,
-             victim->expires ? okey_iso8601(pool, victim->expires) : "(legacy)",
-             status == 404 ? " (already gone)" : "",
-             victim->unsure ? " (its creation got no answer; nobody holds its key)" : "");
+    if (victim->revoked_by >= 0) {
+        audit_revoked(reaper, pool, victim, project_id, status);
+    }
+    else {
+        okey_log(reaper->logger, OKEY_LOG_NOTICE, pool,
+                 OKEY_LOGNO(301) "reaped key: service_account=%s email=%s project=%s "
+                 "(%s) expires=%s%s%s", victim->id, victim->email, reaper->cfg->project,
+                 project_id,
+                 victim->expires ? okey_iso8601(pool, victim->expires) : "(legacy)",
+                 status == 404 ? " (already gone)" : "",
+                 victim->unsure ? " (its creation got no answer; nobody holds its key)"
+                                : "");
+    }
 }
 
 /* Waits up to delay, in slices, unless the reaper is cancelled. */
@@ -156,7 +250,9 @@ static void delete_victims(const okey_reaper_t *reaper, apr_pool_t *pool,
                 summary->skipped++;
             }
             else if (outcome == OKEY_DELETE_DONE) {
-                summary->deleted++;
+                summary->deleted += victim->revoked_by < 0;
+                summary->revoked_cap += victim->revoked_by == OKEY_REVOKED_CAP;
+                summary->revoked_policy += victim->revoked_by == OKEY_REVOKED_POLICY;
                 audit(reaper, pool, victim, project_id, results[i].status);
             }
             else if (outcome == OKEY_DELETE_RETRY) {

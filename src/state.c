@@ -6,6 +6,7 @@
 #include <cjose/cjose.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <string.h>
 
 #define KEY_BYTES OKEY_STATE_KEY_BYTES
@@ -150,29 +151,48 @@ static int encrypt(const okey_state_key_t *key, const unsigned char *iv,
     return ok ? len + final_len : -1;
 }
 
-okey_err_t *okey_state_seal(apr_pool_t *pool, const okey_state_key_t *key,
-                            const okey_state_t *state, const char **sealed)
+okey_err_t *okey_seal(apr_pool_t *pool, const okey_state_key_t *key,
+                      const char *plain, const unsigned char *iv, const char **sealed)
 {
-    /* The values are base64url and need no JSON escaping. */
-    const char *plain = apr_psprintf(pool, "{\"s\":\"%s\",\"n\":\"%s\",\"v\":"
-                                     "\"%s\",\"t\":%" APR_INT64_T_FMT "}",
-                                     state->state, state->nonce,
-                                     state->verifier, state->created);
     int plain_len = (int)strlen(plain);
+    unsigned char fresh_iv[OKEY_STATE_IV_BYTES];
     unsigned char tag[TAG_BYTES];
     unsigned char *cipher = apr_palloc(pool, plain_len + TAG_BYTES);
-    int cipher_len = encrypt(key, state->iv, plain, plain_len, cipher, tag);
+    int cipher_len = -1;
     okey_err_t *err = NULL;
 
+    if (!iv && apr_generate_random_bytes(fresh_iv, sizeof(fresh_iv)) == APR_SUCCESS) {
+        iv = fresh_iv;
+    }
+    if (iv) {
+        cipher_len = encrypt(key, iv, plain, plain_len, cipher, tag);
+    }
     if (cipher_len < 0) {
-        err = okey_err_make(pool, 500, "The server could not start a sign-in.",
-                            "sealing the sign-in state failed");
+        err = okey_err_make(pool, 500, "The server could not seal a cookie.",
+                            "sealing a cookie failed");
     }
     *sealed = err ? NULL
                   : apr_pstrcat(pool, key->header_b64, "..",
-                                okey_b64url_encode(pool, state->iv, OKEY_STATE_IV_BYTES), ".",
+                                okey_b64url_encode(pool, iv, OKEY_STATE_IV_BYTES), ".",
                                 okey_b64url_encode(pool, cipher, (apr_size_t)cipher_len),
                                 ".", okey_b64url_encode(pool, tag, TAG_BYTES), NULL);
+    return err;
+}
+
+okey_err_t *okey_state_seal(apr_pool_t *pool, const okey_state_key_t *key,
+                            const okey_state_t *state, const char **sealed)
+{
+    /* The values are base64url or numbers and need no JSON escaping. */
+    const char *plain = apr_psprintf(pool, "{\"s\":\"%s\",\"n\":\"%s\",\"v\":"
+                                     "\"%s\",\"t\":%" APR_INT64_T_FMT ",\"l\":%"
+                                     APR_INT64_T_FMT ",\"x\":%d}",
+                                     state->state, state->nonce, state->verifier,
+                                     state->created, state->ttl, state->next_keys);
+    okey_err_t *err = okey_seal(pool, key, plain, state->iv, sealed);
+
+    if (err) {
+        err->user_msg = "The server could not start a sign-in.";
+    }
     return err;
 }
 
@@ -180,12 +200,17 @@ static okey_state_t *state_from_json(apr_pool_t *pool, const json_t *claims)
 {
     okey_state_t *state = apr_pcalloc(pool, sizeof(*state));
     const json_t *created = json_object_get(claims, "t");
+    const json_t *ttl = json_object_get(claims, "l");
+    const json_t *next_keys = json_object_get(claims, "x");
 
     state->state = okey_json_str(claims, "s");
     state->nonce = okey_json_str(claims, "n");
     state->verifier = okey_json_str(claims, "v");
     state->created = json_is_integer(created) ? json_integer_value(created) : -1;
-    if (!state->state || !state->nonce || !state->verifier || state->created < 0) {
+    /* Cookies sealed before lifetimes existed carry none: the default. */
+    state->ttl = !ttl ? 0 : json_is_integer(ttl) ? json_integer_value(ttl) : -1;
+    state->next_keys = json_is_integer(next_keys) && json_integer_value(next_keys) == 1;
+    if (state->ttl < 0 || !state->state || !state->nonce || !state->verifier || state->created < 0) {
         state = NULL;
     }
     return state;
@@ -203,7 +228,7 @@ static int sealed_shape_ok(const char *sealed)
 }
 
 /* Decrypts a JWE that must use exactly dir + A256GCM. */
-static const char *decrypt(apr_pool_t *pool, const okey_state_key_t *key,
+const char *okey_unseal(apr_pool_t *pool, const okey_state_key_t *key,
                            const char *sealed)
 {
     cjose_jwe_t *jwe = sealed_shape_ok(sealed)
@@ -232,7 +257,7 @@ okey_err_t *okey_state_open(apr_pool_t *pool, const okey_state_key_t *key,
                             okey_state_t **state)
 {
     apr_int64_t now_ms = apr_time_as_msec(now);
-    const char *plain = decrypt(pool, key, sealed);
+    const char *plain = okey_unseal(pool, key, sealed);
     json_t *claims = plain ? okey_json_parse(pool, plain, strlen(plain), NULL) : NULL;
     okey_state_t *opened = claims ? state_from_json(pool, claims) : NULL;
     okey_err_t *err = NULL;
@@ -256,6 +281,20 @@ okey_err_t *okey_state_open(apr_pool_t *pool, const okey_state_key_t *key,
     }
     *state = opened;
     return err;
+}
+
+void okey_state_key_mac(const okey_state_key_t *key, const char *label,
+                        const char *data, unsigned char mac[32])
+{
+    unsigned char subkey[32];
+    unsigned int len = 32;
+
+    /* A key of its own per label: a MAC never doubles as the cipher key. */
+    HMAC(EVP_sha256(), key->raw, KEY_BYTES, (const unsigned char *)label,
+         strlen(label), subkey, &len);
+    HMAC(EVP_sha256(), subkey, sizeof(subkey), (const unsigned char *)data,
+         strlen(data), mac, &len);
+    OPENSSL_cleanse(subkey, sizeof(subkey));
 }
 
 int okey_state_token_valid(const char *token)

@@ -23,6 +23,8 @@ typedef struct okey_state_t {
     const char *nonce;
     const char *verifier;
     apr_int64_t created; /* Unix milliseconds: orders attempts of one second */
+    apr_int64_t ttl;     /* the lifetime asked for, seconds; 0: the default */
+    int next_keys;       /* a sign-in for My keys only: no key is issued */
     /* AES-GCM nonce for sealing this state, drawn with it: sealed once. */
     unsigned char iv[OKEY_STATE_IV_BYTES];
 } okey_state_t;
@@ -54,6 +56,19 @@ okey_err_t *okey_state_seal(apr_pool_t *pool, const okey_state_key_t *key,
 okey_err_t *okey_state_open(apr_pool_t *pool, const okey_state_key_t *key,
                             const char *sealed, apr_time_t now,
                             okey_state_t **state);
+
+/* Seals plain text under key as a JWE (dir + A256GCM), with iv or, when
+ * iv is NULL, a fresh random one. */
+okey_err_t *okey_seal(apr_pool_t *pool, const okey_state_key_t *key,
+                      const char *plain, const unsigned char *iv, const char **sealed);
+
+/* The plain text of what okey_seal made under key, or NULL. */
+const char *okey_unseal(apr_pool_t *pool, const okey_state_key_t *key,
+                        const char *sealed);
+
+/* HMAC-SHA256 of data under a key derived from key and label. */
+void okey_state_key_mac(const okey_state_key_t *key, const char *label,
+                        const char *data, unsigned char mac[32]);
 
 /* Whether a state parameter has the shape this module issues. */
 int okey_state_token_valid(const char *token);

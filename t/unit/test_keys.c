@@ -1,6 +1,8 @@
 /* The service-account naming scheme. */
 #include "testutil.h"
 
+#include <apr_strings.h>
+
 #include "keys.h"
 
 START_TEST(names_carry_expiry_and_lower_case_address)
@@ -45,11 +47,46 @@ START_TEST(garbage_names_do_not_parse)
 }
 END_TEST
 
+static apr_array_header_t *owned_keys(int n)
+{
+    apr_array_header_t *owned = apr_array_make(test_pool, n, sizeof(okey_owned_key_t));
+    int i;
+
+    for (i = 0; i < n; i++) {
+        okey_owned_key_t *key = apr_array_push(owned);
+
+        key->service_account_id = apr_psprintf(test_pool, "svc_%d", i);
+        key->created_at = 100 + i;
+    }
+    return owned;
+}
+
+START_TEST(the_cap_takes_the_oldest_and_spares_the_new_key)
+{
+    apr_array_header_t *victims = okey_keys_beyond_cap(test_pool, owned_keys(5), 3,
+                                                       "svc_4");
+
+    ck_assert_int_eq(victims->nelts, 2);
+    ck_assert_str_eq(APR_ARRAY_IDX(victims, 0, okey_owned_key_t).service_account_id,
+                     "svc_0");
+    ck_assert_str_eq(APR_ARRAY_IDX(victims, 1, okey_owned_key_t).service_account_id,
+                     "svc_1");
+    /* A new key that sorts first (clock skew) still stays. */
+    victims = okey_keys_beyond_cap(test_pool, owned_keys(3), 1, "svc_0");
+    ck_assert_int_eq(victims->nelts, 2);
+    ck_assert_str_eq(APR_ARRAY_IDX(victims, 0, okey_owned_key_t).service_account_id,
+                     "svc_1");
+    ck_assert_int_eq(okey_keys_beyond_cap(test_pool, owned_keys(3), 3, "x")->nelts, 0);
+    ck_assert_int_eq(okey_keys_beyond_cap(test_pool, owned_keys(3), 0, "x")->nelts, 0);
+}
+END_TEST
+
 Suite *okey_keys_suite(void)
 {
     Suite *suite = suite_create("keys");
     TCase *tc = test_case("naming");
 
+    tcase_add_test(tc, the_cap_takes_the_oldest_and_spares_the_new_key);
     tcase_add_test(tc, names_carry_expiry_and_lower_case_address);
     tcase_add_test(tc, names_parse_back);
     tcase_add_test(tc, garbage_names_do_not_parse);

@@ -16,8 +16,9 @@ START_TEST(key_page_shows_everything_escaped)
 {
     okey_issued_t issued = {"svc_acct_1", "okey-1-x", "sk-<b>key</b>",
                             "eve\"<script>@example.com", "per<sonal", "proj_1",
-                            1795705143};
-    okey_page_t page = okey_page_key(test_pool, &issued, "n0nce");
+                            1795705143, 28800};
+    okey_page_links_t links = {"/keys", "t\"ok"};
+    okey_page_t page = okey_page_key(test_pool, &issued, NULL, &links, "n0nce");
 
     ck_assert_ptr_nonnull(strstr(page.html, "sk-&lt;b&gt;key&lt;/b&gt;"));
     ck_assert_ptr_nonnull(strstr(page.html, "export OPENAI_API_KEY=sk-&lt;b&gt;"));
@@ -28,6 +29,63 @@ START_TEST(key_page_shows_everything_escaped)
     ck_assert_ptr_nonnull(strstr(page.csp, "script-src 'nonce-n0nce'"));
     ck_assert_ptr_nonnull(strstr(page.html, "<script nonce=\"n0nce\">"));
     ck_assert_ptr_null(strstr(page.html, "http"));
+    ck_assert_ptr_nonnull(strstr(page.html, "in 8 hours"));
+    ck_assert_ptr_nonnull(strstr(page.html, "name=\"csrf\" value=\"t&quot;ok\""));
+    ck_assert_ptr_nonnull(strstr(page.html, "Revoke this key now"));
+    ck_assert_ptr_nonnull(strstr(page.html, "href=\"/keys\">My keys</a>"));
+    ck_assert_ptr_null(strstr(page.html, "revoked your"));
+}
+END_TEST
+
+START_TEST(key_page_without_a_session_offers_no_forms)
+{
+    okey_issued_t issued = {"svc_acct_1", "okey-1-x", "sk-1", "a@x", "p", "proj_1",
+                            1795705143, 60};
+    okey_page_links_t links = {NULL, NULL};
+    apr_array_header_t *revoked = apr_array_make(test_pool, 1, sizeof(okey_owned_key_t));
+    okey_owned_key_t old = {"svc_acct_<0>", "okey-5-a@x", "proj_1", 1795700000, 5};
+    okey_page_t page;
+
+    APR_ARRAY_PUSH(revoked, okey_owned_key_t) = old;
+    page = okey_page_key(test_pool, &issued, revoked, &links, "n");
+    ck_assert_ptr_null(strstr(page.html, "<form"));
+    ck_assert_ptr_null(strstr(page.html, "My keys"));
+    ck_assert_ptr_nonnull(strstr(page.html, "in 1 minute"));
+    ck_assert_ptr_nonnull(strstr(page.html, "revoked your oldest keys"));
+    ck_assert_ptr_nonnull(strstr(page.html, "svc_acct_&lt;0&gt;"));
+}
+END_TEST
+
+START_TEST(my_keys_page_lists_keys_with_forms)
+{
+    apr_array_header_t *owned = apr_array_make(test_pool, 2, sizeof(okey_owned_key_t));
+    okey_owned_key_t live = {"svc_1", "okey-2000-a@x", "proj_1", 1000, 2000};
+    okey_owned_key_t dead = {"svc_2", "okey-1500-a@x", "proj_1", 900, 1500};
+    okey_page_links_t links = {"/keys", "tok"};
+    okey_lifetimes_t lifetimes = {3600, 86400};
+    okey_page_t page;
+
+    APR_ARRAY_PUSH(owned, okey_owned_key_t) = dead;
+    APR_ARRAY_PUSH(owned, okey_owned_key_t) = live;
+    page = okey_page_my_keys(test_pool, "a<@x", "p", owned, 1600, "Revoked 1 key.",
+                             &links, &lifetimes, "n");
+    ck_assert_ptr_nonnull(strstr(page.html, "a&lt;@x"));
+    ck_assert_ptr_nonnull(strstr(page.html, "expired; being deleted"));
+    ck_assert_ptr_nonnull(strstr(page.html, "in 6 minutes 40 seconds"));
+    ck_assert_ptr_nonnull(strstr(page.html, "value=\"svc_1\""));
+    ck_assert_ptr_nonnull(strstr(page.html, "value=\"all\""));
+    ck_assert_ptr_nonnull(strstr(page.html, "Revoked 1 key."));
+    ck_assert_ptr_nonnull(strstr(page.csp, "form-action 'self'"));
+    page = okey_page_my_keys(test_pool, "a@x", "p",
+                             apr_array_make(test_pool, 1, sizeof(okey_owned_key_t)), 1600,
+                             NULL, &links, &lifetimes, "n");
+    ck_assert_ptr_nonnull(strstr(page.html, "You have no keys."));
+    ck_assert_ptr_null(strstr(page.html, "method=\"post\""));
+    /* The default lifetime first and chosen, then the common ones allowed. */
+    ck_assert_ptr_nonnull(strstr(page.html, "<option value=\"3600\" selected>1 hour</option>"
+                                 "<option value=\"900\">15 minutes</option>"
+                                 "<option value=\"28800\">8 hours</option>"
+                                 "<option value=\"86400\">1 day</option></select>"));
 }
 END_TEST
 
@@ -48,6 +106,8 @@ Suite *okey_page_suite(void)
     tcase_add_test(tc, escaping_covers_markup_and_quotes);
     tcase_add_test(tc, key_page_shows_everything_escaped);
     tcase_add_test(tc, error_page_escapes_its_message);
+    tcase_add_test(tc, key_page_without_a_session_offers_no_forms);
+    tcase_add_test(tc, my_keys_page_lists_keys_with_forms);
     suite_add_tcase(suite, tc);
     return suite;
 }

@@ -43,6 +43,26 @@ START_TEST(state_round_trips)
     ck_assert_ptr_null(strstr(sealed, state->verifier));
     /* The same passphrase gives the same key, as on servers behind one balancer. */
     ck_assert_ptr_null(okey_state_open(test_pool, key_for("a passphrase"), sealed, now, &opened));
+    ck_assert_int_eq(opened->ttl, 0);
+    ck_assert_int_eq(opened->next_keys, 0);
+}
+END_TEST
+
+START_TEST(lifetime_and_destination_travel_sealed)
+{
+    okey_state_key_t *key = key_for("a passphrase");
+    okey_state_t *state = NULL;
+    okey_state_t *opened = NULL;
+    apr_time_t now = apr_time_now();
+    const char *sealed = NULL;
+
+    ck_assert_ptr_null(okey_state_new(test_pool, now, &state));
+    state->ttl = 28800;
+    state->next_keys = 1;
+    ck_assert_ptr_null(okey_state_seal(test_pool, key, state, &sealed));
+    ck_assert_ptr_null(okey_state_open(test_pool, key, sealed, now, &opened));
+    ck_assert_int_eq(opened->ttl, 28800);
+    ck_assert_int_eq(opened->next_keys, 1);
 }
 END_TEST
 
@@ -197,6 +217,7 @@ Suite *okey_state_suite(void)
     TCase *tc = test_case("cookie");
 
     tcase_add_test(tc, state_round_trips);
+    tcase_add_test(tc, lifetime_and_destination_travel_sealed);
     tcase_add_test(tc, tampered_state_is_refused);
     tcase_add_test(tc, expired_state_is_refused);
     tcase_add_test(tc, state_under_another_key_is_refused);

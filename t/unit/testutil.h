@@ -20,6 +20,7 @@ Suite *okey_config_suite(void);
 Suite *okey_page_suite(void);
 Suite *okey_reaper_suite(void);
 Suite *okey_query_suite(void);
+Suite *okey_session_suite(void);
 
 /* A test case whose tests each get a fresh test_pool. */
 TCase *test_case(const char *name);

@@ -1,0 +1,135 @@
+/* Session cookies and CSRF tokens. */
+#include "session.h"
+
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include <openssl/crypto.h>
+#include <string.h>
+
+#define SESSION_ID_BYTES 18
+#define CSRF_LABEL "mod_openaikey csrf v1"
+
+okey_err_t *okey_session_new(apr_pool_t *pool, const char *email,
+                             const char *issuer, const char *subject,
+                             apr_int64_t now, apr_int64_t lifetime,
+                             okey_session_t **session)
+{
+    okey_session_t *made = apr_pcalloc(pool, sizeof(*made));
+    okey_err_t *err = okey_random_b64url(pool, SESSION_ID_BYTES, &made->id);
+
+    made->email = okey_lower(pool, email);
+    made->issuer = issuer;
+    made->subject = subject ? subject : "";
+    made->issued = now;
+    made->expires = now + lifetime;
+    *session = err ? NULL : made;
+    return err;
+}
+
+okey_err_t *okey_session_seal(apr_pool_t *pool, const okey_state_key_t *key,
+                              const okey_session_t *session, const char **sealed)
+{
+    json_t *claims = okey_json_own(
+        pool, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "email", session->email,
+                        "iss", session->issuer, "sub", session->subject,
+                        "sid", session->id, "iat", (json_int_t)session->issued,
+                        "exp", (json_int_t)session->expires));
+    const char *plain = claims ? okey_json_dump(pool, claims) : NULL;
+    okey_err_t *err = NULL;
+
+    if (!plain) {
+        err = okey_err_make(pool, 500, NULL, "session claims do not serialise");
+    }
+    else {
+        err = okey_seal(pool, key, plain, NULL, sealed);
+    }
+    return err;
+}
+
+static okey_session_t *session_from_json(apr_pool_t *pool, const json_t *claims)
+{
+    okey_session_t *session = apr_pcalloc(pool, sizeof(*session));
+    const json_t *issued = json_object_get(claims, "iat");
+    const json_t *expires = json_object_get(claims, "exp");
+
+    session->email = okey_json_str(claims, "email");
+    session->issuer = okey_json_str(claims, "iss");
+    session->subject = okey_json_str(claims, "sub");
+    session->id = okey_json_str(claims, "sid");
+    session->issued = json_is_integer(issued) ? json_integer_value(issued) : 0;
+    session->expires = json_is_integer(expires) ? json_integer_value(expires) : 0;
+    if (!session->email || !session->issuer || !session->subject || !session->id ||
+        !session->issued || !session->expires) {
+        session = NULL;
+    }
+    return session;
+}
+
+okey_session_t *okey_session_open(apr_pool_t *pool, const okey_state_key_t *key,
+                                  const char *sealed, apr_int64_t now,
+                                  const char **why)
+{
+    const char *plain = okey_unseal(pool, key, sealed);
+    json_t *claims = plain ? okey_json_parse(pool, plain, strlen(plain), NULL) : NULL;
+    okey_session_t *session = claims ? session_from_json(pool, claims) : NULL;
+
+    *why = !plain ? "session cookie does not decrypt with this server's key"
+           : !session ? "session cookie is malformed"
+           : (session->expires <= now || session->issued > now + 60)
+             ? "session cookie expired" : NULL;
+    return *why ? NULL : session;
+}
+
+const char *okey_session_cookie_name(int secure)
+{
+    return secure ? "__Host-" OKEY_SESSION_COOKIE : OKEY_SESSION_COOKIE;
+}
+
+const char *okey_session_cookie(apr_pool_t *pool, const char *header, int secure)
+{
+    const char *name = okey_session_cookie_name(secure);
+    apr_size_t name_len = strlen(name);
+    char *copy = apr_pstrdup(pool, header ? header : "");
+    char *state = NULL;
+    const char *value = NULL;
+    char *pair;
+
+    for (pair = apr_strtok(copy, ";", &state); pair && !value;
+         pair = apr_strtok(NULL, ";", &state)) {
+        while (apr_isspace(*pair)) {
+            pair++;
+        }
+        if (!strncmp(pair, name, name_len) && pair[name_len] == '=') {
+            value = pair + name_len + 1;
+        }
+    }
+    return value;
+}
+
+const char *okey_session_set_cookie(apr_pool_t *pool, const char *sealed,
+                                    apr_int64_t lifetime, int secure)
+{
+    return apr_psprintf(pool, "%s=%s; Path=/; Max-Age=%" APR_INT64_T_FMT ";%s "
+                        "HttpOnly; SameSite=Strict%s", okey_session_cookie_name(secure),
+                        sealed ? sealed : "", sealed ? lifetime : 0,
+                        sealed ? "" : " Expires=Thu, 01 Jan 1970 00:00:00 GMT;",
+                        secure ? "; Secure" : "");
+}
+
+const char *okey_session_csrf(apr_pool_t *pool, const okey_state_key_t *key,
+                              const okey_session_t *session)
+{
+    unsigned char mac[32];
+
+    okey_state_key_mac(key, CSRF_LABEL, session->id, mac);
+    return okey_b64url_encode(pool, mac, sizeof(mac));
+}
+
+int okey_session_csrf_ok(apr_pool_t *pool, const okey_state_key_t *key,
+                         const okey_session_t *session, const char *token)
+{
+    const char *expected = okey_session_csrf(pool, key, session);
+
+    return token && strlen(token) == strlen(expected) &&
+           CRYPTO_memcmp(token, expected, strlen(expected)) == 0;
+}
