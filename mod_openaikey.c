@@ -390,6 +390,13 @@ static const char *status_title(int status)
     return title;
 }
 
+static int send_json_error(request_rec *r, int status, const char *message)
+{
+    r->status = status;
+    okey_send_json(r, okey_json_own(r->pool, json_pack("{s:s}", "error", message)));
+    return OK;
+}
+
 int okey_send_error(request_rec *r, const okey_err_t *err)
 {
     int level = err->status >= 500 ? APLOG_ERR : APLOG_NOTICE;
@@ -404,9 +411,11 @@ int okey_send_error(request_rec *r, const okey_err_t *err)
                        ? apr_psprintf(r->pool, "%" APR_INT64_T_FMT, err->retry_after)
                        : BUSY_RETRY_AFTER);
     }
-    return okey_send_html(r, err->status,
-                          okey_page_error(r->pool, err->status,
-                                          status_title(err->status), message));
+    return okey_accepts_json(r)
+           ? send_json_error(r, err->status, message)
+           : okey_send_html(r, err->status,
+                            okey_page_error(r->pool, err->status,
+                                            status_title(err->status), message));
 }
 
 void okey_send_json(request_rec *r, json_t *doc)
@@ -462,6 +471,35 @@ int okey_accepts_json(request_rec *r)
     return accept && ap_strcasestr(accept, "application/json") != NULL;
 }
 
+okey_err_t *okey_read_body(request_rec *r, apr_size_t max, const char **body)
+{
+    char *buf = apr_palloc(r->pool, max + 1);
+    apr_size_t len = 0;
+    long got = 1;
+    int rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK);
+    okey_err_t *err = NULL;
+
+    if (rc == OK && ap_should_client_block(r)) {
+        /* One byte past max tells a body that is too long. */
+        while (got > 0 && len <= max) {
+            got = ap_get_client_block(r, buf + len, max + 1 - len);
+            len += got > 0 ? (apr_size_t)got : 0;
+        }
+    }
+    if (rc != OK || got < 0) {
+        err = okey_err_make(r->pool, HTTP_BAD_REQUEST, "The request body could not "
+                            "be read.", "reading the request body failed");
+    }
+    else if (len > max) {
+        err = okey_err_make(r->pool, HTTP_REQUEST_ENTITY_TOO_LARGE, "The request is "
+                            "too large.", "request body over %" APR_SIZE_T_FMT " bytes",
+                            max);
+    }
+    buf[len > max ? max : len] = '\0';
+    *body = err ? NULL : buf;
+    return err;
+}
+
 int okey_in_flight_enter(request_rec *r, okey_runtime_t *rt, okey_err_t **err)
 {
     apr_uint32_t before = apr_atomic_inc32(&rt->in_flight);
@@ -501,6 +539,7 @@ static const handler_entry_t handlers[] = {
     {"openaikey-cleanup", okey_cleanup_handler},
     {"openaikey-status", okey_status_handler},
     {"openaikey-metrics", okey_metrics_handler},
+    {"openaikey-keys", okey_keys_handler},
 };
 
 /* Whether <Location> config maps this request to one of our handlers. */

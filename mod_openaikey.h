@@ -3,6 +3,7 @@
  *   mod_openaikey.c         module record, directives, configuration, hooks,
  *                           handler dispatch and the response helpers
  *   mod_openaikey_signin.c  openaikey-login, openaikey-callback
+ *   mod_openaikey_keys.c    openaikey-keys, the My keys session, the cap
  *   mod_openaikey_ops.c     openaikey-cleanup, openaikey-status,
  *                           openaikey-metrics
  *   mod_openaikey_shm.c     shared memory, global mutexes, counters, claims
@@ -23,6 +24,7 @@
 #include "src/oidc.h"
 #include "src/page.h"
 #include "src/reap_run.h"
+#include "src/session.h"
 #include "src/state.h"
 
 extern module AP_MODULE_DECLARE_DATA openaikey_module;
@@ -62,6 +64,8 @@ okey_err_t *okey_method_error(request_rec *r, const char *allow);
 /* The request's key server, or NULL with *err when it is not configured. */
 okey_server_conf_t *okey_ready_conf(request_rec *r, okey_err_t **err);
 int okey_accepts_json(request_rec *r);
+/* The request body, at most max bytes (else a 413), as a string. */
+okey_err_t *okey_read_body(request_rec *r, apr_size_t max, const char **body);
 
 /* Takes one of the key server's upstream places in this child, or answers
  * 503 with Retry-After when all are taken (*err). Release with
@@ -76,6 +80,22 @@ int okey_callback_handler(request_rec *r);
 int okey_cleanup_handler(request_rec *r);
 int okey_status_handler(request_rec *r);
 int okey_metrics_handler(request_rec *r);
+int okey_keys_handler(request_rec *r);
+
+/* --- self-service (mod_openaikey_keys.c) ---------------------------------- */
+
+/* Sets the My keys session cookie for a verified address; NULL when the
+ * server offers no self-service or the session could not be made. */
+const okey_session_t *okey_session_start(request_rec *r, okey_server_conf_t *conf,
+                                         const char *email, const char *subject);
+/* The path of this server's My keys, or NULL when it serves none. */
+const char *okey_keys_url(request_rec *r);
+/* Deletes the address's oldest keys beyond OpenAIKeyMaxKeysPerUser after
+ * issued was made; returns those revoked (of okey_owned_key_t), or NULL. */
+apr_array_header_t *okey_enforce_cap(request_rec *r, okey_server_conf_t *conf,
+                                     const okey_issued_t *issued);
+void okey_audit_revoked(request_rec *r, const okey_owned_key_t *key, const char *email,
+                        okey_revoked_by_e by);
 
 /* --- shared memory (mod_openaikey_shm.c) ---------------------------------- */
 
@@ -84,6 +104,7 @@ typedef struct okey_stats_t {
     apr_uint64_t keys_issued, issue_failures, reaps, keys_reaped, reap_failures;
     apr_uint64_t denied[OKEY_DENIED_COUNT];
     apr_uint64_t upstream_errors[OKEY_ENDPOINT_COUNT];
+    apr_uint64_t keys_revoked[OKEY_REVOKED_COUNT];
     int reap_running;
     apr_int64_t last_start, last_end;  /* Unix seconds */
     double last_duration;              /* seconds */
@@ -106,6 +127,7 @@ const unsigned char *okey_shm_random_key(void);
 void okey_shm_count_issue(server_rec *s, int issued);
 void okey_shm_count_denied(server_rec *s, okey_denied_e reason);
 void okey_shm_count_upstream_error(server_rec *s, okey_endpoint_e endpoint);
+void okey_shm_count_revoked(server_rec *s, okey_revoked_by_e by, int n);
 void okey_shm_snapshot(server_rec *s, okey_stats_t *stats);
 
 /* The project store of a key server: the project id shared by its children

@@ -48,6 +48,18 @@ static json_t *last_reap_json(apr_pool_t *pool, const okey_stats_t *stats)
     return reap;
 }
 
+static json_t *revoked_json(const okey_stats_t *stats)
+{
+    json_t *revoked = json_object();
+    int by;
+
+    for (by = 0; by < OKEY_REVOKED_COUNT; by++) {
+        json_object_set_new(revoked, okey_revoked_names[by],
+                            json_integer((json_int_t)stats->keys_revoked[by]));
+    }
+    return revoked;
+}
+
 int okey_status_handler(request_rec *r)
 {
     okey_err_t *err = okey_method_error(r, "GET, HEAD");
@@ -60,12 +72,13 @@ int okey_status_handler(request_rec *r)
     }
     okey_shm_snapshot(r->server, &stats);
     doc = okey_json_own(r->pool, json_pack(
-        "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o}", "version", OKEY_VERSION,
+        "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "version", OKEY_VERSION,
         "server", conf->cfg->server_name, "project", conf->cfg->project,
         "keys_issued", (json_int_t)stats.keys_issued, "issue_failures",
         (json_int_t)stats.issue_failures, "reaps", (json_int_t)stats.reaps,
         "keys_reaped", (json_int_t)stats.keys_reaped, "reap_failures",
-        (json_int_t)stats.reap_failures, "last_reap", last_reap_json(r->pool, &stats)));
+        (json_int_t)stats.reap_failures, "keys_revoked", revoked_json(&stats),
+        "last_reap", last_reap_json(r->pool, &stats)));
     okey_send_json(r, doc);
     return OK;
 }
@@ -212,9 +225,6 @@ static void labelled(request_rec *r, const char *name, const char *server,
 
 static void write_metrics(request_rec *r, const char *server, const okey_stats_t *st)
 {
-    static const char *const revoked_by[] = {"user", "cap", "policy"};
-    static const apr_uint64_t no_revocations[] = {0, 0, 0};
-
     counter(r, "openaikey_keys_issued_total", server, st->keys_issued,
             "Keys issued.");
     counter(r, "openaikey_issue_failures_total", server, st->issue_failures,
@@ -231,8 +241,8 @@ static void write_metrics(request_rec *r, const char *server, const okey_stats_t
             "Expired keys deleted by the reaper.");
     metric_head(r, "openaikey_keys_revoked_total", "counter",
                 "Live keys deleted before their expiry, by who asked.");
-    labelled(r, "openaikey_keys_revoked_total", server, "by", revoked_by,
-             no_revocations, 0, 3);
+    labelled(r, "openaikey_keys_revoked_total", server, "by", okey_revoked_names,
+             st->keys_revoked, 0, OKEY_REVOKED_COUNT);
     counter(r, "openaikey_reaps_total", server, st->reaps, "Reaps run.");
     counter(r, "openaikey_reap_failures_total", server, st->reap_failures,
             "Reaps that could not finish or left deletes failed.");

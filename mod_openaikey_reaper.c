@@ -83,9 +83,10 @@ static void reap(okey_reaper_thread_t *rt, server_rec *s, const okey_claim_t *cl
     }
     ap_log_error(APLOG_MARK, summary.error || summary.failed ? APLOG_WARNING : APLOG_INFO,
                  0, s, OKEY_LOGNO(030) "reap of project %s (%d projects): listed %d, "
-                 "deleted %d, failed %d, kept %d, not attempted %d in %.2f s%s%s",
+                 "deleted %d, revoked %d (cap) %d (policy), failed %d, kept %d, "
+                 "not attempted %d in %.2f s%s%s",
                  conf->cfg->project, summary.projects, summary.listed, summary.deleted,
-                 summary.failed, summary.kept, summary.skipped, summary.seconds,
+                 summary.revoked_cap, summary.revoked_policy, summary.failed, summary.kept, summary.skipped, summary.seconds,
                  summary.error ? "; " : "", summary.error ? summary.error : "");
 }
 

@@ -23,7 +23,7 @@ APLOG_USE_MODULE(openaikey);
 #define PROJECT_MUTEX_TYPE "openaikey-project"
 /* The layout's version is in the key: a graceful restart into a build with
  * another layout must not read the old segment. */
-#define RETAINED_KEY "mod_openaikey shared memory 3"
+#define RETAINED_KEY "mod_openaikey shared memory 4"
 #define RANDOM_KEY "mod_openaikey random state key"
 #define IPC_KEY "mod_openaikey ipc"
 #define SLOTS 64
@@ -289,6 +289,17 @@ void okey_shm_count_denied(server_rec *s, okey_denied_e reason)
     }
 }
 
+void okey_shm_count_revoked(server_rec *s, okey_revoked_by_e by, int n)
+{
+    ipc_t *ipc;
+    slot_t *slot = (n > 0 && by < OKEY_REVOKED_COUNT) ? lock_slot(s, &ipc) : NULL;
+
+    if (slot) {
+        slot->stats.keys_revoked[by] += (apr_uint64_t)n;
+        unlock_slot(ipc);
+    }
+}
+
 void okey_shm_count_upstream_error(server_rec *s, okey_endpoint_e endpoint)
 {
     ipc_t *ipc;
@@ -440,6 +451,8 @@ void okey_shm_finish_reap(server_rec *s, const okey_claim_t *claim,
                     sizeof(stats->last_error_class));
         stats->reaps++;
         stats->keys_reaped += (apr_uint64_t)sum->deleted;
+        stats->keys_revoked[OKEY_REVOKED_CAP] += (apr_uint64_t)sum->revoked_cap;
+        stats->keys_revoked[OKEY_REVOKED_POLICY] += (apr_uint64_t)sum->revoked_policy;
         /* A reap cut short by a stop did not fail. */
         stats->reap_failures += ((sum->error && !sum->cancelled) || sum->failed) ? 1 : 0;
     }

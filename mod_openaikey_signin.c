@@ -8,6 +8,7 @@
 #include <apr_strings.h>
 
 #include "mod_openaikey.h"
+#include "src/lifetime.h"
 #include "src/policy.h"
 #include "src/query.h"
 
@@ -33,6 +34,50 @@ static void drop_old_state_cookies(request_rec *r, okey_server_conf_t *conf,
     }
 }
 
+static okey_err_t *login_refused(request_rec *r, const char *user_msg,
+                                  const char *log_msg)
+{
+    okey_err_t *err = okey_err_make(r->pool, HTTP_BAD_REQUEST, user_msg, "%s", log_msg);
+
+    err->denied = OKEY_DENIED_BAD_REQUEST;
+    return err;
+}
+
+/* What the login URL asks for: a lifetime (ttl) and where to go after
+ * signing in (next, which takes only the word keys: never a URL). Each at
+ * most once; other parameters are ignored. */
+static okey_err_t *read_login_args(request_rec *r, const okey_config_t *cfg,
+                                   okey_state_t *state)
+{
+    const char *why = NULL;
+    apr_array_header_t *params = okey_query_parse(r->pool, r->args, &why);
+    int ttls = 0, nexts = 0;
+    const char *ttl = okey_query_get(params, "ttl", &ttls);
+    const char *next = okey_query_get(params, "next", &nexts);
+    okey_err_t *err = NULL;
+
+    if (!params) {
+        err = login_refused(r, "The sign-in link is malformed.",
+                            apr_pstrcat(r->pool, "login query has ", why, NULL));
+    }
+    else if (ttls > 1 || nexts > 1) {
+        err = login_refused(r, "The sign-in link repeats a parameter.",
+                            "login with a repeated ttl or next parameter");
+    }
+    else if (next && (strcmp(next, "keys") || !cfg->session_lifetime)) {
+        err = login_refused(r, cfg->session_lifetime
+                            ? "The sign-in link names an unknown destination."
+                            : "This server does not offer My keys.",
+                            "login with a next parameter other than keys, or "
+                            "with My keys turned off");
+    }
+    else if (ttl) {
+        err = okey_lifetime_parse(r->pool, ttl, cfg->max_expiration, &state->ttl);
+    }
+    state->next_keys = next != NULL;
+    return err;
+}
+
 int okey_login_handler(request_rec *r)
 {
     okey_err_t *err = okey_method_error(r, "GET, HEAD");
@@ -43,10 +88,13 @@ int okey_login_handler(request_rec *r)
     apr_time_t now = apr_time_now();
 
     if (!err) {
-        err = okey_oidc_provider(conf->runtime->oidc, r->pool, &provider);
+        err = okey_state_new(r->pool, now, &state);
     }
     if (!err) {
-        err = okey_state_new(r->pool, now, &state);
+        err = read_login_args(r, conf->cfg, state);
+    }
+    if (!err) {
+        err = okey_oidc_provider(conf->runtime->oidc, r->pool, &provider);
     }
     if (!err) {
         err = okey_state_seal(r->pool, conf->state_key, state, &sealed);
@@ -54,6 +102,9 @@ int okey_login_handler(request_rec *r)
     if (err) {
         if (conf && err->endpoint) {
             okey_shm_count_upstream_error(r->server, (okey_endpoint_e)err->endpoint);
+        }
+        if (conf && err->denied) {
+            okey_shm_count_denied(r->server, (okey_denied_e)err->denied);
         }
         return okey_send_error(r, err);
     }
@@ -219,31 +270,104 @@ static void leave_to_reaper(request_rec *r, okey_server_conf_t *conf,
                   unsure->name, unsure->project_id, wait);
 }
 
-/* Exchanges the code, checks the person and issues the key. */
-static okey_err_t *complete_sign_in(request_rec *r, okey_server_conf_t *conf,
-                                    const callback_args_t *args,
-                                    const okey_state_t *state, okey_issued_t **issued)
+/* The lifetime a sign-in asked for, checked again: the configuration may
+ * have changed since its login. */
+static okey_err_t *lifetime_of(request_rec *r, const okey_config_t *cfg,
+                               const okey_state_t *state, apr_int64_t *lifetime)
 {
-    okey_oidc_identity_t *identity = NULL;
-    const okey_issued_t *unsure = NULL;
     okey_err_t *err = NULL;
 
-    if (okey_in_flight_enter(r, conf->runtime, &err)) {
+    *lifetime = state->ttl ? state->ttl : cfg->expiration;
+    if (*lifetime > cfg->max_expiration) {
+        err = okey_err_make(r->pool, HTTP_BAD_REQUEST,
+                            apr_psprintf(r->pool, "A key can now live at most %s. "
+                                         "Please start again.",
+                                         okey_lifetime_text(r->pool, cfg->max_expiration)),
+                            "ttl from the state cookie exceeds OpenAIKeyMaxExpiration");
+        err->denied = OKEY_DENIED_BAD_REQUEST;
+    }
+    return err;
+}
+
+/* What a sign-in made. */
+typedef struct {
+    okey_oidc_identity_t *identity;
+    okey_issued_t *issued;          /* NULL for a sign-in to My keys */
+    apr_array_header_t *revoked;    /* by the cap, or NULL */
+} sign_in_t;
+
+/* Exchanges the code, checks the person and issues the key, unless the
+ * sign-in was only for My keys. */
+static okey_err_t *complete_sign_in(request_rec *r, okey_server_conf_t *conf,
+                                    const callback_args_t *args,
+                                    const okey_state_t *state, sign_in_t *done)
+{
+    const okey_issued_t *unsure = NULL;
+    apr_int64_t lifetime = 0;
+    okey_err_t *err = lifetime_of(r, conf->cfg, state, &lifetime);
+
+    if (!err && okey_in_flight_enter(r, conf->runtime, &err)) {
         err = okey_oidc_sign_in(conf->runtime->oidc, r->pool, args->code,
-                                state->verifier, state->nonce, &identity);
+                                state->verifier, state->nonce, &done->identity);
         if (!err) {
-            err = okey_policy_check(r->pool, conf->cfg, identity);
+            err = okey_policy_check(r->pool, conf->cfg, done->identity);
         }
-        if (!err) {
-            err = okey_keys_issue(conf->runtime->keys, r->pool, identity->email,
-                                  okey_now(), issued, &unsure);
+        if (!err && !state->next_keys) {
+            err = okey_keys_issue(conf->runtime->keys, r->pool, done->identity->email,
+                                  okey_now(), lifetime, &done->issued, &unsure);
         }
         if (unsure) {
             leave_to_reaper(r, conf, unsure);
         }
+        if (done->issued) {
+            audit_issued(r, done->issued);
+        }
+        if (done->issued && conf->cfg->max_keys_per_user > 0) {
+            done->revoked = okey_enforce_cap(r, conf, done->issued);
+        }
         okey_in_flight_leave(conf->runtime);
     }
     return err;
+}
+
+/* The page after a good sign-in: the key, or the way on to My keys. */
+static int send_signed_in(request_rec *r, okey_server_conf_t *conf,
+                          const okey_state_t *state, const sign_in_t *done)
+{
+    const okey_session_t *session =
+        okey_session_start(r, conf, done->identity->email, done->identity->subject);
+    okey_page_links_t links = {session ? okey_keys_url(r) : NULL,
+                               session ? okey_session_csrf(r->pool, conf->state_key,
+                                                           session) : NULL};
+    const char *page_nonce = NULL;
+    okey_err_t *err = NULL;
+    int status;
+
+    if (state->next_keys && !links.keys_url) {
+        err = okey_err_make(r->pool, HTTP_NOT_FOUND, "This server does not offer My "
+                            "keys.", "sign-in for My keys, but no " "openaikey-keys "
+                            "handler serves /keys");
+    }
+    else if (!state->next_keys) {
+        err = okey_random_b64url(r->pool, 18, &page_nonce);
+    }
+    if (err) {
+        status = okey_send_error(r, err);
+    }
+    else if (state->next_keys) {
+        /* A page, not a redirect: after the provider's cross-site redirect a
+         * SameSite=Strict cookie would not go along with one. */
+        status = okey_send_html(r, HTTP_OK, okey_page_link(
+            r->pool, "Signed in", apr_pstrcat(r->pool, "Signed in as ",
+                                              done->identity->email, ".", NULL),
+            links.keys_url, "Continue to My keys", 1));
+    }
+    else {
+        status = okey_send_html(r, HTTP_OK, okey_page_key(r->pool, done->issued,
+                                                          done->revoked, &links,
+                                                          page_nonce));
+    }
+    return status;
 }
 
 int okey_callback_handler(request_rec *r)
@@ -253,8 +377,7 @@ int okey_callback_handler(request_rec *r)
     okey_server_conf_t *conf = err ? NULL : okey_ready_conf(r, &err);
     okey_err_t *args_err = conf ? read_args(r, &args) : NULL;
     okey_state_t *state = NULL;
-    okey_issued_t *issued = NULL;
-    const char *page_nonce = NULL;
+    sign_in_t done = {NULL, NULL, NULL};
 
     /* The state cookie is cleared even when the parameters are refused. */
     if (conf && okey_state_token_valid(args.state)) {
@@ -264,17 +387,10 @@ int okey_callback_handler(request_rec *r)
     }
     err = err ? err : args_err;
     if (!err) {
-        err = complete_sign_in(r, conf, &args, state, &issued);
-    }
-    if (!err) {
-        err = okey_random_b64url(r->pool, 18, &page_nonce);
+        err = complete_sign_in(r, conf, &args, state, &done);
     }
     if (conf) {
-        count_outcome(r, err, issued != NULL);
+        count_outcome(r, err, done.issued != NULL);
     }
-    if (err) {
-        return okey_send_error(r, err);
-    }
-    audit_issued(r, issued);
-    return okey_send_html(r, HTTP_OK, okey_page_key(r->pool, issued, page_nonce));
+    return err ? okey_send_error(r, err) : send_signed_in(r, conf, state, &done);
 }

@@ -70,10 +70,11 @@ sub add_fault {
     die 'fault failed: ' . $res->status_line unless $res->is_success;
 }
 
-# GET the login handler; returns its response (a 302 to the provider).
+# GET the login handler ($path: '/' or e.g. '/?ttl=8h'); returns its
+# response (a 302 to the provider).
 sub start_login {
-    my ($ua, $vhost) = @_;
-    return $ua->get(vhost_url($vhost // 'okey', '/'));
+    my ($ua, $vhost, $path) = @_;
+    return $ua->get(vhost_url($vhost // 'okey', $path // '/'));
 }
 
 # Follows the provider's authorization request as $email; %claims are
@@ -92,7 +93,7 @@ sub authorize {
 # The whole sign-in; returns the callback's response.
 sub sign_in {
     my ($ua, $email, %opts) = @_;
-    my $login = start_login($ua, delete $opts{vhost});
+    my $login = start_login($ua, delete $opts{vhost}, delete $opts{login});
     die 'login: ' . $login->status_line unless $login->code == 302;
     my $callback = authorize($ua, $login->header('Location'), $email, %opts);
     return $ua->get($callback);

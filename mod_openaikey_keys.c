@@ -1,0 +1,382 @@
+/* Self-service: openaikey-keys ("My keys"), the session that authorizes
+ * it, and the per-address cap a sign-in enforces. */
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+
+#include <apr_strings.h>
+
+#include "mod_openaikey.h"
+#include "src/query.h"
+#include "src/session.h"
+
+APLOG_USE_MODULE(openaikey);
+
+#define KEYS_HANDLER "openaikey-keys"
+#define KEYS_PATH "/keys"
+/* A revoke form or JSON body is a few hundred bytes. */
+#define BODY_MAX 4096
+
+/* --- the session ------------------------------------------------------------ */
+
+const okey_session_t *okey_session_start(request_rec *r, okey_server_conf_t *conf,
+                                         const char *email, const char *subject)
+{
+    const okey_config_t *cfg = conf->cfg;
+    okey_session_t *session = NULL;
+    const char *sealed = NULL;
+    okey_err_t *err = cfg->session_lifetime
+                      ? okey_session_new(r->pool, email, cfg->issuer, subject, okey_now(),
+                                         cfg->session_lifetime, &session)
+                      : NULL;
+
+    if (!err && session) {
+        err = okey_session_seal(r->pool, conf->state_key, session, &sealed);
+    }
+    if (err) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, OKEY_LOGNO(106) "no My keys "
+                      "session for %s: %s", email, err->log_msg);
+        session = NULL;
+    }
+    if (sealed) {
+        apr_table_addn(r->err_headers_out, "Set-Cookie",
+                       okey_session_set_cookie(r->pool, sealed, cfg->session_lifetime,
+                                               cfg->redirect_is_https));
+    }
+    return session;
+}
+
+/* The request's session, or NULL; a cookie that is no longer good is
+ * cleared, and why is logged. */
+static const okey_session_t *current_session(request_rec *r, okey_server_conf_t *conf)
+{
+    int secure = conf->cfg->redirect_is_https;
+    const char *sealed = okey_session_cookie(r->pool, apr_table_get(r->headers_in,
+                                                                    "Cookie"), secure);
+    const char *why = NULL;
+    const okey_session_t *session = sealed
+        ? okey_session_open(r->pool, conf->state_key, sealed, okey_now(), &why) : NULL;
+
+    if (session && !okey_strieq(session->issuer, conf->cfg->issuer)) {
+        why = "session cookie names another issuer";
+        session = NULL;
+    }
+    if (why) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, OKEY_LOGNO(107) "%s", why);
+        apr_table_addn(r->err_headers_out, "Set-Cookie",
+                       okey_session_set_cookie(r->pool, NULL, 0, secure));
+    }
+    return session;
+}
+
+const char *okey_keys_url(request_rec *r)
+{
+    request_rec *sub = ap_sub_req_lookup_uri(KEYS_PATH, r, NULL);
+    int served = sub->status == HTTP_OK && sub->handler &&
+                 !strcmp(sub->handler, KEYS_HANDLER);
+
+    ap_destroy_sub_req(sub);
+    return served ? KEYS_PATH : NULL;
+}
+
+/* --- revoking ---------------------------------------------------------------- */
+
+void okey_audit_revoked(request_rec *r, const okey_owned_key_t *key, const char *email,
+                        okey_revoked_by_e by)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
+                  OKEY_LOGNO(105) "revoked key: service_account=%s email=%s "
+                  "project=(%s) expires=%s by=%s", key->service_account_id, email,
+                  key->project_id, okey_iso8601(r->pool, key->expires),
+                  okey_revoked_names[by]);
+}
+
+/* Deletes victims (of okey_owned_key_t); returns those that are gone, with
+ * one audit line each. */
+static apr_array_header_t *revoke_keys(request_rec *r, okey_server_conf_t *conf,
+                                       const apr_array_header_t *victims,
+                                       const char *email,
+                                  okey_revoked_by_e by)
+{
+    int n = victims->nelts;
+    const okey_owned_key_t **each = apr_pcalloc(r->pool, sizeof(*each) * (n + 1));
+    int *done = apr_pcalloc(r->pool, sizeof(*done) * (n + 1));
+    apr_array_header_t *gone = apr_array_make(r->pool, n + 1, sizeof(okey_owned_key_t));
+    int i;
+
+    for (i = 0; i < n; i++) {
+        each[i] = &APR_ARRAY_IDX(victims, i, okey_owned_key_t);
+    }
+    okey_keys_revoke(conf->runtime->keys, r->pool, each, n, done);
+    for (i = 0; i < n; i++) {
+        if (done[i]) {
+            okey_audit_revoked(r, each[i], email, by);
+            APR_ARRAY_PUSH(gone, okey_owned_key_t) = *each[i];
+        }
+        else {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, OKEY_LOGNO(108) "could not "
+                          "revoke service account %s of %s (by %s); it stays until it "
+                          "expires or a later attempt", each[i]->service_account_id,
+                          email, okey_revoked_names[by]);
+        }
+    }
+    okey_shm_count_revoked(r->server, by, gone->nelts);
+    return gone;
+}
+
+apr_array_header_t *okey_enforce_cap(request_rec *r, okey_server_conf_t *conf,
+                                     const okey_issued_t *issued)
+{
+    apr_array_header_t *owned = NULL;
+    okey_err_t *err = okey_keys_owned(conf->runtime->keys, r->pool, issued->email, &owned);
+    apr_array_header_t *revoked = NULL;
+    int listed = 0;
+    int i;
+
+    if (err) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, OKEY_LOGNO(109) "could not list "
+                      "the keys of %s to enforce OpenAIKeyMaxKeysPerUser (the next reap "
+                      "does): %s", issued->email, err->log_msg);
+    }
+    for (i = 0; owned && i < owned->nelts; i++) {
+        listed |= !strcmp(APR_ARRAY_IDX(owned, i, okey_owned_key_t).service_account_id,
+                          issued->service_account_id);
+    }
+    if (owned && !listed) {
+        /* A listing may lag behind the creation it follows. */
+        okey_owned_key_t *newest = apr_array_push(owned);
+
+        newest->service_account_id = issued->service_account_id;
+        newest->name = issued->name;
+        newest->project_id = issued->project_id;
+        newest->created_at = okey_now();
+        newest->expires = issued->expires;
+    }
+    if (owned) {
+        revoked = revoke_keys(r, conf,
+                         okey_keys_beyond_cap(r->pool, owned,
+                                              conf->cfg->max_keys_per_user,
+                                              issued->service_account_id),
+                         issued->email, OKEY_REVOKED_CAP);
+    }
+    return revoked;
+}
+
+/* --- openaikey-keys -------------------------------------------------------- */
+
+/* What a POST asks to revoke: an id, or "all". */
+static okey_err_t *read_revoke(request_rec *r, okey_server_conf_t *conf,
+                               const okey_session_t *session, const char **target)
+{
+    const char *type = apr_table_get(r->headers_in, "Content-Type");
+    const char *body = NULL;
+    okey_err_t *err = okey_read_body(r, BODY_MAX, &body);
+    int is_json = type && !strncasecmp(type, "application/json", 16);
+    int is_form = type && !strncasecmp(type, "application/x-www-form-urlencoded", 33);
+
+    *target = NULL;
+    if (!err && is_json) {
+        json_t *doc = okey_json_parse(r->pool, body, strlen(body), NULL);
+
+        *target = doc ? okey_json_str(doc, "revoke") : NULL;
+    }
+    else if (!err && is_form) {
+        const char *why = NULL;
+        apr_array_header_t *fields = okey_query_parse(r->pool, body, &why);
+        int ids = 0, tokens = 0;
+        const char *csrf = okey_query_get(fields, "csrf", &tokens);
+
+        *target = okey_query_get(fields, "service_account", &ids);
+        if (ids > 1 || tokens != 1 ||
+            !okey_session_csrf_ok(r->pool, conf->state_key, session, csrf)) {
+            err = okey_err_make(r->pool, HTTP_FORBIDDEN, "This form has expired or "
+                                "belongs to another sign-in. Open My keys and try again.",
+                                "revoke form without this session's CSRF token");
+            *target = NULL;
+        }
+    }
+    else if (!err) {
+        err = okey_err_make(r->pool, HTTP_UNSUPPORTED_MEDIA_TYPE, "Send the revoke as a "
+                            "form or as application/json.", "revoke with content type %s",
+                            type ? ap_escape_logitem(r->pool, type) : "(none)");
+    }
+    if (!err && (!*target || !*target[0] || strlen(*target) > 128)) {
+        err = okey_err_make(r->pool, HTTP_BAD_REQUEST, "Say which key to revoke: its "
+                            "service account id, or all.", "revoke names no key");
+    }
+    return err;
+}
+
+/* The keys of owned that target names (one id, or all); a named id that is
+ * not among them is a 404, and nothing changes. */
+static okey_err_t *pick_victims(request_rec *r, const apr_array_header_t *owned,
+                                const char *target, apr_array_header_t **victims)
+{
+    int all = !strcmp(target, "all");
+    okey_err_t *err = NULL;
+    int i;
+
+    *victims = apr_array_make(r->pool, 4, sizeof(okey_owned_key_t));
+    for (i = 0; i < owned->nelts; i++) {
+        const okey_owned_key_t *key = &APR_ARRAY_IDX(owned, i, okey_owned_key_t);
+
+        if (all || !strcmp(key->service_account_id, target)) {
+            APR_ARRAY_PUSH(*victims, okey_owned_key_t) = *key;
+        }
+    }
+    if (!all && (*victims)->nelts == 0) {
+        err = okey_err_make(r->pool, HTTP_NOT_FOUND, "You have no key with that id. "
+                            "It may have expired or been revoked already.",
+                            "revoke of %s: no key of this session's address has it",
+                            ap_escape_logitem(r->pool, target));
+    }
+    return err;
+}
+
+/* owned without the keys in gone. */
+static apr_array_header_t *remaining(apr_pool_t *pool, const apr_array_header_t *owned,
+                                     const apr_array_header_t *gone)
+{
+    apr_array_header_t *left = apr_array_make(pool, owned->nelts + 1,
+                                              sizeof(okey_owned_key_t));
+    int i, j;
+
+    for (i = 0; i < owned->nelts; i++) {
+        const okey_owned_key_t *key = &APR_ARRAY_IDX(owned, i, okey_owned_key_t);
+        int revoked = 0;
+
+        for (j = 0; j < gone->nelts && !revoked; j++) {
+            revoked = !strcmp(key->service_account_id,
+                              APR_ARRAY_IDX(gone, j, okey_owned_key_t).service_account_id);
+        }
+        if (!revoked) {
+            APR_ARRAY_PUSH(left, okey_owned_key_t) = *key;
+        }
+    }
+    return left;
+}
+
+static json_t *keys_json(const apr_array_header_t *keys)
+{
+    json_t *list = json_array();
+    int i;
+
+    for (i = 0; i < keys->nelts; i++) {
+        const okey_owned_key_t *key = &APR_ARRAY_IDX(keys, i, okey_owned_key_t);
+
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:I, s:I}",
+                                              "service_account_id", key->service_account_id,
+                                              "name", key->name, "project_id",
+                                              key->project_id, "created_at",
+                                              (json_int_t)key->created_at, "expires_at",
+                                              (json_int_t)key->expires));
+    }
+    return list;
+}
+
+static int send_keys(request_rec *r, okey_server_conf_t *conf,
+                     const okey_session_t *session, const apr_array_header_t *owned,
+                     const apr_array_header_t *gone)
+{
+    const char *nonce = NULL;
+    okey_err_t *err = NULL;
+    int status = OK;
+
+    if (okey_accepts_json(r)) {
+        json_t *doc = okey_json_own(r->pool, json_pack("{s:s, s:s, s:o}", "email",
+                                                       session->email, "project",
+                                                       conf->cfg->project, "keys",
+                                                       keys_json(owned)));
+
+        if (gone) {
+            json_object_set_new(doc, "revoked", keys_json(gone));
+        }
+        okey_send_json(r, doc);
+    }
+    else if ((err = okey_random_b64url(r->pool, 18, &nonce)) != NULL) {
+        status = okey_send_error(r, err);
+    }
+    else {
+        okey_page_links_t links = {r->uri, okey_session_csrf(r->pool, conf->state_key,
+                                                             session)};
+        const char *message = !gone ? NULL
+                              : gone->nelts == 1 ? "Revoked 1 key."
+                              : apr_psprintf(r->pool, "Revoked %d keys.", gone->nelts);
+
+        okey_lifetimes_t lifetimes = {conf->cfg->expiration, conf->cfg->max_expiration};
+
+        status = okey_send_html(r, HTTP_OK,
+                                okey_page_my_keys(r->pool, session->email,
+                                                  conf->cfg->project, owned, okey_now(),
+                                                  message, &links, &lifetimes, nonce));
+    }
+    return status;
+}
+
+/* No session: a page that signs in for My keys, or a 401 for scripts. */
+static int send_sign_in(request_rec *r, const okey_config_t *cfg)
+{
+    okey_lifetimes_t lifetimes = {cfg->expiration, cfg->max_expiration};
+    const char *nonce = NULL;
+    okey_err_t *err = okey_random_b64url(r->pool, 18, &nonce);
+    int status = OK;
+
+    if (okey_accepts_json(r)) {
+        r->status = HTTP_UNAUTHORIZED;
+        apr_table_setn(r->err_headers_out, "WWW-Authenticate", "Cookie");
+        okey_send_json(r, okey_json_own(r->pool, json_pack(
+            "{s:s, s:s}", "error", "sign in first", "sign_in", "/?next=keys")));
+    }
+    else if (err) {
+        status = okey_send_error(r, err);
+    }
+    else {
+        status = okey_send_html(r, HTTP_OK, okey_page_keys_sign_in(r->pool, &lifetimes,
+                                                                   nonce));
+    }
+    return status;
+}
+
+int okey_keys_handler(request_rec *r)
+{
+    okey_err_t *err = okey_method_error(r, "GET, HEAD, POST");
+    okey_server_conf_t *conf = err ? NULL : okey_ready_conf(r, &err);
+    const okey_session_t *session = NULL;
+    apr_array_header_t *owned = NULL, *victims = NULL, *gone = NULL;
+    const char *target = NULL;
+    int entered = 0;
+
+    if (!err && !conf->cfg->session_lifetime) {
+        err = okey_err_make(r->pool, HTTP_NOT_FOUND, "This server does not offer My "
+                            "keys.", "openaikey-keys with OpenAIKeySessionLifetime 0");
+    }
+    session = err ? NULL : current_session(r, conf);
+    if (!err && session && r->method_number == M_POST) {
+        err = read_revoke(r, conf, session, &target);
+    }
+    entered = !err && session && okey_in_flight_enter(r, conf->runtime, &err);
+    if (entered) {
+        err = okey_keys_owned(conf->runtime->keys, r->pool, session->email, &owned);
+        if (!err && target) {
+            err = pick_victims(r, owned, target, &victims);
+        }
+        if (!err && victims) {
+            gone = revoke_keys(r, conf, victims, session->email, OKEY_REVOKED_USER);
+            owned = remaining(r->pool, owned, gone);
+            err = gone->nelts == victims->nelts ? NULL
+                  : okey_err_make(r->pool, HTTP_BAD_GATEWAY, "OpenAI did not confirm "
+                                  "every revoke. Open My keys to see what is left.",
+                                  "%d of %d revokes failed", victims->nelts - gone->nelts,
+                                  victims->nelts);
+        }
+        okey_in_flight_leave(conf->runtime);
+    }
+    if (err && err->endpoint) {
+        okey_shm_count_upstream_error(r->server, (okey_endpoint_e)err->endpoint);
+    }
+    return err ? okey_send_error(r, err)
+           : !session ? send_sign_in(r, conf->cfg) : send_keys(r, conf, session, owned, gone);
+}
