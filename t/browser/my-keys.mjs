@@ -1,0 +1,88 @@
+// My keys in a real browser: sign in through the demo's form with a chosen
+// lifetime, see the key page, open My keys, get a second key, revoke one
+// with its button and see it gone; no Content-Security-Policy violation on
+// the way. Prints TAP; BASE is the demo server, SHOTS a folder for pictures.
+import { chromium } from 'playwright-core';
+
+const base = process.env.BASE;
+const shots = process.env.SHOTS;
+let n = 0;
+let failed = 0;
+
+function ok(cond, what) {
+  n += 1;
+  if (!cond) failed += 1;
+  console.log(`${cond ? 'ok' : 'not ok'} ${n} - ${what}`);
+}
+
+async function signInThroughForm(page, email) {
+  await page.waitForSelector('#login_hint');
+  await page.fill('#login_hint', email);
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+}
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+         '--disable-component-update'],
+});
+try {
+  const context = await browser.newContext({ viewport: { width: 900, height: 700 } });
+  const violations = [];
+  await context.exposeFunction('reportViolation', (v) => violations.push(v));
+  await context.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.reportViolation(`${e.violatedDirective} ${e.blockedURI}`);
+    });
+  });
+  const page = await context.newPage();
+  page.on('console', (msg) => {
+    if (/Content Security Policy/i.test(msg.text())) violations.push(msg.text());
+  });
+
+  console.log('1..12');
+  await page.goto(`${base}/keys`);
+  ok(await page.isVisible('#sign-in'), 'My keys without a session offers a sign-in');
+  await page.selectOption('#ttl', { label: '8 hours' });
+  await Promise.all([page.waitForNavigation(), page.click('#new-key button')]);
+  await signInThroughForm(page, 'demo@example.com');
+  const key = (await page.textContent('#key')) || '';
+  ok(key.startsWith('sk-demo-'), 'the demo form signs in and the key page shows a key');
+  ok(((await page.textContent('#lifetime')) || '').includes('in 8 hours'),
+     'the key lives the lifetime picked');
+  ok(((await page.textContent('#local')) || '').length > 0, 'the expiry shows in local time');
+  if (shots) await page.screenshot({ path: `${shots}/key-page.png` });
+
+  await Promise.all([page.waitForNavigation(), page.click('#my-keys')]);
+  let rows = await page.$$eval('#keys tbody tr', (trs) => trs.map((tr) => tr.textContent));
+  ok(rows.length === 1, 'My keys lists the key');
+  ok(!(await page.content()).includes(key), 'without its value');
+
+  await page.selectOption('#ttl', { label: '1 hour' });
+  await Promise.all([page.waitForNavigation(), page.click('#new-key button')]);
+  await signInThroughForm(page, 'demo@example.com');
+  ok(((await page.textContent('#lifetime')) || '').includes('in 1 hour'), 'a second key, for an hour');
+  await Promise.all([page.waitForNavigation(), page.click('#my-keys')]);
+  rows = await page.$$eval('#keys tbody tr td:first-child', (tds) => tds.map((td) => td.textContent));
+  ok(rows.length === 2, 'My keys lists both');
+  if (shots) await page.screenshot({ path: `${shots}/my-keys.png` });
+
+  const first = rows[0];
+  await Promise.all([page.waitForNavigation(),
+                     page.click(`#keys tbody tr:first-child button`)]);
+  ok(((await page.textContent('#message')) || '').includes('Revoked 1 key.'),
+     'the Revoke button revokes and the page says so');
+  rows = await page.$$eval('#keys tbody tr td:first-child', (tds) => tds.map((td) => td.textContent));
+  ok(rows.length === 1 && !rows.includes(first), 'the revoked key is gone from the list');
+  await page.goto(`${base}/keys`);
+  rows = await page.$$eval('#keys tbody tr td:first-child', (tds) => tds.map((td) => td.textContent));
+  ok(rows.length === 1 && !rows.includes(first), 'and stays gone');
+  if (shots) await page.screenshot({ path: `${shots}/my-keys-after.png` });
+  ok(violations.length === 0, `no Content-Security-Policy violation (${violations.join('; ')})`);
+} catch (err) {
+  failed += 1;
+  console.log(`not ok ${n + 1} - ${err.message.split('\n')[0]}`);
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);
