@@ -1,6 +1,8 @@
-/* The state cookie: the Cookie header parser and opening a sealed value. */
+/* The state and session cookies: the Cookie header parsers and opening a
+ * sealed value. */
 #include "fuzz.h"
 
+#include "session.h"
 #include "state.h"
 
 static okey_state_key_t *fuzz_key;
@@ -24,6 +26,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     okey_state_open(pool, fuzz_key, text, apr_time_now(), &state);
     okey_state_cookies_to_drop(pool, fuzz_key, cookies, apr_time_now());
     okey_state_token_valid(text);
+    {
+        const char *why = NULL;
+        const char *session = okey_session_cookie(pool, text, size % 2);
+
+        okey_session_open(pool, fuzz_key, session ? session : text, okey_now(), &why);
+    }
     apr_pool_destroy(pool);
     return 0;
 }
