@@ -21,14 +21,6 @@ sub account {
              role => 'member', created_at => $created // $now - 60 };
 }
 
-# Seeds tenant $tenant with project $project holding @accounts.
-sub seed {
-    my ($tenant, $project, @accounts) = @_;
-    reset_fake({ tenants => { $tenant => {
-        projects => [{ id => "proj_$tenant", object => 'organization.project', name => $project,
-                       status => 'active', archived_at => undef, created_at => 1711471533 }],
-        accounts => { "proj_$tenant" => \@accounts } } } });
-}
 
 sub org { return fake_state()->{tenants}{ $_[0] } }
 sub names_left { return [sort map { $_->{name} } @{ org($_[0])->{accounts}{"proj_$_[0]"} || [] }] }
@@ -76,7 +68,7 @@ my @foreign = (account('svc_acct_bot', 'ci-bot', $now - 30 * $day),
                account('svc_acct_legacy', 'legacy@example.com', $now - 2 * $day));
 
 # --- what goes and what stays ------------------------------------------------------
-seed('reap', 'reap-project', @expired, @live, $outlived, @foreign);
+seed_tenant('reap', 'reap-project', @expired, @live, $outlived, @foreign);
 {
     my $res = revoke('okey_reap');
     is($res->code, 200, 'cleanup handler: 200');
@@ -106,7 +98,7 @@ seed('reap', 'reap-project', @expired, @live, $outlived, @foreign);
 }
 
 # --- legacy names with OpenAIKeyReapLegacy On -----------------------------------------
-seed('legacy', 'legacy-project', account('svc_acct_l1', 'old@example.com', $now - 2 * $day),
+seed_tenant('legacy', 'legacy-project', account('svc_acct_l1', 'old@example.com', $now - 2 * $day),
      account('svc_acct_l2', 'recent@example.com', $now - 60), account('svc_acct_l3', 'ci-bot', $now - 9 * $day));
 {
     my $summary = $JSON->decode(revoke('okey_legacy')->decoded_content);
@@ -115,7 +107,7 @@ seed('legacy', 'legacy-project', account('svc_acct_l1', 'old@example.com', $now 
 }
 
 # --- 404, 429 with Retry-After, and a failing delete ------------------------------
-seed('reap', 'reap-project', @expired[0 .. 9]);
+seed_tenant('reap', 'reap-project', @expired[0 .. 9]);
 add_fault(tenant => 'reap', method => 'DELETE', path => 'svc_acct_old1$', status => 404);
 add_fault(tenant => 'reap', method => 'DELETE', path => 'svc_acct_old2$', status => 429, retry_after => 6);
 add_fault(tenant => 'reap', method => 'DELETE', path => 'svc_acct_old3$', status => 503, times => 10);
@@ -139,7 +131,7 @@ add_fault(tenant => 'reap', method => 'DELETE', path => 'svc_acct_old3$', status
 }
 
 # --- a cleanup during a reap waits for it and reports it -----------------------------
-seed('reap', 'reap-project', @expired[0 .. 4]);
+seed_tenant('reap', 'reap-project', @expired[0 .. 4]);
 add_fault(tenant => 'reap', method => 'GET', path => 'service_accounts$', delay => 1);
 {
     # Two requests at once, from two processes.
@@ -168,7 +160,7 @@ add_fault(tenant => 'reap', method => 'GET', path => 'service_accounts$', delay 
 }
 
 # --- text output and the listing failing ----------------------------------------------
-seed('reap', 'reap-project', @expired[0 .. 1]);
+seed_tenant('reap', 'reap-project', @expired[0 .. 1]);
 add_fault(tenant => 'reap', method => 'GET', path => 'service_accounts$', status => 500, times => 1);
 {
     my $res = revoke('okey_reap', 'text/plain');

@@ -13,7 +13,7 @@ use JSON::PP ();
 use LWP::UserAgent ();
 use URI ();
 
-our @EXPORT = qw(upstream_timeout main_url vhost_url browser reset_fake merge_fake fake_state add_fault
+our @EXPORT = qw(upstream_timeout main_url vhost_url browser reset_fake seed_tenant merge_fake fake_state add_fault
                  start_login authorize sign_in error_log default_project);
 
 my $JSON = JSON::PP->new->canonical->utf8;
@@ -52,6 +52,16 @@ sub reset_fake {
     $patch->{openai}{projects} ||= [default_project()];
     my $res = $control->post(main_url('/fake/reset'), Content => $JSON->encode($patch));
     die 'reset failed: ' . $res->status_line unless $res->is_success;
+}
+
+# Resets the fakes with tenant $tenant holding project $project (id
+# proj_$tenant) and its service accounts @accounts.
+sub seed_tenant {
+    my ($tenant, $project, @accounts) = @_;
+    reset_fake({ tenants => { $tenant => {
+        projects => [{ id => "proj_$tenant", object => 'organization.project', name => $project,
+                       status => 'active', archived_at => undef, created_at => 1711471533 }],
+        accounts => { "proj_$tenant" => \@accounts } } } });
 }
 
 # Merges a patch into the fakes' state without resetting it.
