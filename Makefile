@@ -68,7 +68,8 @@ apache-test: mod_openaikey.so
 
 # The module under valgrind in a real httpd, then the library under ASan/UBSan.
 check-sanitize: unit-sanitize
-	OKEY_VALGRIND=1 t/run-apache-test t/20-signin.t t/30-state.t t/40-upstream.t t/90-secrets.t
+	OKEY_VALGRIND=1 t/run-apache-test t/20-signin.t t/30-state.t t/40-upstream.t t/80-keys.t \
+	  t/90-secrets.t
 
 # make run's configuration, its demo and its stop; README against the code.
 run-test: mod_openaikey.so

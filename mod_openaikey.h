@@ -161,6 +161,19 @@ apr_hash_t *okey_shm_due_suspects(server_rec *s, apr_pool_t *pool, apr_int64_t n
 /* Forgets the names a finished reap looked for. */
 void okey_shm_drop_suspects(server_rec *s, apr_hash_t *looked_for);
 
+/* The cap's index of each address's live keys, so that a sign-in need not
+ * list the project: filled from each reap's listing (live, of
+ * okey_owned_key_t; keys that sign-ins added since the reap started stay),
+ * kept up to date by sign-ins and revokes. */
+void okey_shm_index_fill(server_rec *s, apr_pool_t *pool,
+                         const apr_array_header_t *live, apr_time_t started);
+void okey_shm_index_add(server_rec *s, const okey_issued_t *issued);
+void okey_shm_index_remove(server_rec *s, const char *service_account_id);
+/* The live keys of email (of okey_owned_key_t); 0 when the index cannot
+ * answer (no reap filled it yet, or it overflowed). */
+int okey_shm_index_keys(server_rec *s, apr_pool_t *pool, const char *email,
+                        apr_int64_t now, apr_array_header_t **keys);
+
 /* --- the reaper thread (mod_openaikey_reaper.c) --------------------------- */
 
 apr_status_t okey_reaper_start(apr_pool_t *pchild, server_rec *main_server,

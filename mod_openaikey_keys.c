@@ -89,9 +89,9 @@ void okey_audit_revoked(request_rec *r, const okey_owned_key_t *key, const char 
 {
     ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
                   OKEY_LOGNO(105) "revoked key: service_account=%s email=%s "
-                  "project=(%s) expires=%s by=%s", key->service_account_id, email,
-                  key->project_id, okey_iso8601(r->pool, key->expires),
-                  okey_revoked_names[by]);
+                  "project=%s (%s) expires=%s by=%s", key->service_account_id, email,
+                  okey_server_conf(r->server)->cfg->project, key->project_id,
+                  okey_iso8601(r->pool, key->expires), okey_revoked_names[by]);
 }
 
 /* Deletes victims (of okey_owned_key_t); returns those that are gone, with
@@ -114,6 +114,7 @@ static apr_array_header_t *revoke_keys(request_rec *r, okey_server_conf_t *conf,
     for (i = 0; i < n; i++) {
         if (done[i]) {
             okey_audit_revoked(r, each[i], email, by);
+            okey_shm_index_remove(r->server, each[i]->service_account_id);
             APR_ARRAY_PUSH(gone, okey_owned_key_t) = *each[i];
         }
         else {
@@ -127,26 +128,34 @@ static apr_array_header_t *revoke_keys(request_rec *r, okey_server_conf_t *conf,
     return gone;
 }
 
-apr_array_header_t *okey_enforce_cap(request_rec *r, okey_server_conf_t *conf,
-                                     const okey_issued_t *issued)
+/* The address's live keys, from the cap's index or, when it cannot
+ * answer, from a listing; issued is among them either way. */
+static apr_array_header_t *keys_for_cap(request_rec *r, okey_server_conf_t *conf,
+                                        const okey_issued_t *issued)
 {
     apr_array_header_t *owned = NULL;
-    okey_err_t *err = okey_keys_owned(conf->runtime->keys, r->pool, issued->email, &owned);
-    apr_array_header_t *revoked = NULL;
+    okey_err_t *err = NULL;
     int listed = 0;
     int i;
 
+    if (!okey_shm_index_keys(r->server, r->pool, issued->email, okey_now(), &owned)) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, OKEY_LOGNO(110) "the index of live "
+                      "keys cannot answer (no reap has filled it since startup, or the "
+                      "projects hold more live keys than it has room for); listing the "
+                      "keys of %s instead", issued->email);
+        err = okey_keys_owned(conf->runtime->keys, r->pool, issued->email, &owned);
+    }
     if (err) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, OKEY_LOGNO(109) "could not list "
                       "the keys of %s to enforce OpenAIKeyMaxKeysPerUser (the next reap "
                       "does): %s", issued->email, err->log_msg);
+        owned = NULL;
     }
     for (i = 0; owned && i < owned->nelts; i++) {
         listed |= !strcmp(APR_ARRAY_IDX(owned, i, okey_owned_key_t).service_account_id,
                           issued->service_account_id);
     }
     if (owned && !listed) {
-        /* A listing may lag behind the creation it follows. */
         okey_owned_key_t *newest = apr_array_push(owned);
 
         newest->service_account_id = issued->service_account_id;
@@ -155,14 +164,20 @@ apr_array_header_t *okey_enforce_cap(request_rec *r, okey_server_conf_t *conf,
         newest->created_at = okey_now();
         newest->expires = issued->expires;
     }
-    if (owned) {
-        revoked = revoke_keys(r, conf,
-                         okey_keys_beyond_cap(r->pool, owned,
-                                              conf->cfg->max_keys_per_user,
-                                              issued->service_account_id),
-                         issued->email, OKEY_REVOKED_CAP);
-    }
-    return revoked;
+    return owned;
+}
+
+apr_array_header_t *okey_enforce_cap(request_rec *r, okey_server_conf_t *conf,
+                                     const okey_issued_t *issued)
+{
+    apr_array_header_t *owned = keys_for_cap(r, conf, issued);
+
+    return owned ? revoke_keys(r, conf,
+                               okey_keys_beyond_cap(r->pool, owned,
+                                                    conf->cfg->max_keys_per_user,
+                                                    issued->service_account_id),
+                               issued->email, OKEY_REVOKED_CAP)
+                 : NULL;
 }
 
 /* --- openaikey-keys -------------------------------------------------------- */

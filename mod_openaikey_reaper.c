@@ -69,14 +69,18 @@ static void reap(okey_reaper_thread_t *rt, server_rec *s, const okey_claim_t *cl
     okey_server_conf_t *conf = okey_server_conf(s);
     okey_reap_summary_t summary;
     okey_reaper_t reaper;
+    apr_time_t started = apr_time_now();
 
     okey_reaper_init(&reaper, conf->cfg, http_of(rt, s), &conf->runtime->logger,
                      &rt->stop);
     reaper.unsure = okey_shm_due_suspects(s, pool, okey_now());
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, OKEY_LOGNO(031) "reap of %s claimed by "
                  "pid %" APR_PID_T_FMT, conf->cfg->project, claim->pid);
-    okey_reap(&reaper, pool, okey_now(), &summary);
+    okey_reap(&reaper, pool, apr_time_sec(started), &summary);
     okey_shm_finish_reap(s, claim, &summary);
+    if (!summary.error && conf->cfg->max_keys_per_user > 0) {
+        okey_shm_index_fill(s, pool, summary.live, started);
+    }
     if (!summary.error) {
         report_suspects(s, reaper.unsure, pool);
         okey_shm_drop_suspects(s, reaper.unsure);

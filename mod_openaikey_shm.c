@@ -9,6 +9,7 @@
 
 #include <apr_global_mutex.h>
 #include <apr_hash.h>
+#include <apr_lib.h>
 #include <apr_shm.h>
 #include <apr_strings.h>
 #include <errno.h>
@@ -23,12 +24,38 @@ APLOG_USE_MODULE(openaikey);
 #define PROJECT_MUTEX_TYPE "openaikey-project"
 /* The layout's version is in the key: a graceful restart into a build with
  * another layout must not read the old segment. */
-#define RETAINED_KEY "mod_openaikey shared memory 4"
+#define RETAINED_KEY "mod_openaikey shared memory 5"
 #define RANDOM_KEY "mod_openaikey random state key"
 #define IPC_KEY "mod_openaikey ipc"
 #define SLOTS 64
 #define SUSPECTS 8
 #define SUSPECT_NAME_MAX 288
+
+/* Live keys per key server the cap's index holds: 136 bytes each. */
+#define INDEX_KEYS 1024
+#define INDEX_ID_MAX 48
+
+/* A live key in the cap's index: whose (a hash of the address), which,
+ * where, until when. */
+typedef struct {
+    unsigned char email[16];      /* the first half of its SHA-256 */
+    char id[INDEX_ID_MAX];
+    char project_id[INDEX_ID_MAX];
+    apr_int64_t created_at, expires;
+    apr_time_t added;             /* by a sign-in, when; 0: by a reap */
+} index_key_t;
+
+typedef enum {
+    INDEX_EMPTY,    /* no reap has listed the projects yet */
+    INDEX_FILLED,
+    INDEX_OVERFLOW  /* more live keys than it holds: sign-ins list instead */
+} index_state_e;
+
+typedef struct {
+    index_state_e state;
+    int count;
+    index_key_t keys[INDEX_KEYS];
+} key_index_t;
 
 /* An account whose creation got no answer, to look for at due. */
 typedef struct {
@@ -44,6 +71,7 @@ typedef struct {
     char project_id[OKEY_KEYS_PROJECT_ID_MAX];
     suspect_t suspects[SUSPECTS];
     okey_stats_t stats;
+    key_index_t index;
 } slot_t;
 
 typedef struct {
@@ -543,4 +571,156 @@ void okey_shm_drop_suspects(server_rec *s, apr_hash_t *looked_for)
     if (slot) {
         unlock_slot(ipc);
     }
+}
+
+/* --- the cap's index of live keys ---------------------------------------- */
+
+static void email_hash(const char *email, unsigned char hash[16])
+{
+    unsigned char digest[32];
+    char lower[512];
+    apr_size_t i;
+
+    for (i = 0; email[i] && i < sizeof(lower) - 1; i++) {
+        lower[i] = apr_tolower(email[i]);
+    }
+    lower[i] = '\0';
+    okey_sha256(lower, i, digest);
+    memcpy(hash, digest, 16);
+}
+
+/* Writes key into entry; 0 when its ids do not fit. */
+static int index_entry(index_key_t *entry, const okey_owned_key_t *key,
+                       const char *email, apr_time_t added)
+{
+    int fits = strlen(key->service_account_id) < INDEX_ID_MAX &&
+               strlen(key->project_id) < INDEX_ID_MAX;
+
+    if (fits) {
+        email_hash(email, entry->email);
+        apr_cpystrn(entry->id, key->service_account_id, sizeof(entry->id));
+        apr_cpystrn(entry->project_id, key->project_id, sizeof(entry->project_id));
+        entry->created_at = key->created_at;
+        entry->expires = key->expires;
+        entry->added = added;
+    }
+    return fits;
+}
+
+static int find_key(const index_key_t *keys, int count, const char *id)
+{
+    int found = -1;
+    int i;
+
+    for (i = 0; i < count && found < 0; i++) {
+        found = strcmp(keys[i].id, id) ? -1 : i;
+    }
+    return found;
+}
+
+void okey_shm_index_fill(server_rec *s, apr_pool_t *pool,
+                         const apr_array_header_t *live, apr_time_t started)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(s, &ipc);
+    key_index_t *index = slot ? &slot->index : NULL;
+    index_key_t *kept = apr_palloc(pool, sizeof(index->keys));
+    int count = 0;
+    int fits = 1;
+    int i;
+
+    /* Keys sign-ins added since the listing began may be missing from it. */
+    for (i = 0; index && i < index->count; i++) {
+        if (index->keys[i].added >= started) {
+            kept[count++] = index->keys[i];
+        }
+    }
+    for (i = 0; index && i < live->nelts && fits; i++) {
+        const okey_owned_key_t *key = &APR_ARRAY_IDX(live, i, okey_owned_key_t);
+        apr_int64_t expires = 0;
+        const char *email = NULL;
+
+        if (find_key(kept, count, key->service_account_id) < 0 &&
+            okey_keys_parse_name(pool, key->name, &expires, &email)) {
+            fits = count < INDEX_KEYS && index_entry(&kept[count], key, email, 0);
+            count += fits;
+        }
+    }
+    if (index) {
+        memcpy(index->keys, kept, sizeof(index_key_t) * (apr_size_t)count);
+        index->count = fits ? count : 0;
+        index->state = fits ? INDEX_FILLED : INDEX_OVERFLOW;
+        unlock_slot(ipc);
+    }
+}
+
+void okey_shm_index_add(server_rec *s, const okey_issued_t *issued)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(s, &ipc);
+    key_index_t *index = slot ? &slot->index : NULL;
+    okey_owned_key_t key = {issued->service_account_id, issued->name,
+                            issued->project_id, okey_now(), issued->expires};
+
+    if (index && index->state == INDEX_FILLED) {
+        if (index->count >= INDEX_KEYS ||
+            !index_entry(&index->keys[index->count], &key, issued->email,
+                         apr_time_now())) {
+            index->state = INDEX_OVERFLOW;
+            index->count = 0;
+        }
+        else {
+            index->count++;
+        }
+    }
+    if (index) {
+        unlock_slot(ipc);
+    }
+}
+
+void okey_shm_index_remove(server_rec *s, const char *service_account_id)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(s, &ipc);
+    key_index_t *index = slot ? &slot->index : NULL;
+    int at = index ? find_key(index->keys, index->count, service_account_id) : -1;
+
+    if (at >= 0) {
+        index->keys[at] = index->keys[index->count - 1];
+        index->count--;
+    }
+    if (slot) {
+        unlock_slot(ipc);
+    }
+}
+
+int okey_shm_index_keys(server_rec *s, apr_pool_t *pool, const char *email,
+                        apr_int64_t now, apr_array_header_t **keys)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(s, &ipc);
+    int answered = slot && slot->index.state == INDEX_FILLED;
+    unsigned char hash[16];
+    int i;
+
+    email_hash(email, hash);
+    *keys = apr_array_make(pool, 4, sizeof(okey_owned_key_t));
+    for (i = 0; answered && i < slot->index.count; i++) {
+        const index_key_t *entry = &slot->index.keys[i];
+
+        /* An expired key is the reaper's, and counts against nobody. */
+        if (!memcmp(entry->email, hash, sizeof(hash)) && entry->expires > now) {
+            okey_owned_key_t *key = apr_array_push(*keys);
+
+            key->service_account_id = apr_pstrdup(pool, entry->id);
+            key->name = okey_keys_name(pool, entry->expires, email);
+            key->project_id = apr_pstrdup(pool, entry->project_id);
+            key->created_at = entry->created_at;
+            key->expires = entry->expires;
+        }
+    }
+    if (slot) {
+        unlock_slot(ipc);
+    }
+    return answered;
 }

@@ -323,6 +323,7 @@ static okey_err_t *complete_sign_in(request_rec *r, okey_server_conf_t *conf,
             audit_issued(r, done->issued);
         }
         if (done->issued && conf->cfg->max_keys_per_user > 0) {
+            okey_shm_index_add(r->server, done->issued);
             done->revoked = okey_enforce_cap(r, conf, done->issued);
         }
         okey_in_flight_leave(conf->runtime);

@@ -223,11 +223,13 @@ apr_array_header_t *okey_keys_beyond_cap(apr_pool_t *pool,
                                          apr_int64_t cap, const char *keep_id)
 {
     apr_array_header_t *victims = apr_array_make(pool, 2, sizeof(okey_owned_key_t));
+    apr_array_header_t *sorted = apr_array_copy(pool, owned);
     apr_int64_t excess = cap > 0 ? owned->nelts - cap : 0;
     int i;
 
-    for (i = 0; i < owned->nelts && excess > 0; i++) {
-        const okey_owned_key_t *key = &APR_ARRAY_IDX(owned, i, okey_owned_key_t);
+    qsort(sorted->elts, (size_t)sorted->nelts, sizeof(okey_owned_key_t), oldest_first);
+    for (i = 0; i < sorted->nelts && excess > 0; i++) {
+        const okey_owned_key_t *key = &APR_ARRAY_IDX(sorted, i, okey_owned_key_t);
 
         if (!keep_id || strcmp(key->service_account_id, keep_id)) {
             APR_ARRAY_PUSH(victims, okey_owned_key_t) = *key;

@@ -81,7 +81,7 @@ typedef struct okey_owned_key_t {
 okey_err_t *okey_keys_owned(okey_keys_t *keys, apr_pool_t *pool, const char *email,
                             apr_array_header_t **owned);
 
-/* The keys of owned (oldest first) that go when the address may hold at
+/* The keys of owned that go, oldest first, when the address may hold at
  * most cap; the key keep_id (just issued) always stays. */
 apr_array_header_t *okey_keys_beyond_cap(apr_pool_t *pool,
                                          const apr_array_header_t *owned,

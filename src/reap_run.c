@@ -16,6 +16,8 @@ typedef struct {
     apr_int64_t created_at;
     int unsure;          /* its creation got no answer */
     int revoked_by;      /* an okey_revoked_by_e for a live key; -1: expired */
+    const char *name;    /* kept for live keys only */
+    const char *project_id;
 } victim_t;
 
 /* What went wrong with deletes, for one summary line. */
@@ -51,6 +53,7 @@ typedef struct {
     apr_array_header_t *victims; /* of victim_t */
     okey_reap_summary_t *summary;
     apr_hash_t *live;            /* with a cap: address -> array of victim_t */
+    const char *project_id;
 } listing_t;
 
 /* Remembers a live key of ours, for the cap once the listing is done. */
@@ -77,6 +80,8 @@ static void consider_live(listing_t *listing, victim_t *key)
         APR_ARRAY_PUSH(listing->victims, victim_t) = *key;
     }
     else if (cfg->max_keys_per_user > 0) {
+        key->name = apr_pstrdup(listing->pool, key->name);
+        key->project_id = listing->project_id;
         note_live(listing, key);
     }
 }
@@ -90,7 +95,19 @@ static int oldest_first(const void *a, const void *b)
            : strcmp(x->id, y->id);
 }
 
-/* Each address's oldest live keys beyond the cap become victims. */
+static void keep_live(okey_reap_summary_t *summary, const victim_t *key)
+{
+    okey_owned_key_t *kept = apr_array_push(summary->live);
+
+    kept->service_account_id = key->id;
+    kept->name = key->name;
+    kept->project_id = key->project_id;
+    kept->created_at = key->created_at;
+    kept->expires = key->expires;
+}
+
+/* Each address's oldest live keys beyond the cap become victims; the rest
+ * are what the cap's index holds. */
 static void apply_cap(listing_t *listing)
 {
     apr_int64_t cap = listing->reaper->cfg->max_keys_per_user;
@@ -101,11 +118,16 @@ static void apply_cap(listing_t *listing)
         int i;
 
         qsort(keys->elts, (size_t)keys->nelts, sizeof(victim_t), oldest_first);
-        for (i = 0; i < keys->nelts - cap; i++) {
+        for (i = 0; i < keys->nelts; i++) {
             victim_t *key = &APR_ARRAY_IDX(keys, i, victim_t);
 
-            key->revoked_by = OKEY_REVOKED_CAP;
-            APR_ARRAY_PUSH(listing->victims, victim_t) = *key;
+            if (i < keys->nelts - cap) {
+                key->revoked_by = OKEY_REVOKED_CAP;
+                APR_ARRAY_PUSH(listing->victims, victim_t) = *key;
+            }
+            else {
+                keep_live(listing->summary, key);
+            }
         }
     }
 }
@@ -120,7 +142,7 @@ static void consider(void *baton, const json_t *account)
     const char *id = okey_json_str(account, "id");
     int *found = (name && listing->reaper->unsure)
                  ? apr_hash_get(listing->reaper->unsure, name, APR_HASH_KEY_STRING) : NULL;
-    victim_t victim = {id, NULL, 0, 0, found != NULL, -1};
+    victim_t victim = {id, NULL, 0, 0, found != NULL, -1, name, NULL};
     okey_reap_verdict_e verdict = OKEY_REAP_KEEP;
 
     listing->summary->listed++;
@@ -150,7 +172,8 @@ static okey_err_t *list_victims(const okey_reaper_t *reaper, apr_pool_t *pool,
                                 apr_array_header_t *victims,
                                 okey_reap_summary_t *summary)
 {
-    listing_t listing = {reaper, pool, now, victims, summary, apr_hash_make(pool)};
+    listing_t listing = {reaper, pool, now, victims, summary, apr_hash_make(pool),
+                         project_id};
     okey_err_t *err = okey_openai_each(&reaper->api, pool,
                                        okey_openai_accounts_path(pool, project_id),
                                        OKEY_ENDPOINT_SERVICE_ACCOUNTS,
@@ -325,6 +348,7 @@ void okey_reap(const okey_reaper_t *reaper, apr_pool_t *pool, apr_int64_t now,
     int i;
 
     memset(summary, 0, sizeof(*summary));
+    summary->live = apr_array_make(pool, 16, sizeof(okey_owned_key_t));
     /* Every active project of the name: racing servers may have made two. */
     for (i = 0; !err && i < projects->nelts && !cancelled(reaper); i++) {
         const char *project_id = APR_ARRAY_IDX(projects, i, const char *);

@@ -5,6 +5,7 @@
 #define OKEY_REAP_RUN_H
 
 #include "config.h"
+#include "keys.h"
 #include "openai.h"
 #include "reaper.h"
 
@@ -21,6 +22,8 @@ typedef struct okey_reap_summary_t {
     double seconds;
     const char *error;       /* why the reap could not finish, or NULL */
     const char *error_class; /* a short class of it for /status, or NULL */
+    /* With a cap: the live keys of ours left within it (of okey_owned_key_t). */
+    apr_array_header_t *live;
 } okey_reap_summary_t;
 
 typedef struct okey_reaper_t {

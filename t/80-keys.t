@@ -10,9 +10,10 @@ use Crypt::KeyDerivation qw(pbkdf2);
 use HTTP::Request ();
 use JSON::PP ();
 use Time::HiRes ();
+use Time::Local ();
 use URI ();
 
-plan tests => 109;
+plan tests => 120;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $now = time;
@@ -26,13 +27,6 @@ sub account {
              created_at => $created // $now - 600 };
 }
 
-sub seed {
-    my ($tenant, $project, @accounts) = @_;
-    reset_fake({ tenants => { $tenant => {
-        projects => [{ id => "proj_$tenant", object => 'organization.project', name => $project,
-                       status => 'active', archived_at => undef, created_at => 1711471533 }],
-        accounts => { "proj_$tenant" => \@accounts } } } });
-}
 
 sub accounts_of { return fake_state()->{tenants}{ $_[0] }{accounts}{"proj_$_[0]"} || [] }
 sub ids_left { return [sort map { $_->{id} } @{ accounts_of($_[0]) }] }
@@ -64,8 +58,28 @@ sub csrf_of { my ($html) = @_; return ($html =~ /name="csrf" value="([^"]+)"/)[0
 
 sub decoded { return $JSON->decode($_[0]->decoded_content) }
 
+# Runs a reap of $vhost now and returns /revoke's last answer; a reap that
+# outlasts the handler's wait answers 202 and is asked after again.
+sub reap_now {
+    my ($vhost) = @_;
+    my $res;
+    my $deadline = time + 60;
+    # /revoke within two seconds of a reap's end reports that reap.
+    my $end = $JSON->decode(browser()->get(vhost_url($vhost, '/status'))->decoded_content)->{last_reap}{end};
+    if ($end && $end =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)Z$/) {
+        my $ended = Time::Local::timegm($6, $5, $4, $3, $2 - 1, $1);
+        Time::HiRes::sleep(0.1) while time < $ended + 3 && time < $deadline;
+    }
+    do {
+        $res = browser()->request(HTTP::Request->new(POST => vhost_url($vhost, '/revoke'),
+                                                     [Accept => 'application/json']));
+        Time::HiRes::sleep(0.5) if $res->code == 202;
+    } while ($res->code == 202 && time < $deadline);
+    return $res;
+}
+
 # --- lifetimes --------------------------------------------------------------
-seed('self', 'self-project');
+seed_tenant('self', 'self-project');
 {
     my $page = sign_in(browser(), 'alice@example.com', vhost => 'okey_self', login => '/?ttl=8h');
     is($page->code, 200, 'a sign-in with ttl=8h issues a key');
@@ -95,7 +109,7 @@ seed('self', 'self-project');
 }
 
 # --- the session and My keys ------------------------------------------------
-seed('self', 'self-project', account('svc_bob', 'bob@example.com'));
+seed_tenant('self', 'self-project', account('svc_bob', 'bob@example.com'));
 my $alice = browser();
 my $key_page = sign_in($alice, 'alice@example.com', vhost => 'okey_self');
 my ($session_cookie) = grep { /^okey_session=/ } $key_page->header('Set-Cookie');
@@ -195,7 +209,7 @@ ok($listed->{keys}[0]{expires_at} > time && $listed->{keys}[0]{created_at} > 0, 
 
 # A key reaped meanwhile, two revokes at once, revoke all.
 {
-    seed('self', 'self-project', map { account("svc_a$_", 'alice@example.com', $now - 600 + $_) } 1 .. 3);
+    seed_tenant('self', 'self-project', map { account("svc_a$_", 'alice@example.com', $now - 600 + $_) } 1 .. 3);
     add_fault(tenant => 'self', method => 'DELETE', path => 'svc_a1$', status => 404,
               body => '{"error":{"message":"No such service account"}}');
     my $res = post_json($alice, keys_url(), { revoke => 'svc_a1' });
@@ -224,9 +238,29 @@ ok($listed->{keys}[0]{expires_at} > time && $listed->{keys}[0]{created_at} > 0, 
     is($res->code, 200, 'revoke all with nothing left is fine');
 }
 
+# A revoke-all while a reap deletes the same keys.
+{
+    seed_tenant('self', 'self-project',
+                (map { account("svc_x$_", 'alice@example.com', $now - 7200, $now - 60) } 1 .. 3),
+                (map { account("svc_y$_", 'alice@example.com', $now - 600 + $_) } 1 .. 2));
+    add_fault(tenant => 'self', method => 'DELETE', path => 'svc_x\d$', delay => 1, times => 3);
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        exit(reap_now('okey_self')->code == 200 ? 0 : 1);
+    }
+    my $deadline = time + 30;
+    Time::HiRes::sleep(0.05) until decoded(browser()->get(vhost_url('okey_self', '/status')))->{last_reap}{running}
+                                   || time > $deadline;
+    my $res = post_json($alice, keys_url(), { revoke => 'all' });
+    waitpid($pid, 0);
+    is($? >> 8, 0, 'a reap deleting expired keys of alice ran');
+    is($res->code, 200, 'a revoke-all during it succeeds');
+    is_deeply(ids_left('self'), [], 'and nothing of alice\'s is left');
+}
+
 # --- a sign-in for My keys issues nothing ----------------------------------
 {
-    seed('self', 'self-project', account('svc_old', 'dave@corp.example'));
+    seed_tenant('self', 'self-project', account('svc_old', 'dave@corp.example'));
     my $ua = browser();
     my $page = sign_in($ua, 'dave@corp.example', vhost => 'okey_self', login => '/?next=keys',
                        hd => 'corp.example');
@@ -240,41 +274,41 @@ ok($listed->{keys}[0]{expires_at} > time && $listed->{keys}[0]{created_at} > 0, 
 
 # --- the cap ------------------------------------------------------------------
 {
-    seed('self', 'self-project', (map { account("svc_c$_", 'alice@example.com', $now - 900 + $_) } 1 .. 3),
+    seed_tenant('self', 'self-project', (map { account("svc_c$_", 'alice@example.com', $now - 900 + $_) } 1 .. 3),
          account('svc_c_bob', 'bob@example.com', $now - 1000));
+    is(reap_now('okey_self')->code, 200, 'a reap fills the index of live keys');
     add_fault(tenant => 'self', method => 'POST', path => 'service_accounts$', status => 500);
     my $failed = sign_in(browser(), 'alice@example.com', vhost => 'okey_self');
     is($failed->code, 502, 'a failed creation fails the sign-in');
     is(scalar @{ accounts_of('self') }, 4, 'and revokes nothing');
 
+    my $lists = counter('self', 'openai.list_service_accounts');
     my $page = sign_in(browser(), 'alice@example.com', vhost => 'okey_self');
     is($page->code, 200, 'a fourth key for alice is issued');
+    is(counter('self', 'openai.list_service_accounts'), $lists, 'the sign-in consulted the index, not a listing');
     like($page->decoded_content, qr/revoked your oldest keys:<\/p><ul><li><code>svc_c1<\/code>/,
          'the key page names the key the cap revoked');
     is_deeply([grep { /svc_c/ } @{ ids_left('self') }], [qw(svc_c2 svc_c3 svc_c_bob)],
               'only alice\'s oldest went; bob\'s key stays');
     like(error_log(), qr/OKEY105: revoked key: service_account=svc_c1 email=alice\@example\.com .*by=cap/,
          'the audit line says the cap did it');
-    is(counter('self', 'openai.list_service_accounts') > 0, 1, 'the cap looked the keys up');
+
+    $page = sign_in(browser(), 'alice@example.com', vhost => 'okey_self');
+    like($page->decoded_content, qr/revoked your oldest keys:<\/p><ul><li><code>svc_c2<\/code>/,
+         'the index learnt of the key the last sign-in issued and the one it revoked');
+    is(counter('self', 'openai.list_service_accounts'), $lists, 'still without a listing');
 }
 
 # --- deprovisioning and the cap in the reaper ------------------------------------
 {
-    seed('deprov', 'deprov-project',
+    seed_tenant('deprov', 'deprov-project',
          account('svc_d_mallory', 'mallory@example.com'),
          account('svc_d_dave', 'dave@corp.example'),
          (map { account("svc_d_alice$_", 'alice@example.com', $now - 900 + $_) } 1 .. 3),
          account('svc_d_expired', 'alice@example.com', $now - 7200, $now - 60),
          { object => 'organization.project.service_account', id => 'svc_d_foreign',
            name => 'someone-else', role => 'member', created_at => $now - 90000 });
-    my $res;
-    my $deadline = time + 60;
-    do {
-        $res = browser()->request(HTTP::Request->new(POST => vhost_url('okey_deprov', '/revoke'),
-                                                     [Accept => 'application/json']));
-        Time::HiRes::sleep(0.5) if $res->code == 202;
-    } while ($res->code == 202 && time < $deadline);
-    is($res->code, 200, 'a reap ran');
+    is(reap_now('okey_deprov')->code, 200, 'a reap ran');
     is_deeply(ids_left('deprov'), [qw(svc_d_alice2 svc_d_alice3 svc_d_dave svc_d_foreign)],
               'it took the disallowed address\'s key, alice\'s oldest beyond the cap and the expired one');
     my $status = decoded(browser()->get(vhost_url('okey_deprov', '/status')));
@@ -294,16 +328,22 @@ ok($listed->{keys}[0]{expires_at} > time && $listed->{keys}[0]{created_at} > 0, 
 
 # --- without RevokeDisallowed the reaper leaves live keys alone ----------------
 {
-    seed('self', 'self-project', account('svc_m', 'mallory@example.com'),
+    seed_tenant('self', 'self-project', account('svc_m', 'mallory@example.com'),
          (map { account("svc_k$_", 'alice@example.com', $now - 900 + $_) } 1 .. 3));
-    my $res;
-    my $deadline = time + 60;
-    do {
-        $res = browser()->request(HTTP::Request->new(POST => vhost_url('okey_self', '/revoke'),
-                                                     [Accept => 'application/json']));
-        Time::HiRes::sleep(0.5) if $res->code == 202;
-    } while ($res->code == 202 && time < $deadline);
-    is($res->code, 200, 'a reap ran on the server without RevokeDisallowed');
+    is(reap_now('okey_self')->code, 200, 'a reap ran on the server without RevokeDisallowed');
     is_deeply(ids_left('self'), [qw(svc_k1 svc_k2 svc_k3 svc_m)],
               'it kept the live key of an address no longer allowed, and three keys within the cap');
+}
+
+# --- an index too small for the project: sign-ins list instead -------------------
+SKIP: {
+    skip 'listing 1100 accounts outlasts the wait under valgrind', 5 if $ENV{OKEY_VALGRIND};
+    seed_tenant('deprov', 'deprov-project', map { account("svc_many$_", "user$_\@corp.example") } 1 .. 1100);
+    is(reap_now('okey_deprov')->code, 200, 'a reap listed 1100 live keys');
+    my $lists = counter('deprov', 'openai.list_service_accounts');
+    my $page = sign_in(browser(), 'alice@example.com', vhost => 'okey_deprov');
+    is($page->code, 200, 'a sign-in still issues a key');
+    ok(counter('deprov', 'openai.list_service_accounts') > $lists, 'and lists the keys for the cap');
+    like(error_log(), qr/OKEY110: the index of live keys cannot answer/, 'saying why, for the admin');
+    is(scalar @{ accounts_of('deprov') }, 1101, 'nothing was revoked that the cap allows');
 }

@@ -77,6 +77,18 @@ START_TEST(the_cap_takes_the_oldest_and_spares_the_new_key)
     ck_assert_str_eq(APR_ARRAY_IDX(victims, 0, okey_owned_key_t).service_account_id,
                      "svc_1");
     ck_assert_int_eq(okey_keys_beyond_cap(test_pool, owned_keys(3), 3, "x")->nelts, 0);
+    /* In any order given, the oldest go first. */
+    {
+        apr_array_header_t *shuffled = owned_keys(4);
+
+        APR_ARRAY_IDX(shuffled, 0, okey_owned_key_t).created_at = 500;
+        victims = okey_keys_beyond_cap(test_pool, shuffled, 2, "svc_3");
+        ck_assert_int_eq(victims->nelts, 2);
+        ck_assert_str_eq(APR_ARRAY_IDX(victims, 0, okey_owned_key_t).service_account_id,
+                         "svc_1");
+        ck_assert_str_eq(APR_ARRAY_IDX(victims, 1, okey_owned_key_t).service_account_id,
+                         "svc_2");
+    }
     ck_assert_int_eq(okey_keys_beyond_cap(test_pool, owned_keys(3), 0, "x")->nelts, 0);
 }
 END_TEST
