@@ -114,7 +114,7 @@ sub environ_of {
 my @children = map { /^(\d+)$/ ? $1 : () } split /\n/, `pgrep -P $parent`;
 my @environs = grep { defined } map { environ_of($_) } $parent, @children;
 ok(@environs > 1 && (grep { length } @environs) == @environs,
-   sprintf('the environment of the parent and %d children is readable', @environs - 1));
+   sprintf('the environment of the parent and %d child processes is readable', @environs - 1));
 ok(!(grep { index($_, $canary) >= 0 } @environs), 'the client secret from the environment is gone from it');
 
 system($vars->{httpd}, '-d', $dir, '-f', "$dir/httpd.conf", '-k', 'stop');
