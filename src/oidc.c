@@ -1,6 +1,7 @@
 /* OpenID Connect relying party. */
 #include "oidc.h"
 
+#include <apr_atomic.h>
 #include <apr_base64.h>
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
@@ -19,12 +20,11 @@ struct okey_oidc_t {
     okey_http_t *http;
     const okey_logger_t *logger;
     apr_thread_mutex_t *mutex;
-    apr_pool_t *cache_root;       /* parent of the two pools below */
+    apr_pool_t *cache_root;       /* parent of the cached values' pools */
     apr_pool_t *provider_pool;    /* owns provider */
     okey_oidc_provider_t *provider;
     apr_int64_t provider_fetched;
-    apr_pool_t *jwks_pool;        /* owns jwks */
-    const char *jwks;
+    okey_oidc_keyset_t *jwks;     /* one reference is the cache's */
     apr_int64_t jwks_fetched;
     apr_int64_t jwks_max_age;     /* seconds the provider lets it be kept */
     apr_int64_t jwks_tried;       /* last fetch attempt, good or not */
@@ -221,38 +221,92 @@ static int key_fits(const json_t *key, const char *alg, const alg_rule_t *rule)
            (!key_alg || !strcmp(key_alg, alg)) && (!use || !strcmp(use, "sig"));
 }
 
-/* The JWK for kid (or the only fitting key when the token names none). */
-static const json_t *find_key(const json_t *jwks, const char *kid,
-                              const char *alg, const alg_rule_t *rule)
+/* One key of a set: its JWK and, when cjose can take it, its import. */
+typedef struct {
+    const json_t *jwk;
+    cjose_jwk_t *imported;
+} keyset_key_t;
+
+struct okey_oidc_keyset_t {
+    apr_pool_t *pool;           /* owns everything here */
+    volatile apr_uint32_t refs;
+    int count;
+    keyset_key_t *keys;
+};
+
+static apr_status_t release_imports(void *data)
 {
-    const json_t *keys = json_object_get(jwks, "keys");
-    const json_t *key;
-    const json_t *found = NULL;
+    okey_oidc_keyset_t *set = data;
+    int i;
+
+    for (i = 0; i < set->count; i++) {
+        cjose_jwk_release(set->keys[i].imported);
+    }
+    return APR_SUCCESS;
+}
+
+okey_oidc_keyset_t *okey_oidc_keyset_parse(apr_pool_t *parent, const char *text,
+                                           apr_size_t len)
+{
+    apr_pool_t *pool;
+    okey_oidc_keyset_t *set;
+    const json_t *keys;
+    const json_t *jwk;
     size_t i;
+
+    apr_pool_create(&pool, parent);
+    set = apr_pcalloc(pool, sizeof(*set));
+    set->pool = pool;
+    set->refs = 1;
+    keys = json_object_get(okey_json_parse(pool, text, len, NULL), "keys");
+    set->keys = apr_pcalloc(pool, sizeof(keyset_key_t) * (json_array_size(keys) + 1));
+    json_array_foreach(keys, i, jwk) {
+        keyset_key_t *key = &set->keys[set->count++];
+
+        key->jwk = jwk;
+        key->imported = json_is_object(jwk) && okey_jwk_decodable(jwk)
+                        ? cjose_jwk_import_json((cjose_header_t *)jwk, NULL) : NULL;
+    }
+    apr_pool_cleanup_register(pool, set, release_imports, apr_pool_cleanup_null);
+    if (!json_is_array(keys)) {
+        apr_pool_destroy(pool);
+        set = NULL;
+    }
+    return set;
+}
+
+void okey_oidc_keyset_hold(okey_oidc_keyset_t *keys)
+{
+    apr_atomic_inc32(&keys->refs);
+}
+
+void okey_oidc_keyset_release(okey_oidc_keyset_t *keys)
+{
+    if (keys && !apr_atomic_dec32(&keys->refs)) {
+        apr_pool_destroy(keys->pool);
+    }
+}
+
+/* The key for kid (or the only fitting key when the token names none). */
+static const keyset_key_t *find_key(const okey_oidc_keyset_t *set, const char *kid,
+                                    const char *alg, const alg_rule_t *rule)
+{
+    const keyset_key_t *found = NULL;
     int fitting = 0;
+    int i;
 
-    json_array_foreach(keys, i, key) {
-        const char *key_kid = okey_json_str(key, "kid");
+    for (i = 0; set && i < set->count; i++) {
+        const keyset_key_t *key = &set->keys[i];
+        const char *key_kid = okey_json_str(key->jwk, "kid");
 
-        if (!key_fits(key, alg, rule)) {
-            continue;
-        }
-        fitting++;
-        if (kid ? (key_kid && !strcmp(key_kid, kid)) : !found) {
-            found = key;
+        if (key_fits(key->jwk, alg, rule)) {
+            fitting++;
+            if (kid ? (key_kid && !strcmp(key_kid, kid)) : !found) {
+                found = key;
+            }
         }
     }
     return (kid || fitting == 1) ? found : NULL;
-}
-
-static int signature_valid(cjose_jws_t *jws, const json_t *key)
-{
-    cjose_jwk_t *jwk = okey_jwk_decodable(key)
-                       ? cjose_jwk_import_json((cjose_header_t *)key, NULL) : NULL;
-    int valid = jwk && cjose_jws_verify(jws, jwk, NULL);
-
-    cjose_jwk_release(jwk);
-    return valid;
 }
 
 static int json_is_timestamp(const json_t *value)
@@ -352,11 +406,11 @@ static json_t *verified_claims(apr_pool_t *pool, cjose_jws_t *jws)
     return json_is_object(claims) ? claims : NULL;
 }
 
-okey_oidc_verdict_e okey_oidc_verify(apr_pool_t *pool, const char *id_token,
-                                     const char *jwks, apr_size_t jwks_len,
-                                     const okey_oidc_expect_t *expect,
-                                     okey_oidc_identity_t **identity,
-                                     const char **reason)
+okey_oidc_verdict_e okey_oidc_verify_with(apr_pool_t *pool, const char *id_token,
+                                          const okey_oidc_keyset_t *keys,
+                                          const okey_oidc_expect_t *expect,
+                                          okey_oidc_identity_t **identity,
+                                          const char **reason)
 {
     cjose_jws_t *jws = okey_jose_compact_ok(id_token, 3, NULL)
                        ? cjose_jws_import(id_token, strlen(id_token), NULL) : NULL;
@@ -364,8 +418,7 @@ okey_oidc_verdict_e okey_oidc_verify(apr_pool_t *pool, const char *id_token,
     const char *alg = header ? cjose_header_get(header, CJOSE_HDR_ALG, NULL) : NULL;
     const char *kid = header ? cjose_header_get(header, CJOSE_HDR_KID, NULL) : NULL;
     const alg_rule_t *rule = alg_rule(alg);
-    json_t *keys = okey_json_parse(pool, jwks, jwks_len, NULL);
-    const json_t *key = rule ? find_key(keys, kid, alg, rule) : NULL;
+    const keyset_key_t *key = rule ? find_key(keys, kid, alg, rule) : NULL;
     json_t *claims = NULL;
     okey_oidc_verdict_e verdict = OKEY_OIDC_REJECTED;
 
@@ -383,7 +436,7 @@ okey_oidc_verdict_e okey_oidc_verify(apr_pool_t *pool, const char *id_token,
         *reason = apr_psprintf(pool, "no %s key with kid '%s' in the JWKS", alg,
                                kid ? kid : "(none)");
     }
-    else if (!signature_valid(jws, key)) {
+    else if (!key->imported || !cjose_jws_verify(jws, key->imported, NULL)) {
         *reason = "ID token signature does not verify";
     }
     else if (!(claims = verified_claims(pool, jws))) {
@@ -394,6 +447,20 @@ okey_oidc_verdict_e okey_oidc_verify(apr_pool_t *pool, const char *id_token,
         *identity = identity_from(pool, claims);
     }
     cjose_jws_release(jws);
+    return verdict;
+}
+
+okey_oidc_verdict_e okey_oidc_verify(apr_pool_t *pool, const char *id_token,
+                                     const char *jwks, apr_size_t jwks_len,
+                                     const okey_oidc_expect_t *expect,
+                                     okey_oidc_identity_t **identity,
+                                     const char **reason)
+{
+    okey_oidc_keyset_t *keys = okey_oidc_keyset_parse(pool, jwks, jwks_len);
+    okey_oidc_verdict_e verdict = okey_oidc_verify_with(pool, id_token, keys, expect,
+                                                        identity, reason);
+
+    okey_oidc_keyset_release(keys);
     return verdict;
 }
 
@@ -502,17 +569,60 @@ okey_err_t *okey_oidc_provider(okey_oidc_t *oidc, apr_pool_t *pool,
     return err;
 }
 
-/* The cached JWKS, or a fresh one: when none is cached; when it is older
- * than the provider's Cache-Control max-age, and never older than
+static apr_status_t release_keyset(void *data)
+{
+    okey_oidc_keyset_release(data);
+    return APR_SUCCESS;
+}
+
+/* Makes keys the cached set; called with the mutex held. */
+static void cache_keyset(okey_oidc_t *oidc, okey_oidc_keyset_t *keys, apr_int64_t now,
+                         apr_int64_t max_age)
+{
+    okey_oidc_keyset_release(oidc->jwks);
+    oidc->jwks = keys;
+    oidc->jwks_fetched = now;
+    /* At least a second, at most an hour, whatever the provider says. */
+    oidc->jwks_max_age = max_age < 0 || max_age > OKEY_OIDC_JWKS_MAX_AGE
+                         ? OKEY_OIDC_JWKS_MAX_AGE : (max_age < 1 ? 1 : max_age);
+}
+
+okey_err_t *okey_oidc_login_url(okey_oidc_t *oidc, apr_pool_t *pool, const char *state,
+                                const char *nonce, const char *challenge,
+                                const char **url)
+{
+    okey_oidc_provider_t *provider = NULL;
+    okey_err_t *err = NULL;
+
+    /* Built under the lock from the cached provider: no copy of it. */
+    *url = NULL;
+    apr_thread_mutex_lock(oidc->mutex);
+    if (oidc->provider && okey_now() - oidc->provider_fetched < OKEY_OIDC_DISCOVERY_TTL) {
+        *url = okey_oidc_authorize_url(pool, oidc->provider, oidc->cfg, state, nonce,
+                                       challenge);
+    }
+    apr_thread_mutex_unlock(oidc->mutex);
+    if (!*url) {
+        err = okey_oidc_provider(oidc, pool, &provider);
+    }
+    if (provider) {
+        *url = okey_oidc_authorize_url(pool, provider, oidc->cfg, state, nonce, challenge);
+    }
+    return err;
+}
+
+/* The cached key set, or a fresh one: when none is cached; when it is
+ * older than the provider's Cache-Control max-age, and never older than
  * OKEY_OIDC_JWKS_MAX_AGE; or when refresh is set (an unknown kid). A fetch
  * for an unknown kid, or after a failed one, waits OKEY_OIDC_JWKS_REFETCH_GAP.
- * A failed fetch keeps the old set in use until a good one arrives. *fetched
- * says whether this call fetched. */
+ * A failed fetch keeps the old set in use until a good one arrives. The set
+ * is held until pool is cleared. *fetched says whether this call fetched. */
 static okey_err_t *jwks_get(okey_oidc_t *oidc, apr_pool_t *pool,
                             const okey_oidc_provider_t *provider, int refresh,
-                            const char **jwks, int *fetched)
+                            okey_oidc_keyset_t **keys, int *fetched)
 {
     apr_int64_t now = okey_now();
+    okey_oidc_keyset_t *fresh = NULL;
     okey_http_response_t resp;
     okey_err_t *err = NULL;
     int due;
@@ -526,30 +636,41 @@ static okey_err_t *jwks_get(okey_oidc_t *oidc, apr_pool_t *pool,
     if (due) {
         oidc->jwks_tried = now;
     }
-    *jwks = oidc->jwks ? apr_pstrdup(pool, oidc->jwks) : NULL;
+    *keys = oidc->jwks;
+    if (*keys) {
+        okey_oidc_keyset_hold(*keys);
+    }
     apr_thread_mutex_unlock(oidc->mutex);
     *fetched = 0;
     if (due) {
         err = fetch(oidc, pool, provider->jwks_uri, OKEY_ENDPOINT_JWKS, "JWKS", &resp);
     }
     if (due && !err) {
+        /* Parsed and imported once per fetch, outside the lock. */
+        fresh = okey_oidc_keyset_parse(oidc->cache_root, resp.body, resp.body_len);
+    }
+    if (fresh) {
+        okey_oidc_keyset_hold(fresh);
         apr_thread_mutex_lock(oidc->mutex);
-        oidc->jwks_pool = renew_pool(oidc->cache_root, oidc->jwks_pool);
-        oidc->jwks = apr_pstrndup(oidc->jwks_pool, resp.body, resp.body_len);
-        oidc->jwks_fetched = now;
-        /* At least a second, at most an hour, whatever the provider says. */
-        oidc->jwks_max_age = resp.max_age < 0 || resp.max_age > OKEY_OIDC_JWKS_MAX_AGE
-                             ? OKEY_OIDC_JWKS_MAX_AGE
-                             : (resp.max_age < 1 ? 1 : resp.max_age);
+        cache_keyset(oidc, fresh, now, resp.max_age);
         apr_thread_mutex_unlock(oidc->mutex);
-        *jwks = apr_pstrndup(pool, resp.body, resp.body_len);
+        okey_oidc_keyset_release(*keys);
+        *keys = fresh;
         *fetched = 1;
     }
-    else if (due && *jwks) {
+    else if (due && !err) {
+        err = okey_err_make(pool, 502, SIGN_IN_FAILED, "the JWKS at %s is not a JSON "
+                            "object with a keys array", provider->jwks_uri);
+        err->endpoint = OKEY_ENDPOINT_JWKS;
+    }
+    if (due && err && *keys) {
         okey_log(oidc->logger, OKEY_LOG_WARNING, pool,
                  OKEY_LOGNO(201) "keeping the JWKS fetched at %s: %s",
                  okey_iso8601(pool, oidc->jwks_fetched), err->log_msg);
         err = NULL;
+    }
+    if (*keys) {
+        apr_pool_cleanup_register(pool, *keys, release_keyset, apr_pool_cleanup_null);
     }
     return err;
 }
@@ -565,20 +686,19 @@ static okey_err_t *verify_id_token(okey_oidc_t *oidc, apr_pool_t *pool,
                                  okey_now()};
     okey_oidc_verdict_e verdict = OKEY_OIDC_REJECTED;
     const char *reason = NULL;
-    const char *jwks = NULL;
+    okey_oidc_keyset_t *keys = NULL;
     int fetched = 0;
-    okey_err_t *err = jwks_get(oidc, pool, provider, 0, &jwks, &fetched);
+    okey_err_t *err = jwks_get(oidc, pool, provider, 0, &keys, &fetched);
 
     if (!err) {
-        verdict = okey_oidc_verify(pool, id_token, jwks, strlen(jwks), &expect,
-                                   identity, &reason);
+        verdict = okey_oidc_verify_with(pool, id_token, keys, &expect, identity, &reason);
     }
     /* A key the cached JWKS does not hold yet: the provider may have rotated. */
     if (!err && verdict == OKEY_OIDC_UNKNOWN_KID && !fetched) {
-        err = jwks_get(oidc, pool, provider, 1, &jwks, &fetched);
+        err = jwks_get(oidc, pool, provider, 1, &keys, &fetched);
         if (!err && fetched) {
-            verdict = okey_oidc_verify(pool, id_token, jwks, strlen(jwks),
-                                       &expect, identity, &reason);
+            verdict = okey_oidc_verify_with(pool, id_token, keys, &expect, identity,
+                                            &reason);
         }
     }
     if (!err && verdict != OKEY_OIDC_VERIFIED) {

@@ -63,8 +63,29 @@ okey_err_t *okey_oidc_token_response(apr_pool_t *pool,
                                      const okey_http_response_t *resp,
                                      const char **id_token);
 
-/* Verifies an ID token against a JWKS document. On OKEY_OIDC_REJECTED,
- * *reason says why; on OKEY_OIDC_VERIFIED, *identity holds the claims. */
+/* A JWKS document parsed once, its keys imported into cjose once, so that
+ * each verification costs only the signature check. Threads share it: it
+ * is read-only once made, and lives until the last reference goes. */
+typedef struct okey_oidc_keyset_t okey_oidc_keyset_t;
+
+/* Parses text into a key set with one reference, in a pool of its own
+ * under parent (which must allow threads to make sub-pools if the set is
+ * shared). NULL when text is not a JWKS. */
+okey_oidc_keyset_t *okey_oidc_keyset_parse(apr_pool_t *parent, const char *text,
+                                           apr_size_t len);
+void okey_oidc_keyset_hold(okey_oidc_keyset_t *keys);
+void okey_oidc_keyset_release(okey_oidc_keyset_t *keys);
+
+/* Verifies an ID token against a key set (NULL: none). On
+ * OKEY_OIDC_REJECTED, *reason says why; on OKEY_OIDC_VERIFIED, *identity
+ * holds the claims. */
+okey_oidc_verdict_e okey_oidc_verify_with(apr_pool_t *pool, const char *id_token,
+                                          const okey_oidc_keyset_t *keys,
+                                          const okey_oidc_expect_t *expect,
+                                          okey_oidc_identity_t **identity,
+                                          const char **reason);
+
+/* The same against a JWKS document given as text. */
 okey_oidc_verdict_e okey_oidc_verify(apr_pool_t *pool, const char *id_token,
                                      const char *jwks, apr_size_t jwks_len,
                                      const okey_oidc_expect_t *expect,
@@ -83,6 +104,11 @@ okey_oidc_t *okey_oidc_create(apr_pool_t *pool, const okey_config_t *cfg,
 /* The provider's endpoints, from the cache or fetched. */
 okey_err_t *okey_oidc_provider(okey_oidc_t *oidc, apr_pool_t *pool,
                                okey_oidc_provider_t **provider);
+
+/* The URL that sends a browser to the provider for this attempt. */
+okey_err_t *okey_oidc_login_url(okey_oidc_t *oidc, apr_pool_t *pool, const char *state,
+                                const char *nonce, const char *challenge,
+                                const char **url);
 
 /* Exchanges an authorization code and verifies the ID token it brings. */
 okey_err_t *okey_oidc_sign_in(okey_oidc_t *oidc, apr_pool_t *pool,

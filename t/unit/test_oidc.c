@@ -1,7 +1,9 @@
 /* ID-token verification, discovery and the token exchange. */
 #include "testutil.h"
 
+#include <apr_atomic.h>
 #include <apr_strings.h>
+#include <apr_thread_proc.h>
 #include <cjose/cjose.h>
 #include <string.h>
 
@@ -336,6 +338,69 @@ START_TEST(malformed_tokens_and_jwks_are_rejected)
 }
 END_TEST
 
+typedef struct {
+    const okey_oidc_keyset_t *keys;
+    const char *tokens[2]; /* a good one, one signed by a key not in the set */
+    int verified, rejected;
+} shared_keys_t;
+
+static void *APR_THREAD_FUNC verify_many(apr_thread_t *thread, void *data)
+{
+    shared_keys_t *shared = data;
+    okey_oidc_expect_t expect = {ISSUER, CLIENT, NONCE, NOW};
+    apr_pool_t *pool;
+    int i;
+
+    apr_pool_create_unmanaged(&pool);
+    for (i = 0; i < 20; i++) {
+        okey_oidc_identity_t *identity = NULL;
+        const char *reason = NULL;
+
+        if (okey_oidc_verify_with(pool, shared->tokens[i % 2], shared->keys, &expect,
+                                  &identity, &reason) == OKEY_OIDC_VERIFIED) {
+            apr_atomic_inc32((volatile apr_uint32_t *)&shared->verified);
+        }
+        else {
+            apr_atomic_inc32((volatile apr_uint32_t *)&shared->rejected);
+        }
+        apr_pool_clear(pool);
+    }
+    apr_pool_destroy(pool);
+    /* Returning, not apr_thread_exit: ASan misreads pthread_exit's unwinding. */
+    (void)thread;
+    return NULL;
+}
+
+START_TEST(one_parsed_key_set_serves_threads_until_released)
+{
+    const char *jwks = jwks_of(&rsa, &ec);
+    apr_pool_t *root = okey_pool_for_threads(test_pool);
+    shared_keys_t shared = {NULL, {sign(&rsa, good_claims()), sign(&rsa_other, good_claims())},
+                            0, 0};
+    okey_oidc_keyset_t *keys = okey_oidc_keyset_parse(root, jwks, strlen(jwks));
+    apr_thread_t *threads[4];
+    apr_status_t rv;
+    int i;
+
+    ck_assert_ptr_nonnull(keys);
+    shared.keys = keys;
+    for (i = 0; i < 4; i++) {
+        ck_assert_int_eq(apr_thread_create(&threads[i], NULL, verify_many, &shared,
+                                           test_pool), APR_SUCCESS);
+    }
+    for (i = 0; i < 4; i++) {
+        apr_thread_join(&rv, threads[i]);
+    }
+    ck_assert_int_eq(shared.verified, 40);
+    ck_assert_int_eq(shared.rejected, 40);
+    okey_oidc_keyset_hold(keys);
+    okey_oidc_keyset_release(keys);
+    okey_oidc_keyset_release(keys);
+    ck_assert_ptr_null(okey_oidc_keyset_parse(root, "{\"keys\": 1}", 11));
+    ck_assert_ptr_null(okey_oidc_keyset_parse(root, "[", 1));
+}
+END_TEST
+
 /* --- discovery and the token exchange ---------------------------------- */
 
 static const char DISCOVERY[] =
@@ -473,6 +538,7 @@ Suite *okey_oidc_suite(void)
 
     tcase_add_unchecked_fixture(tokens, make_signers, free_signers);
     tcase_add_test(tokens, valid_rs256_token_verifies);
+    tcase_add_test(tokens, one_parsed_key_set_serves_threads_until_released);
     tcase_add_test(tokens, valid_es256_and_ps256_tokens_verify);
     tcase_add_test(tokens, bad_signature_is_rejected);
     tcase_add_test(tokens, signature_by_another_key_under_the_same_kid_is_rejected);
