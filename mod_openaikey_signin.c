@@ -78,13 +78,35 @@ static okey_err_t *read_login_args(request_rec *r, const okey_config_t *cfg,
     return err;
 }
 
+/* The login's answer: the attempt's state cookie, and a redirect to url. */
+static int redirect_to_provider(request_rec *r, okey_server_conf_t *conf,
+                                const okey_state_t *state, const char *sealed,
+                                const char *url, apr_time_t now)
+{
+    int secure = conf->cfg->redirect_is_https;
+
+    drop_old_state_cookies(r, conf, now);
+    apr_table_addn(r->err_headers_out, "Set-Cookie",
+                   okey_state_set_cookie(r->pool,
+                                         apr_pstrcat(r->pool,
+                                                     okey_state_cookie_prefix(secure),
+                                                     state->state, NULL),
+                                         sealed, secure));
+    apr_table_setn(r->headers_out, "Location", url);
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    /* No body: httpd's default one repeats the long URL for nobody to read. */
+    r->status = HTTP_MOVED_TEMPORARILY;
+    ap_set_content_length(r, 0);
+    return OK;
+}
+
 int okey_login_handler(request_rec *r)
 {
     okey_err_t *err = okey_method_error(r, "GET, HEAD");
     okey_server_conf_t *conf = err ? NULL : okey_ready_conf(r, &err);
-    okey_oidc_provider_t *provider = NULL;
     okey_state_t *state = NULL;
     const char *sealed = NULL;
+    const char *url = NULL;
     apr_time_t now = apr_time_now();
 
     if (!err) {
@@ -94,38 +116,21 @@ int okey_login_handler(request_rec *r)
         err = read_login_args(r, conf->cfg, state);
     }
     if (!err) {
-        err = okey_oidc_provider(conf->runtime->oidc, r->pool, &provider);
+        err = okey_oidc_login_url(conf->runtime->oidc, r->pool, state->state, state->nonce,
+                                  okey_state_challenge(r->pool, conf->state_key,
+                                                       state->verifier), &url);
     }
     if (!err) {
         err = okey_state_seal(r->pool, conf->state_key, state, &sealed);
     }
-    if (err) {
-        if (conf && err->endpoint) {
-            okey_shm_count_upstream_error(r->server, (okey_endpoint_e)err->endpoint);
-        }
-        if (conf && err->denied) {
-            okey_shm_count_denied(r->server, (okey_denied_e)err->denied);
-        }
-        return okey_send_error(r, err);
+    if (err && conf && err->endpoint) {
+        okey_shm_count_upstream_error(r->server, (okey_endpoint_e)err->endpoint);
     }
-    drop_old_state_cookies(r, conf, now);
-    apr_table_addn(r->err_headers_out, "Set-Cookie",
-                   okey_state_set_cookie(
-                       r->pool,
-                       apr_pstrcat(r->pool,
-                                   okey_state_cookie_prefix(conf->cfg->redirect_is_https),
-                                   state->state, NULL),
-                       sealed, conf->cfg->redirect_is_https));
-    apr_table_setn(r->headers_out, "Location",
-                   okey_oidc_authorize_url(r->pool, provider, conf->cfg,
-                                           state->state, state->nonce,
-                                           okey_state_challenge(r->pool,
-                                                                state->verifier)));
-    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
-    /* No body: httpd's default one repeats the long URL for nobody to read. */
-    r->status = HTTP_MOVED_TEMPORARILY;
-    ap_set_content_length(r, 0);
-    return OK;
+    if (err && conf && err->denied) {
+        okey_shm_count_denied(r->server, (okey_denied_e)err->denied);
+    }
+    return err ? okey_send_error(r, err)
+               : redirect_to_provider(r, conf, state, sealed, url, now);
 }
 
 /* --- openaikey-callback -------------------------------------------------- */

@@ -111,22 +111,34 @@ const char *okey_scrub(apr_pool_t *pool, const char *text)
 const char *okey_b64url_encode(apr_pool_t *pool, const unsigned char *data,
                                apr_size_t len)
 {
-    char *out = apr_palloc(pool, apr_base64_encode_len((int)len));
-    int written = apr_base64_encode_binary(out, data, (int)len);
-    int i;
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char *out = apr_palloc(pool, (len + 2) / 3 * 4 + 1);
+    char *dst = out;
+    apr_size_t i;
 
-    for (i = 0; i < written && out[i]; i++) {
-        if (out[i] == '+') {
-            out[i] = '-';
-        }
-        else if (out[i] == '/') {
-            out[i] = '_';
-        }
-        else if (out[i] == '=') {
-            out[i] = '\0';
-            break;
+    /* Written out rather than through apr_base64 and a second pass: the
+     * login redirect encodes four values and its sealed cookie. */
+    for (i = 0; i + 2 < len; i += 3) {
+        apr_uint32_t bits = (apr_uint32_t)data[i] << 16 | (apr_uint32_t)data[i + 1] << 8 |
+                            data[i + 2];
+
+        *dst++ = alphabet[bits >> 18];
+        *dst++ = alphabet[(bits >> 12) & 63];
+        *dst++ = alphabet[(bits >> 6) & 63];
+        *dst++ = alphabet[bits & 63];
+    }
+    if (i < len) {
+        apr_uint32_t bits = (apr_uint32_t)data[i] << 16 |
+                            (i + 1 < len ? (apr_uint32_t)data[i + 1] << 8 : 0);
+
+        *dst++ = alphabet[bits >> 18];
+        *dst++ = alphabet[(bits >> 12) & 63];
+        if (i + 1 < len) {
+            *dst++ = alphabet[(bits >> 6) & 63];
         }
     }
+    *dst = '\0';
     return out;
 }
 

@@ -121,7 +121,7 @@ const char *okey_session_csrf(apr_pool_t *pool, const okey_state_key_t *key,
 {
     unsigned char mac[32];
 
-    okey_state_key_mac(key, CSRF_LABEL, session->id, mac);
+    okey_state_key_mac(key, apr_pstrcat(pool, CSRF_LABEL, "\n", session->id, NULL), mac);
     return okey_b64url_encode(pool, mac, sizeof(mac));
 }
 

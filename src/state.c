@@ -6,6 +6,7 @@
 #include <cjose/cjose.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
 #include <openssl/hmac.h>
 #include <string.h>
 
@@ -16,14 +17,18 @@
 #define TAG_BYTES 16
 #define PROTECTED_HEADER "{\"alg\":\"dir\",\"enc\":\"A256GCM\"}"
 
-/* Sealing writes the JWE compact serialisation itself with a cipher
- * fetched once: cjose_jwe_encrypt costs a method-store lookup, a header
- * copy and its serialisation per call, which the login redirect cannot
- * afford. Opening goes through cjose. */
+/* Sealing writes the JWE compact serialisation itself, from a cipher
+ * context keyed once: cjose_jwe_encrypt costs a method-store lookup, a key
+ * schedule, a header copy and its serialisation per call, which the login
+ * redirect cannot afford. Opening goes through cjose. The digest for PKCE
+ * challenges is fetched once for the same reason. */
 struct okey_state_key_t {
     cjose_jwk_t *jwk;
     unsigned char raw[KEY_BYTES];
     EVP_CIPHER *aes_gcm;
+    EVP_CIPHER_CTX *keyed;  /* AES-256-GCM with the key set, no IV: copied */
+    EVP_MD *sha256;
+    EVP_MAC_CTX *mac_keyed; /* HMAC-SHA256 under the MAC subkey: duplicated */
     const char *header_b64; /* base64url of PROTECTED_HEADER, the AAD */
 };
 
@@ -35,7 +40,10 @@ static apr_status_t release_key(void *data)
     okey_state_key_t *key = data;
 
     cjose_jwk_release(key->jwk);
+    EVP_CIPHER_CTX_free(key->keyed);
+    EVP_MAC_CTX_free(key->mac_keyed);
     EVP_CIPHER_free(key->aes_gcm);
+    EVP_MD_free(key->sha256);
     OPENSSL_cleanse(key->raw, sizeof(key->raw));
     return APR_SUCCESS;
 }
@@ -73,6 +81,32 @@ okey_err_t *okey_state_key_create(apr_pool_t *pool, const char *passphrase,
     return err;
 }
 
+/* HMAC-SHA256 keyed with a subkey of raw's own, so that a MAC never
+ * doubles as the cipher key. */
+static EVP_MAC_CTX *mac_context(const unsigned char raw[KEY_BYTES])
+{
+    static const char label[] = "mod_openaikey mac v1";
+    EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = hmac ? EVP_MAC_CTX_new(hmac) : NULL;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+        OSSL_PARAM_construct_end()
+    };
+    unsigned char subkey[32];
+    unsigned int len = sizeof(subkey);
+    int ok = ctx && HMAC(EVP_sha256(), raw, KEY_BYTES, (const unsigned char *)label,
+                         strlen(label), subkey, &len) &&
+             EVP_MAC_init(ctx, subkey, sizeof(subkey), params);
+
+    OPENSSL_cleanse(subkey, sizeof(subkey));
+    EVP_MAC_free(hmac);
+    if (!ok) {
+        EVP_MAC_CTX_free(ctx);
+        ctx = NULL;
+    }
+    return ctx;
+}
+
 okey_err_t *okey_state_key_from_bytes(apr_pool_t *pool,
                                       const unsigned char bytes[KEY_BYTES],
                                       okey_state_key_t **key)
@@ -83,13 +117,18 @@ okey_err_t *okey_state_key_from_bytes(apr_pool_t *pool,
 
     made->jwk = cjose_jwk_create_oct_spec(bytes, KEY_BYTES, &cerr);
     made->aes_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    made->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    made->keyed = EVP_CIPHER_CTX_new();
+    made->mac_keyed = mac_context(bytes);
     memcpy(made->raw, bytes, KEY_BYTES);
     made->header_b64 = okey_b64url_encode(pool, (const unsigned char *)PROTECTED_HEADER,
                                           strlen(PROTECTED_HEADER));
     apr_pool_cleanup_register(pool, made, release_key, apr_pool_cleanup_null);
-    if (!made->jwk || !made->aes_gcm) {
+    if (!made->jwk || !made->aes_gcm || !made->sha256 || !made->keyed || !made->mac_keyed ||
+        !EVP_EncryptInit_ex(made->keyed, made->aes_gcm, NULL, made->raw, NULL)) {
         err = okey_err_make(pool, 500, NULL, "state key: %s",
-                            made->jwk ? "no AES-256-GCM in OpenSSL" : cerr.message);
+                            made->jwk ? "no AES-256-GCM or SHA-256 in OpenSSL"
+                                      : cerr.message);
     }
     *key = err ? NULL : made;
     return err;
@@ -121,11 +160,12 @@ okey_err_t *okey_state_new(apr_pool_t *pool, apr_time_t now,
     return err;
 }
 
-const char *okey_state_challenge(apr_pool_t *pool, const char *verifier)
+const char *okey_state_challenge(apr_pool_t *pool, const okey_state_key_t *key,
+                                 const char *verifier)
 {
     unsigned char digest[32];
 
-    okey_sha256(verifier, strlen(verifier), digest);
+    EVP_Digest(verifier, strlen(verifier), digest, NULL, key->sha256, NULL);
     return okey_b64url_encode(pool, digest, sizeof(digest));
 }
 
@@ -139,7 +179,8 @@ static int encrypt(const okey_state_key_t *key, const unsigned char *iv,
     int header_len = (int)strlen(key->header_b64);
     int len = 0;
     int final_len = 0;
-    int ok = ctx && EVP_EncryptInit_ex(ctx, key->aes_gcm, NULL, key->raw, iv) &&
+    int ok = ctx && EVP_CIPHER_CTX_copy(ctx, key->keyed) &&
+             EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, iv) &&
              EVP_EncryptUpdate(ctx, NULL, &len, (const unsigned char *)key->header_b64,
                                header_len) &&
              EVP_EncryptUpdate(ctx, cipher, &len, (const unsigned char *)plain,
@@ -183,11 +224,11 @@ okey_err_t *okey_state_seal(apr_pool_t *pool, const okey_state_key_t *key,
                             const okey_state_t *state, const char **sealed)
 {
     /* The values are base64url or numbers and need no JSON escaping. */
-    const char *plain = apr_psprintf(pool, "{\"s\":\"%s\",\"n\":\"%s\",\"v\":"
-                                     "\"%s\",\"t\":%" APR_INT64_T_FMT ",\"l\":%"
-                                     APR_INT64_T_FMT ",\"x\":%d}",
-                                     state->state, state->nonce, state->verifier,
-                                     state->created, state->ttl, state->next_keys);
+    const char *plain = apr_pstrcat(pool, "{\"s\":\"", state->state, "\",\"n\":\"",
+                                    state->nonce, "\",\"v\":\"", state->verifier,
+                                    "\",\"t\":", apr_off_t_toa(pool, state->created),
+                                    ",\"l\":", apr_off_t_toa(pool, state->ttl),
+                                    ",\"x\":", state->next_keys ? "1}" : "0}", NULL);
     okey_err_t *err = okey_seal(pool, key, plain, state->iv, sealed);
 
     if (err) {
@@ -283,18 +324,18 @@ okey_err_t *okey_state_open(apr_pool_t *pool, const okey_state_key_t *key,
     return err;
 }
 
-void okey_state_key_mac(const okey_state_key_t *key, const char *label,
-                        const char *data, unsigned char mac[32])
+void okey_state_key_mac(const okey_state_key_t *key, const char *data,
+                        unsigned char mac[32])
 {
-    unsigned char subkey[32];
-    unsigned int len = 32;
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(key->mac_keyed);
+    size_t len = 0;
 
-    /* A key of its own per label: a MAC never doubles as the cipher key. */
-    HMAC(EVP_sha256(), key->raw, KEY_BYTES, (const unsigned char *)label,
-         strlen(label), subkey, &len);
-    HMAC(EVP_sha256(), subkey, sizeof(subkey), (const unsigned char *)data,
-         strlen(data), mac, &len);
-    OPENSSL_cleanse(subkey, sizeof(subkey));
+    if (!ctx || !EVP_MAC_update(ctx, (const unsigned char *)data, strlen(data)) ||
+        !EVP_MAC_final(ctx, mac, &len, 32) || len != 32) {
+        /* Never a predictable token: one that matches nothing. */
+        apr_generate_random_bytes(mac, 32);
+    }
+    EVP_MAC_CTX_free(ctx);
 }
 
 int okey_state_token_valid(const char *token)
@@ -346,15 +387,17 @@ apr_array_header_t *okey_state_cookies(apr_pool_t *pool, const char *header,
     return cookies;
 }
 
+#define STR(x) #x
+#define XSTR(x) STR(x)
+
 const char *okey_state_set_cookie(apr_pool_t *pool, const char *name,
                                   const char *sealed, int secure)
 {
     /* Expires beside Max-Age for clients that only know the former. */
-    return apr_psprintf(pool, "%s=%s; Path=/; Max-Age=%d;%s HttpOnly; "
-                        "SameSite=Lax%s", name, sealed ? sealed : "",
-                        sealed ? OKEY_STATE_LIFETIME : 0,
-                        sealed ? "" : " Expires=Thu, 01 Jan 1970 00:00:00 GMT;",
-                        secure ? "; Secure" : "");
+    return apr_pstrcat(pool, name, "=", sealed ? sealed : "", "; Path=/; Max-Age=",
+                       sealed ? XSTR(OKEY_STATE_LIFETIME) ";"
+                              : "0; Expires=Thu, 01 Jan 1970 00:00:00 GMT;",
+                       " HttpOnly; SameSite=Lax", secure ? "; Secure" : "", NULL);
 }
 
 apr_array_header_t *okey_state_cookies_to_drop(apr_pool_t *pool,

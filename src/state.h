@@ -45,8 +45,10 @@ okey_err_t *okey_state_key_from_bytes(apr_pool_t *pool,
 okey_err_t *okey_state_new(apr_pool_t *pool, apr_time_t now,
                            okey_state_t **state);
 
-/* The S256 code challenge of a verifier (RFC 7636). */
-const char *okey_state_challenge(apr_pool_t *pool, const char *verifier);
+/* The S256 code challenge of a verifier (RFC 7636), with the digest the
+ * key holds. */
+const char *okey_state_challenge(apr_pool_t *pool, const okey_state_key_t *key,
+                                 const char *verifier);
 
 okey_err_t *okey_state_seal(apr_pool_t *pool, const okey_state_key_t *key,
                             const okey_state_t *state, const char **sealed);
@@ -66,9 +68,9 @@ okey_err_t *okey_seal(apr_pool_t *pool, const okey_state_key_t *key,
 const char *okey_unseal(apr_pool_t *pool, const okey_state_key_t *key,
                         const char *sealed);
 
-/* HMAC-SHA256 of data under a key derived from key and label. */
-void okey_state_key_mac(const okey_state_key_t *key, const char *label,
-                        const char *data, unsigned char mac[32]);
+/* HMAC-SHA256 of data under a subkey derived from key for MACs alone. */
+void okey_state_key_mac(const okey_state_key_t *key, const char *data,
+                        unsigned char mac[32]);
 
 /* Whether a state parameter has the shape this module issues. */
 int okey_state_token_valid(const char *token);

@@ -105,12 +105,28 @@ START_TEST(jose_shapes_cjose_cannot_decode_are_refused)
 }
 END_TEST
 
+START_TEST(b64url_encodes_without_padding)
+{
+    static const unsigned char high[] = {0xfb, 0xff, 0xbf};
+
+    ck_assert_str_eq(okey_b64url_encode(test_pool, (const unsigned char *)"", 0), "");
+    ck_assert_str_eq(okey_b64url_encode(test_pool, (const unsigned char *)"f", 1), "Zg");
+    ck_assert_str_eq(okey_b64url_encode(test_pool, (const unsigned char *)"fo", 2), "Zm8");
+    ck_assert_str_eq(okey_b64url_encode(test_pool, (const unsigned char *)"foo", 3), "Zm9v");
+    ck_assert_str_eq(okey_b64url_encode(test_pool, (const unsigned char *)"foob", 4),
+                     "Zm9vYg");
+    ck_assert_str_eq(okey_b64url_encode(test_pool, high, 3), "-_-_");
+    ck_assert_str_eq(okey_b64url_encode(test_pool, high, 2), "-_8");
+}
+END_TEST
+
 Suite *okey_query_suite(void)
 {
     Suite *suite = suite_create("query");
     TCase *tc = test_case("parse");
 
     tcase_add_test(tc, parameters_decode_in_order);
+    tcase_add_test(tc, b64url_encodes_without_padding);
     tcase_add_test(tc, repeated_names_are_all_counted);
     tcase_add_test(tc, malformed_queries_are_refused);
     tcase_add_test(tc, scrub_removes_keys_tokens_and_jwts);

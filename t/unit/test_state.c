@@ -119,7 +119,7 @@ END_TEST
 START_TEST(challenge_is_s256_of_the_verifier)
 {
     /* RFC 7636 appendix B. */
-    ck_assert_str_eq(okey_state_challenge(test_pool, "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+    ck_assert_str_eq(okey_state_challenge(test_pool, key_for(NULL), "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
                      "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
 }
 END_TEST
