@@ -1,7 +1,9 @@
 /* bench/reap: one reap of 1000 service accounts, 500 of them expired, each
  * upstream request answered after 20 ms by a fake OpenAI Admin API in this
  * process; timed serially (one request in flight) and as the reaper runs
- * it, in the same run. Prints both and their ratio. */
+ * it, in the same run. Prints both and their ratio. Then a reap of 10 000
+ * accounts, 5 000 expired, against its floor: the paging-bound time of 100
+ * sequential pages plus 5 000 deletes at the bounded parallelism. */
 #include <apr_general.h>
 #include <apr_network_io.h>
 #include <apr_strings.h>
@@ -14,7 +16,7 @@
 
 #include "reap_run.h"
 
-#define ACCOUNTS 1000
+#define ACCOUNTS_MAX 10000
 #define LATENCY apr_time_from_msec(20)
 
 typedef struct {
@@ -27,7 +29,8 @@ typedef struct {
     apr_pool_t *pool;
     apr_socket_t *listener;
     apr_thread_mutex_t *mutex;
-    account_t accounts[ACCOUNTS];
+    int count;
+    account_t accounts[ACCOUNTS_MAX];
     int in_flight;
     int max_in_flight;
     int requests;
@@ -39,14 +42,15 @@ typedef struct {
     apr_pool_t *pool;
 } conn_t;
 
-static void seed(fake_t *fake, apr_int64_t now)
+static void seed(fake_t *fake, apr_int64_t now, int count)
 {
     int i;
 
-    for (i = 0; i < ACCOUNTS; i++) {
+    fake->count = count;
+    for (i = 0; i < count; i++) {
         apr_int64_t expires = (i % 2) ? now - 60 : now + 3600;
 
-        snprintf(fake->accounts[i].id, sizeof(fake->accounts[i].id), "svc_acct_%04d", i);
+        snprintf(fake->accounts[i].id, sizeof(fake->accounts[i].id), "svc_acct_%05d", i);
         snprintf(fake->accounts[i].name, sizeof(fake->accounts[i].name),
                  "okey-%" APR_INT64_T_FMT "-user%04d@example.com", expires, i);
         fake->accounts[i].deleted = 0;
@@ -76,7 +80,7 @@ static const char *answer(fake_t *fake, apr_pool_t *pool, const char *method,
         int n = 0;
         char *data = "";
 
-        for (i = start; i < ACCOUNTS && n < 100; i++) {
+        for (i = start; i < fake->count && n < 100; i++) {
             if (!fake->accounts[i].deleted) {
                 data = apr_psprintf(pool, "%s%s{\"id\":\"%s\",\"name\":\"%s\",\"created_at\":%"
                                     APR_INT64_T_FMT "}", data, n ? "," : "",
@@ -87,14 +91,14 @@ static const char *answer(fake_t *fake, apr_pool_t *pool, const char *method,
         }
         *status = 200;
         body = apr_psprintf(pool, "{\"object\":\"list\",\"data\":[%s],\"has_more\":%s,"
-                            "\"last_id\":%s%s%s}", data, i < ACCOUNTS ? "true" : "false",
+                            "\"last_id\":%s%s%s}", data, i < fake->count ? "true" : "false",
                             n ? "\"svc_acct_" : "null",
-                            n ? apr_psprintf(pool, "%04d", i - 1) : "", n ? "\"" : "");
+                            n ? apr_psprintf(pool, "%05d", i - 1) : "", n ? "\"" : "");
     }
     else if (!strcmp(method, "DELETE") && !strncmp(path, prefix, strlen(prefix))) {
         int index = atoi(path + strlen(prefix) + 1 + strlen("svc_acct_"));
 
-        if (index >= 0 && index < ACCOUNTS && !fake->accounts[index].deleted) {
+        if (index >= 0 && index < fake->count && !fake->accounts[index].deleted) {
             fake->accounts[index].deleted = 1;
             *status = 200;
             body = "{\"deleted\":true}";
@@ -206,17 +210,17 @@ static apr_port_t start_fake(fake_t *fake)
     return addr->port;
 }
 
-static double timed_reap(fake_t *fake, okey_reaper_t *reaper, int parallel)
+static double timed_reap(fake_t *fake, okey_reaper_t *reaper, int parallel, int count)
 {
     apr_pool_t *pool;
     okey_reap_summary_t summary;
     apr_int64_t now = (apr_int64_t)apr_time_sec(apr_time_now());
 
     apr_pool_create(&pool, fake->pool);
-    seed(fake, now);
+    seed(fake, now, count);
     reaper->parallel = parallel;
     okey_reap(reaper, pool, now, &summary);
-    if (summary.deleted != ACCOUNTS / 2 || summary.failed || summary.error) {
+    if (summary.deleted != count / 2 || summary.failed || summary.error) {
         fprintf(stderr, "reap went wrong: deleted %d, failed %d, %s\n", summary.deleted,
                 summary.failed, summary.error ? summary.error : "");
         exit(1);
@@ -237,6 +241,7 @@ int main(void)
     apr_pool_t *pool;
     double serial;
     double parallel;
+    double floor_seconds;
 
     apr_initialize();
     okey_http_global_init();
@@ -249,10 +254,19 @@ int main(void)
     cfg.project = "personal";
     cfg.expiration = 86400;
     okey_reaper_init(&reaper, &cfg, okey_http_create(pool, &opts), NULL, NULL);
-    printf("%d service accounts, %d expired, %d ms per upstream request\n", ACCOUNTS,
-           ACCOUNTS / 2, (int)apr_time_as_msec(LATENCY));
-    serial = timed_reap(fake, &reaper, 1);
-    parallel = timed_reap(fake, &reaper, OKEY_REAP_PARALLEL);
+    printf("1000 service accounts, 500 expired, %d ms per upstream request\n",
+           (int)apr_time_as_msec(LATENCY));
+    serial = timed_reap(fake, &reaper, 1, 1000);
+    parallel = timed_reap(fake, &reaper, OKEY_REAP_PARALLEL, 1000);
     printf("parallel reap is %.1fx faster than serial (target >= 6x)\n", serial / parallel);
+    printf("%d service accounts, %d expired, %d ms per upstream request\n", ACCOUNTS_MAX,
+           ACCOUNTS_MAX / 2, (int)apr_time_as_msec(LATENCY));
+    parallel = timed_reap(fake, &reaper, OKEY_REAP_PARALLEL, ACCOUNTS_MAX);
+    floor_seconds = (double)(1 + ACCOUNTS_MAX / 100 +
+                             (ACCOUNTS_MAX / 2 + OKEY_REAP_PARALLEL - 1) / OKEY_REAP_PARALLEL) *
+                    (double)LATENCY / APR_USEC_PER_SEC;
+    printf("floor (1 project list + %d pages + %d deletes at %d in flight): %.2f s; "
+           "reap / floor = %.2f (target <= 1.1)\n", ACCOUNTS_MAX / 100, ACCOUNTS_MAX / 2,
+           OKEY_REAP_PARALLEL, floor_seconds, parallel / floor_seconds);
     return 0;
 }
