@@ -97,6 +97,7 @@ fuzz: $(FUZZ_BINS)
 	scripts/fuzz $(FUZZ_BINS)
 
 bench: mod_openaikey.so
+	bench/cost
 	bench/redirect
 	bench/reap
 
