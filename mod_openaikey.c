@@ -540,6 +540,7 @@ static const handler_entry_t handlers[] = {
     {"openaikey-status", okey_status_handler},
     {"openaikey-metrics", okey_metrics_handler},
     {"openaikey-keys", okey_keys_handler},
+    {"openaikey-issue", okey_issue_handler},
 };
 
 /* Whether <Location> config maps this request to one of our handlers. */

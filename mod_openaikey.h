@@ -2,7 +2,8 @@
  *
  *   mod_openaikey.c         module record, directives, configuration, hooks,
  *                           handler dispatch and the response helpers
- *   mod_openaikey_signin.c  openaikey-login, openaikey-callback
+ *   mod_openaikey_signin.c  openaikey-login, openaikey-callback,
+ *                           openaikey-issue
  *   mod_openaikey_keys.c    openaikey-keys, the My keys session, the cap
  *   mod_openaikey_ops.c     openaikey-cleanup, openaikey-status,
  *                           openaikey-metrics
@@ -81,6 +82,7 @@ int okey_cleanup_handler(request_rec *r);
 int okey_status_handler(request_rec *r);
 int okey_metrics_handler(request_rec *r);
 int okey_keys_handler(request_rec *r);
+int okey_issue_handler(request_rec *r);
 
 /* --- self-service (mod_openaikey_keys.c) ---------------------------------- */
 

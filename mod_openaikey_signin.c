@@ -5,11 +5,14 @@
 #include "http_log.h"
 #include "http_protocol.h"
 
+#include <strings.h>
+
 #include <apr_strings.h>
 
 #include "mod_openaikey.h"
 #include "src/lifetime.h"
 #include "src/policy.h"
+#include "src/session.h"
 #include "src/query.h"
 
 APLOG_USE_MODULE(openaikey);
@@ -399,4 +402,185 @@ int okey_callback_handler(request_rec *r)
         count_outcome(r, err, done.issued != NULL);
     }
     return err ? okey_send_error(r, err) : send_signed_in(r, conf, state, &done);
+}
+
+/* --- openaikey-issue -------------------------------------------------------- */
+
+/* The address another module authenticated: r->user, or the variable
+ * OpenAIKeyUserVar names; it must be a plain e-mail address, and one the
+ * server's allow-lists admit. */
+static okey_err_t *issue_address(request_rec *r, const okey_config_t *cfg,
+                                 const char **email)
+{
+    const char *given = cfg->user_var ? apr_table_get(r->subprocess_env, cfg->user_var)
+                                      : r->user;
+    const char *source = cfg->user_var ? cfg->user_var : "r->user";
+    okey_err_t *err = NULL;
+
+    *email = NULL;
+    if (!given || !*given) {
+        err = okey_err_make(r->pool, HTTP_FORBIDDEN, "This server could not tell who "
+                            "you are: the sign-in in front of it named nobody.",
+                            "openaikey-issue: %s is not set (is an authentication "
+                            "module in front of it?)", source);
+    }
+    else if (!okey_policy_address_valid(given)) {
+        err = okey_err_make(r->pool, HTTP_FORBIDDEN, "Your sign-in does not name a plain "
+                            "e-mail address, so this server cannot give you a key.",
+                            "openaikey-issue: %s '%s' is not a valid e-mail address",
+                            source, ap_escape_logitem(r->pool,
+                                                      apr_pstrndup(r->pool, given, 300)));
+    }
+    else if ((cfg->allowed_users->nelts || cfg->allowed_domains->nelts) &&
+             !okey_policy_address_allowed(cfg, given)) {
+        err = okey_err_make(r->pool, HTTP_FORBIDDEN, "Your account is not allowed to get "
+                            "a key from this server.", "denied %s: neither the address "
+                            "nor its domain is allowed", given);
+    }
+    if (err) {
+        err->denied = OKEY_DENIED_NOT_ALLOWED;
+    }
+    *email = err ? NULL : okey_lower(r->pool, given);
+    return err;
+}
+
+/* What a POST asks for: a lifetime, from the form (with its token) or a
+ * JSON body; or from the query. */
+static okey_err_t *read_issue(request_rec *r, okey_server_conf_t *conf, const char *email,
+                              int json, apr_int64_t *lifetime)
+{
+    const char *body = NULL;
+    const char *why = NULL;
+    okey_err_t *err = okey_read_body(r, 4096, &body);
+    apr_array_header_t *query = okey_query_parse(r->pool, r->args, &why);
+    int count = 0;
+    const char *ttl = okey_query_get(query, "ttl", &count);
+    json_t *doc = NULL;
+
+    if (!err && json && *body) {
+        doc = okey_json_parse(r->pool, body, strlen(body), NULL);
+        err = json_is_object(doc) ? NULL
+              : okey_err_make(r->pool, HTTP_BAD_REQUEST, "The request body is not a "
+                              "JSON object.", "openaikey-issue: malformed JSON body");
+    }
+    if (!err && doc && json_is_integer(json_object_get(doc, "ttl"))) {
+        ttl = apr_off_t_toa(r->pool, json_integer_value(json_object_get(doc, "ttl")));
+    }
+    else if (!err && doc && json_object_get(doc, "ttl")) {
+        ttl = okey_json_str(doc, "ttl") ? okey_json_str(doc, "ttl") : "";
+    }
+    if (!err && !json) {
+        apr_array_header_t *fields = okey_query_parse(r->pool, body, &why);
+        int tokens = 0, ttls = 0;
+        const char *token = okey_query_get(fields, "csrf", &tokens);
+        const char *form_ttl = okey_query_get(fields, "ttl", &ttls);
+
+        ttl = form_ttl ? form_ttl : ttl;
+        if (tokens != 1 || ttls > 1 ||
+            !okey_session_issue_token_ok(r->pool, conf->state_key, email, token, okey_now())) {
+            err = okey_err_make(r->pool, HTTP_FORBIDDEN, "This form has expired or was "
+                                "not made for you. Open the page again.",
+                                "openaikey-issue: form without a valid token for %s", email);
+        }
+    }
+    if (!err && (!query || count > 1)) {
+        err = okey_err_make(r->pool, HTTP_BAD_REQUEST, "The request's query is malformed.",
+                            "openaikey-issue: malformed or repeated query parameters");
+    }
+    *lifetime = conf->cfg->expiration;
+    if (!err && ttl) {
+        err = okey_lifetime_parse(r->pool, ttl, conf->cfg->max_expiration, lifetime);
+    }
+    if (err && !err->denied) {
+        err->denied = OKEY_DENIED_BAD_REQUEST;
+    }
+    return err;
+}
+
+static okey_err_t *issue_for(request_rec *r, okey_server_conf_t *conf, const char *email,
+                             apr_int64_t lifetime, sign_in_t *done)
+{
+    const okey_issued_t *unsure = NULL;
+    okey_err_t *err = NULL;
+
+    if (okey_in_flight_enter(r, conf->runtime, &err)) {
+        err = okey_keys_issue(conf->runtime->keys, r->pool, email, okey_now(), lifetime,
+                              &done->issued, &unsure);
+        if (unsure) {
+            leave_to_reaper(r, conf, unsure);
+        }
+        if (done->issued) {
+            audit_issued(r, done->issued);
+        }
+        if (done->issued && conf->cfg->max_keys_per_user > 0) {
+            okey_shm_index_add(r->server, done->issued);
+            done->revoked = okey_enforce_cap(r, conf, done->issued);
+        }
+        okey_in_flight_leave(conf->runtime);
+    }
+    return err;
+}
+
+static int send_issued(request_rec *r, const sign_in_t *done, int json)
+{
+    okey_page_links_t links = {NULL, NULL};
+    const okey_issued_t *issued = done->issued;
+    const char *nonce = NULL;
+    okey_err_t *err = json ? NULL : okey_random_b64url(r->pool, 18, &nonce);
+    int status = OK;
+
+    if (json) {
+        okey_send_json(r, okey_json_own(r->pool, json_pack(
+            "{s:s, s:s, s:s, s:I, s:s}", "api_key", issued->api_key, "service_account_id",
+            issued->service_account_id, "project", issued->project, "expires_at",
+            (json_int_t)issued->expires, "email", issued->email)));
+    }
+    else if (err) {
+        status = okey_send_error(r, err);
+    }
+    else {
+        status = okey_send_html(r, HTTP_OK, okey_page_key(r->pool, issued, done->revoked,
+                                                          &links, nonce));
+    }
+    return status;
+}
+
+static int send_issue_page(request_rec *r, okey_server_conf_t *conf, const char *email)
+{
+    okey_lifetimes_t lifetimes = {conf->cfg->expiration, conf->cfg->max_expiration};
+    const char *nonce = NULL;
+    okey_err_t *err = okey_random_b64url(r->pool, 18, &nonce);
+
+    return err ? okey_send_error(r, err)
+               : okey_send_html(r, HTTP_OK, okey_page_issue(
+                     r->pool, email, r->uri,
+                     okey_session_issue_token(r->pool, conf->state_key, email, okey_now()),
+                     &lifetimes, nonce));
+}
+
+int okey_issue_handler(request_rec *r)
+{
+    okey_err_t *err = okey_method_error(r, "GET, HEAD, POST");
+    okey_server_conf_t *conf = err ? NULL : okey_ready_conf(r, &err);
+    const char *type = apr_table_get(r->headers_in, "Content-Type");
+    int json = type && !strncasecmp(type, "application/json", 16);
+    const char *email = NULL;
+    apr_int64_t lifetime = 0;
+    sign_in_t done = {NULL, NULL, NULL};
+    int posted = r->method_number == M_POST;
+
+    if (!err) {
+        err = issue_address(r, conf->cfg, &email);
+    }
+    if (!err && posted) {
+        err = read_issue(r, conf, email, json, &lifetime);
+    }
+    if (!err && posted) {
+        err = issue_for(r, conf, email, lifetime, &done);
+    }
+    if (conf && (posted || err)) {
+        count_outcome(r, err, done.issued != NULL);
+    }
+    return err ? okey_send_error(r, err)
+           : posted ? send_issued(r, &done, json) : send_issue_page(r, conf, email);
 }

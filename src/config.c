@@ -38,8 +38,9 @@ static void add_problem(resolver_t *res, okey_setting_e setting,
         : def->env;
 
     APR_ARRAY_PUSH(res->problems, const char *) =
-        apr_psprintf(res->pool, "%s (environment %s) in server %s: %s",
-                     def->directive, env, res->server_name, what);
+        apr_psprintf(res->pool, "%s%s%s%s in server %s: %s", def->directive,
+                     env ? " (environment " : "", env ? env : "", env ? ")" : "",
+                     res->server_name, what);
 }
 
 static const char *lookup_env(resolver_t *res, const char *name)
@@ -287,7 +288,8 @@ int okey_config_wanted(const okey_raw_config_t *raw, okey_getenv_fn *getenv_fn,
     int i;
 
     for (i = 0; i < OKEY_SET_COUNT && !wanted; i++) {
-        const char *env = getenv_fn(env_baton, okey_settings[i].env);
+        const char *env = okey_settings[i].env
+                          ? getenv_fn(env_baton, okey_settings[i].env) : NULL;
         wanted = raw->value[i] != NULL ||
                  (okey_settings[i].required && env && *env);
     }
@@ -326,6 +328,7 @@ int okey_config_resolve(apr_pool_t *pool, const okey_raw_config_t *raw,
     cfg->max_keys_per_user = resolve_number(&res, OKEY_SET_MAX_KEYS_PER_USER);
     cfg->revoke_disallowed = resolve_flag(&res, OKEY_SET_REVOKE_DISALLOWED);
     cfg->session_lifetime = resolve_number(&res, OKEY_SET_SESSION_LIFETIME);
+    cfg->user_var = raw_value(&res, OKEY_SET_USER_VAR);
     return problems->nelts - before;
 }
 

@@ -52,6 +52,8 @@
     X(SESSION_LIFETIME, "OpenAIKeySessionLifetime", "SESSION_LIFETIME", NULL,  \
       "900", 0, NUMBER, 0, 86400,                                              \
       "seconds a sign-in may use My keys; 0 turns self-service off")           \
+    X(USER_VAR, "OpenAIKeyUserVar", NULL, NULL, NULL, 0, STRING, 0, 0,        \
+      "for openaikey-issue: the variable holding the address, not r->user")   \
     X(MAX_IN_FLIGHT, "OpenAIKeyMaxInFlight", "MAX_IN_FLIGHT", NULL, NULL, 0,   \
       NUMBER, 1, 100000,                                                       \
       "requests of one child that may wait on upstream services at once")
@@ -110,6 +112,7 @@ typedef struct okey_config_t {
     apr_int64_t max_keys_per_user; /* 0: no cap */
     int revoke_disallowed;
     apr_int64_t session_lifetime;  /* 0: no self-service */
+    const char *user_var;          /* NULL: openaikey-issue takes r->user */
 } okey_config_t;
 
 typedef const char *okey_getenv_fn(void *baton, const char *name);

@@ -181,7 +181,7 @@ static const char *key_rows(apr_pool_t *pool, const apr_array_header_t *owned,
 
 /* A form that starts a sign-in for a new key with a chosen lifetime: the
  * default, and common lifetimes up to the longest allowed. */
-static const char *new_key_form(apr_pool_t *pool, const okey_lifetimes_t *lifetimes)
+static const char *lifetime_options(apr_pool_t *pool, const okey_lifetimes_t *lifetimes)
 {
     static const apr_int64_t common[] = {900, 3600, 28800, 86400, 604800, 2592000};
     const char *options = apr_psprintf(pool, "<option value=\"%" APR_INT64_T_FMT
@@ -196,11 +196,39 @@ static const char *new_key_form(apr_pool_t *pool, const okey_lifetimes_t *lifeti
                                    okey_lifetime_text(pool, common[i]));
         }
     }
+    return options;
+}
+
+static const char *new_key_form(apr_pool_t *pool, const okey_lifetimes_t *lifetimes)
+{
+    const char *options = lifetime_options(pool, lifetimes);
+
     return apr_pstrcat(pool, "<h2>A new key</h2>\n<div class=\"actions\"><form id=\"new-key\" method=\"get\" "
                        "action=\"/\"><label for=\"ttl\">Lifetime </label>"
                        "<select id=\"ttl\" name=\"ttl\">", options, "</select> "
                        "<button type=\"submit\">Sign in for a new key</button></form></div>\n",
                        NULL);
+}
+
+okey_page_t okey_page_issue(apr_pool_t *pool, const char *email, const char *action,
+                            const char *token, const okey_lifetimes_t *lifetimes,
+                            const char *nonce)
+{
+    okey_page_t page;
+
+    page.csp = page_csp(pool, nonce);
+    page.html = apr_pstrcat(
+        pool, page_head(pool, "Get a temporary OpenAI API key", nonce, NULL),
+        "<p>Signed in as <strong>", okey_html_escape(pool, email), "</strong>.</p>\n"
+        "<form id=\"issue\" method=\"post\" action=\"", okey_html_escape(pool, action),
+        "\"><input type=\"hidden\" name=\"csrf\" value=\"",
+        okey_html_escape(pool, token), "\"><div class=\"actions\">"
+        "<label for=\"ttl\">Lifetime </label><select id=\"ttl\" name=\"ttl\">",
+        lifetime_options(pool, lifetimes), "</select> "
+        "<button type=\"submit\">Get a key</button></div></form>\n"
+        "<p class=\"note\">The key is shown once and deletes itself when it expires."
+        "</p>\n</body></html>\n", NULL);
+    return page;
 }
 
 okey_page_t okey_page_keys_sign_in(apr_pool_t *pool, const okey_lifetimes_t *lifetimes,

@@ -31,6 +31,12 @@ typedef struct okey_lifetimes_t {
     apr_int64_t longest;
 } okey_lifetimes_t;
 
+/* openaikey-issue's page: one button, posting token and a lifetime to
+ * action. */
+okey_page_t okey_page_issue(apr_pool_t *pool, const char *email, const char *action,
+                            const char *token, const okey_lifetimes_t *lifetimes,
+                            const char *nonce);
+
 /* My keys without a session: sign in, or get a new key. */
 okey_page_t okey_page_keys_sign_in(apr_pool_t *pool, const okey_lifetimes_t *lifetimes,
                                    const char *nonce);

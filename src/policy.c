@@ -71,6 +71,27 @@ okey_err_t *okey_policy_check(apr_pool_t *pool, const okey_config_t *cfg,
     return err;
 }
 
+/* Characters of an address's local part: RFC 5322's dot-atom, no quotes. */
+static const char LOCAL_CHARS[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "0123456789.!#$%&'*+/=?^_`{|}~-";
+static const char DOMAIN_CHARS[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   "0123456789.-";
+
+int okey_policy_address_valid(const char *email)
+{
+    const char *at = email ? strchr(email, '@') : NULL;
+    apr_size_t local = at ? (apr_size_t)(at - email) : 0;
+    const char *domain = at ? at + 1 : "";
+    apr_size_t domain_len = strlen(domain);
+
+    return at && local > 0 && local <= 64 && domain_len > 0 && local + 1 + domain_len <= 254 &&
+           strspn(email, LOCAL_CHARS) == local &&
+           strspn(domain, DOMAIN_CHARS) == domain_len && strchr(domain, '.') &&
+           email[0] != '.' && at[-1] != '.' && !strstr(email, "..") &&
+           domain[0] != '.' && domain[0] != '-' && domain[domain_len - 1] != '.' &&
+           domain[domain_len - 1] != '-';
+}
+
 int okey_policy_address_allowed(const okey_config_t *cfg, const char *email)
 {
     const char *at = email ? strrchr(email, '@') : NULL;

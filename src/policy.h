@@ -12,6 +12,11 @@
 okey_err_t *okey_policy_check(apr_pool_t *pool, const okey_config_t *cfg,
                               const okey_oidc_identity_t *identity);
 
+/* Whether email is an address another module may hand over (r->user):
+ * an unquoted dot-atom local part, a dotted domain of letters, digits and
+ * hyphens, at most 254 characters; nothing an account name could not carry. */
+int okey_policy_address_valid(const char *email);
+
 /* Whether the policy still allows an address that was once issued a key:
  * listed itself, or in a listed domain. No token is at hand to vouch for
  * a domain here, so this only ever takes access away. */

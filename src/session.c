@@ -8,6 +8,7 @@
 
 #define SESSION_ID_BYTES 18
 #define CSRF_LABEL "mod_openaikey csrf v1"
+#define ISSUE_LABEL "mod_openaikey issue v1"
 
 okey_err_t *okey_session_new(apr_pool_t *pool, const char *email,
                              const char *issuer, const char *subject,
@@ -132,4 +133,36 @@ int okey_session_csrf_ok(apr_pool_t *pool, const okey_state_key_t *key,
 
     return token && strlen(token) == strlen(expected) &&
            CRYPTO_memcmp(token, expected, strlen(expected)) == 0;
+}
+
+static const char *issue_mac(apr_pool_t *pool, const okey_state_key_t *key,
+                             const char *email, const char *made)
+{
+    unsigned char mac[32];
+
+    okey_state_key_mac(key, apr_pstrcat(pool, ISSUE_LABEL, "\n", made, "\n",
+                                        okey_lower(pool, email), NULL), mac);
+    return okey_b64url_encode(pool, mac, sizeof(mac));
+}
+
+const char *okey_session_issue_token(apr_pool_t *pool, const okey_state_key_t *key,
+                                     const char *email, apr_int64_t now)
+{
+    const char *made = apr_off_t_toa(pool, now);
+
+    return apr_pstrcat(pool, made, ".", issue_mac(pool, key, email, made), NULL);
+}
+
+int okey_session_issue_token_ok(apr_pool_t *pool, const okey_state_key_t *key,
+                                const char *email, const char *token, apr_int64_t now)
+{
+    const char *dot = token ? strchr(token, '.') : NULL;
+    const char *made = dot ? apr_pstrndup(pool, token, (apr_size_t)(dot - token)) : "";
+    apr_size_t digits = strspn(made, "0123456789");
+    apr_int64_t when = (digits && !made[digits] && digits <= 12) ? apr_atoi64(made) : -1;
+    const char *expected = when >= 0 ? issue_mac(pool, key, email, made) : NULL;
+
+    return expected && when <= now + 60 && now - when <= OKEY_SESSION_ISSUE_TOKEN_LIFETIME &&
+           strlen(dot + 1) == strlen(expected) &&
+           CRYPTO_memcmp(dot + 1, expected, strlen(expected)) == 0;
 }

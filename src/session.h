@@ -50,4 +50,14 @@ const char *okey_session_csrf(apr_pool_t *pool, const okey_state_key_t *key,
 int okey_session_csrf_ok(apr_pool_t *pool, const okey_state_key_t *key,
                          const okey_session_t *session, const char *token);
 
+/* openaikey-issue's forms have no session: their token binds the address
+ * another module authenticated and the time it was made, and is good for
+ * OKEY_SESSION_ISSUE_TOKEN_LIFETIME seconds. */
+#define OKEY_SESSION_ISSUE_TOKEN_LIFETIME 3600
+
+const char *okey_session_issue_token(apr_pool_t *pool, const okey_state_key_t *key,
+                                     const char *email, apr_int64_t now);
+int okey_session_issue_token_ok(apr_pool_t *pool, const okey_state_key_t *key,
+                                const char *email, const char *token, apr_int64_t now);
+
 #endif

@@ -82,6 +82,38 @@ START_TEST(lists_are_split_trimmed_and_lowered)
 }
 END_TEST
 
+START_TEST(handed_over_addresses_must_be_plain)
+{
+    static const char *const good[] = {
+        "alice@example.com", "a.b+tag@mail.example.co.uk", "o'neil@example.com",
+        "x_y-z@sub-domain.example",
+    };
+    static const char *const bad[] = {
+        "alice", "@example.com", "alice@", "alice@localhost", "a@b@example.com",
+        "\"q\"@example.com", "<x>@example.com", "a b@example.com", "a\r\nb@example.com",
+        ".a@example.com", "a.@example.com", "a..b@example.com", "a@-example.com",
+        "a@example.com.", "a@exa_mple.com", "\xc3\xbc@example.com", "alice@example.com ",
+        "",
+    };
+    char longest[300];
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        ck_assert_msg(okey_policy_address_valid(good[i]), "refused %s", good[i]);
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(!okey_policy_address_valid(bad[i]), "accepted %s", bad[i]);
+    }
+    ck_assert(!okey_policy_address_valid(NULL));
+    memset(longest, 'a', sizeof(longest));
+    memcpy(longest + 64, "@", 1);
+    memcpy(longest + 250, ".com", 5);
+    ck_assert(okey_policy_address_valid(longest));
+    memcpy(longest + 251, ".com", 5);
+    ck_assert(!okey_policy_address_valid(longest));
+}
+END_TEST
+
 Suite *okey_policy_suite(void)
 {
     Suite *suite = suite_create("policy");
@@ -92,6 +124,7 @@ Suite *okey_policy_suite(void)
     tcase_add_test(tc, domains_of_other_providers_follow_the_verified_address);
     tcase_add_test(tc, google_domains_need_a_matching_hd);
     tcase_add_test(tc, lists_are_split_trimmed_and_lowered);
+    tcase_add_test(tc, handed_over_addresses_must_be_plain);
     suite_add_tcase(suite, tc);
     return suite;
 }

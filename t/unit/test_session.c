@@ -127,6 +127,25 @@ START_TEST(session_cookie_is_found_by_exact_name)
 }
 END_TEST
 
+START_TEST(issue_tokens_bind_address_and_time)
+{
+    okey_state_key_t *key = key_of("one");
+    const char *token = okey_session_issue_token(test_pool, key, "Alice@Example.com", 5000);
+
+    ck_assert(okey_session_issue_token_ok(test_pool, key, "alice@example.com", token, 5000));
+    ck_assert(okey_session_issue_token_ok(test_pool, key, "alice@example.com", token, 8600));
+    ck_assert(!okey_session_issue_token_ok(test_pool, key, "alice@example.com", token, 8601));
+    ck_assert(!okey_session_issue_token_ok(test_pool, key, "alice@example.com", token, 4900));
+    ck_assert(!okey_session_issue_token_ok(test_pool, key, "bob@example.com", token, 5000));
+    ck_assert(!okey_session_issue_token_ok(test_pool, key_of("two"), "alice@example.com",
+                                           token, 5000));
+    ck_assert(!okey_session_issue_token_ok(test_pool, key, "alice@example.com",
+                                           apr_pstrcat(test_pool, "6", token, NULL), 5000));
+    ck_assert(!okey_session_issue_token_ok(test_pool, key, "alice@example.com", "5000", 5000));
+    ck_assert(!okey_session_issue_token_ok(test_pool, key, "alice@example.com", NULL, 5000));
+}
+END_TEST
+
 Suite *okey_session_suite(void)
 {
     Suite *suite = suite_create("session");
@@ -138,6 +157,7 @@ Suite *okey_session_suite(void)
     tcase_add_test(tc, sessions_round_trip_and_expire);
     tcase_add_test(tc, csrf_tokens_bind_to_one_session);
     tcase_add_test(tc, session_cookie_is_found_by_exact_name);
+    tcase_add_test(tc, issue_tokens_bind_address_and_time);
     suite_add_tcase(suite, tc);
     return suite;
 }
