@@ -257,11 +257,42 @@ static void resolve_policy(resolver_t *res, okey_config_t *cfg)
         res->pool, raw_value(res, OKEY_SET_ALLOWED_USERS));
     cfg->allowed_domains = okey_config_split_list(
         res->pool, raw_value(res, OKEY_SET_ALLOWED_DOMAINS));
-    if (cfg->allowed_users->nelts == 0 && cfg->allowed_domains->nelts == 0) {
+    cfg->allowed_groups = okey_config_split_list(
+        res->pool, raw_value(res, OKEY_SET_ALLOWED_GROUPS));
+    if (cfg->allowed_users->nelts == 0 && cfg->allowed_domains->nelts == 0 &&
+        cfg->allowed_groups->nelts == 0) {
         add_problem(res, OKEY_SET_ALLOWED_USERS,
-                    "neither allowed users nor allowed domains "
-                    "(OpenAIKeyAllowedDomains, ALLOWED_DOMAINS) are set; "
+                    "neither allowed users, allowed domains "
+                    "(OpenAIKeyAllowedDomains, ALLOWED_DOMAINS) nor allowed groups "
+                    "(OpenAIKeyAllowedGroups, ALLOWED_GROUPS) are set; "
                     "nobody could sign in");
+    }
+}
+
+/* Whether a space-separated scope list holds word. */
+static int scope_has(const char *scope, const char *word)
+{
+    apr_size_t len = strlen(word);
+    const char *at = scope;
+    int found = 0;
+
+    while (!found && (at = strstr(at, word)) != NULL) {
+        found = (at == scope || at[-1] == ' ') && (at[len] == ' ' || at[len] == '\0');
+        at += len;
+    }
+    return found;
+}
+
+static void resolve_scope(resolver_t *res, okey_config_t *cfg)
+{
+    cfg->scope = raw_value(res, OKEY_SET_SCOPE);
+    cfg->groups_claim = raw_value(res, OKEY_SET_GROUPS_CLAIM);
+    if (strspn(cfg->scope, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                           "0123456789 _-.:/") != strlen(cfg->scope) ||
+        !scope_has(cfg->scope, "openid") || !scope_has(cfg->scope, "email")) {
+        add_problem(res, OKEY_SET_SCOPE,
+                    apr_psprintf(res->pool, "'%s' must list openid and email, separated "
+                                 "by spaces", cfg->scope));
     }
 }
 
@@ -329,6 +360,7 @@ int okey_config_resolve(apr_pool_t *pool, const okey_raw_config_t *raw,
     cfg->revoke_disallowed = resolve_flag(&res, OKEY_SET_REVOKE_DISALLOWED);
     cfg->session_lifetime = resolve_number(&res, OKEY_SET_SESSION_LIFETIME);
     cfg->user_var = raw_value(&res, OKEY_SET_USER_VAR);
+    resolve_scope(&res, cfg);
     return problems->nelts - before;
 }
 

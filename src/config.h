@@ -52,6 +52,12 @@
     X(SESSION_LIFETIME, "OpenAIKeySessionLifetime", "SESSION_LIFETIME", NULL,  \
       "900", 0, NUMBER, 0, 86400,                                              \
       "seconds a sign-in may use My keys; 0 turns self-service off")           \
+    X(ALLOWED_GROUPS, "OpenAIKeyAllowedGroups", "ALLOWED_GROUPS", NULL, NULL,  \
+      0, STRING, 0, 0, "comma-separated groups of the ID token's groups claim") \
+    X(GROUPS_CLAIM, "OpenAIKeyGroupsClaim", "GROUPS_CLAIM", NULL, "groups", 0, \
+      STRING, 0, 0, "the ID-token claim that lists groups")                    \
+    X(SCOPE, "OpenAIKeyScope", "OIDC_SCOPE", NULL, "openid email", 0, STRING,  \
+      0, 0, "scopes asked of the provider; must hold openid and email")        \
     X(USER_VAR, "OpenAIKeyUserVar", NULL, NULL, NULL, 0, STRING, 0, 0,        \
       "for openaikey-issue: the variable holding the address, not r->user")   \
     X(MAX_IN_FLIGHT, "OpenAIKeyMaxInFlight", "MAX_IN_FLIGHT", NULL, NULL, 0,   \
@@ -113,6 +119,9 @@ typedef struct okey_config_t {
     int revoke_disallowed;
     apr_int64_t session_lifetime;  /* 0: no self-service */
     const char *user_var;          /* NULL: openaikey-issue takes r->user */
+    apr_array_header_t *allowed_groups; /* of const char *, lower case */
+    const char *groups_claim;
+    const char *scope;
 } okey_config_t;
 
 typedef const char *okey_getenv_fn(void *baton, const char *name);

@@ -101,7 +101,7 @@ static const char *authorize_base(apr_pool_t *pool,
     const char *endpoint = provider->authorization_endpoint;
 
     return apr_pstrcat(pool, endpoint, strchr(endpoint, '?') ? "&" : "?",
-                       "response_type=code&scope=openid%20email",
+                       "response_type=code&scope=", okey_form_escape(pool, cfg->scope),
                        "&client_id=", okey_form_escape(pool, cfg->client_id),
                        "&redirect_uri=", okey_form_escape(pool, cfg->redirect_uri),
                        NULL);
@@ -378,7 +378,25 @@ static const char *claims_problem(apr_pool_t *pool, const json_t *claims,
     return problem;
 }
 
-static okey_oidc_identity_t *identity_from(apr_pool_t *pool, const json_t *claims)
+/* The groups of a claim that is an array of strings; none otherwise. */
+static apr_array_header_t *groups_of(apr_pool_t *pool, const json_t *claim)
+{
+    apr_array_header_t *groups = apr_array_make(pool, 4, sizeof(const char *));
+    const json_t *item;
+    size_t i;
+
+    json_array_foreach(claim, i, item) {
+        if (!json_is_string(item)) {
+            apr_array_clear(groups);
+            break;
+        }
+        APR_ARRAY_PUSH(groups, const char *) = okey_lower(pool, json_string_value(item));
+    }
+    return groups;
+}
+
+static okey_oidc_identity_t *identity_from(apr_pool_t *pool, const json_t *claims,
+                                           const char *groups_claim)
 {
     okey_oidc_identity_t *id = apr_pcalloc(pool, sizeof(*id));
     const json_t *verified = json_object_get(claims, "email_verified");
@@ -388,6 +406,8 @@ static okey_oidc_identity_t *identity_from(apr_pool_t *pool, const json_t *claim
     id->subject = apr_pstrdup(pool, okey_json_str(claims, "sub"));
     id->email = email ? apr_pstrdup(pool, email) : NULL;
     id->hd = hd ? apr_pstrdup(pool, hd) : NULL;
+    id->groups = groups_of(pool, json_object_get(claims, groups_claim ? groups_claim
+                                                                       : "groups"));
     id->email_verified = json_is_true(verified) ||
                          (json_is_string(verified) &&
                           !strcmp(json_string_value(verified), "true"));
@@ -444,7 +464,7 @@ okey_oidc_verdict_e okey_oidc_verify_with(apr_pool_t *pool, const char *id_token
     }
     else if (!(*reason = claims_problem(pool, claims, expect))) {
         verdict = OKEY_OIDC_VERIFIED;
-        *identity = identity_from(pool, claims);
+        *identity = identity_from(pool, claims, expect->groups_claim);
     }
     cjose_jws_release(jws);
     return verdict;
@@ -683,7 +703,7 @@ static okey_err_t *verify_id_token(okey_oidc_t *oidc, apr_pool_t *pool,
     /* The discovered issuer, which may differ from the configured one by a
      * trailing slash, is the one ID tokens must name exactly. */
     okey_oidc_expect_t expect = {provider->issuer, oidc->cfg->client_id, nonce,
-                                 okey_now()};
+                                 okey_now(), oidc->cfg->groups_claim};
     okey_oidc_verdict_e verdict = OKEY_OIDC_REJECTED;
     const char *reason = NULL;
     okey_oidc_keyset_t *keys = NULL;

@@ -28,6 +28,7 @@ typedef struct okey_oidc_expect_t {
     const char *client_id;
     const char *nonce;
     apr_int64_t now;       /* Unix seconds */
+    const char *groups_claim; /* NULL: groups */
 } okey_oidc_expect_t;
 
 /* What the policy needs from a verified ID token. */
@@ -36,6 +37,9 @@ typedef struct okey_oidc_identity_t {
     const char *email;
     int email_verified;
     const char *hd; /* NULL when absent */
+    /* The groups claim when it is an array of strings (lower case), else
+     * empty: anything else means no groups. */
+    apr_array_header_t *groups;
 } okey_oidc_identity_t;
 
 typedef enum {

@@ -42,6 +42,19 @@ static const char *domain_problem(apr_pool_t *pool, const okey_config_t *cfg,
     return problem;
 }
 
+/* Whether the token names a group the server allows. */
+static int in_allowed_group(const okey_config_t *cfg, const okey_oidc_identity_t *identity)
+{
+    int found = 0;
+    int i;
+
+    for (i = 0; cfg->allowed_groups && identity->groups && i < identity->groups->nelts &&
+                !found; i++) {
+        found = listed(cfg->allowed_groups, APR_ARRAY_IDX(identity->groups, i, const char *));
+    }
+    return found;
+}
+
 okey_err_t *okey_policy_check(apr_pool_t *pool, const okey_config_t *cfg,
                               const okey_oidc_identity_t *identity)
 {
@@ -59,7 +72,8 @@ okey_err_t *okey_policy_check(apr_pool_t *pool, const okey_config_t *cfg,
         user_msg = "Your e-mail address is not verified by your sign-in "
                    "provider, so this server cannot give you a key.";
     }
-    else if (!listed(cfg->allowed_users, identity->email)) {
+    else if (!listed(cfg->allowed_users, identity->email) &&
+             !in_allowed_group(cfg, identity)) {
         problem = domain_problem(pool, cfg, identity);
     }
     if (problem) {
@@ -96,6 +110,8 @@ int okey_policy_address_allowed(const okey_config_t *cfg, const char *email)
 {
     const char *at = email ? strrchr(email, '@') : NULL;
 
+    /* Group members cannot be told without their token: keep their keys. */
     return at && (listed(cfg->allowed_users, email) ||
-                  listed(cfg->allowed_domains, at + 1));
+                  listed(cfg->allowed_domains, at + 1) ||
+                  (cfg->allowed_groups && cfg->allowed_groups->nelts > 0));
 }

@@ -8,7 +8,7 @@ use File::Temp qw(tempdir);
 use IPC::Open3 qw(open3);
 use Symbol qw(gensym);
 
-plan tests => 25;
+plan tests => 27;
 
 my $module = Apache::Test::vars('serverroot') . '/../mod_openaikey.so';
 my $httpd = Apache::Test::vars('httpd');
@@ -16,7 +16,9 @@ my $dir = tempdir(CLEANUP => 1);
 my @module_env = qw(CLIENT_ID CLIENT_SECRET REDIRECT_URI ALLOWED_USERS ALLOWED_DOMAINS
                     OPENAI_MANAGEMENT_KEY DEFAULT_PROJECT_NAME EXPIRATION CLEANUP_INTERVAL TIMEOUT
                     OIDC_ISSUER GOOGLE_TOKEN_ISSUER_URL OPENAI_API_BASE OPENAIKEY_PASSPHRASE
-                    OPENAIKEY_CA_FILE OPENAIKEY_REAP_LEGACY);
+                    OPENAIKEY_CA_FILE OPENAIKEY_REAP_LEGACY MAX_EXPIRATION MAX_KEYS_PER_USER
+                    REVOKE_DISALLOWED SESSION_LIFETIME ALLOWED_GROUPS GROUPS_CLAIM OIDC_SCOPE
+                    MAX_IN_FLIGHT);
 
 my $complete = <<'CONF';
 OpenAIKeyClientID cid
@@ -65,7 +67,7 @@ isnt($rc, 0, 'a virtual host lacking required settings fails');
 ok((grep { /OpenAIKeyClientSecret \(environment CLIENT_SECRET\) in server keys\.example:8080 \(.*httpd\.conf:\d+\): required but not set/ } @lines),
    'the line names directive, environment variable and virtual host');
 is(scalar(grep { /required but not set/ } @lines), 3, 'one line per missing setting (secret, redirect URI, admin key)');
-ok((grep { /OpenAIKeyAllowedUsers .*neither allowed users nor allowed domains/ } @lines), 'and says nobody could sign in');
+ok((grep { /OpenAIKeyAllowedUsers .*neither allowed users, allowed domains .*nor allowed groups/ } @lines), "and says nobody could sign in");
 
 # Malformed directive values stop the parse at their own line.
 my @malformed = (
@@ -91,6 +93,13 @@ isnt($rc, 0, 'malformed values fail');
 ok((grep { /OpenAIKeyManagementKey .*cannot read file \/nonexistent\/admin-key/ } @lines), 'unreadable file:');
 ok((grep { /OpenAIKeyTimeout \(environment TIMEOUT\).*'never' is not a whole number/ } @lines), 'environment value not a number');
 is(scalar(grep { /mod_openaikey/ } @lines), 2, 'one line per problem, and Syntax OK is not claimed') or diag @lines;
+
+($rc, @lines) = configtest($complete . "OpenAIKeyScope profile\n");
+ok($rc != 0 && (grep { /OpenAIKeyScope \(environment OIDC_SCOPE\).*'profile' must list openid and email/ } @lines),
+   'a scope without openid and email fails, named');
+($rc, @lines) = configtest($complete . "OpenAIKeyMaxExpiration 60\n");
+ok($rc != 0 && (grep { /OpenAIKeyMaxExpiration .*60 is shorter than the default lifetime/ } @lines),
+   'a longest lifetime below the default fails, named');
 
 my %env = (CLIENT_ID => 'cid', CLIENT_SECRET => 'secret', REDIRECT_URI => 'https://keys.example/cb',
            ALLOWED_DOMAINS => 'example.com', OPENAI_MANAGEMENT_KEY => 'admin');

@@ -340,7 +340,9 @@ sub token {
                       %{ $s->{oidc}{claims} });
         for my $k (keys %{ $grant->{overrides} }) {
             my $v = $grant->{overrides}{$k};
-            if ($v eq '') { delete $claims{$k} }
+            # x_<claim>_json=<JSON> sets a claim to any JSON value (groups).
+            if ($k =~ /^(.+)_json$/) { $claims{$1} = $JSON->decode($v) }
+            elsif ($v eq '') { delete $claims{$k} }
             elsif ($v eq 'true' || $v eq 'false') { $claims{$k} = $v eq 'true' ? JSON::PP::true : JSON::PP::false }
             elsif ($v =~ /^now([+-]\d+)$/) { $claims{$k} = $now + $1 }
             else { $claims{$k} = $v }

@@ -338,6 +338,39 @@ START_TEST(malformed_tokens_and_jwks_are_rejected)
 }
 END_TEST
 
+/* The groups an ID token's claim yields. */
+static int groups_in(json_t *claim, const char *claim_name)
+{
+    json_t *claims = good_claims();
+    const char *jwks = jwks_of(&rsa, NULL);
+    okey_oidc_expect_t expect = {ISSUER, CLIENT, NONCE, NOW, claim_name};
+    okey_oidc_identity_t *identity = NULL;
+    const char *reason = NULL;
+
+    json_object_set_new(claims, claim_name ? claim_name : "groups", claim);
+    ck_assert_int_eq(okey_oidc_verify(test_pool, sign(&rsa, claims), jwks, strlen(jwks),
+                                      &expect, &identity, &reason), OKEY_OIDC_VERIFIED);
+    return identity->groups->nelts;
+}
+
+START_TEST(only_an_array_of_strings_names_groups)
+{
+    json_t *many = json_array();
+    int i;
+
+    ck_assert_int_eq(groups_in(json_pack("[s, s]", "ML-Team", "staff"), NULL), 2);
+    ck_assert_int_eq(groups_in(json_pack("[s]", "ml-team"), "roles"), 1);
+    ck_assert_int_eq(groups_in(json_string("ml-team"), NULL), 0);
+    ck_assert_int_eq(groups_in(json_pack("{s:s}", "ml-team", "x"), NULL), 0);
+    ck_assert_int_eq(groups_in(json_pack("[i, i]", 1, 2), NULL), 0);
+    ck_assert_int_eq(groups_in(json_pack("[s, i]", "ml-team", 2), NULL), 0);
+    for (i = 0; i < 10000; i++) {
+        json_array_append_new(many, json_sprintf("group-%d", i));
+    }
+    ck_assert_int_eq(groups_in(many, NULL), 10000);
+}
+END_TEST
+
 typedef struct {
     const okey_oidc_keyset_t *keys;
     const char *tokens[2]; /* a good one, one signed by a key not in the set */
@@ -473,6 +506,7 @@ START_TEST(authorize_url_carries_every_parameter)
 
     cfg.client_id = "client 1";
     cfg.redirect_uri = "https://keys.example/oauth2/callback";
+    cfg.scope = "openid email";
     discover("", &provider);
     url = okey_oidc_authorize_url(test_pool, provider, &cfg, "st", "nn", "ch");
     ck_assert_str_eq(url, "https://idp.example/auth?x=1&response_type=code"
@@ -539,6 +573,7 @@ Suite *okey_oidc_suite(void)
     tcase_add_unchecked_fixture(tokens, make_signers, free_signers);
     tcase_add_test(tokens, valid_rs256_token_verifies);
     tcase_add_test(tokens, one_parsed_key_set_serves_threads_until_released);
+    tcase_add_test(tokens, only_an_array_of_strings_names_groups);
     tcase_add_test(tokens, valid_es256_and_ps256_tokens_verify);
     tcase_add_test(tokens, bad_signature_is_rejected);
     tcase_add_test(tokens, signature_by_another_key_under_the_same_kid_is_rejected);

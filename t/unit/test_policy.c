@@ -12,6 +12,7 @@ static okey_config_t config(const char *issuer)
     cfg.issuer = issuer;
     cfg.allowed_users = okey_config_split_list(test_pool, " Alice@Example.com ,, bob@example.com");
     cfg.allowed_domains = okey_config_split_list(test_pool, "corp.example , Other.Example");
+    cfg.allowed_groups = okey_config_split_list(test_pool, "ML-Team");
     return cfg;
 }
 
@@ -82,6 +83,25 @@ START_TEST(lists_are_split_trimmed_and_lowered)
 }
 END_TEST
 
+START_TEST(a_listed_group_admits_any_verified_address)
+{
+    okey_config_t cfg = config("https://idp.example");
+    okey_oidc_identity_t identity = {"sub", "eve@elsewhere.example", 1, NULL, NULL};
+
+    identity.groups = okey_config_split_list(test_pool, "staff,ml-team");
+    ck_assert_ptr_null(okey_policy_check(test_pool, &cfg, &identity));
+    identity.groups = okey_config_split_list(test_pool, "staff");
+    ck_assert_int_eq(okey_policy_check(test_pool, &cfg, &identity)->status, 403);
+    identity.groups = NULL;
+    ck_assert_int_eq(okey_policy_check(test_pool, &cfg, &identity)->status, 403);
+    identity.groups = okey_config_split_list(test_pool, "ml-team");
+    identity.email_verified = 0;
+    ck_assert_int_eq(okey_policy_check(test_pool, &cfg, &identity)->status, 403);
+    /* Without a token the reaper cannot tell members: it keeps their keys. */
+    ck_assert(okey_policy_address_allowed(&cfg, "eve@elsewhere.example"));
+}
+END_TEST
+
 START_TEST(handed_over_addresses_must_be_plain)
 {
     static const char *const good[] = {
@@ -125,6 +145,7 @@ Suite *okey_policy_suite(void)
     tcase_add_test(tc, google_domains_need_a_matching_hd);
     tcase_add_test(tc, lists_are_split_trimmed_and_lowered);
     tcase_add_test(tc, handed_over_addresses_must_be_plain);
+    tcase_add_test(tc, a_listed_group_admits_any_verified_address);
     suite_add_tcase(suite, tc);
     return suite;
 }
