@@ -304,13 +304,34 @@ typedef struct {
     apr_array_header_t *revoked;    /* by the cap, or NULL */
 } sign_in_t;
 
+/* Issues a key to email, audits it and applies the cap; a creation that
+ * got no answer is left to the reaper. Called within the in-flight limit. */
+static okey_err_t *issue_key(request_rec *r, okey_server_conf_t *conf, const char *email,
+                             apr_int64_t lifetime, sign_in_t *done)
+{
+    const okey_issued_t *unsure = NULL;
+    okey_err_t *err = okey_keys_issue(conf->runtime->keys, r->pool, email, okey_now(),
+                                      lifetime, &done->issued, &unsure);
+
+    if (unsure) {
+        leave_to_reaper(r, conf, unsure);
+    }
+    if (done->issued) {
+        audit_issued(r, done->issued);
+    }
+    if (done->issued && conf->cfg->max_keys_per_user > 0) {
+        okey_shm_index_add(r->server, done->issued);
+        done->revoked = okey_enforce_cap(r, conf, done->issued);
+    }
+    return err;
+}
+
 /* Exchanges the code, checks the person and issues the key, unless the
  * sign-in was only for My keys. */
 static okey_err_t *complete_sign_in(request_rec *r, okey_server_conf_t *conf,
                                     const callback_args_t *args,
                                     const okey_state_t *state, sign_in_t *done)
 {
-    const okey_issued_t *unsure = NULL;
     apr_int64_t lifetime = 0;
     okey_err_t *err = lifetime_of(r, conf->cfg, state, &lifetime);
 
@@ -321,18 +342,7 @@ static okey_err_t *complete_sign_in(request_rec *r, okey_server_conf_t *conf,
             err = okey_policy_check(r->pool, conf->cfg, done->identity);
         }
         if (!err && !state->next_keys) {
-            err = okey_keys_issue(conf->runtime->keys, r->pool, done->identity->email,
-                                  okey_now(), lifetime, &done->issued, &unsure);
-        }
-        if (unsure) {
-            leave_to_reaper(r, conf, unsure);
-        }
-        if (done->issued) {
-            audit_issued(r, done->issued);
-        }
-        if (done->issued && conf->cfg->max_keys_per_user > 0) {
-            okey_shm_index_add(r->server, done->issued);
-            done->revoked = okey_enforce_cap(r, conf, done->issued);
+            err = issue_key(r, conf, done->identity->email, lifetime, done);
         }
         okey_in_flight_leave(conf->runtime);
     }
@@ -500,22 +510,10 @@ static okey_err_t *read_issue(request_rec *r, okey_server_conf_t *conf, const ch
 static okey_err_t *issue_for(request_rec *r, okey_server_conf_t *conf, const char *email,
                              apr_int64_t lifetime, sign_in_t *done)
 {
-    const okey_issued_t *unsure = NULL;
     okey_err_t *err = NULL;
 
     if (okey_in_flight_enter(r, conf->runtime, &err)) {
-        err = okey_keys_issue(conf->runtime->keys, r->pool, email, okey_now(), lifetime,
-                              &done->issued, &unsure);
-        if (unsure) {
-            leave_to_reaper(r, conf, unsure);
-        }
-        if (done->issued) {
-            audit_issued(r, done->issued);
-        }
-        if (done->issued && conf->cfg->max_keys_per_user > 0) {
-            okey_shm_index_add(r->server, done->issued);
-            done->revoked = okey_enforce_cap(r, conf, done->issued);
-        }
+        err = issue_key(r, conf, email, lifetime, done);
         okey_in_flight_leave(conf->runtime);
     }
     return err;
