@@ -415,3 +415,67 @@ apr_array_header_t *okey_config_exposed_files(apr_pool_t *pool,
     }
     return exposed;
 }
+
+int okey_setting_in_profile(okey_setting_e setting)
+{
+    return setting == OKEY_SET_PROJECT || setting == OKEY_SET_EXPIRATION ||
+           setting == OKEY_SET_MAX_EXPIRATION || setting == OKEY_SET_MAX_KEYS_PER_USER ||
+           setting == OKEY_SET_ALLOWED_USERS || setting == OKEY_SET_ALLOWED_DOMAINS ||
+           setting == OKEY_SET_ALLOWED_GROUPS;
+}
+
+static const char *no_environment(void *baton, const char *name)
+{
+    (void)baton;
+    (void)name;
+    return NULL;
+}
+
+int okey_config_profile(apr_pool_t *pool, const okey_config_t *base,
+                        const okey_raw_config_t *profile, const char *where,
+                        okey_config_t *cfg, apr_array_header_t *problems)
+{
+    resolver_t res = {pool, profile, no_environment, NULL, where, problems};
+    const char *const *value = profile->value;
+    int before = problems->nelts;
+
+    *cfg = *base;
+    cfg->project = value[OKEY_SET_PROJECT] ? value[OKEY_SET_PROJECT] : base->project;
+    cfg->expiration = value[OKEY_SET_EXPIRATION] ? resolve_number(&res, OKEY_SET_EXPIRATION)
+                                                 : base->expiration;
+    /* The longest lifetime follows a profile's default unless it sets one. */
+    cfg->max_expiration = value[OKEY_SET_MAX_EXPIRATION]
+                          ? resolve_number(&res, OKEY_SET_MAX_EXPIRATION)
+                          : (base->max_expiration > cfg->expiration ? base->max_expiration
+                                                                    : cfg->expiration);
+    if (cfg->max_expiration < cfg->expiration) {
+        add_problem(&res, OKEY_SET_MAX_EXPIRATION,
+                    apr_psprintf(pool, "%" APR_INT64_T_FMT " is shorter than the default "
+                                 "lifetime OpenAIKeyExpiration (%" APR_INT64_T_FMT ")",
+                                 cfg->max_expiration, cfg->expiration));
+    }
+    cfg->max_keys_per_user = value[OKEY_SET_MAX_KEYS_PER_USER]
+                             ? resolve_number(&res, OKEY_SET_MAX_KEYS_PER_USER)
+                             : base->max_keys_per_user;
+    cfg->allowed_users = value[OKEY_SET_ALLOWED_USERS]
+                         ? okey_config_split_list(pool, value[OKEY_SET_ALLOWED_USERS])
+                         : base->allowed_users;
+    cfg->allowed_domains = value[OKEY_SET_ALLOWED_DOMAINS]
+                           ? okey_config_split_list(pool, value[OKEY_SET_ALLOWED_DOMAINS])
+                           : base->allowed_domains;
+    cfg->allowed_groups = value[OKEY_SET_ALLOWED_GROUPS]
+                          ? okey_config_split_list(pool, value[OKEY_SET_ALLOWED_GROUPS])
+                          : base->allowed_groups;
+    return problems->nelts - before;
+}
+
+apr_array_header_t *okey_config_projects(apr_pool_t *pool, const okey_config_t *cfg)
+{
+    apr_array_header_t *names = apr_array_make(pool, 2, sizeof(const char *));
+
+    APR_ARRAY_PUSH(names, const char *) = cfg->project;
+    if (cfg->profile_projects) {
+        apr_array_cat(names, cfg->profile_projects);
+    }
+    return names;
+}

@@ -122,6 +122,9 @@ typedef struct okey_config_t {
     apr_array_header_t *allowed_groups; /* of const char *, lower case */
     const char *groups_claim;
     const char *scope;
+    /* The names of the profiles' projects other than project (of const
+     * char *), found at startup; NULL: none. */
+    apr_array_header_t *profile_projects;
 } okey_config_t;
 
 typedef const char *okey_getenv_fn(void *baton, const char *name);
@@ -152,6 +155,20 @@ apr_array_header_t *okey_config_exposed_files(apr_pool_t *pool,
                                               const okey_raw_config_t *raw,
                                               okey_getenv_fn *getenv_fn,
                                               void *env_baton);
+
+/* Whether a setting may also be set in <Location>: the ones that decide
+ * who gets which key. */
+int okey_setting_in_profile(okey_setting_e setting);
+
+/* The settings of a profile: base with the values profile sets (NULL where
+ * it sets none) applied. Problems are pushed as for a server, naming where.
+ * Returns the number of problems. */
+int okey_config_profile(apr_pool_t *pool, const okey_config_t *base,
+                        const okey_raw_config_t *profile, const char *where,
+                        okey_config_t *cfg, apr_array_header_t *problems);
+
+/* Every project name cfg issues into: its own first, then its profiles'. */
+apr_array_header_t *okey_config_projects(apr_pool_t *pool, const okey_config_t *cfg);
 
 /* Splits a comma-separated list into trimmed, lower-cased, non-empty items. */
 apr_array_header_t *okey_config_split_list(apr_pool_t *pool, const char *list);

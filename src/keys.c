@@ -2,13 +2,17 @@
 #include "keys.h"
 
 #include <apr_strings.h>
+#include <apr_thread_mutex.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct okey_keys_t {
     const okey_config_t *cfg;
     okey_openai_t api;
-    okey_project_store_t store;
+    okey_project_store_t store;   /* the server's own project */
+    apr_thread_mutex_t *mutex;    /* guards others */
+    apr_pool_t *others_pool;
+    apr_hash_t *others;           /* profiles' projects: name -> id */
 };
 
 const char *okey_keys_name(apr_pool_t *pool, apr_int64_t expires,
@@ -46,6 +50,9 @@ okey_keys_t *okey_keys_create(apr_pool_t *pool, const okey_config_t *cfg,
     keys->api.api_base = cfg->api_base;
     keys->api.management_key = cfg->management_key;
     keys->store = *store;
+    apr_thread_mutex_create(&keys->mutex, APR_THREAD_MUTEX_DEFAULT, pool);
+    keys->others_pool = okey_pool_for_threads(pool);
+    keys->others = apr_hash_make(keys->others_pool);
     return keys;
 }
 
@@ -54,27 +61,65 @@ void okey_keys_cancel_with(okey_keys_t *keys, volatile const int *cancel)
     keys->api.cancel = cancel;
 }
 
-static const char *stored_project(okey_keys_t *keys, apr_pool_t *pool)
+static int is_own(const okey_keys_t *keys, const char *project)
 {
-    char id[OKEY_KEYS_PROJECT_ID_MAX];
+    return !strcmp(project, keys->cfg->project);
+}
 
-    keys->store.get(keys->store.baton, id, sizeof(id));
+/* The id kept for project: the server's in shared memory, a profile's in
+ * this process. */
+static const char *stored_project(okey_keys_t *keys, apr_pool_t *pool, const char *project)
+{
+    char id[OKEY_KEYS_PROJECT_ID_MAX] = "";
+    const char *kept = NULL;
+
+    if (is_own(keys, project)) {
+        keys->store.get(keys->store.baton, id, sizeof(id));
+    }
+    else {
+        apr_thread_mutex_lock(keys->mutex);
+        kept = apr_hash_get(keys->others, project, APR_HASH_KEY_STRING);
+        apr_cpystrn(id, kept ? kept : "", sizeof(id));
+        apr_thread_mutex_unlock(keys->mutex);
+    }
     return id[0] ? apr_pstrdup(pool, id) : NULL;
+}
+
+/* Keeps id for project, or, when id is NULL, forgets stale. */
+static void store_project(okey_keys_t *keys, const char *project, const char *id,
+                          const char *stale)
+{
+    const char *kept;
+
+    if (is_own(keys, project)) {
+        keys->store.set(keys->store.baton, id, stale);
+    }
+    else {
+        apr_thread_mutex_lock(keys->mutex);
+        kept = apr_hash_get(keys->others, project, APR_HASH_KEY_STRING);
+        if (id && !kept) {
+            apr_hash_set(keys->others, apr_pstrdup(keys->others_pool, project),
+                         APR_HASH_KEY_STRING, apr_pstrdup(keys->others_pool, id));
+        }
+        else if (!id && kept && !strcmp(kept, stale)) {
+            apr_hash_set(keys->others, project, APR_HASH_KEY_STRING, NULL);
+        }
+        apr_thread_mutex_unlock(keys->mutex);
+    }
 }
 
 /* The oldest active project of the name, created when there is none. */
 static okey_err_t *find_or_create(okey_keys_t *keys, apr_pool_t *pool,
-                                  const char **id)
+                                  const char *project, const char **id)
 {
     apr_array_header_t *ids = NULL;
-    okey_err_t *err = okey_openai_find_projects(&keys->api, pool, keys->cfg->project,
-                                                &ids);
+    okey_err_t *err = okey_openai_find_projects(&keys->api, pool, project, &ids);
 
     if (!err && ids->nelts == 0) {
-        err = okey_openai_create_project(&keys->api, pool, keys->cfg->project, id);
+        err = okey_openai_create_project(&keys->api, pool, project, id);
         /* Another server may have created one too: all take the oldest. */
         if (!err) {
-            err = okey_openai_find_projects(&keys->api, pool, keys->cfg->project, &ids);
+            err = okey_openai_find_projects(&keys->api, pool, project, &ids);
         }
         if (!err && ids->nelts == 0) {
             APR_ARRAY_PUSH(ids, const char *) = *id;
@@ -85,29 +130,29 @@ static okey_err_t *find_or_create(okey_keys_t *keys, apr_pool_t *pool,
 }
 
 okey_err_t *okey_keys_project_id(okey_keys_t *keys, apr_pool_t *pool,
-                                 const char **id)
+                                 const char *project, const char **id)
 {
     apr_interval_time_t wait = apr_time_from_sec(3 * keys->cfg->timeout + 1);
     okey_err_t *err = NULL;
     int locked = 0;
 
-    *id = stored_project(keys, pool);
+    *id = stored_project(keys, pool, project);
     if (!*id) {
         locked = keys->store.lock(keys->store.baton, wait);
         err = locked ? NULL
               : okey_err_make(pool, 503, "The key service is busy. Please try "
                               "again in a minute.", "waited %" APR_TIME_T_FMT
                               " s for another request to set up project %s",
-                              apr_time_sec(wait), keys->cfg->project);
+                              apr_time_sec(wait), project);
     }
     if (locked) {
         /* Whoever held the lock may have found or made it meanwhile. */
-        *id = stored_project(keys, pool);
+        *id = stored_project(keys, pool, project);
         if (!*id) {
-            err = find_or_create(keys, pool, id);
+            err = find_or_create(keys, pool, project, id);
         }
         if (!err && strlen(*id) < OKEY_KEYS_PROJECT_ID_MAX) {
-            keys->store.set(keys->store.baton, *id, NULL);
+            store_project(keys, project, *id, NULL);
         }
         keys->store.unlock(keys->store.baton);
     }
@@ -121,17 +166,17 @@ static int project_gone(const okey_err_t *err)
            (err->upstream_status == 400 && strstr(err->log_msg, "archived"));
 }
 
-okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool,
+okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool, const char *project,
                             const char *email, apr_int64_t now, apr_int64_t lifetime,
                             okey_issued_t **issued, const okey_issued_t **unsure)
 {
     okey_issued_t *made = apr_pcalloc(pool, sizeof(*made));
     okey_service_account_t *account = NULL;
-    okey_err_t *err = okey_keys_project_id(keys, pool, &made->project_id);
+    okey_err_t *err = okey_keys_project_id(keys, pool, project, &made->project_id);
     int attempt;
 
     made->email = okey_lower(pool, email);
-    made->project = keys->cfg->project;
+    made->project = project;
     made->expires = now + lifetime;
     made->lifetime = lifetime;
     made->name = okey_keys_name(pool, made->expires, email);
@@ -141,9 +186,9 @@ okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool,
         if (err && project_gone(err)) {
             /* Archived or deleted upstream: every child forgets it, and this
              * request finds or makes the project again, once. */
-            keys->store.set(keys->store.baton, NULL, made->project_id);
+            store_project(keys, project, NULL, made->project_id);
             made->project_id = NULL;
-            err = attempt < 2 ? okey_keys_project_id(keys, pool, &made->project_id)
+            err = attempt < 2 ? okey_keys_project_id(keys, pool, project, &made->project_id)
                               : err;
         }
     }
@@ -195,14 +240,33 @@ static int oldest_first(const void *a, const void *b)
            : strcmp(x->service_account_id, y->service_account_id);
 }
 
+okey_err_t *okey_keys_all_projects(okey_keys_t *keys, apr_pool_t *pool,
+                                   apr_array_header_t **project_ids)
+{
+    apr_array_header_t *names = okey_config_projects(pool, keys->cfg);
+    okey_err_t *err = NULL;
+    int i;
+
+    *project_ids = apr_array_make(pool, 4, sizeof(const char *));
+    for (i = 0; !err && i < names->nelts; i++) {
+        apr_array_header_t *ids = NULL;
+
+        err = okey_openai_find_projects(&keys->api, pool,
+                                        APR_ARRAY_IDX(names, i, const char *), &ids);
+        if (!err) {
+            apr_array_cat(*project_ids, ids);
+        }
+    }
+    return err;
+}
+
 okey_err_t *okey_keys_owned(okey_keys_t *keys, apr_pool_t *pool, const char *email,
                             apr_array_header_t **owned)
 {
     apr_array_header_t *projects = NULL;
     owned_listing_t listing = {pool, email, NULL,
                                apr_array_make(pool, 8, sizeof(okey_owned_key_t))};
-    okey_err_t *err = okey_openai_find_projects(&keys->api, pool, keys->cfg->project,
-                                                &projects);
+    okey_err_t *err = okey_keys_all_projects(keys, pool, &projects);
     int i;
 
     for (i = 0; !err && i < projects->nelts; i++) {

@@ -52,18 +52,23 @@ okey_keys_t *okey_keys_create(apr_pool_t *pool, const okey_config_t *cfg,
 /* Makes the issuer's paging stop once *cancel is set (the child stops). */
 void okey_keys_cancel_with(okey_keys_t *keys, volatile const int *cancel);
 
-/* The id of the key server's project: stored, found (the oldest active one
- * of its name) or created. Creation is serialised through the store, and
+/* The id of a project the key server issues into: stored, found (the
+ * oldest active one of its name) or created. Creation is serialised through the store, and
  * the project list is read again after creating so that racing servers
  * converge on the oldest. */
 okey_err_t *okey_keys_project_id(okey_keys_t *keys, apr_pool_t *pool,
-                                 const char **project_id);
+                                 const char *project, const char **project_id);
+
+/* The ids of every active project of every name the server issues into
+ * (its own and its profiles'). */
+okey_err_t *okey_keys_all_projects(okey_keys_t *keys, apr_pool_t *pool,
+                                   apr_array_header_t **project_ids);
 
 /* Issues a key to email. When the creation got no answer (a timeout, a
  * dropped connection), the account may exist upstream all the same, with a
  * key nobody holds: *unsure then names the attempt (project id and name),
  * else it is NULL. */
-okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool,
+okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool, const char *project,
                             const char *email, apr_int64_t now, apr_int64_t lifetime,
                             okey_issued_t **issued, const okey_issued_t **unsure);
 

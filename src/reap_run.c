@@ -186,12 +186,13 @@ static okey_err_t *list_victims(const okey_reaper_t *reaper, apr_pool_t *pool,
 }
 
 static void audit_revoked(const okey_reaper_t *reaper, apr_pool_t *pool,
-                          const victim_t *victim, const char *project_id, int status)
+                          const victim_t *victim, const char *project,
+                          const char *project_id, int status)
 {
     okey_log(reaper->logger, OKEY_LOG_NOTICE, pool,
              OKEY_LOGNO(305) "revoked key: service_account=%s email=%s project=%s "
              "(%s) expires=%s by=%s (%s)%s", victim->id, victim->email,
-             reaper->cfg->project, project_id, okey_iso8601(pool, victim->expires),
+             project, project_id, okey_iso8601(pool, victim->expires),
              okey_revoked_names[victim->revoked_by],
              victim->revoked_by == OKEY_REVOKED_CAP
              ? "the address holds more keys than the cap"
@@ -200,15 +201,16 @@ static void audit_revoked(const okey_reaper_t *reaper, apr_pool_t *pool,
 }
 
 static void audit(const okey_reaper_t *reaper, apr_pool_t *pool,
-                  const victim_t *victim, const char *project_id, int status)
+                  const victim_t *victim, const char *project, const char *project_id,
+                  int status)
 {
     if (victim->revoked_by >= 0) {
-        audit_revoked(reaper, pool, victim, project_id, status);
+        audit_revoked(reaper, pool, victim, project, project_id, status);
     }
     else {
         okey_log(reaper->logger, OKEY_LOG_NOTICE, pool,
                  OKEY_LOGNO(301) "reaped key: service_account=%s email=%s project=%s "
-                 "(%s) expires=%s%s%s", victim->id, victim->email, reaper->cfg->project,
+                 "(%s) expires=%s%s%s", victim->id, victim->email, project,
                  project_id,
                  victim->expires ? okey_iso8601(pool, victim->expires) : "(legacy)",
                  status == 404 ? " (already gone)" : "",
@@ -247,7 +249,8 @@ static void note_failure(apr_pool_t *pool, failures_t *failures, const victim_t 
 /* Deletes victims in rounds: retries as the policy says; 404 counts as
  * done. What a cancelled reap never tried is skipped, not failed. */
 static void delete_victims(const okey_reaper_t *reaper, apr_pool_t *pool,
-                           const char *project_id, apr_array_header_t *victims,
+                           const char *project, const char *project_id,
+                           apr_array_header_t *victims,
                            failures_t *failures, okey_reap_summary_t *summary)
 {
     int attempt;
@@ -276,7 +279,7 @@ static void delete_victims(const okey_reaper_t *reaper, apr_pool_t *pool,
                 summary->deleted += victim->revoked_by < 0;
                 summary->revoked_cap += victim->revoked_by == OKEY_REVOKED_CAP;
                 summary->revoked_policy += victim->revoked_by == OKEY_REVOKED_POLICY;
-                audit(reaper, pool, victim, project_id, results[i].status);
+                audit(reaper, pool, victim, project, project_id, results[i].status);
             }
             else if (outcome == OKEY_DELETE_RETRY) {
                 APR_ARRAY_PUSH(retry, victim_t) = *victim;
@@ -342,14 +345,27 @@ void okey_reap(const okey_reaper_t *reaper, apr_pool_t *pool, apr_int64_t now,
 {
     apr_time_t started = apr_time_now();
     failures_t failures = {apr_hash_make(pool), apr_array_make(pool, 3, sizeof(char *))};
-    apr_array_header_t *projects = NULL;
-    okey_err_t *err = okey_openai_find_projects(&reaper->api, pool,
-                                                reaper->cfg->project, &projects);
-    int i;
+    apr_array_header_t *names = okey_config_projects(pool, reaper->cfg);
+    apr_array_header_t *projects = apr_array_make(pool, 2, sizeof(const char *));
+    apr_array_header_t *project_names = apr_array_make(pool, 2, sizeof(const char *));
+    okey_err_t *err = NULL;
+    int i, j;
 
     memset(summary, 0, sizeof(*summary));
+    /* Every project a profile of the server names. */
+    for (i = 0; !err && i < names->nelts; i++) {
+        apr_array_header_t *ids = NULL;
+
+        err = okey_openai_find_projects(&reaper->api, pool,
+                                        APR_ARRAY_IDX(names, i, const char *), &ids);
+        for (j = 0; !err && j < ids->nelts; j++) {
+            APR_ARRAY_PUSH(projects, const char *) = APR_ARRAY_IDX(ids, j, const char *);
+            APR_ARRAY_PUSH(project_names, const char *) = APR_ARRAY_IDX(names, i,
+                                                                        const char *);
+        }
+    }
     summary->live = apr_array_make(pool, 16, sizeof(okey_owned_key_t));
-    /* Every active project of the name: racing servers may have made two. */
+    /* Every active project of each name: racing servers may have made two. */
     for (i = 0; !err && i < projects->nelts && !cancelled(reaper); i++) {
         const char *project_id = APR_ARRAY_IDX(projects, i, const char *);
         apr_array_header_t *victims = apr_array_make(pool, 16, sizeof(victim_t));
@@ -357,7 +373,8 @@ void okey_reap(const okey_reaper_t *reaper, apr_pool_t *pool, apr_int64_t now,
 
         err = list_victims(reaper, pool, project_id, now, victims, summary);
         if (!err) {
-            delete_victims(reaper, pool, project_id, victims, &failures, summary);
+            delete_victims(reaper, pool, APR_ARRAY_IDX(project_names, i, const char *),
+                           project_id, victims, &failures, summary);
             summary->kept += summary->listed - listed - victims->nelts;
             summary->projects++;
         }

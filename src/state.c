@@ -1,6 +1,7 @@
 /* Sign-in state cookies: cjose JWE with alg dir and enc A256GCM. */
 #include "state.h"
 
+#include <apr_base64.h>
 #include <apr_lib.h>
 #include <apr_strings.h>
 #include <cjose/cjose.h>
@@ -224,17 +225,44 @@ okey_err_t *okey_state_seal(apr_pool_t *pool, const okey_state_key_t *key,
                             const okey_state_t *state, const char **sealed)
 {
     /* The values are base64url or numbers and need no JSON escaping. */
-    const char *plain = apr_pstrcat(pool, "{\"s\":\"", state->state, "\",\"n\":\"",
-                                    state->nonce, "\",\"v\":\"", state->verifier,
-                                    "\",\"t\":", apr_off_t_toa(pool, state->created),
-                                    ",\"l\":", apr_off_t_toa(pool, state->ttl),
-                                    ",\"x\":", state->next_keys ? "1}" : "0}", NULL);
+    /* A profile's path is carried base64url-encoded: any bytes, no escaping. */
+    const char *plain = apr_pstrcat(
+        pool, "{\"s\":\"", state->state, "\",\"n\":\"", state->nonce, "\",\"v\":\"",
+        state->verifier, "\",\"t\":", apr_off_t_toa(pool, state->created), ",\"l\":",
+        apr_off_t_toa(pool, state->ttl), ",\"x\":", state->next_keys ? "1" : "0",
+        state->profile ? ",\"p\":\"" : "",
+        state->profile ? okey_b64url_encode(pool, (const unsigned char *)state->profile,
+                                            strlen(state->profile)) : "",
+        state->profile ? "\"}" : "}", NULL);
     okey_err_t *err = okey_seal(pool, key, plain, state->iv, sealed);
 
     if (err) {
         err->user_msg = "The server could not start a sign-in.";
     }
     return err;
+}
+
+/* The path a sealed base64url value holds; NULL when there is none, or it
+ * is not a path. */
+static const char *profile_path(apr_pool_t *pool, const char *encoded)
+{
+    apr_size_t len = encoded ? strlen(encoded) : 0;
+    char *standard = apr_palloc(pool, len + 4);
+    char *path = NULL;
+    apr_size_t i;
+
+    for (i = 0; i < len; i++) {
+        standard[i] = encoded[i] == '-' ? '+' : (encoded[i] == '_' ? '/' : encoded[i]);
+    }
+    for (; i % 4; i++) {
+        standard[i] = '=';
+    }
+    standard[i] = '\0';
+    if (len) {
+        path = apr_palloc(pool, apr_base64_decode_len(standard) + 1);
+        path[apr_base64_decode(path, standard)] = '\0';
+    }
+    return (path && path[0] == '/') ? path : NULL;
 }
 
 static okey_state_t *state_from_json(apr_pool_t *pool, const json_t *claims)
@@ -251,6 +279,7 @@ static okey_state_t *state_from_json(apr_pool_t *pool, const json_t *claims)
     /* Cookies sealed before lifetimes existed carry none: the default. */
     state->ttl = !ttl ? 0 : json_is_integer(ttl) ? json_integer_value(ttl) : -1;
     state->next_keys = json_is_integer(next_keys) && json_integer_value(next_keys) == 1;
+    state->profile = profile_path(pool, okey_json_str(claims, "p"));
     if (state->ttl < 0 || !state->state || !state->nonce || !state->verifier || state->created < 0) {
         state = NULL;
     }

@@ -25,6 +25,7 @@ typedef struct okey_state_t {
     apr_int64_t created; /* Unix milliseconds: orders attempts of one second */
     apr_int64_t ttl;     /* the lifetime asked for, seconds; 0: the default */
     int next_keys;       /* a sign-in for My keys only: no key is issued */
+    const char *profile; /* the path of the profile it began at, or NULL */
     /* AES-GCM nonce for sealing this state, drawn with it: sealed once. */
     unsigned char iv[OKEY_STATE_IV_BYTES];
 } okey_state_t;

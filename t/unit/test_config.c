@@ -40,6 +40,41 @@ static int resolve(const okey_raw_config_t *raw, const char *const *env,
                                *problems);
 }
 
+START_TEST(profiles_override_and_inherit)
+{
+    static const char *const no_env[] = {NULL};
+    okey_raw_config_t raw = complete();
+    okey_raw_config_t profile = {{0}};
+    apr_array_header_t *problems = NULL;
+    okey_config_t cfg, ml;
+
+    raw.value[OKEY_SET_MAX_EXPIRATION] = "86400";
+    raw.value[OKEY_SET_EXPIRATION] = "3600";
+    ck_assert_int_eq(resolve(&raw, no_env, &cfg, &problems), 0);
+    profile.value[OKEY_SET_PROJECT] = "ml";
+    profile.value[OKEY_SET_ALLOWED_GROUPS] = "ML-Team";
+    profile.value[OKEY_SET_EXPIRATION] = "600";
+    ck_assert_int_eq(okey_config_profile(test_pool, &cfg, &profile, "<Location /ml>", &ml,
+                                         problems), 0);
+    ck_assert_str_eq(ml.project, "ml");
+    ck_assert_int_eq(ml.expiration, 600);
+    ck_assert_int_eq(ml.max_expiration, 86400);
+    ck_assert_str_eq(APR_ARRAY_IDX(ml.allowed_groups, 0, const char *), "ml-team");
+    ck_assert_str_eq(APR_ARRAY_IDX(ml.allowed_users, 0, const char *), "alice@example.com");
+    ck_assert_str_eq(ml.client_id, "cid");
+    ck_assert(okey_setting_in_profile(OKEY_SET_PROJECT));
+    ck_assert(!okey_setting_in_profile(OKEY_SET_CLIENT_ID));
+    ck_assert(!okey_setting_in_profile(OKEY_SET_SESSION_LIFETIME));
+
+    profile.value[OKEY_SET_MAX_EXPIRATION] = "300";
+    ck_assert_int_eq(okey_config_profile(test_pool, &cfg, &profile, "<Location /ml>", &ml,
+                                         problems), 1);
+    ck_assert_ptr_nonnull(strstr(APR_ARRAY_IDX(problems, 0, const char *),
+                                 "OpenAIKeyMaxExpiration (environment MAX_EXPIRATION) in "
+                                 "server <Location /ml>: 300 is shorter"));
+}
+END_TEST
+
 START_TEST(defaults_apply)
 {
     okey_raw_config_t raw = complete();
@@ -179,6 +214,7 @@ Suite *okey_config_suite(void)
     tcase_add_test(tc, settings_table_is_complete);
     tcase_add_test(tc, values_are_checked_where_they_are_set);
     tcase_add_test(tc, secret_files_others_can_read_are_named);
+    tcase_add_test(tc, profiles_override_and_inherit);
     suite_add_tcase(suite, tc);
     return suite;
 }
