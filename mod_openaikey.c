@@ -52,19 +52,55 @@ static void *merge_server_conf(apr_pool_t *pool, void *base_conf, void *add_conf
     return merged;
 }
 
+static void *create_dir_conf(apr_pool_t *pool, char *path)
+{
+    okey_dir_conf_t *conf = apr_pcalloc(pool, sizeof(okey_dir_conf_t));
+
+    conf->path = path;
+    return conf;
+}
+
+/* <Location> settings merge as httpd's do: the inner section's win. */
+static void *merge_dir_conf(apr_pool_t *pool, void *base_conf, void *add_conf)
+{
+    okey_dir_conf_t *base = base_conf;
+    okey_dir_conf_t *add = add_conf;
+    okey_dir_conf_t *merged = apr_pcalloc(pool, sizeof(okey_dir_conf_t));
+    int i;
+
+    merged->path = add->path ? add->path : base->path;
+    for (i = 0; i < OKEY_SET_COUNT; i++) {
+        merged->raw.value[i] = add->raw.value[i] ? add->raw.value[i] : base->raw.value[i];
+        merged->is_profile |= merged->raw.value[i] != NULL;
+    }
+    return merged;
+}
+
+/* A setting in a <Location> (a profile) or for the server. */
 static const char *set_value(cmd_parms *cmd, void *dir_conf, const char *value)
 {
-    okey_server_conf_t *conf = okey_server_conf(cmd->server);
     okey_setting_e setting = (okey_setting_e)(apr_size_t)cmd->info;
-    const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
-    const char *why = err ? NULL : okey_config_check_value(cmd->pool, setting, value);
+    okey_dir_conf_t *profile = cmd->path ? dir_conf : NULL;
+    const char *why = okey_config_check_value(cmd->pool, setting, value);
+    const char *err = NULL;
 
-    (void)dir_conf;
-    if (!err && why) {
+    if (profile && !okey_setting_in_profile(setting)) {
+        const char *section = cmd->directive->parent ? cmd->directive->parent->directive
+                                                     : "<Location";
+
+        err = apr_pstrcat(cmd->pool, cmd->directive->directive, " is not valid inside <",
+                          section + (*section == '<'), ">; set it for the server or "
+                          "virtual host", NULL);
+    }
+    else if (why) {
         err = apr_pstrcat(cmd->pool, cmd->directive->directive, ": ", why, NULL);
     }
-    if (!err) {
-        conf->raw.value[setting] = value;
+    else if (profile) {
+        profile->raw.value[setting] = value;
+        profile->is_profile = 1;
+    }
+    else {
+        okey_server_conf(cmd->server)->raw.value[setting] = value;
     }
     return err;
 }
@@ -75,9 +111,9 @@ static const char *set_flag(cmd_parms *cmd, void *dir_conf, int flag)
 }
 
 #define OKEY_CMD_FOR_KIND_FLAG(directive, setting, help) \
-    AP_INIT_FLAG(directive, set_flag, (void *)setting, RSRC_CONF, help)
+    AP_INIT_FLAG(directive, set_flag, (void *)setting, RSRC_CONF | ACCESS_CONF, help)
 #define OKEY_CMD_FOR_KIND_OTHER(directive, setting, help) \
-    AP_INIT_TAKE1(directive, set_value, (void *)setting, RSRC_CONF, help)
+    AP_INIT_TAKE1(directive, set_value, (void *)setting, RSRC_CONF | ACCESS_CONF, help)
 #define OKEY_CMD_FOR_KIND_STRING OKEY_CMD_FOR_KIND_OTHER
 #define OKEY_CMD_FOR_KIND_SECRET OKEY_CMD_FOR_KIND_OTHER
 #define OKEY_CMD_FOR_KIND_URL OKEY_CMD_FOR_KIND_OTHER
@@ -184,6 +220,61 @@ static void warn_exposed_files(apr_pool_t *ptemp, apr_hash_t *warned,
     }
 }
 
+/* Each <Location> of s that sets who-gets-which-key settings is a profile:
+ * checked like a server, its project reaped with the server's. */
+static void check_profiles(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
+                           okey_config_t *cfg, apr_array_header_t *problems)
+{
+    core_server_config *core = ap_get_core_module_config(s->module_config);
+    ap_conf_vector_t **sections = (ap_conf_vector_t **)core->sec_url->elts;
+    int i, j;
+
+    cfg->profile_projects = apr_array_make(pconf, 2, sizeof(const char *));
+    for (i = 0; i < core->sec_url->nelts; i++) {
+        okey_dir_conf_t *profile = ap_get_module_config(sections[i], &openaikey_module);
+        okey_config_t resolved;
+        int known = 0;
+
+        if (!profile || !profile->is_profile) {
+            continue;
+        }
+        okey_config_profile(ptemp, cfg, &profile->raw,
+                            apr_psprintf(ptemp, "%s, <Location %s>", cfg->server_name,
+                                         profile->path), &resolved, problems);
+        for (j = 0; j < cfg->profile_projects->nelts; j++) {
+            known |= !strcmp(APR_ARRAY_IDX(cfg->profile_projects, j, const char *),
+                             resolved.project);
+        }
+        if (!known && strcmp(resolved.project, cfg->project)) {
+            APR_ARRAY_PUSH(cfg->profile_projects, const char *) =
+                apr_pstrdup(pconf, resolved.project);
+        }
+    }
+}
+
+const okey_config_t *okey_profile(request_rec *r, okey_server_conf_t *conf,
+                                  ap_conf_vector_t *per_dir, okey_err_t **err)
+{
+    okey_dir_conf_t *profile = per_dir ? ap_get_module_config(per_dir, &openaikey_module)
+                                       : NULL;
+    const okey_config_t *cfg = conf->cfg;
+    apr_array_header_t *problems;
+    okey_config_t *made;
+
+    *err = NULL;
+    if (profile && profile->is_profile) {
+        problems = apr_array_make(r->pool, 1, sizeof(const char *));
+        made = apr_palloc(r->pool, sizeof(*made));
+        /* Checked at startup: a problem now is a bug, not a configuration. */
+        cfg = okey_config_profile(r->pool, conf->cfg, &profile->raw, profile->path, made,
+                                  problems) ? NULL : made;
+        *err = cfg ? NULL
+               : okey_err_make(r->pool, HTTP_INTERNAL_SERVER_ERROR, NULL, "profile %s: %s",
+                               profile->path, APR_ARRAY_IDX(problems, 0, const char *));
+    }
+    return cfg;
+}
+
 /* Resolves every server's settings; one startup line per problem. */
 static int check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                         server_rec *main_server)
@@ -205,6 +296,7 @@ static int check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                                 server_label(ptemp, s), conf->cfg, problems);
             conf->cfg->server_name = server_name(pconf, s);
             warn_exposed_files(ptemp, warned, &conf->raw, env);
+            check_profiles(pconf, ptemp, s, conf->cfg, problems);
         }
     }
     for (i = 0; i < problems->nelts; i++) {
@@ -603,8 +695,8 @@ static void register_hooks(apr_pool_t *pool)
 
 module AP_MODULE_DECLARE_DATA openaikey_module = {
     STANDARD20_MODULE_STUFF,
-    NULL,
-    NULL,
+    create_dir_conf,
+    merge_dir_conf,
     create_server_conf,
     merge_server_conf,
     okey_cmds,

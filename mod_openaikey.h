@@ -55,6 +55,18 @@ typedef struct okey_server_conf_t {
 
 okey_server_conf_t *okey_server_conf(server_rec *s);
 
+/* A <Location>'s settings: a profile where any is set. */
+typedef struct okey_dir_conf_t {
+    okey_raw_config_t raw;   /* NULL where the section sets nothing */
+    const char *path;        /* of the section, for messages */
+    int is_profile;
+} okey_dir_conf_t;
+
+/* The settings that apply where per_dir says: the server's, or a profile's
+ * built on them (in pool). NULL with *err when the profile is invalid. */
+const okey_config_t *okey_profile(request_rec *r, okey_server_conf_t *conf,
+                                  ap_conf_vector_t *per_dir, okey_err_t **err);
+
 /* --- responses (mod_openaikey.c) ----------------------------------------- */
 
 int okey_send_html(request_rec *r, int status, okey_page_t page);
@@ -95,7 +107,7 @@ const char *okey_keys_url(request_rec *r);
 /* Deletes the address's oldest keys beyond OpenAIKeyMaxKeysPerUser after
  * issued was made; returns those revoked (of okey_owned_key_t), or NULL. */
 apr_array_header_t *okey_enforce_cap(request_rec *r, okey_server_conf_t *conf,
-                                     const okey_issued_t *issued);
+                                     const okey_issued_t *issued, apr_int64_t cap);
 void okey_audit_revoked(request_rec *r, const okey_owned_key_t *key, const char *email,
                         okey_revoked_by_e by);
 

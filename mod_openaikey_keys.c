@@ -168,13 +168,12 @@ static apr_array_header_t *keys_for_cap(request_rec *r, okey_server_conf_t *conf
 }
 
 apr_array_header_t *okey_enforce_cap(request_rec *r, okey_server_conf_t *conf,
-                                     const okey_issued_t *issued)
+                                     const okey_issued_t *issued, apr_int64_t cap)
 {
     apr_array_header_t *owned = keys_for_cap(r, conf, issued);
 
     return owned ? revoke_keys(r, conf,
-                               okey_keys_beyond_cap(r->pool, owned,
-                                                    conf->cfg->max_keys_per_user,
+                               okey_keys_beyond_cap(r->pool, owned, cap,
                                                     issued->service_account_id),
                                issued->email, OKEY_REVOKED_CAP)
                  : NULL;

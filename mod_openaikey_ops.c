@@ -48,6 +48,19 @@ static json_t *last_reap_json(apr_pool_t *pool, const okey_stats_t *stats)
     return reap;
 }
 
+/* Every project the server issues into: its own and its profiles'. */
+static json_t *projects_json(apr_pool_t *pool, const okey_config_t *cfg)
+{
+    apr_array_header_t *names = okey_config_projects(pool, cfg);
+    json_t *list = json_array();
+    int i;
+
+    for (i = 0; i < names->nelts; i++) {
+        json_array_append_new(list, json_string(APR_ARRAY_IDX(names, i, const char *)));
+    }
+    return list;
+}
+
 static json_t *revoked_json(const okey_stats_t *stats)
 {
     json_t *revoked = json_object();
@@ -72,8 +85,9 @@ int okey_status_handler(request_rec *r)
     }
     okey_shm_snapshot(r->server, &stats);
     doc = okey_json_own(r->pool, json_pack(
-        "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "version", OKEY_VERSION,
+        "{s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "version", OKEY_VERSION,
         "server", conf->cfg->server_name, "project", conf->cfg->project,
+        "projects", projects_json(r->pool, conf->cfg),
         "keys_issued", (json_int_t)stats.keys_issued, "issue_failures",
         (json_int_t)stats.issue_failures, "reaps", (json_int_t)stats.reaps,
         "keys_reaped", (json_int_t)stats.keys_reaped, "reap_failures",

@@ -4,6 +4,7 @@
 #include "http_config.h"
 #include "http_log.h"
 #include "http_protocol.h"
+#include "http_request.h"
 
 #include <strings.h>
 
@@ -107,6 +108,8 @@ int okey_login_handler(request_rec *r)
 {
     okey_err_t *err = okey_method_error(r, "GET, HEAD");
     okey_server_conf_t *conf = err ? NULL : okey_ready_conf(r, &err);
+    const okey_config_t *profile = conf ? okey_profile(r, conf, r->per_dir_config, &err)
+                                        : NULL;
     okey_state_t *state = NULL;
     const char *sealed = NULL;
     const char *url = NULL;
@@ -116,7 +119,9 @@ int okey_login_handler(request_rec *r)
         err = okey_state_new(r->pool, now, &state);
     }
     if (!err) {
-        err = read_login_args(r, conf->cfg, state);
+        err = read_login_args(r, profile, state);
+        /* The callback applies this path's settings, never one the browser names. */
+        state->profile = profile != conf->cfg ? r->uri : NULL;
     }
     if (!err) {
         err = okey_oidc_login_url(conf->runtime->oidc, r->pool, state->state, state->nonce,
@@ -297,6 +302,33 @@ static okey_err_t *lifetime_of(request_rec *r, const okey_config_t *cfg,
     return err;
 }
 
+/* The settings a sign-in began with: those of the profile its state names,
+ * looked up again as a request for that path would see them. */
+static const okey_config_t *sign_in_profile(request_rec *r, okey_server_conf_t *conf,
+                                            const okey_state_t *state, okey_err_t **err)
+{
+    request_rec *sub = state->profile
+        ? ap_sub_req_lookup_uri(ap_escape_uri(r->pool, state->profile), r, NULL) : NULL;
+    const okey_config_t *profile = conf->cfg;
+
+    *err = NULL;
+    if (sub && (sub->status != HTTP_OK || !sub->handler ||
+                strcmp(sub->handler, "openaikey-login"))) {
+        *err = okey_err_make(r->pool, HTTP_BAD_REQUEST, "The settings this sign-in began "
+                             "with no longer exist. Please start again.",
+                             "state cookie names profile %s, which no openaikey-login "
+                             "serves now", ap_escape_logitem(r->pool, state->profile));
+        (*err)->denied = OKEY_DENIED_STATE;
+    }
+    else if (sub) {
+        profile = okey_profile(r, conf, sub->per_dir_config, err);
+    }
+    if (sub) {
+        ap_destroy_sub_req(sub);
+    }
+    return profile;
+}
+
 /* What a sign-in made. */
 typedef struct {
     okey_oidc_identity_t *identity;
@@ -304,14 +336,16 @@ typedef struct {
     apr_array_header_t *revoked;    /* by the cap, or NULL */
 } sign_in_t;
 
-/* Issues a key to email, audits it and applies the cap; a creation that
- * got no answer is left to the reaper. Called within the in-flight limit. */
-static okey_err_t *issue_key(request_rec *r, okey_server_conf_t *conf, const char *email,
+/* Issues a key to email in the profile's project, audits it and applies
+ * the cap; a creation that got no answer is left to the reaper. Called
+ * within the in-flight limit. */
+static okey_err_t *issue_key(request_rec *r, okey_server_conf_t *conf,
+                             const okey_config_t *profile, const char *email,
                              apr_int64_t lifetime, sign_in_t *done)
 {
     const okey_issued_t *unsure = NULL;
-    okey_err_t *err = okey_keys_issue(conf->runtime->keys, r->pool, email, okey_now(),
-                                      lifetime, &done->issued, &unsure);
+    okey_err_t *err = okey_keys_issue(conf->runtime->keys, r->pool, profile->project, email,
+                                      okey_now(), lifetime, &done->issued, &unsure);
 
     if (unsure) {
         leave_to_reaper(r, conf, unsure);
@@ -319,9 +353,9 @@ static okey_err_t *issue_key(request_rec *r, okey_server_conf_t *conf, const cha
     if (done->issued) {
         audit_issued(r, done->issued);
     }
-    if (done->issued && conf->cfg->max_keys_per_user > 0) {
+    if (done->issued && profile->max_keys_per_user > 0) {
         okey_shm_index_add(r->server, done->issued);
-        done->revoked = okey_enforce_cap(r, conf, done->issued);
+        done->revoked = okey_enforce_cap(r, conf, done->issued, profile->max_keys_per_user);
     }
     return err;
 }
@@ -333,16 +367,20 @@ static okey_err_t *complete_sign_in(request_rec *r, okey_server_conf_t *conf,
                                     const okey_state_t *state, sign_in_t *done)
 {
     apr_int64_t lifetime = 0;
-    okey_err_t *err = lifetime_of(r, conf->cfg, state, &lifetime);
+    okey_err_t *err = NULL;
+    const okey_config_t *profile = sign_in_profile(r, conf, state, &err);
 
+    if (!err) {
+        err = lifetime_of(r, profile, state, &lifetime);
+    }
     if (!err && okey_in_flight_enter(r, conf->runtime, &err)) {
         err = okey_oidc_sign_in(conf->runtime->oidc, r->pool, args->code,
                                 state->verifier, state->nonce, &done->identity);
         if (!err) {
-            err = okey_policy_check(r->pool, conf->cfg, done->identity);
+            err = okey_policy_check(r->pool, profile, done->identity);
         }
         if (!err && !state->next_keys) {
-            err = issue_key(r, conf, done->identity->email, lifetime, done);
+            err = issue_key(r, conf, profile, done->identity->email, lifetime, done);
         }
         okey_in_flight_leave(conf->runtime);
     }
@@ -456,8 +494,9 @@ static okey_err_t *issue_address(request_rec *r, const okey_config_t *cfg,
 
 /* What a POST asks for: a lifetime, from the form (with its token) or a
  * JSON body; or from the query. */
-static okey_err_t *read_issue(request_rec *r, okey_server_conf_t *conf, const char *email,
-                              int json, apr_int64_t *lifetime)
+static okey_err_t *read_issue(request_rec *r, okey_server_conf_t *conf,
+                              const okey_config_t *profile, const char *email, int json,
+                              apr_int64_t *lifetime)
 {
     const char *body = NULL;
     const char *why = NULL;
@@ -497,9 +536,9 @@ static okey_err_t *read_issue(request_rec *r, okey_server_conf_t *conf, const ch
         err = okey_err_make(r->pool, HTTP_BAD_REQUEST, "The request's query is malformed.",
                             "openaikey-issue: malformed or repeated query parameters");
     }
-    *lifetime = conf->cfg->expiration;
+    *lifetime = profile->expiration;
     if (!err && ttl) {
-        err = okey_lifetime_parse(r->pool, ttl, conf->cfg->max_expiration, lifetime);
+        err = okey_lifetime_parse(r->pool, ttl, profile->max_expiration, lifetime);
     }
     if (err && !err->denied) {
         err->denied = OKEY_DENIED_BAD_REQUEST;
@@ -507,13 +546,14 @@ static okey_err_t *read_issue(request_rec *r, okey_server_conf_t *conf, const ch
     return err;
 }
 
-static okey_err_t *issue_for(request_rec *r, okey_server_conf_t *conf, const char *email,
+static okey_err_t *issue_for(request_rec *r, okey_server_conf_t *conf,
+                             const okey_config_t *profile, const char *email,
                              apr_int64_t lifetime, sign_in_t *done)
 {
     okey_err_t *err = NULL;
 
     if (okey_in_flight_enter(r, conf->runtime, &err)) {
-        err = issue_key(r, conf, email, lifetime, done);
+        err = issue_key(r, conf, profile, email, lifetime, done);
         okey_in_flight_leave(conf->runtime);
     }
     return err;
@@ -543,9 +583,10 @@ static int send_issued(request_rec *r, const sign_in_t *done, int json)
     return status;
 }
 
-static int send_issue_page(request_rec *r, okey_server_conf_t *conf, const char *email)
+static int send_issue_page(request_rec *r, okey_server_conf_t *conf,
+                           const okey_config_t *profile, const char *email)
 {
-    okey_lifetimes_t lifetimes = {conf->cfg->expiration, conf->cfg->max_expiration};
+    okey_lifetimes_t lifetimes = {profile->expiration, profile->max_expiration};
     const char *nonce = NULL;
     okey_err_t *err = okey_random_b64url(r->pool, 18, &nonce);
 
@@ -560,6 +601,8 @@ int okey_issue_handler(request_rec *r)
 {
     okey_err_t *err = okey_method_error(r, "GET, HEAD, POST");
     okey_server_conf_t *conf = err ? NULL : okey_ready_conf(r, &err);
+    const okey_config_t *profile = conf ? okey_profile(r, conf, r->per_dir_config, &err)
+                                        : NULL;
     const char *type = apr_table_get(r->headers_in, "Content-Type");
     int json = type && !strncasecmp(type, "application/json", 16);
     const char *email = NULL;
@@ -568,17 +611,17 @@ int okey_issue_handler(request_rec *r)
     int posted = r->method_number == M_POST;
 
     if (!err) {
-        err = issue_address(r, conf->cfg, &email);
+        err = issue_address(r, profile, &email);
     }
     if (!err && posted) {
-        err = read_issue(r, conf, email, json, &lifetime);
+        err = read_issue(r, conf, profile, email, json, &lifetime);
     }
     if (!err && posted) {
-        err = issue_for(r, conf, email, lifetime, &done);
+        err = issue_for(r, conf, profile, email, lifetime, &done);
     }
     if (conf && (posted || err)) {
         count_outcome(r, err, done.issued != NULL);
     }
     return err ? okey_send_error(r, err)
-           : posted ? send_issued(r, &done, json) : send_issue_page(r, conf, email);
+           : posted ? send_issued(r, &done, json) : send_issue_page(r, conf, profile, email);
 }

@@ -8,7 +8,7 @@ use File::Temp qw(tempdir);
 use IPC::Open3 qw(open3);
 use Symbol qw(gensym);
 
-plan tests => 27;
+plan tests => 29;
 
 my $module = Apache::Test::vars('serverroot') . '/../mod_openaikey.so';
 my $httpd = Apache::Test::vars('httpd');
@@ -100,6 +100,14 @@ ok($rc != 0 && (grep { /OpenAIKeyScope \(environment OIDC_SCOPE\).*'profile' mus
 ($rc, @lines) = configtest($complete . "OpenAIKeyMaxExpiration 60\n");
 ok($rc != 0 && (grep { /OpenAIKeyMaxExpiration .*60 is shorter than the default lifetime/ } @lines),
    'a longest lifetime below the default fails, named');
+
+($rc, @lines) = configtest($complete . "<Location /short>\nOpenAIKeyExpiration 600\n"
+                                      . "OpenAIKeyMaxExpiration 300\n</Location>\n");
+ok($rc != 0 && (grep { /OpenAIKeyMaxExpiration .*<Location \/short>.*300 is shorter/ } @lines),
+   'a profile is checked like a server, and named by its <Location>');
+($rc, @lines) = configtest($complete . "<Location /x>\nOpenAIKeyClientID other\n</Location>\n");
+ok($rc != 0 && (grep { /OpenAIKeyClientID is not valid inside <Location>/ } @lines),
+   'a server-only setting inside <Location> is refused at its line');
 
 my %env = (CLIENT_ID => 'cid', CLIENT_SECRET => 'secret', REDIRECT_URI => 'https://keys.example/cb',
            ALLOWED_DOMAINS => 'example.com', OPENAI_MANAGEMENT_KEY => 'admin');

@@ -70,6 +70,8 @@ CONF
 my @cases = (
     ['example-vhost.conf', "LoadModule openaikey_module $module\n" . localise(slurp("$conf/example-vhost.conf")),
      ['ssl', 'socache_shmcb']],
+    ['profiles-example.conf', "LoadModule openaikey_module $module\n" . localise(slurp("$conf/profiles-example.conf")),
+     ['ssl', 'socache_shmcb', 'ldap', 'authnz_ldap']],
     ['openaikey.load and openaikey.conf',
      localise(slurp("$conf/openaikey.load")) . localise(slurp("$conf/openaikey.conf")), []],
     ['issue-examples.conf 1 (mod_auth_openidc)', "LoadModule openaikey_module $module\n"
