@@ -42,6 +42,27 @@ static const char *domain_problem(apr_pool_t *pool, const okey_config_t *cfg,
     return problem;
 }
 
+/* Characters of an address's local part: RFC 5322's dot-atom, no quotes. */
+static const char LOCAL_CHARS[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "0123456789.!#$%&'*+/=?^_`{|}~-";
+static const char DOMAIN_CHARS[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   "0123456789.-";
+
+int okey_policy_address_valid(const char *email)
+{
+    const char *at = email ? strchr(email, '@') : NULL;
+    apr_size_t local = at ? (apr_size_t)(at - email) : 0;
+    const char *domain = at ? at + 1 : "";
+    apr_size_t domain_len = strlen(domain);
+
+    return at && local > 0 && local <= 64 && domain_len > 0 && local + 1 + domain_len <= 254 &&
+           strspn(email, LOCAL_CHARS) == local &&
+           strspn(domain, DOMAIN_CHARS) == domain_len && strchr(domain, '.') &&
+           email[0] != '.' && at[-1] != '.' && !strstr(email, "..") &&
+           domain[0] != '.' && domain[0] != '-' && domain[domain_len - 1] != '.' &&
+           domain[domain_len - 1] != '-';
+}
+
 /* Whether the token names a group the server allows. */
 static int in_allowed_group(const okey_config_t *cfg, const okey_oidc_identity_t *identity)
 {
@@ -66,6 +87,10 @@ okey_err_t *okey_policy_check(apr_pool_t *pool, const okey_config_t *cfg,
     if (!identity->email || !strchr(identity->email, '@')) {
         problem = "the token carries no e-mail address";
     }
+    else if (!okey_policy_address_valid(identity->email)) {
+        /* It would name an account and an audit line: plain addresses only. */
+        problem = "the token's e-mail address is not a plain address";
+    }
     else if (!identity->email_verified) {
         problem = "the e-mail address is not verified";
         denied = OKEY_DENIED_EMAIL_UNVERIFIED;
@@ -83,27 +108,6 @@ okey_err_t *okey_policy_check(apr_pool_t *pool, const okey_config_t *cfg,
         err->denied = denied;
     }
     return err;
-}
-
-/* Characters of an address's local part: RFC 5322's dot-atom, no quotes. */
-static const char LOCAL_CHARS[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                  "0123456789.!#$%&'*+/=?^_`{|}~-";
-static const char DOMAIN_CHARS[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                   "0123456789.-";
-
-int okey_policy_address_valid(const char *email)
-{
-    const char *at = email ? strchr(email, '@') : NULL;
-    apr_size_t local = at ? (apr_size_t)(at - email) : 0;
-    const char *domain = at ? at + 1 : "";
-    apr_size_t domain_len = strlen(domain);
-
-    return at && local > 0 && local <= 64 && domain_len > 0 && local + 1 + domain_len <= 254 &&
-           strspn(email, LOCAL_CHARS) == local &&
-           strspn(domain, DOMAIN_CHARS) == domain_len && strchr(domain, '.') &&
-           email[0] != '.' && at[-1] != '.' && !strstr(email, "..") &&
-           domain[0] != '.' && domain[0] != '-' && domain[domain_len - 1] != '.' &&
-           domain[domain_len - 1] != '-';
 }
 
 int okey_policy_address_allowed(const okey_config_t *cfg, const char *email)

@@ -9,7 +9,7 @@ use JSON::PP ();
 use MIME::Base64 qw(encode_base64url);
 use URI ();
 
-plan tests => 50;
+plan tests => 52;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $url = vhost_url('okey_issue', '/issue');
@@ -77,6 +77,10 @@ my $bob = browser();
 my $bob_page = $bob->request(do { my $r = HTTP::Request->new(GET => $url);
                                   $r->authorization_basic('bob@example.com', 'secret'); $r });
 is($bob_page->code, 403, 'an authenticated address the allow-lists do not name: 403');
+my $mallory = browser()->request(do { my $r = HTTP::Request->new(GET => $url);
+                                      $r->authorization_basic('mallory', 'secret'); $r });
+is($mallory->code, 403, 'an authenticated user whose name is not an address: 403');
+like($mallory->decoded_content, qr/does not name a plain e-mail address/, 'saying why');
 like($bob_page->decoded_content, qr/not allowed to get a key/, 'with a clear page');
 
 # --- JSON for scripts ----------------------------------------------------------

@@ -12,7 +12,7 @@ use JSON::PP ();
 use MIME::Base64 qw(encode_base64url);
 use Time::HiRes ();
 
-plan tests => 21;
+plan tests => 23;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $now = time;
@@ -50,6 +50,11 @@ is($page->code, 200, 'and gets her key at /');
 like($page->decoded_content, qr/<dd>main-project<\/dd>/, 'in the server\'s project');
 is(sign_in(browser(), 'dave@elsewhere.example', vhost => 'okey_profiles')->code, 403,
    'the /ml address is refused at /');
+$page = sign_in(browser(), 'eve@elsewhere.example', vhost => 'okey_profiles', login => '/ml',
+                groups_json => '["ml-team"]');
+like($page->decoded_content, qr/<dd>ml-project<\/dd>/, 'a member of the /ml group gets a key there');
+is(sign_in(browser(), 'eve@elsewhere.example', vhost => 'okey_profiles', groups_json => '["ml-team"]')->code,
+   403, 'but not at /, whose profile names no group');
 
 my $res = browser()->get(vhost_url('okey_profiles', '/ml?ttl=30m'));
 is($res->code, 400, 'a lifetime over the profile\'s maximum: 400');

@@ -97,6 +97,11 @@ START_TEST(a_listed_group_admits_any_verified_address)
     identity.groups = okey_config_split_list(test_pool, "ml-team");
     identity.email_verified = 0;
     ck_assert_int_eq(okey_policy_check(test_pool, &cfg, &identity)->status, 403);
+    /* A verified address that is not plain never names an account. */
+    identity.email_verified = 1;
+    identity.email = "\"eve\"@corp.example";
+    ck_assert_int_eq(okey_policy_check(test_pool, &cfg, &identity)->status, 403);
+    identity.email = "eve@elsewhere.example";
     /* Without a token the reaper cannot tell members: it keeps their keys. */
     ck_assert(okey_policy_address_allowed(&cfg, "eve@elsewhere.example"));
 }
