@@ -421,7 +421,7 @@ int okey_setting_in_profile(okey_setting_e setting)
     return setting == OKEY_SET_PROJECT || setting == OKEY_SET_EXPIRATION ||
            setting == OKEY_SET_MAX_EXPIRATION || setting == OKEY_SET_MAX_KEYS_PER_USER ||
            setting == OKEY_SET_ALLOWED_USERS || setting == OKEY_SET_ALLOWED_DOMAINS ||
-           setting == OKEY_SET_ALLOWED_GROUPS;
+           setting == OKEY_SET_ALLOWED_GROUPS || setting == OKEY_SET_USER_VAR;
 }
 
 static const char *no_environment(void *baton, const char *name)
@@ -466,6 +466,7 @@ int okey_config_profile(apr_pool_t *pool, const okey_config_t *base,
     cfg->allowed_groups = value[OKEY_SET_ALLOWED_GROUPS]
                           ? okey_config_split_list(pool, value[OKEY_SET_ALLOWED_GROUPS])
                           : base->allowed_groups;
+    cfg->user_var = value[OKEY_SET_USER_VAR] ? value[OKEY_SET_USER_VAR] : base->user_var;
     return problems->nelts - before;
 }
 

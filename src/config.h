@@ -157,7 +157,7 @@ apr_array_header_t *okey_config_exposed_files(apr_pool_t *pool,
                                               void *env_baton);
 
 /* Whether a setting may also be set in <Location>: the ones that decide
- * who gets which key. */
+ * who gets which key, and where openaikey-issue finds the address. */
 int okey_setting_in_profile(okey_setting_e setting);
 
 /* The settings of a profile: base with the values profile sets (NULL where

@@ -9,7 +9,7 @@ use JSON::PP ();
 use MIME::Base64 qw(encode_base64url);
 use URI ();
 
-plan tests => 52;
+plan tests => 53;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $url = vhost_url('okey_issue', '/issue');
@@ -134,4 +134,6 @@ is(creates(), $before, 'no refused request created a key');
          'OpenAIKeyUserVar names the variable the address comes from');
     $res = post_json(browser(), $var_url, {});
     is($JSON->decode($res->decoded_content)->{email}, 'carol@example.org', 'and the key is hers');
+    like(browser()->get(vhost_url('okey_issue', '/issue-var'))->decoded_content,
+         qr/Signed in as <strong>carol\@example\.org<\/strong>/, 'OpenAIKeyUserVar works inside <Location> too');
 }
