@@ -113,6 +113,13 @@ void okey_audit_revoked(request_rec *r, const okey_owned_key_t *key, const char 
 
 /* --- shared memory (mod_openaikey_shm.c) ---------------------------------- */
 
+/* Counts of one project a key server issues into. */
+#define OKEY_STATS_PROJECTS 16
+typedef struct okey_project_stats_t {
+    char name[128];                   /* empty: unused */
+    apr_uint64_t keys_issued, keys_reaped;
+} okey_project_stats_t;
+
 /* A key server's record in shared memory, as /status and /metrics see it. */
 typedef struct okey_stats_t {
     apr_uint64_t keys_issued, issue_failures, reaps, keys_reaped, reap_failures;
@@ -127,6 +134,7 @@ typedef struct okey_stats_t {
     int last_listed, last_deleted, last_failed, last_kept, last_skipped;
     int last_projects;
     char last_error_class[48];         /* e.g. "upstream 500"; never text */
+    okey_project_stats_t projects[OKEY_STATS_PROJECTS];
 } okey_stats_t;
 
 void okey_shm_register(apr_pool_t *pconf);
@@ -142,6 +150,8 @@ void okey_shm_count_issue(server_rec *s, int issued);
 void okey_shm_count_denied(server_rec *s, okey_denied_e reason);
 void okey_shm_count_upstream_error(server_rec *s, okey_endpoint_e endpoint);
 void okey_shm_count_revoked(server_rec *s, okey_revoked_by_e by, int n);
+/* Counts keys issued into and reaped from the project named project. */
+void okey_shm_count_project(server_rec *s, const char *project, int issued, int reaped);
 void okey_shm_snapshot(server_rec *s, okey_stats_t *stats);
 
 /* The project store of a key server: the project id shared by its children

@@ -48,15 +48,38 @@ static json_t *last_reap_json(apr_pool_t *pool, const okey_stats_t *stats)
     return reap;
 }
 
-/* Every project the server issues into: its own and its profiles'. */
-static json_t *projects_json(apr_pool_t *pool, const okey_config_t *cfg)
+/* The counts of project, zero when none was counted yet. */
+static okey_project_stats_t project_stats(const okey_stats_t *stats, const char *project)
+{
+    okey_project_stats_t found;
+    int i;
+
+    memset(&found, 0, sizeof(found));
+    for (i = 0; i < OKEY_STATS_PROJECTS; i++) {
+        if (!strcmp(stats->projects[i].name, project)) {
+            found = stats->projects[i];
+        }
+    }
+    return found;
+}
+
+/* Every project the server issues into (its own and its profiles'), with
+ * its counts. */
+static json_t *projects_json(apr_pool_t *pool, const okey_config_t *cfg,
+                             const okey_stats_t *stats)
 {
     apr_array_header_t *names = okey_config_projects(pool, cfg);
     json_t *list = json_array();
     int i;
 
     for (i = 0; i < names->nelts; i++) {
-        json_array_append_new(list, json_string(APR_ARRAY_IDX(names, i, const char *)));
+        const char *name = APR_ARRAY_IDX(names, i, const char *);
+        okey_project_stats_t counts = project_stats(stats, name);
+
+        json_array_append_new(list, json_pack("{s:s, s:I, s:I}", "name", name,
+                                              "keys_issued", (json_int_t)counts.keys_issued,
+                                              "keys_reaped",
+                                              (json_int_t)counts.keys_reaped));
     }
     return list;
 }
@@ -87,7 +110,7 @@ int okey_status_handler(request_rec *r)
     doc = okey_json_own(r->pool, json_pack(
         "{s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "version", OKEY_VERSION,
         "server", conf->cfg->server_name, "project", conf->cfg->project,
-        "projects", projects_json(r->pool, conf->cfg),
+        "projects", projects_json(r->pool, conf->cfg, &stats),
         "keys_issued", (json_int_t)stats.keys_issued, "issue_failures",
         (json_int_t)stats.issue_failures, "reaps", (json_int_t)stats.reaps,
         "keys_reaped", (json_int_t)stats.keys_reaped, "reap_failures",
@@ -237,6 +260,33 @@ static void labelled(request_rec *r, const char *name, const char *server,
     }
 }
 
+/* Keys issued into and reaped from each project the server issues into. */
+static void write_project_metrics(request_rec *r, const char *server,
+                                  const okey_config_t *cfg, const okey_stats_t *st)
+{
+    apr_array_header_t *names = okey_config_projects(r->pool, cfg);
+    int i;
+
+    metric_head(r, "openaikey_project_keys_issued_total", "counter",
+                "Keys issued, by project.");
+    for (i = 0; i < names->nelts; i++) {
+        const char *name = APR_ARRAY_IDX(names, i, const char *);
+
+        ap_rprintf(r, "openaikey_project_keys_issued_total{server=\"%s\",project=\"%s\"} %"
+                   APR_UINT64_T_FMT "\n", server, label(r->pool, name),
+                   project_stats(st, name).keys_issued);
+    }
+    metric_head(r, "openaikey_project_keys_reaped_total", "counter",
+                "Expired keys deleted by the reaper, by project.");
+    for (i = 0; i < names->nelts; i++) {
+        const char *name = APR_ARRAY_IDX(names, i, const char *);
+
+        ap_rprintf(r, "openaikey_project_keys_reaped_total{server=\"%s\",project=\"%s\"} %"
+                   APR_UINT64_T_FMT "\n", server, label(r->pool, name),
+                   project_stats(st, name).keys_reaped);
+    }
+}
+
 static void write_metrics(request_rec *r, const char *server, const okey_stats_t *st)
 {
     counter(r, "openaikey_keys_issued_total", server, st->keys_issued,
@@ -287,6 +337,7 @@ int okey_metrics_handler(request_rec *r)
     ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");
     if (!r->header_only) {
         write_metrics(r, label(r->pool, conf->cfg->server_name), &stats);
+        write_project_metrics(r, label(r->pool, conf->cfg->server_name), conf->cfg, &stats);
     }
     return OK;
 }

@@ -63,6 +63,20 @@ static void report_suspects(server_rec *s, apr_hash_t *unsure, apr_pool_t *pool)
     }
 }
 
+static void count_by_project(server_rec *s, apr_pool_t *pool,
+                             const okey_reap_summary_t *summary)
+{
+    apr_hash_index_t *hi;
+
+    for (hi = apr_hash_first(pool, summary->reaped_by_project); hi; hi = apr_hash_next(hi)) {
+        const void *name;
+        void *count;
+
+        apr_hash_this(hi, &name, NULL, &count);
+        okey_shm_count_project(s, name, 0, *(int *)count);
+    }
+}
+
 static void reap(okey_reaper_thread_t *rt, server_rec *s, const okey_claim_t *claim,
                  apr_pool_t *pool)
 {
@@ -78,6 +92,7 @@ static void reap(okey_reaper_thread_t *rt, server_rec *s, const okey_claim_t *cl
                  "pid %" APR_PID_T_FMT, conf->cfg->project, claim->pid);
     okey_reap(&reaper, pool, apr_time_sec(started), &summary);
     okey_shm_finish_reap(s, claim, &summary);
+    count_by_project(s, pool, &summary);
     if (!summary.error && conf->cfg->max_keys_per_user > 0) {
         okey_shm_index_fill(s, pool, summary.live, started);
     }

@@ -24,7 +24,7 @@ APLOG_USE_MODULE(openaikey);
 #define PROJECT_MUTEX_TYPE "openaikey-project"
 /* The layout's version is in the key: a graceful restart into a build with
  * another layout must not read the old segment. */
-#define RETAINED_KEY "mod_openaikey shared memory 5"
+#define RETAINED_KEY "mod_openaikey shared memory 6"
 #define RANDOM_KEY "mod_openaikey random state key"
 #define IPC_KEY "mod_openaikey ipc"
 #define SLOTS 64
@@ -324,6 +324,32 @@ void okey_shm_count_revoked(server_rec *s, okey_revoked_by_e by, int n)
 
     if (slot) {
         slot->stats.keys_revoked[by] += (apr_uint64_t)n;
+        unlock_slot(ipc);
+    }
+}
+
+void okey_shm_count_project(server_rec *s, const char *project, int issued, int reaped)
+{
+    ipc_t *ipc;
+    slot_t *slot = strlen(project) < sizeof(slot->stats.projects[0].name)
+                   ? lock_slot(s, &ipc) : NULL;
+    okey_project_stats_t *found = NULL;
+    int i;
+
+    /* By name, or in the first free entry: at most OKEY_STATS_PROJECTS. */
+    for (i = 0; slot && i < OKEY_STATS_PROJECTS && !found; i++) {
+        okey_project_stats_t *entry = &slot->stats.projects[i];
+
+        if (!entry->name[0]) {
+            apr_cpystrn(entry->name, project, sizeof(entry->name));
+        }
+        found = strcmp(entry->name, project) ? NULL : entry;
+    }
+    if (found) {
+        found->keys_issued += (apr_uint64_t)issued;
+        found->keys_reaped += (apr_uint64_t)reaped;
+    }
+    if (slot) {
         unlock_slot(ipc);
     }
 }

@@ -352,6 +352,7 @@ static okey_err_t *issue_key(request_rec *r, okey_server_conf_t *conf,
     }
     if (done->issued) {
         audit_issued(r, done->issued);
+        okey_shm_count_project(r->server, done->issued->project, 1, 0);
     }
     if (done->issued && profile->max_keys_per_user > 0) {
         okey_shm_index_add(r->server, done->issued);

@@ -246,6 +246,20 @@ static void note_failure(apr_pool_t *pool, failures_t *failures, const victim_t 
     }
 }
 
+static void count_reaped(apr_pool_t *pool, okey_reap_summary_t *summary,
+                         const char *project, int reaped)
+{
+    int *count = apr_hash_get(summary->reaped_by_project, project, APR_HASH_KEY_STRING);
+
+    if (!count && reaped) {
+        count = apr_pcalloc(pool, sizeof(*count));
+        apr_hash_set(summary->reaped_by_project, project, APR_HASH_KEY_STRING, count);
+    }
+    if (reaped) {
+        (*count)++;
+    }
+}
+
 /* Deletes victims in rounds: retries as the policy says; 404 counts as
  * done. What a cancelled reap never tried is skipped, not failed. */
 static void delete_victims(const okey_reaper_t *reaper, apr_pool_t *pool,
@@ -276,6 +290,7 @@ static void delete_victims(const okey_reaper_t *reaper, apr_pool_t *pool,
                 summary->skipped++;
             }
             else if (outcome == OKEY_DELETE_DONE) {
+                count_reaped(pool, summary, project, victim->revoked_by < 0);
                 summary->deleted += victim->revoked_by < 0;
                 summary->revoked_cap += victim->revoked_by == OKEY_REVOKED_CAP;
                 summary->revoked_policy += victim->revoked_by == OKEY_REVOKED_POLICY;
@@ -365,6 +380,7 @@ void okey_reap(const okey_reaper_t *reaper, apr_pool_t *pool, apr_int64_t now,
         }
     }
     summary->live = apr_array_make(pool, 16, sizeof(okey_owned_key_t));
+    summary->reaped_by_project = apr_hash_make(pool);
     /* Every active project of each name: racing servers may have made two. */
     for (i = 0; !err && i < projects->nelts && !cancelled(reaper); i++) {
         const char *project_id = APR_ARRAY_IDX(projects, i, const char *);

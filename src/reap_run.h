@@ -24,6 +24,8 @@ typedef struct okey_reap_summary_t {
     const char *error_class; /* a short class of it for /status, or NULL */
     /* With a cap: the live keys of ours left within it (of okey_owned_key_t). */
     apr_array_header_t *live;
+    /* Expired keys deleted, by project name (to an int *). */
+    apr_hash_t *reaped_by_project;
 } okey_reap_summary_t;
 
 typedef struct okey_reaper_t {

@@ -12,7 +12,7 @@ use JSON::PP ();
 use MIME::Base64 qw(encode_base64url);
 use Time::HiRes ();
 
-plan tests => 23;
+plan tests => 26;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $now = time;
@@ -96,7 +96,13 @@ ok($doc->{expires_at} && abs($doc->{expires_at} - time - 600) <= 5, 'with its li
 seed(main => [account('svc_old_main', 'alice@example.com', $now - 60)],
      ml => [account('svc_old_ml', 'dave@elsewhere.example', $now - 60)]);
 my $status = $JSON->decode(browser()->get(vhost_url('okey_profiles', '/status'))->decoded_content);
-is_deeply($status->{projects}, ['main-project', 'ml-project'], '/status names both projects');
+is_deeply([map { $_->{name} } @{ $status->{projects} }], ['main-project', 'ml-project'],
+          '/status names both projects');
+is_deeply([map { $_->{keys_issued} } @{ $status->{projects} }], [1, 4],
+          'with the keys issued into each');
+my $metrics = browser()->get(vhost_url('okey_profiles', '/metrics'))->decoded_content;
+like($metrics, qr/^openaikey_project_keys_issued_total\{server="[^"]+",project="ml-project"\} 4$/m,
+     '/metrics counts them per project too');
 my $deadline = time + 60;
 do {
     $res = browser()->request(HTTP::Request->new(POST => vhost_url('okey_profiles', '/revoke'),
@@ -106,3 +112,5 @@ do {
 is($res->code, 200, 'a reap ran');
 is(scalar(@{ accounts_in('proj_main') }) + scalar(@{ accounts_in('proj_ml') }), 0,
    'and took the expired keys of both projects');
+$status = $JSON->decode(browser()->get(vhost_url('okey_profiles', '/status'))->decoded_content);
+is_deeply([map { $_->{keys_reaped} } @{ $status->{projects} }], [1, 1], 'counted per project');
