@@ -14,6 +14,7 @@ use LWP::UserAgent ();
 use URI ();
 
 our @EXPORT = qw(upstream_timeout main_url vhost_url browser reset_fake seed_tenant merge_fake fake_state add_fault
+                 first_reaps_done
                  start_login authorize sign_in error_log default_project);
 
 my $JSON = JSON::PP->new->canonical->utf8;
@@ -107,6 +108,23 @@ sub sign_in {
     die 'login: ' . $login->status_line unless $login->code == 302;
     my $callback = authorize($ua, $login->header('Location'), $email, %opts);
     return $ua->get($callback);
+}
+
+# Waits, at most three minutes, until each of @vhosts has ended the reap it
+# runs soon after startup: its requests to the fakes would count with a
+# test's own. True when all have.
+sub first_reaps_done {
+    my (@vhosts) = @_;
+    my $deadline = time + 180;
+    my @waiting = @vhosts;
+    while (@waiting && time < $deadline) {
+        @waiting = grep {
+            my $res = $control->get(vhost_url($_, '/status'));
+            !($res->is_success && $JSON->decode($res->decoded_content)->{last_reap}{end});
+        } @waiting;
+        select(undef, undef, undef, 0.2) if @waiting;
+    }
+    return !@waiting;
 }
 
 sub error_log {
