@@ -89,9 +89,9 @@ void okey_audit_revoked(request_rec *r, const okey_owned_key_t *key, const char 
 {
     ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
                   OKEY_LOGNO(105) "revoked key: service_account=%s email=%s "
-                  "project=%s (%s) expires=%s by=%s", key->service_account_id, email,
-                  okey_server_conf(r->server)->cfg->project, key->project_id,
-                  okey_iso8601(r->pool, key->expires), okey_revoked_names[by]);
+                  "project_id=%s expires=%s by=%s", key->service_account_id, email,
+                  key->project_id, okey_iso8601(r->pool, key->expires),
+                  okey_revoked_names[by]);
 }
 
 /* Deletes victims (of okey_owned_key_t); returns those that are gone, with

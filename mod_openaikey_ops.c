@@ -260,31 +260,35 @@ static void labelled(request_rec *r, const char *name, const char *server,
     }
 }
 
+/* One counter per project the server issues into; reaped picks which. */
+static void project_counter(request_rec *r, const char *name, const char *help,
+                            const char *server, apr_array_header_t *projects,
+                            const okey_stats_t *st, int reaped)
+{
+    int i;
+
+    metric_head(r, name, "counter", help);
+    for (i = 0; i < projects->nelts; i++) {
+        const char *project = APR_ARRAY_IDX(projects, i, const char *);
+        okey_project_stats_t counts = project_stats(st, project);
+
+        ap_rprintf(r, "%s{server=\"%s\",project=\"%s\"} %" APR_UINT64_T_FMT "\n", name,
+                   server, label(r->pool, project),
+                   reaped ? counts.keys_reaped : counts.keys_issued);
+    }
+}
+
 /* Keys issued into and reaped from each project the server issues into. */
 static void write_project_metrics(request_rec *r, const char *server,
                                   const okey_config_t *cfg, const okey_stats_t *st)
 {
-    apr_array_header_t *names = okey_config_projects(r->pool, cfg);
-    int i;
+    apr_array_header_t *projects = okey_config_projects(r->pool, cfg);
 
-    metric_head(r, "openaikey_project_keys_issued_total", "counter",
-                "Keys issued, by project.");
-    for (i = 0; i < names->nelts; i++) {
-        const char *name = APR_ARRAY_IDX(names, i, const char *);
-
-        ap_rprintf(r, "openaikey_project_keys_issued_total{server=\"%s\",project=\"%s\"} %"
-                   APR_UINT64_T_FMT "\n", server, label(r->pool, name),
-                   project_stats(st, name).keys_issued);
-    }
-    metric_head(r, "openaikey_project_keys_reaped_total", "counter",
-                "Expired keys deleted by the reaper, by project.");
-    for (i = 0; i < names->nelts; i++) {
-        const char *name = APR_ARRAY_IDX(names, i, const char *);
-
-        ap_rprintf(r, "openaikey_project_keys_reaped_total{server=\"%s\",project=\"%s\"} %"
-                   APR_UINT64_T_FMT "\n", server, label(r->pool, name),
-                   project_stats(st, name).keys_reaped);
-    }
+    project_counter(r, "openaikey_project_keys_issued_total", "Keys issued, by project.",
+                    server, projects, st, 0);
+    project_counter(r, "openaikey_project_keys_reaped_total",
+                    "Expired keys deleted by the reaper, by project.", server, projects,
+                    st, 1);
 }
 
 static void write_metrics(request_rec *r, const char *server, const okey_stats_t *st)
