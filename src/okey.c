@@ -142,6 +142,35 @@ const char *okey_b64url_encode(apr_pool_t *pool, const unsigned char *data,
     return out;
 }
 
+unsigned char *okey_b64url_decode(apr_pool_t *pool, const char *text, apr_size_t *len)
+{
+    apr_size_t text_len = strlen(text);
+    unsigned char *out = apr_palloc(pool, text_len * 3 / 4 + 1);
+    apr_uint32_t bits = 0;
+    apr_size_t i;
+    int held = 0;
+    int ok = text_len % 4 != 1;
+
+    *len = 0;
+    for (i = 0; i < text_len && ok; i++) {
+        int c = text[i];
+        int value = c >= 'A' && c <= 'Z' ? c - 'A'
+                    : c >= 'a' && c <= 'z' ? c - 'a' + 26
+                    : c >= '0' && c <= '9' ? c - '0' + 52
+                    : c == '-' ? 62 : c == '_' ? 63 : -1;
+
+        ok = value >= 0;
+        bits = bits << 6 | (apr_uint32_t)(value & 63);
+        held += 6;
+        if (held >= 8) {
+            held -= 8;
+            out[(*len)++] = (unsigned char)(bits >> held);
+        }
+    }
+    out[*len] = '\0';
+    return ok ? out : NULL;
+}
+
 okey_err_t *okey_random_b64url(apr_pool_t *pool, apr_size_t len,
                                const char **out)
 {

@@ -104,6 +104,10 @@ const char *okey_scrub(apr_pool_t *pool, const char *text);
 const char *okey_b64url_encode(apr_pool_t *pool, const unsigned char *data,
                                apr_size_t len);
 
+/* The bytes base64url text (no padding) holds, NUL-terminated for
+ * convenience, or NULL when text is not base64url. */
+unsigned char *okey_b64url_decode(apr_pool_t *pool, const char *text, apr_size_t *len);
+
 /* len random bytes from the system's generator, base64url encoded. */
 okey_err_t *okey_random_b64url(apr_pool_t *pool, apr_size_t len,
                                const char **out);

@@ -1,7 +1,6 @@
 /* Sign-in state cookies: cjose JWE with alg dir and enc A256GCM. */
 #include "state.h"
 
-#include <apr_base64.h>
 #include <apr_lib.h>
 #include <apr_strings.h>
 #include <cjose/cjose.h>
@@ -233,7 +232,11 @@ okey_err_t *okey_state_seal(apr_pool_t *pool, const okey_state_key_t *key,
         state->profile ? ",\"p\":\"" : "",
         state->profile ? okey_b64url_encode(pool, (const unsigned char *)state->profile,
                                             strlen(state->profile)) : "",
-        state->profile ? "\"}" : "}", NULL);
+        state->profile ? "\"" : "",
+        state->cli_key ? apr_psprintf(pool, ",\"c\":%d,\"kn\":\"%s\",\"ke\":\"%s\"",
+                                      state->cli_port, state->cli_key->n,
+                                      state->cli_key->e) : "",
+        "}", NULL);
     okey_err_t *err = okey_seal(pool, key, plain, state->iv, sealed);
 
     if (err) {
@@ -246,23 +249,33 @@ okey_err_t *okey_state_seal(apr_pool_t *pool, const okey_state_key_t *key,
  * is not a path. */
 static const char *profile_path(apr_pool_t *pool, const char *encoded)
 {
-    apr_size_t len = encoded ? strlen(encoded) : 0;
-    char *standard = apr_palloc(pool, len + 4);
-    char *path = NULL;
-    apr_size_t i;
+    apr_size_t len = 0;
+    const char *path = encoded ? (const char *)okey_b64url_decode(pool, encoded, &len) : NULL;
 
-    for (i = 0; i < len; i++) {
-        standard[i] = encoded[i] == '-' ? '+' : (encoded[i] == '_' ? '/' : encoded[i]);
+    return (path && path[0] == '/' && strlen(path) == len) ? path : NULL;
+}
+
+/* The helper a sign-in reports to, when it has one: its port, or -1 when
+ * what is there is not whole. */
+static void cli_from_json(apr_pool_t *pool, const json_t *claims, okey_state_t *state)
+{
+    const json_t *port = json_object_get(claims, "c");
+    const char *n = okey_json_str(claims, "kn");
+    const char *e = okey_json_str(claims, "ke");
+    apr_size_t len = 0;
+
+    if (port || n || e) {
+        state->cli_port = json_is_integer(port) && n && e &&
+                          okey_b64url_decode(pool, n, &len) && okey_b64url_decode(pool, e, &len) &&
+                          json_integer_value(port) >= OKEY_CLI_PORT_MIN &&
+                          json_integer_value(port) <= OKEY_CLI_PORT_MAX
+                          ? (int)json_integer_value(port) : -1;
     }
-    for (; i % 4; i++) {
-        standard[i] = '=';
+    if (state->cli_port > 0) {
+        state->cli_key = apr_pcalloc(pool, sizeof(*state->cli_key));
+        state->cli_key->n = n;
+        state->cli_key->e = e;
     }
-    standard[i] = '\0';
-    if (len) {
-        path = apr_palloc(pool, apr_base64_decode_len(standard) + 1);
-        path[apr_base64_decode(path, standard)] = '\0';
-    }
-    return (path && path[0] == '/') ? path : NULL;
 }
 
 static okey_state_t *state_from_json(apr_pool_t *pool, const json_t *claims)
@@ -280,7 +293,8 @@ static okey_state_t *state_from_json(apr_pool_t *pool, const json_t *claims)
     state->ttl = !ttl ? 0 : json_is_integer(ttl) ? json_integer_value(ttl) : -1;
     state->next_keys = json_is_integer(next_keys) && json_integer_value(next_keys) == 1;
     state->profile = profile_path(pool, okey_json_str(claims, "p"));
-    if (state->ttl < 0 || !state->state || !state->nonce || !state->verifier || state->created < 0) {
+    cli_from_json(pool, claims, state);
+    if (state->ttl < 0 || state->cli_port < 0 || !state->state || !state->nonce || !state->verifier || state->created < 0) {
         state = NULL;
     }
     return state;

@@ -3,6 +3,7 @@
 #ifndef OKEY_STATE_H
 #define OKEY_STATE_H
 
+#include "cli.h"
 #include "okey.h"
 
 #include <apr_time.h>
@@ -26,6 +27,8 @@ typedef struct okey_state_t {
     apr_int64_t ttl;     /* the lifetime asked for, seconds; 0: the default */
     int next_keys;       /* a sign-in for My keys only: no key is issued */
     const char *profile; /* the path of the profile it began at, or NULL */
+    int cli_port;            /* the command-line helper's port, or 0 */
+    okey_cli_key_t *cli_key; /* and its public key, or NULL */
     /* AES-GCM nonce for sealing this state, drawn with it: sealed once. */
     unsigned char iv[OKEY_STATE_IV_BYTES];
 } okey_state_t;

@@ -21,6 +21,7 @@ Suite *okey_page_suite(void);
 Suite *okey_reaper_suite(void);
 Suite *okey_query_suite(void);
 Suite *okey_session_suite(void);
+Suite *okey_cli_suite(void);
 
 /* A test case whose tests each get a fresh test_pool. */
 TCase *test_case(const char *name);
