@@ -489,14 +489,24 @@ static int send_json_error(request_rec *r, int status, const char *message)
     return OK;
 }
 
-int okey_send_error(request_rec *r, const okey_err_t *err)
+void okey_log_error(request_rec *r, const okey_err_t *err)
 {
     int level = err->status >= 500 ? APLOG_ERR : APLOG_NOTICE;
-    const char *message = err->user_msg ? err->user_msg
-                          : "The server could not complete the request.";
 
     ap_log_rerror(APLOG_MARK, level, 0, r, OKEY_LOGNO(010) "%d: %s", err->status,
                   err->log_msg);
+}
+
+const char *okey_error_message(const okey_err_t *err)
+{
+    return err->user_msg ? err->user_msg : "The server could not complete the request.";
+}
+
+int okey_send_error(request_rec *r, const okey_err_t *err)
+{
+    const char *message = okey_error_message(err);
+
+    okey_log_error(r, err);
     if (err->status == HTTP_SERVICE_UNAVAILABLE) {
         apr_table_setn(r->err_headers_out, "Retry-After",
                        err->retry_after > 0

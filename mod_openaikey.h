@@ -70,6 +70,10 @@ const okey_config_t *okey_profile(request_rec *r, okey_server_conf_t *conf,
 /* --- responses (mod_openaikey.c) ----------------------------------------- */
 
 int okey_send_html(request_rec *r, int status, okey_page_t page);
+/* Logs err for the administrator, as okey_send_error does. */
+void okey_log_error(request_rec *r, const okey_err_t *err);
+/* What err tells the person. */
+const char *okey_error_message(const okey_err_t *err);
 int okey_send_error(request_rec *r, const okey_err_t *err);
 void okey_send_json(request_rec *r, json_t *doc);
 /* NULL when the method is in allow (an Allow header value), else the 405. */

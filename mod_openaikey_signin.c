@@ -47,26 +47,40 @@ static okey_err_t *login_refused(request_rec *r, const char *user_msg,
     return err;
 }
 
-/* What the login URL asks for: a lifetime (ttl) and where to go after
- * signing in (next, which takes only the word keys: never a URL). Each at
+/* What the login URL asks for: a lifetime (ttl), where to go after signing
+ * in (next, which takes only the word keys: never a URL), and the
+ * command-line helper to send the key to (cli_port and cli_key). Each at
  * most once; other parameters are ignored. */
 static okey_err_t *read_login_args(request_rec *r, const okey_config_t *cfg,
                                    okey_state_t *state)
 {
     const char *why = NULL;
     apr_array_header_t *params = okey_query_parse(r->pool, r->args, &why);
-    int ttls = 0, nexts = 0;
+    int ttls = 0, nexts = 0, ports = 0, keys = 0;
     const char *ttl = okey_query_get(params, "ttl", &ttls);
     const char *next = okey_query_get(params, "next", &nexts);
+    const char *cli_port = okey_query_get(params, "cli_port", &ports);
+    const char *cli_key = okey_query_get(params, "cli_key", &keys);
     okey_err_t *err = NULL;
 
     if (!params) {
         err = login_refused(r, "The sign-in link is malformed.",
                             apr_pstrcat(r->pool, "login query has ", why, NULL));
     }
-    else if (ttls > 1 || nexts > 1) {
+    else if (ttls > 1 || nexts > 1 || ports > 1 || keys > 1) {
         err = login_refused(r, "The sign-in link repeats a parameter.",
-                            "login with a repeated ttl or next parameter");
+                            "login with a repeated ttl, next, cli_port or cli_key parameter");
+    }
+    else if (ports != keys || (ports && next)) {
+        err = login_refused(r, "The sign-in link from the command-line helper is "
+                            "incomplete.", "login with only one of cli_port and cli_key, "
+                            "or with next as well");
+    }
+    else if (ports && (err = okey_cli_port_parse(r->pool, cli_port, &state->cli_port))) {
+        err->denied = OKEY_DENIED_BAD_REQUEST;
+    }
+    else if (keys && (err = okey_cli_key_parse(r->pool, cli_key, &state->cli_key))) {
+        err->denied = OKEY_DENIED_BAD_REQUEST;
     }
     else if (next && (strcmp(next, "keys") || !cfg->session_lifetime)) {
         err = login_refused(r, cfg->session_lifetime
@@ -428,6 +442,55 @@ static int send_signed_in(request_rec *r, okey_server_conf_t *conf,
     return status;
 }
 
+/* What the command-line helper is told: the key, or why there is none. */
+static const char *helper_result(request_rec *r, const okey_err_t *err,
+                                 const okey_issued_t *issued)
+{
+    json_t *result = err
+        ? json_pack("{s:s, s:i, s:I}", "error", okey_error_message(err), "status",
+                    err->status, "retry_after", (json_int_t)err->retry_after)
+        : json_pack("{s:s, s:I, s:s, s:s, s:s}", "api_key", issued->api_key,
+                    "expires_at", (json_int_t)issued->expires, "project", issued->project,
+                    "email", issued->email, "service_account_id",
+                    issued->service_account_id);
+
+    return okey_json_dump(r->pool, okey_json_own(r->pool, result));
+}
+
+/* The end of a sign-in the command-line helper began: its result, sealed
+ * to the helper's key, on the way to the helper's listener on this
+ * machine's loopback address, at the port the state cookie holds. The
+ * browser carries only ciphertext. */
+static int send_to_helper(request_rec *r, okey_server_conf_t *conf,
+                          const okey_state_t *state, const okey_err_t *err,
+                          const sign_in_t *done)
+{
+    const char *jwe = NULL;
+    okey_err_t *seal_err = okey_cli_seal(r->pool, state->cli_key,
+                                         helper_result(r, err, done->issued), &jwe);
+    const char *url = jwe ? okey_cli_result_url(r->pool, state->cli_port, jwe) : NULL;
+    int status;
+
+    if (err) {
+        okey_log_error(r, err);
+    }
+    else {
+        okey_session_start(r, conf, done->identity->email, done->identity->subject);
+    }
+    if (seal_err) {
+        status = okey_send_error(r, seal_err);
+    }
+    else {
+        apr_table_setn(r->headers_out, "Location", url);
+        status = okey_send_html(r, HTTP_MOVED_TEMPORARILY, okey_page_link(
+            r->pool, err ? "Sign-in failed" : "Key sent to your terminal",
+            err ? "The reason was sent to your terminal."
+                : "The key was sent to the openaikey command in your terminal. "
+                  "It is not shown here.", url, "Continue", 0));
+    }
+    return status;
+}
+
 int okey_callback_handler(request_rec *r)
 {
     callback_args_t args = {NULL, NULL, NULL};
@@ -449,6 +512,9 @@ int okey_callback_handler(request_rec *r)
     }
     if (conf) {
         count_outcome(r, err, done.issued != NULL);
+    }
+    if (state && state->cli_key) {
+        return send_to_helper(r, conf, state, err, &done);
     }
     return err ? okey_send_error(r, err) : send_signed_in(r, conf, state, &done);
 }
