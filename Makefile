@@ -5,7 +5,7 @@ comma      := ,
 PKGS        = libcurl jansson cjose
 LIB_SRC     = src/okey.c src/config.c src/http.c src/state.c src/oidc.c src/reaper.c \
               src/reap_run.c src/policy.c src/openai.c src/keys.c src/page.c src/query.c \
-              src/lifetime.c src/session.c
+              src/lifetime.c src/session.c src/cli.c
 LIB_HDR     = $(LIB_SRC:.c=.h) src/okey.h
 WARN        = -Wall -Wextra -Wno-missing-field-initializers
 WERROR     ?= $(if $(CI),-Werror,)
@@ -17,7 +17,7 @@ SANITIZE    = -fsanitize=address,undefined -fno-omit-frame-pointer
 
 .PHONY: all install run screenshot test unit unit-sanitize apache-test run-test readme-test browser-test check-sanitize clean bench fuzz
 
-all: mod_openaikey.so
+all: mod_openaikey.so openaikey
 
 GLUE        = mod_openaikey.c mod_openaikey_signin.c mod_openaikey_keys.c \
               mod_openaikey_ops.c \
@@ -29,11 +29,22 @@ mod_openaikey.so: $(GLUE) mod_openaikey.h $(LIB_SRC) $(LIB_HDR)
 	  $(GLUE) $(LIB_SRC) $(PKG_LIBS)
 	cp .libs/mod_openaikey.so $@
 
-install: mod_openaikey.so
+install: mod_openaikey.so openaikey
 	$(APXS) -i -n openaikey mod_openaikey.la
 	if [ -d /etc/apache2/mods-available ]; then \
 	  install -m 644 conf/openaikey.load conf/openaikey.conf /etc/apache2/mods-available/; \
 	fi
+
+# --- openaikey, the command-line helper, from the same library --------------
+PREFIX     ?= /usr/local
+CLI_SRC     = cli/openaikey.c cli/listener.c cli/cache.c cli/fetch.c
+CLI_CFLAGS  = -std=c99 -D_GNU_SOURCE -g -O2 $(WARN) $(WERROR) $(APR_CFLAGS) $(PKG_CFLAGS)
+
+openaikey: $(CLI_SRC) cli/openaikey.h $(LIB_SRC) $(LIB_HDR)
+	$(CC) $(CLI_CFLAGS) -o $@ $(CLI_SRC) $(LIB_SRC) $(APR_LIBS) $(PKG_LIBS)
+
+openaikey-sanitize: $(CLI_SRC) cli/openaikey.h $(LIB_SRC) $(LIB_HDR)
+	$(CC) $(CLI_CFLAGS) $(SANITIZE) -o $@ $(CLI_SRC) $(LIB_SRC) $(APR_LIBS) $(PKG_LIBS)
 
 run:
 	scripts/run
@@ -61,15 +72,17 @@ unit-sanitize: t/unit/run-sanitize
 	  CK_FORK=no t/unit/run-sanitize
 
 # --- Apache::Test suite against the built module ---------------------------
-apache-test: mod_openaikey.so
+apache-test: mod_openaikey.so openaikey
 	OKEY_MPM=event t/run-apache-test
 	OKEY_MPM=worker t/run-apache-test
 	OKEY_MPM=prefork t/run-apache-test
 
 # The module under valgrind in a real httpd, then the library under ASan/UBSan.
-check-sanitize: unit-sanitize
-	OKEY_VALGRIND=1 t/run-apache-test t/20-signin.t t/30-state.t t/40-upstream.t t/80-keys.t \
-	  t/90-secrets.t
+# The helper, built with ASan/UBSan, is driven by the suite meanwhile.
+check-sanitize: unit-sanitize openaikey-sanitize
+	OKEY_VALGRIND=1 OKEY_CLI=$(CURDIR)/openaikey-sanitize \
+	  t/run-apache-test t/20-signin.t t/30-state.t t/40-upstream.t t/80-keys.t \
+	  t/90-secrets.t t/92-cli.t
 
 # make run's configuration, its demo and its stop; README against the code.
 run-test: mod_openaikey.so
@@ -79,7 +92,7 @@ readme-test:
 	t/check-readme
 
 # My keys in headless Chromium, against make run's demo.
-browser-test: mod_openaikey.so
+browser-test: mod_openaikey.so openaikey
 	t/run-browser-test
 
 test: unit readme-test apache-test run-test browser-test
@@ -103,5 +116,6 @@ bench: mod_openaikey.so
 
 clean:
 	rm -rf .libs *.la *.lo *.slo *.o src/*.lo src/*.slo src/*.o src/.libs \
-	  mod_openaikey.so t/unit/run t/unit/run-sanitize fuzz/*.bin
+	  mod_openaikey.so openaikey openaikey-sanitize t/unit/run t/unit/run-sanitize \
+	  fuzz/*.bin
 	if [ -f t/TEST ]; then t/TEST -clean >/dev/null 2>&1 || true; fi

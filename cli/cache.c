@@ -1,0 +1,146 @@
+/* The key cache: $XDG_CACHE_HOME/openaikey (or ~/.cache/openaikey), a
+ * directory of mode 0700 with one file of mode 0600 per server, and
+ * "last", the server of the newest sign-in. Files are written whole under a
+ * temporary name and renamed, so a reader never sees half of one. */
+#include "openaikey.h"
+
+#include <apr_strings.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FILE_MAX 16384
+
+/* The cache directory, made when missing; NULL with *why set when there is
+ * none that only this user can enter. */
+static const char *cache_dir(apr_pool_t *pool, int create, const char **why)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    const char *base = xdg && xdg[0] == '/' ? xdg
+                       : home && home[0] == '/' ? apr_pstrcat(pool, home, "/.cache", NULL)
+                       : NULL;
+    const char *dir = base ? apr_pstrcat(pool, base, "/openaikey", NULL) : NULL;
+    struct stat st;
+
+    *why = NULL;
+    if (!dir) {
+        *why = "neither XDG_CACHE_HOME nor HOME names a directory";
+    }
+    else if (create && mkdir(base, 0700) && errno != EEXIST) {
+        *why = apr_psprintf(pool, "cannot create %s: %s", base, strerror(errno));
+    }
+    else if (create && mkdir(dir, 0700) && errno != EEXIST) {
+        *why = apr_psprintf(pool, "cannot create %s: %s", dir, strerror(errno));
+    }
+    else if (lstat(dir, &st)) {
+        *why = apr_psprintf(pool, "%s: %s", dir, strerror(errno));
+    }
+    else if (!S_ISDIR(st.st_mode) || st.st_uid != getuid()) {
+        *why = apr_psprintf(pool, "%s is not a directory of this user", dir);
+    }
+    else if ((st.st_mode & 077) && chmod(dir, 0700)) {
+        *why = apr_psprintf(pool, "cannot make %s private: %s", dir, strerror(errno));
+    }
+    return *why ? NULL : dir;
+}
+
+/* The file that holds server's key: named by a digest, so that any URL
+ * makes a plain file name. */
+static const char *key_file(apr_pool_t *pool, const char *dir, const char *server)
+{
+    unsigned char digest[32];
+
+    okey_sha256(server, strlen(server), digest);
+    return apr_pstrcat(pool, dir, "/key-", okey_b64url_encode(pool, digest, 12), ".json",
+                       NULL);
+}
+
+/* The text of path when it is a regular file of this user that no one
+ * else can read or write, else NULL. */
+static const char *read_private(apr_pool_t *pool, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    char *text = apr_palloc(pool, FILE_MAX + 1);
+    struct stat st;
+    ssize_t len = -1;
+
+    if (fd >= 0 && !fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_uid == getuid() &&
+        !(st.st_mode & 077)) {
+        len = read(fd, text, FILE_MAX);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (len >= 0) {
+        text[len] = '\0';
+    }
+    return len >= 0 ? text : NULL;
+}
+
+/* Writes text to path whole, mode 0600, by renaming a temporary file over
+ * it. NULL, or why not. */
+static const char *write_private(apr_pool_t *pool, const char *dir, const char *path,
+                                 const char *text)
+{
+    char *temp = apr_pstrcat(pool, dir, "/.tmp-XXXXXX", NULL);
+    int fd = mkstemp(temp);
+    apr_size_t len = strlen(text);
+    int ok = fd >= 0 && fchmod(fd, 0600) == 0 && write(fd, text, len) == (ssize_t)len &&
+             fsync(fd) == 0;
+    const char *why = NULL;
+
+    if (fd >= 0 && close(fd)) {
+        ok = 0;
+    }
+    if (!ok || rename(temp, path)) {
+        why = apr_psprintf(pool, "cannot write %s: %s", path, strerror(errno));
+        if (fd >= 0) {
+            unlink(temp);
+        }
+    }
+    return why;
+}
+
+openaikey_key_t *openaikey_cache_get(apr_pool_t *pool, const char *server, apr_int64_t now)
+{
+    const char *why = NULL;
+    const char *dir = cache_dir(pool, 0, &why);
+    const char *text = dir ? read_private(pool, key_file(pool, dir, server)) : NULL;
+    openaikey_key_t *key = text ? openaikey_key_from_json(pool, server, text, &why) : NULL;
+
+    return key && key->expires_at - now > OPENAIKEY_EXPIRY_MARGIN ? key : NULL;
+}
+
+const char *openaikey_cache_put(apr_pool_t *pool, const openaikey_key_t *key)
+{
+    const char *why = NULL;
+    const char *dir = cache_dir(pool, 1, &why);
+    json_t *doc = dir ? okey_json_own(pool, json_pack(
+        "{s:s, s:s, s:I, s:s, s:s, s:s}", "server", key->server, "api_key", key->api_key,
+        "expires_at", (json_int_t)key->expires_at, "project", key->project, "email",
+        key->email, "service_account_id", key->service_account_id)) : NULL;
+
+    if (doc) {
+        why = write_private(pool, dir, key_file(pool, dir, key->server),
+                            okey_json_dump(pool, doc));
+    }
+    if (doc && !why) {
+        why = write_private(pool, dir, apr_pstrcat(pool, dir, "/last", NULL),
+                            apr_pstrcat(pool, key->server, "\n", NULL));
+    }
+    return why;
+}
+
+const char *openaikey_cache_last_server(apr_pool_t *pool)
+{
+    const char *why = NULL;
+    const char *dir = cache_dir(pool, 0, &why);
+    const char *text = dir ? read_private(pool, apr_pstrcat(pool, dir, "/last", NULL)) : NULL;
+    apr_size_t len = text ? strcspn(text, "\n") : 0;
+
+    return len ? apr_pstrndup(pool, text, len) : NULL;
+}

@@ -1,0 +1,342 @@
+# openaikey, the command-line helper, end to end: the test plays the browser,
+# following the printed sign-in address through the provider to the
+# helper's loopback listener; and what the login refuses from a helper.
+use strict;
+use warnings;
+use Apache::Test qw(-withtestmore);
+use lib 't/lib';
+use OkeyTest;
+use Crypt::JWT qw(encode_jwt);
+use Crypt::PK::RSA ();
+use File::Temp qw(tempdir);
+use IPC::Open3 qw(open3);
+use JSON::PP ();
+use MIME::Base64 qw(encode_base64url decode_base64url);
+use POSIX qw(WNOHANG);
+use Symbol qw(gensym);
+use URI ();
+
+plan tests => 90;
+
+my $JSON = JSON::PP->new->utf8->canonical;
+my $CLI = Apache::Test::vars('serverroot') . '/../openaikey';
+my $server = vhost_url('okey_cli', '/');
+my $key_pattern = qr/sk-[A-Za-z0-9_-]+/;
+
+sub fresh { seed_tenant('cli', 'cli-project') }
+sub issued_keys { return fake_state()->{tenants}{cli}{issued_keys} || {} }
+sub accounts_of {
+    my ($project) = @_;
+    return fake_state()->{tenants}{cli}{accounts}{$project} || [];
+}
+
+# --- driving the helper ---------------------------------------------------------
+
+# Starts openaikey with @args and the cache in $home; reads nothing yet.
+sub helper_start {
+    my ($home, @args) = @_;
+    local $ENV{XDG_CACHE_HOME} = "$home/cache";
+    local $ENV{HOME} = $home;
+    local $ENV{no_proxy} = '127.0.0.1';
+    my $err = gensym;
+    my $pid = open3(my $in, my $out, $err, $CLI, @args);
+    close $in;
+    return { pid => $pid, out => $out, err => $err, stdout => '', stderr => '' };
+}
+
+# Reads what the helper wrote, for at most $seconds or until $until holds.
+sub helper_read {
+    my ($h, $seconds, $until) = @_;
+    my $deadline = Time::HiRes::time() + $seconds;
+    my %open = (out => $h->{out}, err => $h->{err});
+    while (%open && Time::HiRes::time() < $deadline && !($until && $until->($h))) {
+        my $rin = '';
+        vec($rin, fileno($_), 1) = 1 for values %open;
+        select(my $rout = $rin, undef, undef, 0.2) > 0 or next;
+        for my $name (keys %open) {
+            next unless vec($rout, fileno($open{$name}), 1);
+            my $n = sysread($open{$name}, my $buf, 65536);
+            if ($n) { $h->{ $name eq 'out' ? 'stdout' : 'stderr' } .= $buf }
+            else { delete $open{$name} }
+        }
+    }
+}
+
+# The sign-in address the helper printed (--no-browser), or undef.
+sub helper_url {
+    my ($h) = @_;
+    helper_read($h, 60, sub { $_[0]{stderr} =~ m{^\s+http://\S+$}m });
+    return $h->{stderr} =~ m{^\s+(http://\S+)$}m ? $1 : undef;
+}
+
+# Waits for the helper to end; its exit status (killed after $seconds).
+sub helper_finish {
+    my ($h, $seconds) = @_;
+    helper_read($h, $seconds // 30);
+    my $deadline = time + 5;
+    my $done = 0;
+    until ($done = waitpid($h->{pid}, WNOHANG)) {
+        if (time > $deadline) { kill 'KILL', $h->{pid}; waitpid($h->{pid}, 0); return -1 }
+        kill 'TERM', $h->{pid} if time > $deadline - 3;
+        Time::HiRes::sleep(0.05);
+    }
+    return $? >> 8;
+}
+
+# Plays the browser from the printed address to the helper's listener:
+# every URL and page it saw, the callback's response and the listener's.
+sub follow {
+    my ($url, $email, %opts) = @_;
+    my $ua = browser();
+    my @seen;
+    my $login = $ua->get($url);
+    push @seen, $url, $login->as_string;
+    die 'login: ' . $login->status_line unless $login->code == 302;
+    my $callback = authorize($ua, $login->header('Location'), $email, %opts);
+    push @seen, $login->header('Location'), $callback;
+    my $res = $ua->get($callback);
+    push @seen, $res->as_string;
+    my $listener = $res->code == 302 ? $ua->get($res->header('Location')) : undef;
+    push @seen, $listener->as_string if $listener;
+    return { seen => \@seen, callback => $res, listener => $listener };
+}
+
+sub param_of {
+    my ($url, $name) = @_;
+    return { URI->new($url)->query_form }->{$name};
+}
+
+sub mode_of { return (stat $_[0])[2] & 07777 }
+
+# --- a sign-in from the terminal ------------------------------------------------
+fresh();
+my $home = tempdir(CLEANUP => 1);
+my $first_key;
+{
+    my $h = helper_start($home, 'login', $server, '--no-browser', '--ttl', '8h');
+    my $url = helper_url($h);
+    ok($url, 'login --no-browser prints a sign-in address');
+    my $port = param_of($url, 'cli_port');
+    like($url, qr{^\Q$server\E\?cli_port=\d+&cli_key=[A-Za-z0-9_-]+&ttl=8h$},
+         'the server\'s address with cli_port, cli_key and ttl');
+    my $jwk = $JSON->decode(decode_base64url(param_of($url, 'cli_key')));
+    is($jwk->{kty}, 'RSA', 'cli_key is an RSA public key');
+    ok(!exists $jwk->{d}, 'with nothing private in it');
+    cmp_ok(length(decode_base64url($jwk->{n})) * 8, '>=', 3072, 'of at least 3072 bits');
+
+    my $flow = follow($url, 'alice@example.com');
+    my $callback = $flow->{callback};
+    is($callback->code, 302, 'the callback redirects');
+    like($callback->header('Location'), qr{^http://127\.0\.0\.1:\Q$port\E/\?result=[A-Za-z0-9_.-]+$},
+         'to the helper\'s port on the loopback address, with the result');
+    like($callback->decoded_content, qr/sent to the openaikey command in your terminal/,
+         'its page says where the key went');
+    is($callback->header('Cache-Control'), 'no-store', 'and is not cached');
+    like($callback->header('Set-Cookie') // '', qr/okey_session=/, 'the browser is signed in to My keys as well');
+    is($flow->{listener}->code, 200, 'the listener takes the result');
+    like($flow->{listener}->decoded_content, qr/Key sent to your terminal.*alice\@example\.com/s,
+         'and tells the browser the key went to the terminal');
+
+    is(helper_finish($h), 0, 'the helper ends with 0');
+    my ($key) = $h->{stdout} =~ /^export OPENAI_API_KEY='($key_pattern)'\n\z/;
+    ok($key, 'and prints only the export line on stdout');
+    $first_key = $key;
+    my ($account) = @{ accounts_of('proj_cli') };
+    is(issued_keys()->{ $account->{id} }, $key, 'the key the server issued');
+    my ($expires) = $account->{name} =~ /^okey-(\d+)-alice\@example\.com$/;
+    ok($expires && abs($expires - (time + 8 * 3600)) < 120, 'for the lifetime asked for');
+    like($h->{stderr}, qr/a key for alice\@example\.com in project cli-project, valid for 8 hours/,
+         'stderr says whose key it is and for how long');
+    ok(!grep({ index($_, $key) >= 0 } @{ $flow->{seen} }, $h->{stderr}),
+       'no address, header or page the browser saw holds the key');
+
+    my ($file) = glob("$home/cache/openaikey/key-*.json");
+    ok($file, 'the key is cached');
+    is(mode_of($file), 0600, 'in a file of mode 0600');
+    is(mode_of("$home/cache/openaikey"), 0700, 'in a directory of mode 0700');
+    is($JSON->decode(do { local (@ARGV, $/) = $file; <> })->{api_key}, $key, 'holding the key');
+    ok(!glob("$home/cache/openaikey/.tmp-*"), 'and no temporary file is left');
+    unlike(error_log(), qr/\Q$key\E/, 'the key is not in the error log');
+}
+
+# --- openaikey key answers from the cache -----------------------------------------
+{
+    my $before = fake_state()->{tenants}{cli}{counters} // {};
+    # Any request the helper made would go to a proxy that is not there.
+    local $ENV{http_proxy} = 'http://127.0.0.1:9';
+    local $ENV{HTTP_PROXY} = 'http://127.0.0.1:9';
+    my $h = helper_start($home, 'key');
+    is(helper_finish($h), 0, 'openaikey key, with a valid key cached, ends with 0');
+    is($h->{stdout}, "$first_key\n", 'printing the cached key alone');
+    is($h->{stderr}, '', 'saying nothing else');
+    is_deeply(fake_state()->{tenants}{cli}{counters} // {}, $before, 'without any request upstream');
+    $h = helper_start($home, 'key', '--server', $server);
+    is(helper_finish($h), 0, 'the same with --server naming it');
+    is($h->{stdout}, "$first_key\n", 'the same key');
+}
+
+# --- and signs in again once the cached key has (nearly) expired ---------------
+{
+    my ($file) = glob("$home/cache/openaikey/key-*.json");
+    my $cached = $JSON->decode(do { local (@ARGV, $/) = $file; <> });
+    $cached->{expires_at} = time + 30;   # inside the minute a key must have left
+    open my $fh, '>', $file or die $!;
+    print {$fh} $JSON->encode($cached);
+    close $fh;
+    my $h = helper_start($home, 'key', '--no-browser');
+    my $url = helper_url($h);
+    ok($url, 'an expiring cached key makes openaikey key sign in again');
+    is(follow($url, 'alice@example.com')->{listener}->code, 200, 'through the browser');
+    is(helper_finish($h), 0, 'and end with 0');
+    my ($key) = $h->{stdout} =~ /^($key_pattern)\n\z/;
+    ok($key && $key ne $first_key, 'printing a new key alone');
+    is($JSON->decode(do { local (@ARGV, $/) = $file; <> })->{api_key}, $key, 'which replaces the cached one');
+    is(mode_of($file), 0600, 'still mode 0600');
+}
+
+# --- the sign-in is refused: the reason reaches the terminal ------------------------
+{
+    my $h = helper_start($home, 'login', $server, '--no-browser');
+    my $flow = follow(helper_url($h), 'eve@evil.example');
+    is($flow->{callback}->code, 302, 'a refused sign-in is sent to the helper too');
+    like($flow->{listener}->decoded_content, qr/Sign-in failed.*not allowed/s,
+         'whose page gives the reason');
+    is(helper_finish($h), 1, 'the helper ends with 1');
+    is($h->{stdout}, '', 'printing nothing on stdout');
+    like($h->{stderr}, qr/^openaikey: the sign-in failed: Your account is not allowed[^\n]*\n\z/m,
+         'and one line with the reason on stderr');
+}
+
+# --- a profile, and openaikey-issue -----------------------------------------------
+{
+    my $h = helper_start($home, 'login', vhost_url('okey_cli', '/team'), '--no-browser', '--ttl', '20m');
+    my $flow = follow(helper_url($h), 'alice@example.com');
+    is(helper_finish($h), 0, 'a profile\'s sign-in address works with the helper');
+    my ($key) = $h->{stdout} =~ /^export OPENAI_API_KEY='($key_pattern)'$/;
+    my ($team) = grep { $_->{name} eq 'team-project' } @{ fake_state()->{tenants}{cli}{projects} };
+    my ($account) = @{ accounts_of($team->{id}) };
+    ok($key && issued_keys()->{ $account->{id} } eq $key, 'with a key in the profile\'s project');
+    $h = helper_start($home, 'login', vhost_url('okey_cli', '/team'), '--no-browser', '--ttl', '1h');
+    is(helper_finish($h), 1, 'a lifetime over the profile\'s maximum is refused before any browser');
+    like($h->{stderr}, qr/^openaikey: the server refused \(400\): [^\n]*20 minutes[^\n]*\n\z/,
+         'in one line naming the range');
+
+    local $ENV{OPENAIKEY_PASSWORD} = 'secret';
+    $h = helper_start($home, 'key', '--issue', vhost_url('okey_cli', '/issue'), '--user',
+                      'alice@example.com', '--ttl', '2h');
+    is(helper_finish($h), 0, 'openaikey key --issue --user gets a key from openaikey-issue');
+    ($key) = $h->{stdout} =~ /^($key_pattern)\n\z/;
+    ok($key && grep({ $_ eq $key } values %{ issued_keys() }), 'one the server issued');
+    $h = helper_start($home, 'key', '--issue', vhost_url('okey_cli', '/issue'), '--user',
+                      'alice@example.com');
+    is(helper_finish($h), 0, 'asked again');
+    is($h->{stdout}, "$key\n", 'it comes from the cache');
+    local $ENV{OPENAIKEY_PASSWORD} = 'wrong';
+    $h = helper_start($home, 'login', '--issue', vhost_url('okey_cli', '/issue'), '--user',
+                      'alice@example.com');
+    is(helper_finish($h), 1, 'a wrong password ends with 1');
+    like($h->{stderr}, qr/^openaikey: the server did not accept the sign-in \(401\)\n\z/, 'saying so');
+}
+
+# --- results from elsewhere are refused; two helpers at once --------------------------
+{
+    my $a = helper_start($home, 'login', $server, '--no-browser');
+    my $b = helper_start($home, 'login', $server, '--no-browser');
+    my ($url_a, $url_b) = (helper_url($a), helper_url($b));
+    my ($port_a, $port_b) = (param_of($url_a, 'cli_port'), param_of($url_b, 'cli_port'));
+    isnt($port_a, $port_b, 'two helpers listen on two ports');
+    my $ua = LWP::UserAgent->new(timeout => 10, max_redirect => 0);
+    my $at = sub { my ($port, $path) = @_; $ua->get("http://127.0.0.1:$port$path") };
+
+    is($at->($port_a, '/')->code, 404, 'the listener answers 404 to anything but a result');
+    is($at->($port_a, '/?result=garbage')->code, 400, 'and 400 to a result that is not one');
+    my $other = Crypt::PK::RSA->new;
+    $other->generate_key(256);
+    my $forged = encode_jwt(payload => '{"api_key":"sk-forged","expires_at":9999999999,'
+                                       . '"project":"p","email":"e","service_account_id":"s"}',
+                            alg => 'RSA-OAEP', enc => 'A256GCM', key => $other);
+    is($at->($port_a, "/?result=$forged")->code, 400, 'and to a result sealed to another key');
+    my $req = HTTP::Request->new(GET => "http://127.0.0.1:$port_a/?result=x", [Host => 'evil.example']);
+    is($ua->request($req)->code, 400, 'and to a request for another host');
+
+    my $flow_a = follow($url_a, 'alice@example.com');
+    my $sent_to_a = $flow_a->{callback}->header('Location');
+    (my $sent_to_b = $sent_to_a) =~ s/:$port_a\//:$port_b\//;
+    is($ua->get($sent_to_b)->code, 400, 'a result for one helper is refused by the other');
+    is(helper_finish($a), 0, 'the first helper ends with its key');
+    is(follow($url_b, 'carol@example.org')->{listener}->code, 200, 'the second still takes its own');
+    is(helper_finish($b), 0, 'and ends with 0');
+    my ($key_a) = $a->{stdout} =~ /'($key_pattern)'/;
+    my ($key_b) = $b->{stdout} =~ /'($key_pattern)'/;
+    ok($key_a && $key_b && $key_a ne $key_b, 'each with a key of its own');
+    ok($key_a ne 'sk-forged' && $a->{stderr} =~ /alice/ && $b->{stderr} =~ /carol/,
+       'neither took the forged or the other\'s result');
+}
+
+# --- failures end in one line and a non-zero status --------------------------------
+{
+    my $h = helper_start($home, 'login', 'http://127.0.0.1:9/', '--no-browser');
+    is(helper_finish($h), 1, 'an unreachable server ends with 1');
+    like($h->{stderr}, qr/^openaikey: cannot reach the server: [^\n]+\n\z/, 'in one line');
+    $h = helper_start($home, 'login', $server, '--no-browser', '--timeout', '1');
+    is(helper_finish($h), 1, 'no result within --timeout ends with 1');
+    like($h->{stderr}, qr/openaikey: no sign-in result arrived within 1 s\n\z/, 'saying so');
+    $h = helper_start($home, 'login', $server, '--no-browser');
+    ok(helper_url($h), 'a waiting helper');
+    kill 'INT', $h->{pid};
+    is(helper_finish($h), 130, 'ends with 130 on Ctrl-C');
+    like($h->{stderr}, qr/openaikey: cancelled\n\z/, 'saying it was cancelled');
+    $h = helper_start($home, 'login', 'https://keys.example.com/', '--ttl', '10 years');
+    is(helper_finish($h), 1, 'a malformed --ttl ends with 1 before any request');
+    $h = helper_start($home, 'fetch');
+    is(helper_finish($h), 2, 'an unknown command ends with 2');
+    my $empty = tempdir(CLEANUP => 1);
+    $h = helper_start($empty, 'key');
+    is(helper_finish($h), 1, 'openaikey key with no server known ends with 1');
+    like($h->{stderr}, qr/no server yet/, 'saying to log in first');
+    $h = helper_start($home, '--version');
+    is(helper_finish($h), 0, '--version');
+    like($h->{stdout}, qr/^openaikey \d+\.\d+\.\d+$/, 'prints the version');
+}
+
+# --- what the login refuses from a helper ----------------------------------------
+{
+    my $good = Crypt::PK::RSA->new;
+    $good->generate_key(256);
+    my $jwk = $JSON->decode($good->export_key_jwk('public'));
+    my $b64 = sub { encode_base64url($JSON->encode($_[0])) };
+    my $small = Crypt::PK::RSA->new;
+    $small->generate_key(128);
+    my %bad = (
+        'cli_port 80'       => [cli_port => 80, cli_key => $b64->($jwk)],
+        'cli_port 0'        => [cli_port => 0, cli_key => $b64->($jwk)],
+        'cli_port 70000'    => [cli_port => 70000, cli_key => $b64->($jwk)],
+        'cli_port abc'      => [cli_port => 'abc', cli_key => $b64->($jwk)],
+        'a cli_key that is not a key' => [cli_port => 40000, cli_key => 'bm90IGEga2V5'],
+        'a symmetric cli_key' => [cli_port => 40000, cli_key => $b64->({ kty => 'oct', k => 'c2VjcmV0' })],
+        'a 1024-bit cli_key' => [cli_port => 40000, cli_key => $b64->($JSON->decode($small->export_key_jwk('public')))],
+        'a private cli_key' => [cli_port => 40000, cli_key => $b64->($JSON->decode($good->export_key_jwk('private')))],
+        'a 3 KB cli_key'    => [cli_port => 40000, cli_key => 'A' x 3000],
+        'cli_port without cli_key' => [cli_port => 40000],
+        'cli_key and next'  => [cli_port => 40000, cli_key => $b64->($jwk), next => 'keys'],
+        'a repeated cli_port' => [cli_port => 40000, cli_port => 40001, cli_key => $b64->($jwk)],
+    );
+    for my $case (sort keys %bad) {
+        my $uri = URI->new($server);
+        $uri->query_form(@{ $bad{$case} });
+        my $res = browser()->get($uri);
+        ok($res->code == 400 && !$res->header('Set-Cookie') && !$res->header('Location'),
+           "$case: 400, no state cookie, no redirect");
+    }
+    my $uri = URI->new($server);
+    $uri->query_form(cli_port => 40000, cli_key => 'A' x (100 * 1024));
+    my $res = browser()->get($uri);
+    ok($res->code >= 400 && $res->code < 500 && !$res->header('Set-Cookie'),
+       'a 100 KB cli_key is refused (' . $res->code . ') before any state is made');
+    like(browser()->get("$server?cli_port=80&cli_key=" . $b64->($jwk))->decoded_content,
+         qr/cli_port must be a port from 1024 to 65535/, 'the page says which rule was broken');
+    $uri = URI->new($server);
+    $uri->query_form(cli_port => 40000, cli_key => $b64->($jwk));
+    $res = browser()->get($uri);
+    is($res->code, 302, 'a well-formed helper login goes on to the provider');
+}
