@@ -107,7 +107,17 @@ reset_fake();
     pipe(my $reader, my $writer) or die $!;
     for my $flow (@flows) {
         my $pid = fork // die $!;
-        if (!$pid) { close $reader; print {$writer} $flow->[0]->get($flow->[1])->code, "\n"; close $writer; require POSIX; POSIX::_exit(0) }
+        if (!$pid) {
+            close $reader;
+            # A connection kept alive since the authorization may have timed out.
+            $flow->[0]->conn_cache(undef);
+            my $res = $flow->[0]->get($flow->[1]);
+            my $internal = ($res->header('Client-Warning') // '') eq 'Internal response';
+            print {$writer} $res->code, $internal ? ' (client: ' . $res->message . ')' : '', "\n";
+            close $writer;
+            require POSIX;
+            POSIX::_exit(0);
+        }
         push @pids, $pid;
     }
     close $writer;
