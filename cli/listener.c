@@ -1,6 +1,7 @@
 /* The loopback listener: the browser brings the sealed result here from
- * the server's callback. One connection at a time, each bounded in size
- * and time; only a result that opens with this helper's key ends it. */
+ * the server's callback. A few connections are read at once (browsers open
+ * spare ones), each bounded in size and time; only a result that opens
+ * with this helper's key ends the wait. */
 #include "openaikey.h"
 
 #include <apr_strings.h>
@@ -19,6 +20,7 @@
 
 #define REQUEST_MAX 16384    /* bytes of a request head */
 #define CONNECTION_SECONDS 5 /* for a connection to send its request */
+#define CONNECTIONS_MAX 8    /* read at once */
 
 volatile sig_atomic_t openaikey_stop;
 
@@ -65,37 +67,66 @@ static apr_int64_t now_ms(void)
     return (apr_int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Waits for fd to be readable until deadline; 1 when it is, 0 at the
- * deadline or on a stop signal. */
-static int readable(int fd, apr_int64_t deadline)
+/* A connection being read: its request head so far, and until when it may
+ * take to send it. */
+typedef struct {
+    int fd;                /* -1: a free slot */
+    apr_pool_t *pool;
+    char *head;
+    apr_size_t got;
+    apr_int64_t deadline;
+} connection_t;
+
+static void drop(connection_t *conn)
 {
-    struct pollfd pfd = {fd, POLLIN, 0};
-    int ready = 0;
-
-    while (!ready && !openaikey_stop && now_ms() < deadline) {
-        apr_int64_t left = deadline - now_ms();
-
-        ready = poll(&pfd, 1, left > 1000 ? 1000 : (int)(left > 0 ? left : 0)) > 0;
-    }
-    return ready && !openaikey_stop;
+    close(conn->fd);
+    apr_pool_destroy(conn->pool);
+    conn->fd = -1;
 }
 
-/* The request head of conn, NUL-terminated, or NULL when it is too long,
- * too slow or cut short. */
-static char *read_head(apr_pool_t *pool, int conn, apr_int64_t deadline)
+/* Takes a waiting connection into a free slot; when none is free, the
+ * oldest gives its slot up: a browser must not wait behind idle sockets. */
+static void take(apr_pool_t *pool, int listen_fd, connection_t *conns, apr_int64_t now)
 {
-    char *head = apr_palloc(pool, REQUEST_MAX + 1);
-    apr_size_t got = 0;
-    int complete = 0;
-    ssize_t n = 1;
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    int slot = -1;
+    int oldest = 0;
+    int i;
 
-    while (!complete && n > 0 && got < REQUEST_MAX && readable(conn, deadline)) {
-        n = recv(conn, head + got, REQUEST_MAX - got, 0);
-        got += n > 0 ? (apr_size_t)n : 0;
-        head[got] = '\0';
-        complete = strstr(head, "\r\n\r\n") != NULL;
+    for (i = 0; i < CONNECTIONS_MAX; i++) {
+        slot = slot < 0 && conns[i].fd < 0 ? i : slot;
+        oldest = conns[i].fd >= 0 && conns[i].deadline < conns[oldest].deadline ? i : oldest;
     }
-    return complete ? head : NULL;
+    slot = slot < 0 ? oldest : slot;
+    if (fd >= 0 && conns[slot].fd >= 0) {
+        drop(&conns[slot]);
+    }
+    if (fd >= 0) {
+        conns[slot].fd = fd;
+        apr_pool_create(&conns[slot].pool, pool);
+        conns[slot].head = apr_palloc(conns[slot].pool, REQUEST_MAX + 1);
+        conns[slot].head[0] = '\0';
+        conns[slot].got = 0;
+        conns[slot].deadline = now + CONNECTION_SECONDS * 1000;
+    }
+}
+
+/* Reads what conn has sent; 1 once its request head is complete, 0 while
+ * more may come, -1 when it never will (closed, too long). */
+static int read_more(connection_t *conn)
+{
+    ssize_t n = recv(conn->fd, conn->head + conn->got, REQUEST_MAX - conn->got, 0);
+    int state = n > 0 ? 0 : (n < 0 && (errno == EAGAIN || errno == EINTR)) ? 0 : -1;
+
+    conn->got += n > 0 ? (apr_size_t)n : 0;
+    conn->head[conn->got] = '\0';
+    if (strstr(conn->head, "\r\n\r\n")) {
+        state = 1;
+    }
+    else if (conn->got >= REQUEST_MAX) {
+        state = -1;
+    }
+    return state;
 }
 
 static void respond(int conn, int status, const char *reason, const char *html)
@@ -148,40 +179,61 @@ static const char *result_of(apr_pool_t *pool, const char *head, int port)
     return params && results == 1 && params->nelts == 1 ? result : NULL;
 }
 
-/* Answers one connection; the key when it brought this helper's result
- * (*why set when that result is a refusal). */
-static openaikey_key_t *serve(apr_pool_t *pool, apr_pool_t *conn_pool, int conn, int port,
+/* Answers a complete request; the key when it brought this helper's
+ * result (*why set when that result is a refusal). */
+static openaikey_key_t *serve(apr_pool_t *pool, const connection_t *conn, int port,
                               const okey_cli_keypair_t *pair, const char *server,
-                              apr_int64_t deadline, const char **why)
+                              const char **why)
 {
-    apr_int64_t conn_deadline = now_ms() + CONNECTION_SECONDS * 1000;
-    char *head = read_head(conn_pool, conn,
-                           conn_deadline < deadline ? conn_deadline : deadline);
-    const char *result = head ? result_of(conn_pool, head, port) : NULL;
-    const char *plain = result ? okey_cli_open(conn_pool, pair, result) : NULL;
+    const char *result = result_of(conn->pool, conn->head, port);
+    const char *plain = result ? okey_cli_open(conn->pool, pair, result) : NULL;
     const char *refusal = NULL;
     openaikey_key_t *key = plain ? openaikey_key_from_json(pool, server, plain, &refusal)
                                  : NULL;
 
     if (key) {
-        respond(conn, 200, "OK", page(conn_pool, "Key sent to your terminal", apr_pstrcat(
-            conn_pool, "The key for ", key->email, " was sent to openaikey in your terminal. "
+        respond(conn->fd, 200, "OK", page(conn->pool, "Key sent to your terminal", apr_pstrcat(
+            conn->pool, "The key for ", key->email, " was sent to openaikey in your terminal. "
             "You can close this tab.", NULL)));
     }
     else if (plain && refusal) {
-        respond(conn, 200, "OK", page(conn_pool, "Sign-in failed", refusal));
+        respond(conn->fd, 200, "OK", page(conn->pool, "Sign-in failed", refusal));
         *why = apr_pstrcat(pool, "the sign-in failed: ", refusal, NULL);
     }
-    else if (head && !result && strncmp(head, "GET /?", 6)) {
-        respond(conn, 404, "Not Found", page(conn_pool, "Not found", "openaikey is waiting "
-                                             "here for a sign-in result, nothing else."));
+    else if (!result && strncmp(conn->head, "GET /?", 6)) {
+        respond(conn->fd, 404, "Not Found", page(conn->pool, "Not found", "openaikey is "
+                                                 "waiting here for a sign-in result, nothing "
+                                                 "else."));
     }
-    else if (head) {
-        respond(conn, 400, "Bad Request", page(conn_pool, "Not for this openaikey",
-                                               "This result was not made for the openaikey "
-                                               "waiting here, so it was ignored."));
+    else {
+        respond(conn->fd, 400, "Bad Request", page(conn->pool, "Not for this openaikey",
+                                                   "This result was not made for the "
+                                                   "openaikey waiting here, so it was "
+                                                   "ignored."));
     }
     return key;
+}
+
+/* Waits, at most a second and never past deadline, for the listener or a
+ * connection to have something; the poll entries say which. */
+static void wait_any(const openaikey_listener_t *listener, const connection_t *conns,
+                     struct pollfd *fds, apr_int64_t deadline)
+{
+    apr_int64_t until = deadline;
+    apr_int64_t left;
+    int i;
+
+    fds[0].fd = listener->fd;
+    fds[0].events = POLLIN;
+    fds[0].revents = 0;
+    for (i = 0; i < CONNECTIONS_MAX; i++) {
+        fds[i + 1].fd = conns[i].fd;
+        fds[i + 1].events = POLLIN;
+        fds[i + 1].revents = 0;
+        until = conns[i].fd >= 0 && conns[i].deadline < until ? conns[i].deadline : until;
+    }
+    left = until - now_ms();
+    poll(fds, CONNECTIONS_MAX + 1, left > 1000 ? 1000 : left > 0 ? (int)left : 0);
 }
 
 openaikey_key_t *openaikey_await(apr_pool_t *pool, openaikey_listener_t *listener,
@@ -189,24 +241,42 @@ openaikey_key_t *openaikey_await(apr_pool_t *pool, openaikey_listener_t *listene
                                  int timeout, const char **why)
 {
     apr_int64_t deadline = now_ms() + (apr_int64_t)timeout * 1000;
+    connection_t conns[CONNECTIONS_MAX];
+    struct pollfd fds[CONNECTIONS_MAX + 1];
     openaikey_key_t *key = NULL;
-    apr_pool_t *conn_pool = NULL;
+    int i;
 
     *why = NULL;
-    apr_pool_create(&conn_pool, pool);
-    while (!key && !*why && readable(listener->fd, deadline)) {
-        int conn = accept4(listener->fd, NULL, NULL, SOCK_CLOEXEC);
+    for (i = 0; i < CONNECTIONS_MAX; i++) {
+        conns[i].fd = -1;
+        conns[i].deadline = 0;
+    }
+    while (!key && !*why && !openaikey_stop && now_ms() < deadline) {
+        wait_any(listener, conns, fds, deadline);
+        for (i = 0; i < CONNECTIONS_MAX && !key && !*why; i++) {
+            int state = conns[i].fd < 0 ? 0
+                        : fds[i + 1].revents ? read_more(&conns[i])
+                        : conns[i].deadline <= now_ms() ? -1 : 0;
 
-        if (conn >= 0) {
-            key = serve(pool, conn_pool, conn, listener->port, pair, server, deadline, why);
-            close(conn);
+            if (state > 0) {
+                key = serve(pool, &conns[i], listener->port, pair, server, why);
+            }
+            if (state != 0) {
+                drop(&conns[i]);
+            }
         }
-        apr_pool_clear(conn_pool);
+        if (fds[0].revents && !key && !*why) {
+            take(pool, listener->fd, conns, now_ms());
+        }
+    }
+    for (i = 0; i < CONNECTIONS_MAX; i++) {
+        if (conns[i].fd >= 0) {
+            drop(&conns[i]);
+        }
     }
     if (!key && !*why) {
         *why = openaikey_stop ? "cancelled"
                : apr_psprintf(pool, "no sign-in result arrived within %d s", timeout);
     }
-    apr_pool_destroy(conn_pool);
     return key;
 }

@@ -9,6 +9,7 @@ use OkeyTest;
 use Crypt::JWT qw(encode_jwt);
 use Crypt::PK::RSA ();
 use File::Temp qw(tempdir);
+use IO::Socket::INET ();
 use IPC::Open3 qw(open3);
 use JSON::PP ();
 use MIME::Base64 qw(encode_base64url decode_base64url);
@@ -16,7 +17,7 @@ use POSIX qw(WNOHANG);
 use Symbol qw(gensym);
 use URI ();
 
-plan tests => 90;
+plan tests => 91;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $CLI = Apache::Test::vars('serverroot') . '/../openaikey';
@@ -259,7 +260,12 @@ my $first_key;
     my $req = HTTP::Request->new(GET => "http://127.0.0.1:$port_a/?result=x", [Host => 'evil.example']);
     is($ua->request($req)->code, 400, 'and to a request for another host');
 
+    # Sockets that never send a request (browsers open spare ones) must not
+    # keep the listener from the one that does.
+    my @idle = map { IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port_a") or die $! } 1 .. 12;
     my $flow_a = follow($url_a, 'alice@example.com');
+    is($flow_a->{listener}->code, 200, 'the listener takes a result while a dozen idle connections are open');
+    close $_ for @idle;
     my $sent_to_a = $flow_a->{callback}->header('Location');
     (my $sent_to_b = $sent_to_a) =~ s/:$port_a\//:$port_b\//;
     is($ua->get($sent_to_b)->code, 400, 'a result for one helper is refused by the other');
