@@ -98,7 +98,7 @@ browser-test: mod_openaikey.so openaikey
 test: unit readme-test apache-test run-test browser-test
 
 # --- fuzzing (clang's libFuzzer) ----------------------------------------------
-FUZZ_TARGETS = state discovery id_token openai_page query
+FUZZ_TARGETS = state discovery id_token openai_page query cli
 FUZZ_BINS    = $(FUZZ_TARGETS:%=fuzz/%.bin)
 FUZZ_CFLAGS  = -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined \
                -fno-sanitize-recover=undefined $(APR_CFLAGS) $(PKG_CFLAGS) -Isrc
