@@ -1,6 +1,7 @@
 /* The command-line helper's protocol, both ends: what the module accepts
  * from a login URL and seals for the helper, and what the helper opens. */
 #include "cli.h"
+#include "state.h"
 
 #include <apr_lib.h>
 #include <apr_strings.h>
@@ -228,21 +229,6 @@ static int result_shape_ok(const char *jwe)
 
 const char *okey_cli_open(apr_pool_t *pool, const okey_cli_keypair_t *pair, const char *jwe)
 {
-    cjose_jwe_t *sealed = jwe && result_shape_ok(jwe)
-                          ? cjose_jwe_import(jwe, strlen(jwe), NULL) : NULL;
-    cjose_header_t *header = sealed ? cjose_jwe_get_protected(sealed) : NULL;
-    const char *alg = header ? cjose_header_get(header, CJOSE_HDR_ALG, NULL) : NULL;
-    const char *enc = header ? cjose_header_get(header, CJOSE_HDR_ENC, NULL) : NULL;
-    const char *plain = NULL;
-
-    if (alg && enc && !strcmp(alg, CJOSE_HDR_ALG_RSA_OAEP) &&
-        !strcmp(enc, CJOSE_HDR_ENC_A256GCM)) {
-        size_t len = 0;
-        uint8_t *bytes = cjose_jwe_decrypt(sealed, pair->jwk, &len, NULL);
-
-        plain = bytes ? apr_pstrndup(pool, (const char *)bytes, len) : NULL;
-        cjose_get_dealloc()(bytes);
-    }
-    cjose_jwe_release(sealed);
-    return plain;
+    return jwe && result_shape_ok(jwe)
+           ? okey_jwe_open(pool, pair->jwk, CJOSE_HDR_ALG_RSA_OAEP, jwe) : NULL;
 }

@@ -311,29 +311,32 @@ static int sealed_shape_ok(const char *sealed)
            lens[2] == 16 && lens[3] > 0 && lens[4] == 22;
 }
 
-/* Decrypts a JWE that must use exactly dir + A256GCM. */
-const char *okey_unseal(apr_pool_t *pool, const okey_state_key_t *key,
-                           const char *sealed)
+const char *okey_jwe_open(apr_pool_t *pool, const cjose_jwk_t *jwk, const char *alg,
+                          const char *compact)
 {
-    cjose_jwe_t *jwe = sealed_shape_ok(sealed)
-                       ? cjose_jwe_import(sealed, strlen(sealed), NULL) : NULL;
+    cjose_jwe_t *jwe = cjose_jwe_import(compact, strlen(compact), NULL);
     cjose_header_t *header = jwe ? cjose_jwe_get_protected(jwe) : NULL;
-    const char *alg = header ? cjose_header_get(header, CJOSE_HDR_ALG, NULL) : NULL;
-    const char *enc = header ? cjose_header_get(header, CJOSE_HDR_ENC, NULL) : NULL;
+    const char *given_alg = header ? cjose_header_get(header, CJOSE_HDR_ALG, NULL) : NULL;
+    const char *given_enc = header ? cjose_header_get(header, CJOSE_HDR_ENC, NULL) : NULL;
     const char *plain = NULL;
 
-    if (alg && enc && !strcmp(alg, CJOSE_HDR_ALG_DIR) &&
-        !strcmp(enc, CJOSE_HDR_ENC_A256GCM)) {
+    if (given_alg && given_enc && !strcmp(given_alg, alg) &&
+        !strcmp(given_enc, CJOSE_HDR_ENC_A256GCM)) {
         size_t len = 0;
-        uint8_t *bytes = cjose_jwe_decrypt(jwe, key->jwk, &len, NULL);
+        uint8_t *bytes = cjose_jwe_decrypt(jwe, jwk, &len, NULL);
 
-        if (bytes) {
-            plain = apr_pstrndup(pool, (const char *)bytes, len);
-            cjose_get_dealloc()(bytes);
-        }
+        plain = bytes ? apr_pstrndup(pool, (const char *)bytes, len) : NULL;
+        cjose_get_dealloc()(bytes);
     }
     cjose_jwe_release(jwe);
     return plain;
+}
+
+const char *okey_unseal(apr_pool_t *pool, const okey_state_key_t *key,
+                        const char *sealed)
+{
+    return sealed_shape_ok(sealed) ? okey_jwe_open(pool, key->jwk, CJOSE_HDR_ALG_DIR, sealed)
+                                   : NULL;
 }
 
 okey_err_t *okey_state_open(apr_pool_t *pool, const okey_state_key_t *key,

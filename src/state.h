@@ -7,6 +7,7 @@
 #include "okey.h"
 
 #include <apr_time.h>
+#include <cjose/cjose.h>
 
 #define OKEY_STATE_COOKIE_PREFIX "okey_state_"
 #define OKEY_STATE_LIFETIME 600
@@ -67,6 +68,12 @@ okey_err_t *okey_state_open(apr_pool_t *pool, const okey_state_key_t *key,
  * iv is NULL, a fresh random one. */
 okey_err_t *okey_seal(apr_pool_t *pool, const okey_state_key_t *key,
                       const char *plain, const unsigned char *iv, const char **sealed);
+
+/* The plain text of a compact JWE whose protected header names exactly alg
+ * and A256GCM, decrypted with jwk; NULL otherwise. Callers check the
+ * segments' lengths first: cjose reads past short ones. */
+const char *okey_jwe_open(apr_pool_t *pool, const cjose_jwk_t *jwk, const char *alg,
+                          const char *compact);
 
 /* The plain text of what okey_seal made under key, or NULL. */
 const char *okey_unseal(apr_pool_t *pool, const okey_state_key_t *key,

@@ -7,18 +7,10 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { broke, finish, launch, ok } from './tap.mjs';
 
 const base = process.env.BASE;
 const shots = process.env.SHOTS;
-let n = 0;
-let failed = 0;
-
-function ok(cond, what) {
-  n += 1;
-  if (!cond) failed += 1;
-  console.log(`${cond ? 'ok' : 'not ok'} ${n} - ${what}`);
-}
 
 // Runs the helper; resolves its address once printed, and its end.
 function startHelper(cache) {
@@ -42,11 +34,7 @@ function startHelper(cache) {
 }
 
 const cache = mkdtempSync(join(tmpdir(), 'okey-cli-cache-'));
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-         '--disable-component-update'],
-});
+const browser = await launch();
 const helper = startHelper(cache);
 const timer = setTimeout(() => helper.child.kill('SIGKILL'), 150000);
 try {
@@ -81,12 +69,11 @@ try {
   const code = await new Promise((resolve) => again.on('exit', resolve));
   ok(code === 0 && out === `${key}\n`, 'openaikey key then prints the cached key');
 } catch (err) {
-  failed += 1;
-  console.log(`not ok ${n + 1} - ${err.message.split('\n')[0]}`);
+  broke(err);
 } finally {
   clearTimeout(timer);
   helper.child.kill();
   await browser.close();
   rmSync(cache, { recursive: true, force: true });
 }
-process.exit(failed ? 1 : 0);
+finish();

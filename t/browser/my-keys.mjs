@@ -2,18 +2,10 @@
 // lifetime, see the key page, open My keys, get a second key, revoke one
 // with its button and see it gone; no Content-Security-Policy violation on
 // the way. Prints TAP; BASE is the demo server, SHOTS a folder for pictures.
-import { chromium } from 'playwright-core';
+import { broke, finish, launch, ok } from './tap.mjs';
 
 const base = process.env.BASE;
 const shots = process.env.SHOTS;
-let n = 0;
-let failed = 0;
-
-function ok(cond, what) {
-  n += 1;
-  if (!cond) failed += 1;
-  console.log(`${cond ? 'ok' : 'not ok'} ${n} - ${what}`);
-}
 
 async function signInThroughForm(page, email) {
   await page.waitForSelector('#login_hint');
@@ -21,11 +13,7 @@ async function signInThroughForm(page, email) {
   await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
 }
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-         '--disable-component-update'],
-});
+const browser = await launch();
 try {
   const context = await browser.newContext({ viewport: { width: 900, height: 700 } });
   const violations = [];
@@ -80,9 +68,8 @@ try {
   if (shots) await page.screenshot({ path: `${shots}/my-keys-after.png` });
   ok(violations.length === 0, `no Content-Security-Policy violation (${violations.join('; ')})`);
 } catch (err) {
-  failed += 1;
-  console.log(`not ok ${n + 1} - ${err.message.split('\n')[0]}`);
+  broke(err);
 } finally {
   await browser.close();
 }
-process.exit(failed ? 1 : 0);
+finish();
