@@ -249,6 +249,7 @@ static okey_err_t *take_state(request_rec *r, okey_server_conf_t *conf,
         err = bad_request(r, "This sign-in link is no longer valid. Please "
                           "start again.", "state cookie belongs to another state");
         err->denied = OKEY_DENIED_STATE;
+        *state = NULL;
     }
     return err;
 }
