@@ -34,6 +34,8 @@ install: mod_openaikey.so openaikey
 	if [ -d /etc/apache2/mods-available ]; then \
 	  install -m 644 conf/openaikey.load conf/openaikey.conf /etc/apache2/mods-available/; \
 	fi
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 openaikey $(DESTDIR)$(PREFIX)/bin/openaikey
 
 # --- openaikey, the command-line helper, from the same library --------------
 PREFIX     ?= /usr/local
