@@ -115,6 +115,7 @@ bench: mod_openaikey.so
 	bench/cost
 	bench/redirect
 	bench/reap
+	bench/memory
 
 clean:
 	rm -rf .libs *.la *.lo *.slo *.o src/*.lo src/*.slo src/*.o src/.libs \
