@@ -47,6 +47,18 @@ static okey_err_t *login_refused(request_rec *r, const char *user_msg,
     return err;
 }
 
+/* Whether the browser says the person opened this address (typed, pasted,
+ * or from another program such as openaikey) or came from this site, not
+ * from a link or form elsewhere: a page or mail could otherwise have the
+ * person sign in and send their key to a listener someone else holds on
+ * the same machine. Browsers without Fetch Metadata send no header. */
+static int helper_opened(request_rec *r)
+{
+    const char *site = apr_table_get(r->headers_in, "Sec-Fetch-Site");
+
+    return !site || !strcmp(site, "none") || !strcmp(site, "same-origin");
+}
+
 /* What the login URL asks for: a lifetime (ttl), where to go after signing
  * in (next, which takes only the word keys: never a URL), and the
  * command-line helper to send the key to (cli_port and cli_key). Each at
@@ -75,6 +87,15 @@ static okey_err_t *read_login_args(request_rec *r, const okey_config_t *cfg,
         err = login_refused(r, "The sign-in link from the command-line helper is "
                             "incomplete.", "login with only one of cli_port and cli_key, "
                             "or with next as well");
+    }
+    else if (ports && !helper_opened(r)) {
+        err = login_refused(r, "A key for the command-line helper can only be asked for "
+                            "by opening the address openaikey printed or opened, not "
+                            "through a link on another site.",
+                            apr_pstrcat(r->pool, "login for the command-line helper reached "
+                                        "from another site (Sec-Fetch-Site: ",
+                                        ap_escape_logitem(r->pool, apr_table_get(
+                                            r->headers_in, "Sec-Fetch-Site")), ")", NULL));
     }
     else if (ports && (err = okey_cli_port_parse(r->pool, cli_port, &state->cli_port))) {
         err->denied = OKEY_DENIED_BAD_REQUEST;

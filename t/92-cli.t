@@ -17,7 +17,7 @@ use POSIX qw(WNOHANG);
 use Symbol qw(gensym);
 use URI ();
 
-plan tests => 91;
+plan tests => 95;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $CLI = Apache::Test::vars('serverroot') . '/../openaikey';
@@ -345,4 +345,13 @@ my $first_key;
     $uri->query_form(cli_port => 40000, cli_key => $b64->($jwk));
     $res = browser()->get($uri);
     is($res->code, 302, 'a well-formed helper login goes on to the provider');
+    is(browser()->get($uri, 'Sec-Fetch-Site' => 'none')->code, 302,
+       'also when the browser says the person opened it');
+    for my $site ('cross-site', 'same-site') {
+        $res = browser()->get($uri, 'Sec-Fetch-Site' => $site);
+        ok($res->code == 400 && !$res->header('Set-Cookie'),
+           "but not from a link on another site (Sec-Fetch-Site: $site): 400, no state cookie");
+    }
+    is(browser()->get($server, 'Sec-Fetch-Site' => 'cross-site')->code, 302,
+       'a sign-in link without the helper may come from anywhere');
 }
