@@ -535,10 +535,8 @@ int okey_callback_handler(request_rec *r)
     if (conf) {
         count_outcome(r, err, done.issued != NULL);
     }
-    if (state && state->cli_key) {
-        return send_to_helper(r, conf, state, err, &done);
-    }
-    return err ? okey_send_error(r, err) : send_signed_in(r, conf, state, &done);
+    return state && state->cli_key ? send_to_helper(r, conf, state, err, &done)
+           : err ? okey_send_error(r, err) : send_signed_in(r, conf, state, &done);
 }
 
 /* --- openaikey-issue -------------------------------------------------------- */

@@ -1,6 +1,6 @@
 /* The key cache: $XDG_CACHE_HOME/openaikey (or ~/.cache/openaikey), a
  * directory of mode 0700 with one file of mode 0600 per server, and
- * "last", the server of the newest sign-in. Files are written whole under a
+ * "last", the server of the newest sign-in and how it went. Files are written whole under a
  * temporary name and renamed, so a reader never sees half of one. */
 #include "openaikey.h"
 
@@ -115,7 +115,8 @@ openaikey_key_t *openaikey_cache_get(apr_pool_t *pool, const char *server, apr_i
     return key && key->expires_at - now > OPENAIKEY_EXPIRY_MARGIN ? key : NULL;
 }
 
-const char *openaikey_cache_put(apr_pool_t *pool, const openaikey_key_t *key)
+const char *openaikey_cache_put(apr_pool_t *pool, const openaikey_key_t *key,
+                                const openaikey_args_t *args)
 {
     const char *why = NULL;
     const char *dir = cache_dir(pool, 1, &why);
@@ -130,17 +131,28 @@ const char *openaikey_cache_put(apr_pool_t *pool, const openaikey_key_t *key)
     }
     if (doc && !why) {
         why = write_private(pool, dir, apr_pstrcat(pool, dir, "/last", NULL),
-                            apr_pstrcat(pool, key->server, "\n", NULL));
+                            okey_json_dump(pool, okey_json_own(pool, json_pack(
+                                "{s:s, s:b, s:s?, s:b}", "server", key->server, "issue",
+                                args->issue != NULL, "user", args->user, "negotiate",
+                                args->negotiate))));
     }
     return why;
 }
 
-const char *openaikey_cache_last_server(apr_pool_t *pool)
+int openaikey_cache_last(apr_pool_t *pool, openaikey_args_t *args)
 {
     const char *why = NULL;
     const char *dir = cache_dir(pool, 0, &why);
     const char *text = dir ? read_private(pool, apr_pstrcat(pool, dir, "/last", NULL)) : NULL;
-    apr_size_t len = text ? strcspn(text, "\n") : 0;
+    json_t *last = text ? okey_json_parse(pool, text, strlen(text), NULL) : NULL;
+    const char *server = okey_json_str(last, "server");
+    int issue = json_is_true(json_object_get(last, "issue"));
 
-    return len ? apr_pstrndup(pool, text, len) : NULL;
+    if (server) {
+        args->server = issue ? NULL : server;
+        args->issue = issue ? server : NULL;
+        args->user = okey_json_str(last, "user");
+        args->negotiate = json_is_true(json_object_get(last, "negotiate"));
+    }
+    return server != NULL;
 }

@@ -44,8 +44,8 @@ static const char HELP[] =
     "            eval \"$(openaikey login https://keys.example.com/)\"\n"
     "key     prints the key alone: the cached one while it is valid, else it\n"
     "        signs in first. Without --server or --issue it uses the server of\n"
-    "        the last sign-in. Tools that run a command for their key can run\n"
-    "        openaikey key.\n"
+    "        the last sign-in, the same way. Tools that run a command for their\n"
+    "        key can run openaikey key.\n"
     "\n"
     "--ttl DURATION     the key's lifetime: seconds, or a number with s, m, h, d\n"
     "--no-browser       print the sign-in address instead of opening a browser\n"
@@ -380,7 +380,7 @@ static openaikey_key_t *sign_in(apr_pool_t *pool, const openaikey_args_t *args,
                           : sign_in_browser(pool, args, server, why);
     }
     if (key) {
-        const char *unsaved = openaikey_cache_put(pool, key);
+        const char *unsaved = openaikey_cache_put(pool, key, args);
 
         if (unsaved) {
             openaikey_say("the key was not cached: %s", unsaved);
@@ -416,15 +416,15 @@ static void catch_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static int run(apr_pool_t *pool, const openaikey_args_t *args)
+static int run(apr_pool_t *pool, openaikey_args_t *args)
 {
     apr_int64_t now = (apr_int64_t)time(NULL);
-    const char *server = args->issue ? args->issue
-                         : args->server ? args->server : openaikey_cache_last_server(pool);
+    int known = args->issue || args->server || openaikey_cache_last(pool, args);
+    const char *server = args->issue ? args->issue : args->server;
     int login = !strcmp(args->command, "login");
-    openaikey_key_t *key = !login && server ? openaikey_cache_get(pool, server, now) : NULL;
-    const char *why = server ? NULL : "no server yet: run openaikey login URL first, or "
-                                      "give --server URL";
+    openaikey_key_t *key = !login && known ? openaikey_cache_get(pool, server, now) : NULL;
+    const char *why = known ? NULL : "no server yet: run openaikey login URL first, or "
+                                     "give --server URL";
 
     if (!key && !why) {
         key = sign_in(pool, args, server, &why);

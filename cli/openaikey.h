@@ -51,11 +51,14 @@ openaikey_key_t *openaikey_key_from_json(apr_pool_t *pool, const char *server,
 openaikey_key_t *openaikey_cache_get(apr_pool_t *pool, const char *server,
                                      apr_int64_t now);
 
-/* Stores key as the newest for its server, atomically. NULL, or why not. */
-const char *openaikey_cache_put(apr_pool_t *pool, const openaikey_key_t *key);
+/* Stores key as the newest for its server, and args as the way to it,
+ * atomically. NULL, or why not. */
+const char *openaikey_cache_put(apr_pool_t *pool, const openaikey_key_t *key,
+                                const openaikey_args_t *args);
 
-/* The server of the newest sign-in, or NULL. */
-const char *openaikey_cache_last_server(apr_pool_t *pool);
+/* Fills args with the server of the newest sign-in and how it signed in
+ * (--issue, --user, --negotiate); 0 when there is none. */
+int openaikey_cache_last(apr_pool_t *pool, openaikey_args_t *args);
 
 /* --- fetch.c: requests to the key server ---------------------------------- */
 

@@ -8,6 +8,7 @@ use lib 't/lib';
 use OkeyTest;
 use Crypt::JWT qw(encode_jwt);
 use Crypt::PK::RSA ();
+use Digest::SHA qw(sha256);
 use File::Temp qw(tempdir);
 use IO::Socket::INET ();
 use IPC::Open3 qw(open3);
@@ -17,7 +18,7 @@ use POSIX qw(WNOHANG);
 use Symbol qw(gensym);
 use URI ();
 
-plan tests => 95;
+plan tests => 99;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $CLI = Apache::Test::vars('serverroot') . '/../openaikey';
@@ -109,6 +110,24 @@ sub param_of {
 
 sub mode_of { return (stat $_[0])[2] & 07777 }
 
+# The cache file of $server's key: named by its digest.
+sub cache_file {
+    my ($home, $server) = @_;
+    return "$home/cache/openaikey/key-" . encode_base64url(substr(sha256($server), 0, 12)) . '.json';
+}
+
+sub read_json { my ($file) = @_; open my $fh, '<', $file or die "$file: $!"; local $/; return $JSON->decode(<$fh>) }
+
+# Leaves the cached key less than the minute a key must have left.
+sub expire_soon {
+    my ($file) = @_;
+    my $cached = read_json($file);
+    $cached->{expires_at} = time + 30;
+    open my $fh, '>', $file or die $!;
+    print {$fh} $JSON->encode($cached);
+    close $fh;
+}
+
 # --- a sign-in from the terminal ------------------------------------------------
 fresh();
 my $home = tempdir(CLEANUP => 1);
@@ -151,11 +170,11 @@ my $first_key;
     ok(!grep({ index($_, $key) >= 0 } @{ $flow->{seen} }, $h->{stderr}),
        'no address, header or page the browser saw holds the key');
 
-    my ($file) = glob("$home/cache/openaikey/key-*.json");
-    ok($file, 'the key is cached');
+    my $file = cache_file($home, $server);
+    ok(-f $file, 'the key is cached');
     is(mode_of($file), 0600, 'in a file of mode 0600');
     is(mode_of("$home/cache/openaikey"), 0700, 'in a directory of mode 0700');
-    is($JSON->decode(do { local (@ARGV, $/) = $file; <> })->{api_key}, $key, 'holding the key');
+    is(read_json($file)->{api_key}, $key, 'holding the key');
     ok(!glob("$home/cache/openaikey/.tmp-*"), 'and no temporary file is left');
     unlike(error_log(), qr/\Q$key\E/, 'the key is not in the error log');
 }
@@ -178,12 +197,8 @@ my $first_key;
 
 # --- and signs in again once the cached key has (nearly) expired ---------------
 {
-    my ($file) = glob("$home/cache/openaikey/key-*.json");
-    my $cached = $JSON->decode(do { local (@ARGV, $/) = $file; <> });
-    $cached->{expires_at} = time + 30;   # inside the minute a key must have left
-    open my $fh, '>', $file or die $!;
-    print {$fh} $JSON->encode($cached);
-    close $fh;
+    my $file = cache_file($home, $server);
+    expire_soon($file);
     my $h = helper_start($home, 'key', '--no-browser');
     my $url = helper_url($h);
     ok($url, 'an expiring cached key makes openaikey key sign in again');
@@ -191,7 +206,7 @@ my $first_key;
     is(helper_finish($h), 0, 'and end with 0');
     my ($key) = $h->{stdout} =~ /^($key_pattern)\n\z/;
     ok($key && $key ne $first_key, 'printing a new key alone');
-    is($JSON->decode(do { local (@ARGV, $/) = $file; <> })->{api_key}, $key, 'which replaces the cached one');
+    is(read_json($file)->{api_key}, $key, 'which replaces the cached one');
     is(mode_of($file), 0600, 'still mode 0600');
 }
 
@@ -232,6 +247,15 @@ my $first_key;
                       'alice@example.com');
     is(helper_finish($h), 0, 'asked again');
     is($h->{stdout}, "$key\n", 'it comes from the cache');
+    $h = helper_start($home, 'key');
+    is(helper_finish($h), 0, 'openaikey key alone asks the last server, openaikey-issue');
+    is($h->{stdout}, "$key\n", 'answering from its cache');
+    expire_soon(cache_file($home, vhost_url('okey_cli', '/issue')));
+    $h = helper_start($home, 'key');
+    is(helper_finish($h), 0, 'and once that key expires, gets a new one');
+    my ($again) = $h->{stdout} =~ /^($key_pattern)\n\z/;
+    ok($again && $again ne $key && grep({ $_ eq $again } values %{ issued_keys() }),
+       'from openaikey-issue, as the same user, with no browser');
     local $ENV{OPENAIKEY_PASSWORD} = 'wrong';
     $h = helper_start($home, 'login', '--issue', vhost_url('okey_cli', '/issue'), '--user',
                       'alice@example.com');
