@@ -18,7 +18,7 @@ use POSIX qw(WNOHANG);
 use Symbol qw(gensym);
 use URI ();
 
-plan tests => 99;
+plan tests => 103;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $CLI = Apache::Test::vars('serverroot') . '/../openaikey';
@@ -193,6 +193,17 @@ my $first_key;
     $h = helper_start($home, 'key', '--server', $server);
     is(helper_finish($h), 0, 'the same with --server naming it');
     is($h->{stdout}, "$first_key\n", 'the same key');
+
+    chmod 0755, "$home/cache/openaikey";
+    $h = helper_start($home, 'key');
+    is(helper_finish($h), 0, 'a cache directory others could enter still answers');
+    is(mode_of("$home/cache/openaikey"), 0700, 'and is made private again');
+    my $file = cache_file($home, $server);
+    chmod 0644, $file;
+    $h = helper_start($home, 'key', '--no-browser', '--timeout', '1');
+    is(helper_finish($h), 1, 'a cache file others can read is not used');
+    like($h->{stderr}, qr{^\s+http://}m, 'a sign-in starts instead');
+    chmod 0600, $file;
 }
 
 # --- and signs in again once the cached key has (nearly) expired ---------------
