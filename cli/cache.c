@@ -9,6 +9,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -155,4 +157,39 @@ int openaikey_cache_last(apr_pool_t *pool, openaikey_args_t *args)
         args->negotiate = json_is_true(json_object_get(last, "negotiate"));
     }
     return server != NULL;
+}
+
+static apr_status_t unlock(void *data)
+{
+    close(*(int *)data);
+    return APR_SUCCESS;
+}
+
+const char *openaikey_cache_lock(apr_pool_t *pool, int seconds)
+{
+    const char *why = NULL;
+    const char *dir = cache_dir(pool, 1, &why);
+    int *fd = apr_palloc(pool, sizeof(*fd));
+    time_t deadline = time(NULL) + seconds;
+    int locked = 0;
+    int told = 0;
+
+    *fd = dir ? open(apr_pstrcat(pool, dir, "/lock", NULL),
+                     O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
+    if (*fd >= 0) {
+        apr_pool_cleanup_register(pool, fd, unlock, apr_pool_cleanup_null);
+    }
+    while (*fd >= 0 && !(locked = flock(*fd, LOCK_EX | LOCK_NB) == 0) && !openaikey_stop &&
+           time(NULL) < deadline) {
+        if (!told++) {
+            openaikey_say("waiting for another openaikey to finish signing in");
+        }
+        usleep(100000);
+    }
+    if (!why && !locked) {
+        why = openaikey_stop ? "cancelled"
+              : *fd < 0 ? apr_psprintf(pool, "cannot open the cache's lock: %s", strerror(errno))
+              : "another openaikey is still signing in";
+    }
+    return why;
 }

@@ -426,6 +426,11 @@ static int run(apr_pool_t *pool, openaikey_args_t *args)
     const char *why = known ? NULL : "no server yet: run openaikey login URL first, or "
                                      "give --server URL";
 
+    if (!key && !why && !login) {
+        /* Tools ask at once: one signs in, the rest take its key. */
+        why = openaikey_cache_lock(pool, args->timeout + 60);
+        key = why ? NULL : openaikey_cache_get(pool, server, (apr_int64_t)time(NULL));
+    }
     if (!key && !why) {
         key = sign_in(pool, args, server, &why);
         if (key) {

@@ -56,6 +56,11 @@ openaikey_key_t *openaikey_cache_get(apr_pool_t *pool, const char *server,
 const char *openaikey_cache_put(apr_pool_t *pool, const openaikey_key_t *key,
                                 const openaikey_args_t *args);
 
+/* Holds the cache's lock until pool goes, waiting at most seconds for
+ * another openaikey that holds it: of several asking at once, one signs in
+ * and the rest then find its key. NULL, or why not. */
+const char *openaikey_cache_lock(apr_pool_t *pool, int seconds);
+
 /* Fills args with the server of the newest sign-in and how it signed in
  * (--issue, --user, --negotiate); 0 when there is none. */
 int openaikey_cache_last(apr_pool_t *pool, openaikey_args_t *args);

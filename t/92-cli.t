@@ -18,7 +18,7 @@ use POSIX qw(WNOHANG);
 use Symbol qw(gensym);
 use URI ();
 
-plan tests => 103;
+plan tests => 109;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $CLI = Apache::Test::vars('serverroot') . '/../openaikey';
@@ -219,6 +219,29 @@ my $first_key;
     ok($key && $key ne $first_key, 'printing a new key alone');
     is(read_json($file)->{api_key}, $key, 'which replaces the cached one');
     is(mode_of($file), 0600, 'still mode 0600');
+}
+
+# --- tools asking at once: one signs in, the others take its key -------------------
+{
+    expire_soon(cache_file($home, $server));
+    my $made = @{ accounts_of('proj_cli') };
+    my @h = map { helper_start($home, 'key', '--server', $server, '--no-browser') } 1 .. 3;
+    my $signing = sub { grep { $_->{stderr} =~ m{^\s+http://}m } @h };
+    my $waiting = sub { grep { $_->{stderr} =~ /waiting for another openaikey/ } @h };
+    my $deadline = time + 60;
+    until ($signing->() + $waiting->() == 3 || time > $deadline) {
+        helper_read($_, 0.1) for @h;
+    }
+    my ($signer) = $signing->();
+    is(scalar $signing->(), 1, 'of three openaikey key at once, one signs in');
+    is(scalar $waiting->(), 2, 'and the other two wait for it');
+    my ($url) = $signer ? $signer->{stderr} =~ m{^\s+(http://\S+)$}m : ();
+    ok($url && follow($url, 'alice@example.com')->{listener}->code == 200, 'that sign-in completes');
+    my @status = map { helper_finish($_) } @h;
+    is_deeply(\@status, [0, 0, 0], 'all three end with 0');
+    my %keys = map { $_->{stdout} => 1 } @h;
+    ok(keys %keys == 1 && (keys %keys)[0] =~ /^$key_pattern\n\z/, 'printing the same key');
+    is(scalar @{ accounts_of('proj_cli') }, $made + 1, 'for which one account was made');
 }
 
 # --- the sign-in is refused: the reason reaches the terminal ------------------------
