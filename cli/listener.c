@@ -129,32 +129,21 @@ static int read_more(connection_t *conn)
     return state;
 }
 
-static void respond(int conn, int status, const char *reason, const char *html)
+static void respond(int conn, int status, const char *reason, okey_page_t page)
 {
     char head[512];
-    apr_size_t len = strlen(html);
+    apr_size_t len = strlen(page.html);
     int head_len = snprintf(head, sizeof(head),
                             "HTTP/1.1 %d %s\r\nContent-Type: text/html; charset=utf-8\r\n"
                             "Content-Length: %lu\r\nCache-Control: no-store\r\n"
                             "Referrer-Policy: no-referrer\r\nX-Content-Type-Options: nosniff\r\n"
-                            "Content-Security-Policy: default-src 'none'; style-src "
-                            "'unsafe-inline'\r\nConnection: close\r\n\r\n",
-                            status, reason, (unsigned long)len);
+                            "Content-Security-Policy: %s\r\nConnection: close\r\n\r\n",
+                            status, reason, (unsigned long)len, page.csp);
 
-    if (send(conn, head, (size_t)head_len, MSG_NOSIGNAL) == head_len) {
-        send(conn, html, len, MSG_NOSIGNAL);
+    if (head_len > 0 && head_len < (int)sizeof(head) &&
+        send(conn, head, (size_t)head_len, MSG_NOSIGNAL) == head_len) {
+        send(conn, page.html, len, MSG_NOSIGNAL);
     }
-}
-
-static const char *page(apr_pool_t *pool, const char *title, const char *message)
-{
-    return apr_pstrcat(pool, "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-                       "<meta name=\"viewport\" content=\"width=device-width\"><title>",
-                       okey_html_escape(pool, title), "</title><style>body{font-family:"
-                       "system-ui,sans-serif;max-width:36em;margin:4em auto;padding:0 1em;"
-                       "line-height:1.5}</style></head><body><h1>",
-                       okey_html_escape(pool, title), "</h1><p>",
-                       okey_html_escape(pool, message), "</p></body></html>\n", NULL);
 }
 
 /* The result a request carries: GET /?result=X with Host 127.0.0.1:port,
@@ -191,25 +180,24 @@ static openaikey_key_t *serve(apr_pool_t *pool, const connection_t *conn, int po
     openaikey_key_t *key = plain ? openaikey_key_from_json(pool, server, plain, &refusal)
                                  : NULL;
 
+    apr_pool_t *p = conn->pool;
+
     if (key) {
-        respond(conn->fd, 200, "OK", page(conn->pool, "Key sent to your terminal", apr_pstrcat(
-            conn->pool, "The key for ", key->email, " was sent to openaikey in your terminal. "
-            "You can close this tab.", NULL)));
+        respond(conn->fd, 200, "OK", okey_page_message(p, "Key sent to your terminal",
+            apr_pstrcat(p, "The key for ", key->email, " was sent to openaikey in your "
+                        "terminal. You can close this tab.", NULL)));
     }
     else if (plain && refusal) {
-        respond(conn->fd, 200, "OK", page(conn->pool, "Sign-in failed", refusal));
+        respond(conn->fd, 200, "OK", okey_page_message(p, "Sign-in failed", refusal));
         *why = apr_pstrcat(pool, "the sign-in failed: ", refusal, NULL);
     }
     else if (!result && strncmp(conn->head, "GET /?", 6)) {
-        respond(conn->fd, 404, "Not Found", page(conn->pool, "Not found", "openaikey is "
-                                                 "waiting here for a sign-in result, nothing "
-                                                 "else."));
+        respond(conn->fd, 404, "Not Found", okey_page_message(p, "Not found",
+            "openaikey is waiting here for a sign-in result, nothing else."));
     }
     else {
-        respond(conn->fd, 400, "Bad Request", page(conn->pool, "Not for this openaikey",
-                                                   "This result was not made for the "
-                                                   "openaikey waiting here, so it was "
-                                                   "ignored."));
+        respond(conn->fd, 400, "Bad Request", okey_page_message(p, "Not for this openaikey",
+            "This result was not made for the openaikey waiting here, so it was ignored."));
     }
     return key;
 }

@@ -295,19 +295,29 @@ okey_page_t okey_page_link(apr_pool_t *pool, const char *title, const char *mess
     return page;
 }
 
-okey_page_t okey_page_error(apr_pool_t *pool, int status, const char *title,
-                            const char *message)
+/* A title and one message: the shape of error pages and of plain notices. */
+static okey_page_t message_page(apr_pool_t *pool, const char *head_title, const char *title,
+                                const char *message)
 {
     okey_page_t page;
 
     page.csp = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
                "form-action 'none'; frame-ancestors 'none'";
-    page.html = apr_psprintf(
-        pool,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<title>%d %s</title><style>%s</style></head><body>\n"
-        "<h1>%s</h1>\n<p>%s</p>\n</body></html>\n",
-        status, okey_html_escape(pool, title), STYLE,
-        okey_html_escape(pool, title), okey_html_escape(pool, message));
+    page.html = apr_pstrcat(
+        pool, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<title>", okey_html_escape(pool, head_title), "</title><style>", STYLE,
+        "</style></head><body>\n<h1>", okey_html_escape(pool, title), "</h1>\n<p>",
+        okey_html_escape(pool, message), "</p>\n</body></html>\n", NULL);
     return page;
+}
+
+okey_page_t okey_page_message(apr_pool_t *pool, const char *title, const char *message)
+{
+    return message_page(pool, title, title, message);
+}
+
+okey_page_t okey_page_error(apr_pool_t *pool, int status, const char *title,
+                            const char *message)
+{
+    return message_page(pool, apr_psprintf(pool, "%d %s", status, title), title, message);
 }

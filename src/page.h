@@ -53,6 +53,9 @@ okey_page_t okey_page_my_keys(apr_pool_t *pool, const char *email,
 okey_page_t okey_page_link(apr_pool_t *pool, const char *title, const char *message,
                            const char *url, const char *link_text, int refresh);
 
+/* A title and a message, nothing else. */
+okey_page_t okey_page_message(apr_pool_t *pool, const char *title, const char *message);
+
 okey_page_t okey_page_error(apr_pool_t *pool, int status, const char *title,
                             const char *message);
 
