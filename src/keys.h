@@ -53,9 +53,9 @@ okey_keys_t *okey_keys_create(apr_pool_t *pool, const okey_config_t *cfg,
 void okey_keys_cancel_with(okey_keys_t *keys, volatile const int *cancel);
 
 /* The id of a project the key server issues into: stored, found (the
- * oldest active one of its name) or created. Creation is serialised through the store, and
- * the project list is read again after creating so that racing servers
- * converge on the oldest. */
+ * oldest active one of its name) or created. Creation is serialised
+ * through the store, and the project list is read again after creating so
+ * that racing servers converge on the oldest. */
 okey_err_t *okey_keys_project_id(okey_keys_t *keys, apr_pool_t *pool,
                                  const char *project, const char **project_id);
 

@@ -126,13 +126,17 @@ const char *okey_session_csrf(apr_pool_t *pool, const okey_state_key_t *key,
     return okey_b64url_encode(pool, mac, sizeof(mac));
 }
 
+/* Whether a token someone sent is the expected one, in constant time. */
+static int same_token(const char *given, const char *expected)
+{
+    return given && strlen(given) == strlen(expected) &&
+           CRYPTO_memcmp(given, expected, strlen(expected)) == 0;
+}
+
 int okey_session_csrf_ok(apr_pool_t *pool, const okey_state_key_t *key,
                          const okey_session_t *session, const char *token)
 {
-    const char *expected = okey_session_csrf(pool, key, session);
-
-    return token && strlen(token) == strlen(expected) &&
-           CRYPTO_memcmp(token, expected, strlen(expected)) == 0;
+    return same_token(token, okey_session_csrf(pool, key, session));
 }
 
 static const char *issue_mac(apr_pool_t *pool, const okey_state_key_t *key,
@@ -163,6 +167,5 @@ int okey_session_issue_token_ok(apr_pool_t *pool, const okey_state_key_t *key,
     const char *expected = when >= 0 ? issue_mac(pool, key, email, made) : NULL;
 
     return expected && when <= now + 60 && now - when <= OKEY_SESSION_ISSUE_TOKEN_LIFETIME &&
-           strlen(dot + 1) == strlen(expected) &&
-           CRYPTO_memcmp(dot + 1, expected, strlen(expected)) == 0;
+           same_token(dot + 1, expected);
 }

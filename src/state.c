@@ -255,21 +255,16 @@ static const char *profile_path(apr_pool_t *pool, const char *encoded)
     return (path && path[0] == '/' && strlen(path) == len) ? path : NULL;
 }
 
-/* The helper a sign-in reports to, when it has one: its port, or -1 when
- * what is there is not whole. */
+/* The helper a sign-in reports to, when it has one; its port is -1 when
+ * what is there is not whole. The values are the login's, checked there. */
 static void cli_from_json(apr_pool_t *pool, const json_t *claims, okey_state_t *state)
 {
     const json_t *port = json_object_get(claims, "c");
     const char *n = okey_json_str(claims, "kn");
     const char *e = okey_json_str(claims, "ke");
-    apr_size_t len = 0;
 
     if (port || n || e) {
-        state->cli_port = json_is_integer(port) && n && e &&
-                          okey_b64url_decode(pool, n, &len) && okey_b64url_decode(pool, e, &len) &&
-                          json_integer_value(port) >= OKEY_CLI_PORT_MIN &&
-                          json_integer_value(port) <= OKEY_CLI_PORT_MAX
-                          ? (int)json_integer_value(port) : -1;
+        state->cli_port = json_is_integer(port) && n && e ? (int)json_integer_value(port) : -1;
     }
     if (state->cli_port > 0) {
         state->cli_key = apr_pcalloc(pool, sizeof(*state->cli_key));
@@ -294,7 +289,8 @@ static okey_state_t *state_from_json(apr_pool_t *pool, const json_t *claims)
     state->next_keys = json_is_integer(next_keys) && json_integer_value(next_keys) == 1;
     state->profile = profile_path(pool, okey_json_str(claims, "p"));
     cli_from_json(pool, claims, state);
-    if (state->ttl < 0 || state->cli_port < 0 || !state->state || !state->nonce || !state->verifier || state->created < 0) {
+    if (state->ttl < 0 || state->cli_port < 0 || !state->state || !state->nonce ||
+        !state->verifier || state->created < 0) {
         state = NULL;
     }
     return state;
