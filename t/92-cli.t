@@ -18,7 +18,7 @@ use POSIX qw(WNOHANG);
 use Symbol qw(gensym);
 use URI ();
 
-plan tests => 109;
+plan tests => 110;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $CLI = Apache::Test::vars('serverroot') . '/../openaikey';
@@ -350,8 +350,10 @@ my $first_key;
     kill 'INT', $h->{pid};
     is(helper_finish($h), 130, 'ends with 130 on Ctrl-C');
     like($h->{stderr}, qr/openaikey: cancelled\n\z/, 'saying it was cancelled');
-    $h = helper_start($home, 'login', 'https://keys.example.com/', '--ttl', '10 years');
-    is(helper_finish($h), 1, 'a malformed --ttl ends with 1 before any request');
+    $h = helper_start($home, 'login', $server, '--ttl', '10 years', '--no-browser');
+    is(helper_finish($h), 1, 'a malformed --ttl ends with 1');
+    is($h->{stderr}, "openaikey: --ttl takes seconds, or a whole number with s, m, h or d "
+                     . "(for example 8h)\n", 'before any request, in one line');
     $h = helper_start($home, 'fetch');
     is(helper_finish($h), 2, 'an unknown command ends with 2');
     my $empty = tempdir(CLEANUP => 1);
