@@ -3,10 +3,10 @@ APXS       ?= apxs
 CC         ?= cc
 comma      := ,
 PKGS        = libcurl jansson cjose
-LIB_SRC     = src/okey.c src/config.c src/http.c src/state.c src/oidc.c src/reaper.c \
+LIB_SRC     = src/okey.c src/json.c src/config.c src/http.c src/state.c src/oidc.c src/reaper.c \
               src/reap_run.c src/policy.c src/openai.c src/keys.c src/page.c src/query.c \
               src/lifetime.c src/session.c src/cli.c
-LIB_HDR     = $(LIB_SRC:.c=.h) src/okey.h
+LIB_HDR     = $(filter-out src/json.h,$(LIB_SRC:.c=.h)) src/okey.h
 WARN        = -Wall -Wextra -Wno-missing-field-initializers
 WERROR     ?= $(if $(CI),-Werror,)
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
@@ -100,7 +100,7 @@ browser-test: mod_openaikey.so openaikey
 test: unit readme-test apache-test run-test browser-test
 
 # --- fuzzing (clang's libFuzzer) ----------------------------------------------
-FUZZ_TARGETS = state discovery id_token openai_page query cli
+FUZZ_TARGETS = state discovery id_token openai_page query cli json
 FUZZ_BINS    = $(FUZZ_TARGETS:%=fuzz/%.bin)
 FUZZ_CFLAGS  = -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined \
                -fno-sanitize-recover=undefined $(APR_CFLAGS) $(PKG_CFLAGS) -Isrc

@@ -208,20 +208,6 @@ json_t *okey_json_own(apr_pool_t *pool, json_t *json)
     return json;
 }
 
-json_t *okey_json_parse(apr_pool_t *pool, const char *text, apr_size_t len,
-                        const char **error)
-{
-    json_error_t json_error;
-    json_t *json = json_loadb(text ? text : "", text ? len : 0,
-                              JSON_REJECT_DUPLICATES, &json_error);
-
-    if (!json && error) {
-        *error = apr_psprintf(pool, "%s at line %d", json_error.text,
-                              json_error.line);
-    }
-    return okey_json_own(pool, json);
-}
-
 const char *okey_json_dump(apr_pool_t *pool, const json_t *json)
 {
     char *text = json_dumps(json, JSON_COMPACT);

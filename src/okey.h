@@ -116,6 +116,10 @@ void okey_sha256(const void *data, apr_size_t len, unsigned char out[32]);
 
 /* Jansson values whose reference the pool drops when it is cleared. */
 json_t *okey_json_own(apr_pool_t *pool, json_t *json);
+/* An object or array from len bytes of strict JSON (src/json.c), owned by
+ * pool; NULL, with *error saying what and where when error is given. No
+ * duplicate names, no U+0000, at most OKEY_JSON_MAX_DEPTH containers deep. */
+#define OKEY_JSON_MAX_DEPTH 64
 json_t *okey_json_parse(apr_pool_t *pool, const char *text, apr_size_t len,
                         const char **error);
 /* A JSON value serialised into the pool. */

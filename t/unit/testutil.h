@@ -22,6 +22,7 @@ Suite *okey_reaper_suite(void);
 Suite *okey_query_suite(void);
 Suite *okey_session_suite(void);
 Suite *okey_cli_suite(void);
+Suite *okey_json_suite(void);
 
 /* A test case whose tests each get a fresh test_pool. */
 TCase *test_case(const char *name);
