@@ -503,3 +503,38 @@ json_t *okey_json_parse(apr_pool_t *pool, const char *text, apr_size_t len,
     }
     return okey_json_own(pool, json);
 }
+
+const char *okey_json_quote(apr_pool_t *pool, const char *text)
+{
+    static const char HEX[] = "0123456789abcdef";
+    const unsigned char *at = (const unsigned char *)text;
+    const unsigned char *end = at + strlen(text);
+    char *quoted = apr_palloc(pool, 6 * (apr_size_t)(end - at) + 3);
+    char *out = quoted;
+    int ok = 1;
+
+    *out++ = '"';
+    while (at < end && ok) {
+        int n = *at < 0x80 ? 1 : utf8_length(at, end);
+
+        ok = n > 0;
+        if (*at == '"' || *at == '\\') {
+            *out++ = '\\';
+            *out++ = (char)*at;
+        }
+        else if (*at < 0x20) {
+            memcpy(out, "\\u00", 4);
+            out[4] = HEX[*at >> 4];
+            out[5] = HEX[*at & 15];
+            out += 6;
+        }
+        else if (ok) {
+            memcpy(out, at, (apr_size_t)n);
+            out += n;
+        }
+        at += ok ? n : 0;
+    }
+    *out++ = '"';
+    *out = '\0';
+    return ok ? quoted : NULL;
+}

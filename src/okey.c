@@ -142,9 +142,23 @@ const char *okey_b64url_encode(apr_pool_t *pool, const unsigned char *data,
     return out;
 }
 
-unsigned char *okey_b64url_decode(apr_pool_t *pool, const char *text, apr_size_t *len)
+/* Each base64url character's six bits; 64 for any other byte. */
+static const unsigned char B64URL_VALUE[256] = {
+#define X64 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64
+    X64, X64,
+    64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 62, 64, 64,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 64, 64, 64, 64, 64, 64,
+    64, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+    15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 64, 64, 64, 64, 63,
+    64, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+    41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 64, 64, 64, 64, 64,
+    X64, X64, X64, X64, X64, X64, X64, X64,
+#undef X64
+};
+
+unsigned char *okey_b64url_decoden(apr_pool_t *pool, const char *text, apr_size_t text_len,
+                                   apr_size_t *len)
 {
-    apr_size_t text_len = strlen(text);
     unsigned char *out = apr_palloc(pool, text_len * 3 / 4 + 1);
     apr_uint32_t bits = 0;
     apr_size_t i;
@@ -153,13 +167,9 @@ unsigned char *okey_b64url_decode(apr_pool_t *pool, const char *text, apr_size_t
 
     *len = 0;
     for (i = 0; i < text_len && ok; i++) {
-        int c = text[i];
-        int value = c >= 'A' && c <= 'Z' ? c - 'A'
-                    : c >= 'a' && c <= 'z' ? c - 'a' + 26
-                    : c >= '0' && c <= '9' ? c - '0' + 52
-                    : c == '-' ? 62 : c == '_' ? 63 : -1;
+        unsigned char value = B64URL_VALUE[(unsigned char)text[i]];
 
-        ok = value >= 0;
+        ok = value < 64;
         bits = bits << 6 | (apr_uint32_t)(value & 63);
         held += 6;
         if (held >= 8) {
@@ -169,6 +179,11 @@ unsigned char *okey_b64url_decode(apr_pool_t *pool, const char *text, apr_size_t
     }
     out[*len] = '\0';
     return ok ? out : NULL;
+}
+
+unsigned char *okey_b64url_decode(apr_pool_t *pool, const char *text, apr_size_t *len)
+{
+    return okey_b64url_decoden(pool, text, strlen(text), len);
 }
 
 okey_err_t *okey_random_b64url(apr_pool_t *pool, apr_size_t len,
@@ -222,6 +237,25 @@ const char *okey_json_str(const json_t *obj, const char *name)
     const json_t *value = json_is_object(obj) ? json_object_get(obj, name) : NULL;
 
     return json_is_string(value) ? json_string_value(value) : NULL;
+}
+
+int okey_cookie_next(const char **cursor, okey_cookie_t *cookie)
+{
+    const char *at = *cursor;
+    const char *end;
+    const char *eq;
+
+    while (*at == ';' || *at == ' ' || *at == '\t') {
+        at++;
+    }
+    end = at + strcspn(at, ";");
+    eq = memchr(at, '=', (apr_size_t)(end - at));
+    cookie->name = at;
+    cookie->name_len = (apr_size_t)((eq ? eq : end) - at);
+    cookie->value = eq ? eq + 1 : NULL;
+    cookie->value_len = eq ? (apr_size_t)(end - eq - 1) : 0;
+    *cursor = end;
+    return at != end;
 }
 
 const char *okey_form_escape(apr_pool_t *pool, const char *value)
@@ -314,7 +348,7 @@ static int b64url_decodable(const char *text, apr_size_t len)
     int ok = len % 4 != 1;
 
     for (i = 0; i < len && ok; i++) {
-        ok = apr_isalnum(text[i]) || text[i] == '-' || text[i] == '_';
+        ok = B64URL_VALUE[(unsigned char)text[i]] < 64;
     }
     return ok;
 }

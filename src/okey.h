@@ -107,6 +107,9 @@ const char *okey_b64url_encode(apr_pool_t *pool, const unsigned char *data,
 /* The bytes base64url text (no padding) holds, NUL-terminated for
  * convenience, or NULL when text is not base64url. */
 unsigned char *okey_b64url_decode(apr_pool_t *pool, const char *text, apr_size_t *len);
+/* The same for the text_len bytes at text. */
+unsigned char *okey_b64url_decoden(apr_pool_t *pool, const char *text, apr_size_t text_len,
+                                   apr_size_t *len);
 
 /* len random bytes from the system's generator, base64url encoded. */
 okey_err_t *okey_random_b64url(apr_pool_t *pool, apr_size_t len,
@@ -124,6 +127,23 @@ json_t *okey_json_parse(apr_pool_t *pool, const char *text, apr_size_t len,
                         const char **error);
 /* A JSON value serialised into the pool. */
 const char *okey_json_dump(apr_pool_t *pool, const json_t *json);
+
+/* text as a JSON string literal, quotes included; NULL when text is not
+ * UTF-8 (src/json.c). */
+const char *okey_json_quote(apr_pool_t *pool, const char *text);
+
+/* One "name=value" pair of a Cookie header; value is NULL for a pair
+ * without '='. Neither is NUL-terminated. */
+typedef struct {
+    const char *name;
+    apr_size_t name_len;
+    const char *value;
+    apr_size_t value_len;
+} okey_cookie_t;
+
+/* The next pair at *cursor (a Cookie header, or what is left of it),
+ * moving *cursor past it; 0 at the end. Empty pairs are skipped. */
+int okey_cookie_next(const char **cursor, okey_cookie_t *cookie);
 
 /* The string member name of obj, or NULL when absent or not a string. */
 const char *okey_json_str(const json_t *obj, const char *name);

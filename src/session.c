@@ -30,12 +30,16 @@ okey_err_t *okey_session_new(apr_pool_t *pool, const char *email,
 okey_err_t *okey_session_seal(apr_pool_t *pool, const okey_state_key_t *key,
                               const okey_session_t *session, const char **sealed)
 {
-    json_t *claims = okey_json_own(
-        pool, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "email", session->email,
-                        "iss", session->issuer, "sub", session->subject,
-                        "sid", session->id, "iat", (json_int_t)session->issued,
-                        "exp", (json_int_t)session->expires));
-    const char *plain = claims ? okey_json_dump(pool, claims) : NULL;
+    const char *email = okey_json_quote(pool, session->email);
+    const char *issuer = okey_json_quote(pool, session->issuer);
+    const char *subject = okey_json_quote(pool, session->subject);
+    /* The id is base64url and the times numbers: nothing to escape. */
+    const char *plain = email && issuer && subject
+        ? apr_pstrcat(pool, "{\"email\":", email, ",\"iss\":", issuer, ",\"sub\":", subject,
+                      ",\"sid\":\"", session->id, "\",\"iat\":",
+                      apr_off_t_toa(pool, session->issued), ",\"exp\":",
+                      apr_off_t_toa(pool, session->expires), "}", NULL)
+        : NULL;
     okey_err_t *err = NULL;
 
     if (!plain) {
@@ -90,18 +94,14 @@ const char *okey_session_cookie(apr_pool_t *pool, const char *header, int secure
 {
     const char *name = okey_session_cookie_name(secure);
     apr_size_t name_len = strlen(name);
-    char *copy = apr_pstrdup(pool, header ? header : "");
-    char *state = NULL;
+    const char *cursor = header ? header : "";
     const char *value = NULL;
-    char *pair;
+    okey_cookie_t cookie;
 
-    for (pair = apr_strtok(copy, ";", &state); pair && !value;
-         pair = apr_strtok(NULL, ";", &state)) {
-        while (apr_isspace(*pair)) {
-            pair++;
-        }
-        if (!strncmp(pair, name, name_len) && pair[name_len] == '=') {
-            value = pair + name_len + 1;
+    while (!value && okey_cookie_next(&cursor, &cookie)) {
+        if (cookie.value && cookie.name_len == name_len &&
+            !memcmp(cookie.name, name, name_len)) {
+            value = apr_pstrmemdup(pool, cookie.value, cookie.value_len);
         }
     }
     return value;

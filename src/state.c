@@ -1,8 +1,10 @@
-/* Sign-in state cookies: cjose JWE with alg dir and enc A256GCM. */
+/* Sign-in state and session cookies: JWE with alg dir and enc A256GCM. */
 #include "state.h"
 
 #include <apr_lib.h>
 #include <apr_strings.h>
+#include <apr_thread_mutex.h>
+#include <limits.h>
 #include <cjose/cjose.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -17,29 +19,53 @@
 #define TAG_BYTES 16
 #define PROTECTED_HEADER "{\"alg\":\"dir\",\"enc\":\"A256GCM\"}"
 
-/* Sealing writes the JWE compact serialisation itself, from a cipher
- * context keyed once: cjose_jwe_encrypt costs a method-store lookup, a key
- * schedule, a header copy and its serialisation per call, which the login
- * redirect cannot afford. Opening goes through cjose. The digest for PKCE
- * challenges is fetched once for the same reason. */
+/* Sealing and opening write and read the JWE compact serialisation
+ * themselves, with cipher contexts keyed once: cjose costs a method-store
+ * lookup, a key schedule and a header parse per call, which the login
+ * redirect and the callback cannot afford. A context in use belongs to one
+ * thread; idle ones wait in a small stack, so the steady state allocates
+ * nothing. The digest for PKCE challenges is fetched once. */
+#define IDLE_MAX 32
+
+typedef struct {
+    EVP_CIPHER_CTX *cipher; /* AES-256-GCM under the key; IV set per use */
+    EVP_MAC_CTX *mac;       /* HMAC-SHA256 under the MAC subkey */
+    EVP_MD_CTX *digest;
+} contexts_t;
+
+typedef struct {
+    apr_thread_mutex_t *mutex;
+    contexts_t idle[IDLE_MAX];
+    int count;
+} spare_t;
+
 struct okey_state_key_t {
-    cjose_jwk_t *jwk;
     unsigned char raw[KEY_BYTES];
     EVP_CIPHER *aes_gcm;
     EVP_CIPHER_CTX *keyed;  /* AES-256-GCM with the key set, no IV: copied */
     EVP_MD *sha256;
     EVP_MAC_CTX *mac_keyed; /* HMAC-SHA256 under the MAC subkey: duplicated */
     const char *header_b64; /* base64url of PROTECTED_HEADER, the AAD */
+    spare_t *spare;         /* contexts not in use */
 };
 
 static const char STATE_ERROR[] =
     "This sign-in link is no longer valid. Please start again.";
 
+static void free_contexts(contexts_t contexts)
+{
+    EVP_CIPHER_CTX_free(contexts.cipher);
+    EVP_MAC_CTX_free(contexts.mac);
+    EVP_MD_CTX_free(contexts.digest);
+}
+
 static apr_status_t release_key(void *data)
 {
     okey_state_key_t *key = data;
 
-    cjose_jwk_release(key->jwk);
+    while (key->spare->count > 0) {
+        free_contexts(key->spare->idle[--key->spare->count]);
+    }
     EVP_CIPHER_CTX_free(key->keyed);
     EVP_MAC_CTX_free(key->mac_keyed);
     EVP_CIPHER_free(key->aes_gcm);
@@ -112,10 +138,10 @@ okey_err_t *okey_state_key_from_bytes(apr_pool_t *pool,
                                       okey_state_key_t **key)
 {
     okey_state_key_t *made = apr_pcalloc(pool, sizeof(*made));
-    cjose_err cerr;
     okey_err_t *err = NULL;
 
-    made->jwk = cjose_jwk_create_oct_spec(bytes, KEY_BYTES, &cerr);
+    made->spare = apr_pcalloc(pool, sizeof(*made->spare));
+    apr_thread_mutex_create(&made->spare->mutex, APR_THREAD_MUTEX_DEFAULT, pool);
     made->aes_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
     made->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     made->keyed = EVP_CIPHER_CTX_new();
@@ -124,14 +150,56 @@ okey_err_t *okey_state_key_from_bytes(apr_pool_t *pool,
     made->header_b64 = okey_b64url_encode(pool, (const unsigned char *)PROTECTED_HEADER,
                                           strlen(PROTECTED_HEADER));
     apr_pool_cleanup_register(pool, made, release_key, apr_pool_cleanup_null);
-    if (!made->jwk || !made->aes_gcm || !made->sha256 || !made->keyed || !made->mac_keyed ||
+    if (!made->spare->mutex || !made->aes_gcm || !made->sha256 || !made->keyed ||
+        !made->mac_keyed ||
         !EVP_EncryptInit_ex(made->keyed, made->aes_gcm, NULL, made->raw, NULL)) {
-        err = okey_err_make(pool, 500, NULL, "state key: %s",
-                            made->jwk ? "no AES-256-GCM or SHA-256 in OpenSSL"
-                                      : cerr.message);
+        err = okey_err_make(pool, 500, NULL,
+                            "state key: no AES-256-GCM, SHA-256 or HMAC in OpenSSL");
     }
     *key = err ? NULL : made;
     return err;
+}
+
+/* Idle contexts, or fresh ones keyed from the originals; all members are
+ * NULL when OpenSSL could not make them. */
+static contexts_t take_contexts(const okey_state_key_t *key)
+{
+    static const contexts_t none = {NULL, NULL, NULL};
+    contexts_t taken = none;
+
+    apr_thread_mutex_lock(key->spare->mutex);
+    if (key->spare->count > 0) {
+        taken = key->spare->idle[--key->spare->count];
+    }
+    apr_thread_mutex_unlock(key->spare->mutex);
+    if (!taken.cipher) {
+        taken.cipher = EVP_CIPHER_CTX_new();
+        taken.mac = EVP_MAC_CTX_dup(key->mac_keyed);
+        taken.digest = EVP_MD_CTX_new();
+        if (!taken.cipher || !taken.mac || !taken.digest ||
+            !EVP_CIPHER_CTX_copy(taken.cipher, key->keyed)) {
+            free_contexts(taken);
+            taken = none;
+        }
+    }
+    return taken;
+}
+
+static void give_back_contexts(const okey_state_key_t *key, contexts_t given)
+{
+    int kept = !given.cipher;
+
+    if (given.cipher) {
+        apr_thread_mutex_lock(key->spare->mutex);
+        if (key->spare->count < IDLE_MAX) {
+            key->spare->idle[key->spare->count++] = given;
+            kept = 1;
+        }
+        apr_thread_mutex_unlock(key->spare->mutex);
+    }
+    if (!kept) {
+        free_contexts(given);
+    }
 }
 
 okey_err_t *okey_state_new(apr_pool_t *pool, apr_time_t now,
@@ -163,32 +231,36 @@ okey_err_t *okey_state_new(apr_pool_t *pool, apr_time_t now,
 const char *okey_state_challenge(apr_pool_t *pool, const okey_state_key_t *key,
                                  const char *verifier)
 {
+    contexts_t contexts = take_contexts(key);
     unsigned char digest[32];
+    int ok = contexts.digest && EVP_DigestInit_ex2(contexts.digest, key->sha256, NULL) &&
+             EVP_DigestUpdate(contexts.digest, verifier, strlen(verifier)) &&
+             EVP_DigestFinal_ex(contexts.digest, digest, NULL);
 
-    EVP_Digest(verifier, strlen(verifier), digest, NULL, key->sha256, NULL);
-    return okey_b64url_encode(pool, digest, sizeof(digest));
+    give_back_contexts(key, contexts);
+    return ok ? okey_b64url_encode(pool, digest, sizeof(digest)) : NULL;
 }
 
-/* AES-256-GCM of plain under key and iv, with the protected header as AAD
- * (RFC 7516 section 5.1). Returns the ciphertext length, or -1. */
-static int encrypt(const okey_state_key_t *key, const unsigned char *iv,
-                   const char *plain, int plain_len, unsigned char *cipher,
-                   unsigned char *tag)
+/* AES-256-GCM of in under key and iv, with the protected header aad as
+ * AAD (RFC 7516 section 5.1): encrypt fills tag, decrypt checks it. Returns
+ * the length of out, or -1. */
+static int gcm(const okey_state_key_t *key, int encrypt, const unsigned char *iv,
+               const char *aad, const unsigned char *in, int in_len, unsigned char *out,
+               unsigned char *tag)
 {
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    int header_len = (int)strlen(key->header_b64);
+    contexts_t contexts = take_contexts(key);
+    EVP_CIPHER_CTX *ctx = contexts.cipher;
     int len = 0;
     int final_len = 0;
-    int ok = ctx && EVP_CIPHER_CTX_copy(ctx, key->keyed) &&
-             EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, iv) &&
-             EVP_EncryptUpdate(ctx, NULL, &len, (const unsigned char *)key->header_b64,
-                               header_len) &&
-             EVP_EncryptUpdate(ctx, cipher, &len, (const unsigned char *)plain,
-                               plain_len) &&
-             EVP_EncryptFinal_ex(ctx, cipher + len, &final_len) &&
-             EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_BYTES, tag);
+    int ok = ctx && EVP_CipherInit_ex(ctx, NULL, NULL, NULL, iv, encrypt) &&
+             EVP_CipherUpdate(ctx, NULL, &len, (const unsigned char *)aad,
+                              (int)strlen(aad)) &&
+             EVP_CipherUpdate(ctx, out, &len, in, in_len) &&
+             (encrypt || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_BYTES, tag)) &&
+             EVP_CipherFinal_ex(ctx, out + len, &final_len) &&
+             (!encrypt || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_BYTES, tag));
 
-    EVP_CIPHER_CTX_free(ctx);
+    give_back_contexts(key, contexts);
     return ok ? len + final_len : -1;
 }
 
@@ -206,7 +278,8 @@ okey_err_t *okey_seal(apr_pool_t *pool, const okey_state_key_t *key,
         iv = fresh_iv;
     }
     if (iv) {
-        cipher_len = encrypt(key, iv, plain, plain_len, cipher, tag);
+        cipher_len = gcm(key, 1, iv, key->header_b64, (const unsigned char *)plain,
+                         plain_len, cipher, tag);
     }
     if (cipher_len < 0) {
         err = okey_err_make(pool, 500, "The server could not seal a cookie.",
@@ -299,10 +372,8 @@ static okey_state_t *state_from_json(apr_pool_t *pool, const json_t *claims)
 /* Whether a cookie value has the exact shape of what seal makes: dir (no
  * encrypted key), a 96-bit IV and a 128-bit tag. cjose reads past shorter
  * ones, and the value comes from whoever sends the request. */
-static int sealed_shape_ok(const char *sealed)
+static int sealed_shape(const char *sealed, apr_size_t lens[5])
 {
-    apr_size_t lens[5];
-
     return okey_jose_compact_ok(sealed, 5, lens) && lens[0] > 0 && lens[1] == 0 &&
            lens[2] == 16 && lens[3] > 0 && lens[4] == 22;
 }
@@ -328,11 +399,47 @@ const char *okey_jwe_open(apr_pool_t *pool, const cjose_jwk_t *jwk, const char *
     return plain;
 }
 
+/* Whether the protected header at sealed (len bytes) is one this key
+ * opens: the one seal writes, or any other whose alg is dir and enc
+ * A256GCM with nothing that would change how to read it. */
+static int header_ok(apr_pool_t *pool, const okey_state_key_t *key, const char *sealed,
+                     apr_size_t len)
+{
+    apr_size_t json_len = 0;
+    const char *json = len == strlen(key->header_b64) && !memcmp(sealed, key->header_b64, len)
+                       ? NULL : (const char *)okey_b64url_decoden(pool, sealed, len, &json_len);
+    json_t *header = json ? okey_json_parse(pool, json, json_len, NULL) : NULL;
+    const char *alg = okey_json_str(header, "alg");
+    const char *enc = okey_json_str(header, "enc");
+
+    return !json || (alg && enc && !strcmp(alg, "dir") && !strcmp(enc, "A256GCM") &&
+                     !json_object_get(header, "zip") && !json_object_get(header, "crit"));
+}
+
 const char *okey_unseal(apr_pool_t *pool, const okey_state_key_t *key,
                         const char *sealed)
 {
-    return sealed_shape_ok(sealed) ? okey_jwe_open(pool, key->jwk, CJOSE_HDR_ALG_DIR, sealed)
-                                   : NULL;
+    apr_size_t lens[5];
+    int ok = sealed_shape(sealed, lens) && header_ok(pool, key, sealed, lens[0]);
+    const char *iv_b64 = ok ? sealed + lens[0] + 2 : NULL;
+    const char *cipher_b64 = ok ? iv_b64 + lens[2] + 1 : NULL;
+    const char *tag_b64 = ok ? cipher_b64 + lens[3] + 1 : NULL;
+    apr_size_t iv_len = 0, cipher_len = 0, tag_len = 0;
+    unsigned char *iv = ok ? okey_b64url_decoden(pool, iv_b64, lens[2], &iv_len) : NULL;
+    unsigned char *cipher = iv ? okey_b64url_decoden(pool, cipher_b64, lens[3], &cipher_len)
+                               : NULL;
+    unsigned char *tag = cipher ? okey_b64url_decoden(pool, tag_b64, lens[4], &tag_len) : NULL;
+    char *plain = tag && iv_len == OKEY_STATE_IV_BYTES && tag_len == TAG_BYTES &&
+                  cipher_len < INT_MAX ? apr_palloc(pool, cipher_len + 1) : NULL;
+    /* The AAD is the header as sent (RFC 7516 section 5.2, step 14). */
+    int plain_len = plain ? gcm(key, 0, iv, apr_pstrndup(pool, sealed, lens[0]), cipher,
+                                (int)cipher_len, (unsigned char *)plain, tag) : -1;
+
+    /* A sealed text is JSON: a NUL inside is a forgery, not a value. */
+    if (plain_len >= 0) {
+        plain[plain_len] = '\0';
+    }
+    return plain_len >= 0 && strlen(plain) == (apr_size_t)plain_len ? plain : NULL;
 }
 
 okey_err_t *okey_state_open(apr_pool_t *pool, const okey_state_key_t *key,
@@ -369,15 +476,17 @@ okey_err_t *okey_state_open(apr_pool_t *pool, const okey_state_key_t *key,
 void okey_state_key_mac(const okey_state_key_t *key, const char *data,
                         unsigned char mac[32])
 {
-    EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(key->mac_keyed);
+    contexts_t contexts = take_contexts(key);
     size_t len = 0;
 
-    if (!ctx || !EVP_MAC_update(ctx, (const unsigned char *)data, strlen(data)) ||
-        !EVP_MAC_final(ctx, mac, &len, 32) || len != 32) {
+    /* A NULL key starts over under the key the context holds. */
+    if (!contexts.mac || !EVP_MAC_init(contexts.mac, NULL, 0, NULL) ||
+        !EVP_MAC_update(contexts.mac, (const unsigned char *)data, strlen(data)) ||
+        !EVP_MAC_final(contexts.mac, mac, &len, 32) || len != 32) {
         /* Never a predictable token: one that matches nothing. */
         apr_generate_random_bytes(mac, 32);
     }
-    EVP_MAC_CTX_free(ctx);
+    give_back_contexts(key, contexts);
 }
 
 int okey_state_token_valid(const char *token)
@@ -401,29 +510,21 @@ apr_array_header_t *okey_state_cookies(apr_pool_t *pool, const char *header,
     apr_size_t prefix_len = strlen(prefix);
     apr_array_header_t *cookies =
         apr_array_make(pool, 4, sizeof(okey_state_cookie_t));
-    char *copy = apr_pstrdup(pool, header ? header : "");
-    char *state = NULL;
-    char *pair;
+    const char *cursor = header ? header : "";
+    okey_cookie_t pair;
 
     /* Only names this module could have set count, and no more than a
      * bound of them: junk cookies must not cost a decryption each. */
-    for (pair = apr_strtok(copy, ";", &state);
-         pair && cookies->nelts < OKEY_STATE_MAX_SEEN;
-         pair = apr_strtok(NULL, ";", &state)) {
-        char *eq = strchr(pair, '=');
+    while (cookies->nelts < OKEY_STATE_MAX_SEEN && okey_cookie_next(&cursor, &pair)) {
+        const char *name = pair.value && pair.name_len > prefix_len &&
+                           !memcmp(pair.name, prefix, prefix_len)
+                           ? apr_pstrmemdup(pool, pair.name, pair.name_len) : NULL;
 
-        while (apr_isspace(*pair)) {
-            pair++;
-        }
-        if (eq) {
-            *eq = '\0';
-        }
-        if (eq && !strncmp(pair, prefix, prefix_len) &&
-            okey_state_token_valid(pair + prefix_len)) {
+        if (name && okey_state_token_valid(name + prefix_len)) {
             okey_state_cookie_t *cookie = apr_array_push(cookies);
 
-            cookie->name = pair;
-            cookie->value = eq + 1;
+            cookie->name = name;
+            cookie->value = apr_pstrmemdup(pool, pair.value, pair.value_len);
         }
     }
     return cookies;

@@ -2,6 +2,7 @@
  * oracle for what is accepted and what it means. */
 #include "testutil.h"
 
+#include <apr_strings.h>
 #include <jansson.h>
 #include <string.h>
 
@@ -117,6 +118,27 @@ START_TEST(nesting_is_bounded)
 }
 END_TEST
 
+START_TEST(quoted_strings_read_back_as_themselves)
+{
+    static const char *const texts[] = {"", "plain", "a\"b\\c", "tab\tnew\nline\x01\x1f",
+                                        "caf\xc3\xa9 \xf0\x9f\x98\x80", "</script>"};
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        const char *doc = apr_pstrcat(test_pool, "[", okey_json_quote(test_pool, texts[i]),
+                                      "]", NULL);
+        json_t *read = okey_json_parse(test_pool, doc, strlen(doc), NULL);
+
+        ck_assert_msg(read != NULL, "unreadable %s", doc);
+        ck_assert_str_eq(json_string_value(json_array_get(read, 0)), texts[i]);
+        ck_assert_msg(agrees(doc, strlen(doc)), "jansson differs on %s", doc);
+    }
+    ck_assert_ptr_null(okey_json_quote(test_pool, "bad \xc3("));
+    ck_assert_ptr_null(okey_json_quote(test_pool, "\xed\xa0\x80"));
+    ck_assert_ptr_null(okey_json_quote(test_pool, "\xff"));
+}
+END_TEST
+
 Suite *okey_json_suite(void)
 {
     Suite *suite = suite_create("json");
@@ -127,6 +149,7 @@ Suite *okey_json_suite(void)
     tcase_add_test(tc, reads_only_the_length_given);
     tcase_add_test(tc, names_and_strings_with_escapes_keep_their_own_text);
     tcase_add_test(tc, nesting_is_bounded);
+    tcase_add_test(tc, quoted_strings_read_back_as_themselves);
     suite_add_tcase(suite, tc);
     return suite;
 }

@@ -93,6 +93,52 @@ START_TEST(sessions_round_trip_and_expire)
 }
 END_TEST
 
+/* Names from an authentication module are whatever it says: quotes and
+ * controls travel escaped, and bytes that are not UTF-8 get no cookie. */
+START_TEST(sessions_carry_any_text_escaped)
+{
+    okey_state_key_t *key = key_of("one");
+    okey_session_t *session = NULL;
+    const char *sealed = NULL;
+    const char *why = NULL;
+    okey_session_t *opened;
+
+    ck_assert_ptr_null(okey_session_new(test_pool, "o\"brien\\@x\tz", "https://i\"",
+                                        "s\x01\xc3\xa9", 1000, 900, &session));
+    ck_assert_ptr_null(okey_session_seal(test_pool, key, session, &sealed));
+    opened = okey_session_open(test_pool, key, sealed, 1001, &why);
+    ck_assert_ptr_nonnull(opened);
+    ck_assert_str_eq(opened->email, "o\"brien\\@x\tz");
+    ck_assert_str_eq(opened->issuer, "https://i\"");
+    ck_assert_str_eq(opened->subject, "s\x01\xc3\xa9");
+    ck_assert_ptr_null(okey_session_new(test_pool, "bad\xff@x", "i", "s", 1000, 900,
+                                        &session));
+    ck_assert_ptr_nonnull(okey_session_seal(test_pool, key, session, &sealed));
+}
+END_TEST
+
+START_TEST(cookie_pairs_are_split_exactly)
+{
+    const char *cursor = " a=1;;b ; c=x=y;d=";
+    okey_cookie_t cookie;
+
+    ck_assert(okey_cookie_next(&cursor, &cookie));
+    ck_assert_int_eq(cookie.name_len, 1);
+    ck_assert_int_eq(cookie.value_len, 1);
+    ck_assert_int_eq(cookie.value[0], '1');
+    ck_assert(okey_cookie_next(&cursor, &cookie));
+    ck_assert_ptr_null(cookie.value);
+    ck_assert_int_eq(cookie.name_len, 2);
+    ck_assert(okey_cookie_next(&cursor, &cookie));
+    ck_assert_int_eq(cookie.name_len, 1);
+    ck_assert_int_eq(cookie.value_len, 3);
+    ck_assert(okey_cookie_next(&cursor, &cookie));
+    ck_assert_int_eq(cookie.value_len, 0);
+    ck_assert(!okey_cookie_next(&cursor, &cookie));
+    ck_assert(!okey_cookie_next(&cursor, &cookie));
+}
+END_TEST
+
 START_TEST(csrf_tokens_bind_to_one_session)
 {
     okey_state_key_t *key = key_of("one");
@@ -155,6 +201,8 @@ Suite *okey_session_suite(void)
     tcase_add_test(tc, bad_lifetimes_get_a_400_naming_the_range);
     tcase_add_test(tc, lifetimes_read_as_words);
     tcase_add_test(tc, sessions_round_trip_and_expire);
+    tcase_add_test(tc, sessions_carry_any_text_escaped);
+    tcase_add_test(tc, cookie_pairs_are_split_exactly);
     tcase_add_test(tc, csrf_tokens_bind_to_one_session);
     tcase_add_test(tc, session_cookie_is_found_by_exact_name);
     tcase_add_test(tc, issue_tokens_bind_address_and_time);
