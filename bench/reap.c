@@ -3,7 +3,11 @@
  * process; timed serially (one request in flight) and as the reaper runs
  * it, in the same run. Prints both and their ratio. Then a reap of 10 000
  * accounts, 5 000 expired, against its floor: the paging-bound time of 100
- * sequential pages plus 5 000 deletes at the bounded parallelism. */
+ * sequential pages plus 5 000 deletes at the bounded parallelism. Each
+ * reap's peak resident memory above where it started (sampled at every
+ * upstream request and every audit line) is printed too: ten times the
+ * accounts should not take ten times the memory. */
+#include <apr_allocator.h>
 #include <apr_general.h>
 #include <apr_network_io.h>
 #include <apr_strings.h>
@@ -24,6 +28,39 @@ typedef struct {
     char name[96];
     int deleted;
 } account_t;
+
+/* The memory in use now, and the most seen since the last reset. */
+static apr_thread_mutex_t *memory_mutex;
+static size_t memory_peak;
+
+static size_t memory_sample(void)
+{
+    FILE *statm = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0, resident = 0;
+    size_t in_use;
+
+    /* Resident memory: APR's allocator maps its blocks itself, so malloc's
+     * own counts do not see pools. */
+    if (!statm || fscanf(statm, "%lu %lu", &pages, &resident) != 2) {
+        resident = 0;
+    }
+    if (statm) {
+        fclose(statm);
+    }
+    in_use = (size_t)resident * 4096;
+
+    apr_thread_mutex_lock(memory_mutex);
+    memory_peak = in_use > memory_peak ? in_use : memory_peak;
+    apr_thread_mutex_unlock(memory_mutex);
+    return in_use;
+}
+
+static void sample_on_log(void *baton, const char *file, int line, int level,
+                          const char *message)
+{
+    (void)baton, (void)file, (void)line, (void)level, (void)message;
+    memory_sample();
+}
 
 typedef struct {
     apr_pool_t *pool;
@@ -150,6 +187,7 @@ static void *APR_THREAD_FUNC serve(apr_thread_t *thread, void *data)
                                                                      : fake->max_in_flight;
         apr_thread_mutex_unlock(fake->mutex);
         apr_sleep(LATENCY);
+        memory_sample();
         apr_thread_mutex_lock(fake->mutex);
         body = answer(fake, pool, method, path, &status);
         fake->in_flight--;
@@ -210,24 +248,36 @@ static apr_port_t start_fake(fake_t *fake)
     return addr->port;
 }
 
-static double timed_reap(fake_t *fake, okey_reaper_t *reaper, int parallel, int count)
+static double timed_reap(fake_t *fake, okey_reaper_t *reaper, int parallel, int count,
+                         double *peak_kib)
 {
+    apr_allocator_t *allocator;
     apr_pool_t *pool;
     okey_reap_summary_t summary;
     apr_int64_t now = (apr_int64_t)apr_time_sec(apr_time_now());
+    size_t start;
 
-    apr_pool_create(&pool, fake->pool);
+    /* An allocator of the reap's own that keeps no free blocks: what its
+     * pools hold is what resident memory shows. */
+    apr_allocator_create(&allocator);
+    apr_allocator_max_free_set(allocator, 1);
+    apr_pool_create_ex(&pool, NULL, NULL, allocator);
+    apr_allocator_owner_set(allocator, pool);
     seed(fake, now, count);
     reaper->parallel = parallel;
+    start = memory_sample();
+    memory_peak = start;
     okey_reap(reaper, pool, now, &summary);
+    memory_sample();
+    *peak_kib = (double)(memory_peak - start) / 1024;
     if (summary.deleted != count / 2 || summary.failed || summary.error) {
         fprintf(stderr, "reap went wrong: deleted %d, failed %d, %s\n", summary.deleted,
                 summary.failed, summary.error ? summary.error : "");
         exit(1);
     }
-    printf("%-9s reap (%2d in flight, fake saw at most %2d): %6.2f s, %d requests\n",
-           parallel == 1 ? "serial" : "parallel", parallel, fake->max_in_flight,
-           summary.seconds, fake->requests);
+    printf("%-9s reap (%2d in flight, fake saw at most %2d): %6.2f s, %d requests, "
+           "peak memory +%.0f KiB\n", parallel == 1 ? "serial" : "parallel", parallel,
+           fake->max_in_flight, summary.seconds, fake->requests, *peak_kib);
     apr_pool_destroy(pool);
     return summary.seconds;
 }
@@ -238,14 +288,18 @@ int main(void)
     okey_config_t cfg;
     okey_http_options_t opts = {30, NULL, NULL};
     okey_reaper_t reaper;
+    okey_logger_t sampler = {sample_on_log, NULL, NULL};
     apr_pool_t *pool;
     double serial;
     double parallel;
     double floor_seconds;
+    double small_kib;
+    double large_kib;
 
     apr_initialize();
     okey_http_global_init();
     apr_pool_create(&pool, NULL);
+    apr_thread_mutex_create(&memory_mutex, APR_THREAD_MUTEX_DEFAULT, pool);
     fake = apr_pcalloc(pool, sizeof(*fake));
     fake->pool = pool;
     memset(&cfg, 0, sizeof(cfg));
@@ -253,20 +307,24 @@ int main(void)
     cfg.management_key = "bench-admin-key";
     cfg.project = "personal";
     cfg.expiration = 86400;
-    okey_reaper_init(&reaper, &cfg, okey_http_create(pool, &opts), NULL, NULL);
+    okey_reaper_init(&reaper, &cfg, okey_http_create(pool, &opts), &sampler, NULL);
     printf("1000 service accounts, 500 expired, %d ms per upstream request\n",
            (int)apr_time_as_msec(LATENCY));
-    serial = timed_reap(fake, &reaper, 1, 1000);
-    parallel = timed_reap(fake, &reaper, OKEY_REAP_PARALLEL, 1000);
+    serial = timed_reap(fake, &reaper, 1, 1000, &small_kib);
+    parallel = timed_reap(fake, &reaper, OKEY_REAP_PARALLEL, 1000, &small_kib);
     printf("parallel reap is %.1fx faster than serial (target >= 6x)\n", serial / parallel);
     printf("%d service accounts, %d expired, %d ms per upstream request\n", ACCOUNTS_MAX,
            ACCOUNTS_MAX / 2, (int)apr_time_as_msec(LATENCY));
-    parallel = timed_reap(fake, &reaper, OKEY_REAP_PARALLEL, ACCOUNTS_MAX);
+    parallel = timed_reap(fake, &reaper, OKEY_REAP_PARALLEL, ACCOUNTS_MAX, &large_kib);
     floor_seconds = (double)(1 + ACCOUNTS_MAX / 100 +
                              (ACCOUNTS_MAX / 2 + OKEY_REAP_PARALLEL - 1) / OKEY_REAP_PARALLEL) *
                     (double)LATENCY / APR_USEC_PER_SEC;
     printf("floor (1 project list + %d pages + %d deletes at %d in flight): %.2f s; "
            "reap / floor = %.2f (target <= 1.1)\n", ACCOUNTS_MAX / 100, ACCOUNTS_MAX / 2,
            OKEY_REAP_PARALLEL, floor_seconds, parallel / floor_seconds);
+    printf("peak memory of a reap: %.0f KiB for %d accounts, %.0f KiB for 1000: %.1fx for "
+           "%dx the accounts (one page's worth bounds it when near 1)\n", large_kib,
+           ACCOUNTS_MAX, small_kib, large_kib / (small_kib > 1 ? small_kib : 1),
+           ACCOUNTS_MAX / 1000);
     return 0;
 }

@@ -20,7 +20,8 @@ typedef struct {
     const char *project_id;
 } victim_t;
 
-/* What went wrong with deletes, for one summary line. */
+/* What went wrong with deletes, for one summary line; allocated in the
+ * reap's pool, which outlives every batch. */
 typedef struct {
     apr_hash_t *by_status;       /* "500" -> count (int *) */
     apr_array_header_t *examples; /* of const char *, ids */
@@ -46,14 +47,21 @@ static int cancelled(const okey_reaper_t *reaper)
     return reaper->api.cancel && *reaper->api.cancel;
 }
 
+/* One project's listing. Victims are deleted a page at a time, so what a
+ * reap holds is one page's victims, not every victim of the project. */
 typedef struct {
     const okey_reaper_t *reaper;
-    apr_pool_t *pool;
+    apr_pool_t *pool;            /* the listing's: live keys for the cap */
+    apr_pool_t *batch_pool;      /* the victims gathered, and their deletes */
+    apr_pool_t *next_pool;       /* where victims carried over go */
     apr_int64_t now;
-    apr_array_header_t *victims; /* of victim_t */
+    apr_array_header_t *victims; /* of victim_t, in batch_pool */
+    int victim_count;
     okey_reap_summary_t *summary;
     apr_hash_t *live;            /* with a cap: address -> array of victim_t */
+    const char *project;
     const char *project_id;
+    failures_t *failures;
 } listing_t;
 
 /* Remembers a live key of ours, for the cap once the listing is done. */
@@ -78,8 +86,11 @@ static void consider_live(listing_t *listing, victim_t *key)
     if (cfg->revoke_disallowed && !okey_policy_address_allowed(cfg, key->email)) {
         key->revoked_by = OKEY_REVOKED_POLICY;
         APR_ARRAY_PUSH(listing->victims, victim_t) = *key;
+        listing->victim_count++;
     }
     else if (cfg->max_keys_per_user > 0) {
+        key->id = apr_pstrdup(listing->pool, key->id);
+        key->email = apr_pstrdup(listing->pool, key->email);
         key->name = apr_pstrdup(listing->pool, key->name);
         key->project_id = listing->project_id;
         note_live(listing, key);
@@ -124,6 +135,7 @@ static void apply_cap(listing_t *listing)
             if (i < keys->nelts - cap) {
                 key->revoked_by = OKEY_REVOKED_CAP;
                 APR_ARRAY_PUSH(listing->victims, victim_t) = *key;
+                listing->victim_count++;
             }
             else {
                 keep_live(listing->summary, key);
@@ -151,38 +163,20 @@ static void consider(void *baton, const json_t *account)
     }
     if (id && name) {
         victim.created_at = json_is_integer(created) ? json_integer_value(created) : 0;
-        verdict = okey_reap_decide(listing->pool, name, victim.created_at, listing->now,
-                                   listing->reaper->cfg->expiration,
+        verdict = okey_reap_decide(listing->batch_pool, name, victim.created_at,
+                                   listing->now, listing->reaper->cfg->expiration,
                                    listing->reaper->cfg->reap_legacy, &victim.expires,
                                    &victim.email);
-        victim.id = apr_pstrdup(listing->pool, id);
-        victim.email = apr_pstrdup(listing->pool, victim.email);
+        victim.id = apr_pstrdup(listing->batch_pool, id);
     }
     if (id && name && (verdict != OKEY_REAP_KEEP || victim.unsure)) {
+        victim.name = NULL;
         APR_ARRAY_PUSH(listing->victims, victim_t) = victim;
+        listing->victim_count++;
     }
     else if (id && name && victim.email && victim.expires) {
         consider_live(listing, &victim);
     }
-}
-
-/* Lists every service account of a project; those to delete go to victims. */
-static okey_err_t *list_victims(const okey_reaper_t *reaper, apr_pool_t *pool,
-                                const char *project_id, apr_int64_t now,
-                                apr_array_header_t *victims,
-                                okey_reap_summary_t *summary)
-{
-    listing_t listing = {reaper, pool, now, victims, summary, apr_hash_make(pool),
-                         project_id};
-    okey_err_t *err = okey_openai_each(&reaper->api, pool,
-                                       okey_openai_accounts_path(pool, project_id),
-                                       OKEY_ENDPOINT_SERVICE_ACCOUNTS,
-                                       "service account list", consider, &listing);
-
-    if (!err) {
-        apply_cap(&listing);
-    }
-    return err;
 }
 
 static void audit_revoked(const okey_reaper_t *reaper, apr_pool_t *pool,
@@ -230,9 +224,10 @@ static void pause_unless_cancelled(const okey_reaper_t *reaper,
     }
 }
 
-static void note_failure(apr_pool_t *pool, failures_t *failures, const victim_t *victim,
+static void note_failure(failures_t *failures, const victim_t *victim,
                          const okey_openai_deleted_t *result)
 {
+    apr_pool_t *pool = apr_hash_pool_get(failures->by_status);
     const char *key = result->status ? apr_itoa(pool, result->status) : "no answer";
     int *count = apr_hash_get(failures->by_status, key, APR_HASH_KEY_STRING);
 
@@ -242,17 +237,16 @@ static void note_failure(apr_pool_t *pool, failures_t *failures, const victim_t 
     }
     (*count)++;
     if (failures->examples->nelts < FAILURE_EXAMPLES) {
-        APR_ARRAY_PUSH(failures->examples, const char *) = victim->id;
+        APR_ARRAY_PUSH(failures->examples, const char *) = apr_pstrdup(pool, victim->id);
     }
 }
 
-static void count_reaped(apr_pool_t *pool, okey_reap_summary_t *summary,
-                         const char *project, int reaped)
+static void count_reaped(okey_reap_summary_t *summary, const char *project, int reaped)
 {
     int *count = apr_hash_get(summary->reaped_by_project, project, APR_HASH_KEY_STRING);
 
     if (!count && reaped) {
-        count = apr_pcalloc(pool, sizeof(*count));
+        count = apr_pcalloc(apr_hash_pool_get(summary->reaped_by_project), sizeof(*count));
         apr_hash_set(summary->reaped_by_project, project, APR_HASH_KEY_STRING, count);
     }
     if (reaped) {
@@ -290,7 +284,7 @@ static void delete_victims(const okey_reaper_t *reaper, apr_pool_t *pool,
                 summary->skipped++;
             }
             else if (outcome == OKEY_DELETE_DONE) {
-                count_reaped(pool, summary, project, victim->revoked_by < 0);
+                count_reaped(summary, project, victim->revoked_by < 0);
                 summary->deleted += victim->revoked_by < 0;
                 summary->revoked_cap += victim->revoked_by == OKEY_REVOKED_CAP;
                 summary->revoked_policy += victim->revoked_by == OKEY_REVOKED_POLICY;
@@ -303,7 +297,7 @@ static void delete_victims(const okey_reaper_t *reaper, apr_pool_t *pool,
             }
             else {
                 summary->failed++;
-                note_failure(pool, failures, victim, &results[i]);
+                note_failure(failures, victim, &results[i]);
                 okey_log(reaper->logger, OKEY_LOG_DEBUG, pool,
                          OKEY_LOGNO(302) "could not delete service account %s (%s): %s",
                          victim->id, victim->email, results[i].error);
@@ -321,6 +315,97 @@ static void delete_victims(const okey_reaper_t *reaper, apr_pool_t *pool,
         }
     }
     summary->skipped += victims->nelts;
+}
+
+/* A copy of victim in pool, to outlive the batch it was found in. */
+static victim_t carried(apr_pool_t *pool, const victim_t *victim)
+{
+    victim_t copy = *victim;
+
+    copy.id = apr_pstrdup(pool, victim->id);
+    copy.email = apr_pstrdup(pool, victim->email);
+    copy.name = victim->name ? apr_pstrdup(pool, victim->name) : NULL;
+    return copy;
+}
+
+/* Deletes the victims gathered so far, but for those carried to the next
+ * batch: the listing's cursor (an account deleted before the next page is
+ * asked for could lose the place) and, while more pages follow, the last
+ * part of a round, so that deletes keep reaper->parallel in flight. */
+static void delete_batch(listing_t *listing, const char *cursor, int more)
+{
+    apr_array_header_t *victims = listing->victims;
+    apr_array_header_t *now = apr_array_make(listing->batch_pool, victims->nelts + 1,
+                                             sizeof(victim_t));
+    apr_array_header_t *later = apr_array_make(listing->next_pool, 4, sizeof(victim_t));
+    int whole = more ? victims->nelts - victims->nelts % listing->reaper->parallel
+                     : victims->nelts;
+    apr_pool_t *spent = listing->batch_pool;
+    int i;
+
+    for (i = 0; i < victims->nelts; i++) {
+        const victim_t *victim = &APR_ARRAY_IDX(victims, i, victim_t);
+
+        if (i >= whole || (cursor && !strcmp(victim->id, cursor))) {
+            APR_ARRAY_PUSH(later, victim_t) = carried(listing->next_pool, victim);
+        }
+        else {
+            APR_ARRAY_PUSH(now, victim_t) = *victim;
+        }
+    }
+    delete_victims(listing->reaper, spent, listing->project, listing->project_id, now,
+                   listing->failures, listing->summary);
+    apr_pool_clear(spent);
+    listing->batch_pool = listing->next_pool;
+    listing->next_pool = spent;
+    listing->victims = later;
+}
+
+/* Lists every service account of a project and deletes those it should,
+ * a page at a time; the cap's victims once every page is read. When the
+ * listing fails, what is not yet deleted stays. */
+static okey_err_t *reap_project(const okey_reaper_t *reaper, apr_pool_t *pool,
+                                const char *project, const char *project_id,
+                                apr_int64_t now, failures_t *failures,
+                                okey_reap_summary_t *summary)
+{
+    listing_t listing = {reaper, pool, NULL, NULL, now, NULL, 0, summary,
+                         apr_hash_make(pool), project, project_id, failures};
+    okey_openai_pager_t *pager = okey_openai_pager(
+        &reaper->api, pool, okey_openai_accounts_path(pool, project_id),
+        OKEY_ENDPOINT_SERVICE_ACCOUNTS, "service account list");
+    const okey_openai_page_t *page = NULL;
+    int listed = summary->listed;
+    okey_err_t *err;
+
+    apr_pool_create(&listing.batch_pool, pool);
+    apr_pool_create(&listing.next_pool, pool);
+    listing.victims = apr_array_make(listing.batch_pool, 16, sizeof(victim_t));
+    do {
+        const json_t *item;
+        size_t i;
+
+        err = okey_openai_pager_next(pager, &page);
+        json_array_foreach(page ? page->data : NULL, i, item) {
+            consider(&listing, item);
+        }
+        if (page && page->has_more) {
+            delete_batch(&listing, page->last_id, 1);
+        }
+    } while (!err && page && page->has_more && !cancelled(reaper));
+    if (!err && !cancelled(reaper)) {
+        apply_cap(&listing);
+        summary->projects++;
+    }
+    /* A list that broke off is not acted on further than it was. */
+    if (err) {
+        summary->skipped += listing.victims->nelts;
+    }
+    else {
+        delete_batch(&listing, NULL, 0);
+    }
+    summary->kept += err ? 0 : summary->listed - listed - listing.victim_count;
+    return err;
 }
 
 static void log_failures(const okey_reaper_t *reaper, apr_pool_t *pool,
@@ -383,17 +468,9 @@ void okey_reap(const okey_reaper_t *reaper, apr_pool_t *pool, apr_int64_t now,
     summary->reaped_by_project = apr_hash_make(pool);
     /* Every active project of each name: racing servers may have made two. */
     for (i = 0; !err && i < projects->nelts && !cancelled(reaper); i++) {
-        const char *project_id = APR_ARRAY_IDX(projects, i, const char *);
-        apr_array_header_t *victims = apr_array_make(pool, 16, sizeof(victim_t));
-        int listed = summary->listed;
-
-        err = list_victims(reaper, pool, project_id, now, victims, summary);
-        if (!err) {
-            delete_victims(reaper, pool, APR_ARRAY_IDX(project_names, i, const char *),
-                           project_id, victims, &failures, summary);
-            summary->kept += summary->listed - listed - victims->nelts;
-            summary->projects++;
-        }
+        err = reap_project(reaper, pool, APR_ARRAY_IDX(project_names, i, const char *),
+                           APR_ARRAY_IDX(projects, i, const char *), now, &failures,
+                           summary);
     }
     log_failures(reaper, pool, &failures, summary->failed);
     summary->cancelled = cancelled(reaper);

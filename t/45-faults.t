@@ -11,7 +11,7 @@ use JSON::PP ();
 use Time::HiRes ();
 use URI ();
 
-plan tests => 34;
+plan tests => 35;
 
 my $JSON = JSON::PP->new->utf8;
 my $now = time;
@@ -125,6 +125,7 @@ reset_fake({ tenants => { loop => {
     is($summary->{result}, 'upstream paging broken', 'and says why, as a class');
     is(org('loop')->{counters}{'openai.list_service_accounts'}, 2, 'after the second page repeats the cursor');
     is($summary->{deleted}, 0, 'deleting nothing from a list it could not finish');
+    is($summary->{not_attempted}, 2, 'its expired keys are reported as not attempted');
 }
 merge_fake({ tenants => { loop => { loop_projects => JSON::PP::true, projects => [project('proj_l1', 'other', 1), project('proj_l2', 'other', 2)] } } });
 {

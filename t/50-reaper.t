@@ -74,6 +74,9 @@ seed_tenant('reap', 'reap-project', @expired, @live, $outlived, @foreign);
     is($res->code, 200, 'cleanup handler: 200');
     like($res->header('Content-Type'), qr{application/json}, 'JSON when asked for it');
     my $summary = $JSON->decode($res->decoded_content);
+    # Deletes go a page at a time. The first page's last account is expired
+    # and the cursor of the second: deleted before the second page was
+    # asked for, the fake would have ended the list there, at 100.
     is($summary->{deleted}, 151, 'expired keys and one that outlived the expiration deleted');
     is($summary->{failed}, 0, 'no failures');
     is($summary->{listed}, 157, 'every account listed, across two pages');
