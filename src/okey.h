@@ -103,6 +103,9 @@ const char *okey_scrub(apr_pool_t *pool, const char *text);
 /* base64url without padding (RFC 7515 section 2). */
 const char *okey_b64url_encode(apr_pool_t *pool, const unsigned char *data,
                                apr_size_t len);
+/* The same written at out, which has room for (len + 2) / 3 * 4 + 1
+ * bytes; returns where its terminating NUL is. */
+char *okey_b64url_encode_into(char *out, const unsigned char *data, apr_size_t len);
 
 /* The bytes base64url text (no padding) holds, NUL-terminated for
  * convenience, or NULL when text is not base64url. */

@@ -264,6 +264,28 @@ static int gcm(const okey_state_key_t *key, int encrypt, const unsigned char *iv
     return ok ? len + final_len : -1;
 }
 
+/* The JWE compact serialisation, written in one allocation. */
+static const char *compact(apr_pool_t *pool, const char *header_b64,
+                           const unsigned char *iv, const unsigned char *cipher,
+                           int cipher_len, const unsigned char *tag)
+{
+    apr_size_t header_len = strlen(header_b64);
+    char *out = apr_palloc(pool, header_len + 2 + 17 + (apr_size_t)cipher_len / 3 * 4 + 5 +
+                                 1 + 22 + 1);
+    char *at = out;
+
+    memcpy(at, header_b64, header_len);
+    at += header_len;
+    *at++ = '.';
+    *at++ = '.';
+    at = okey_b64url_encode_into(at, iv, OKEY_STATE_IV_BYTES);
+    *at++ = '.';
+    at = okey_b64url_encode_into(at, cipher, (apr_size_t)cipher_len);
+    *at++ = '.';
+    okey_b64url_encode_into(at, tag, TAG_BYTES);
+    return out;
+}
+
 okey_err_t *okey_seal(apr_pool_t *pool, const okey_state_key_t *key,
                       const char *plain, const unsigned char *iv, const char **sealed)
 {
@@ -285,11 +307,7 @@ okey_err_t *okey_seal(apr_pool_t *pool, const okey_state_key_t *key,
         err = okey_err_make(pool, 500, "The server could not seal a cookie.",
                             "sealing a cookie failed");
     }
-    *sealed = err ? NULL
-                  : apr_pstrcat(pool, key->header_b64, "..",
-                                okey_b64url_encode(pool, iv, OKEY_STATE_IV_BYTES), ".",
-                                okey_b64url_encode(pool, cipher, (apr_size_t)cipher_len),
-                                ".", okey_b64url_encode(pool, tag, TAG_BYTES), NULL);
+    *sealed = err ? NULL : compact(pool, key->header_b64, iv, cipher, cipher_len, tag);
     return err;
 }
 

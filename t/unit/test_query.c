@@ -2,6 +2,7 @@
  * shapes checked before cjose sees them. */
 #include "testutil.h"
 
+#include <apr_base64.h>
 #include <apr_strings.h>
 #include <string.h>
 
@@ -120,6 +121,36 @@ START_TEST(b64url_encodes_without_padding)
 }
 END_TEST
 
+/* Every length and every byte value, against APR's base64 with the URL
+ * alphabet swapped in and the padding dropped, and back. */
+START_TEST(b64url_agrees_with_apr_base64)
+{
+    unsigned char bytes[300];
+    apr_size_t len;
+
+    for (len = 0; len < sizeof(bytes); len++) {
+        bytes[len] = (unsigned char)(len * 97 + 13);
+    }
+    for (len = 0; len <= sizeof(bytes); len++) {
+        char *expected = apr_palloc(test_pool, (apr_size_t)apr_base64_encode_len((int)len));
+        const char *encoded = okey_b64url_encode(test_pool, bytes, len);
+        apr_size_t decoded_len = 0;
+        unsigned char *decoded;
+        char *c;
+
+        apr_base64_encode_binary(expected, bytes, (int)len);
+        for (c = expected; *c; c++) {
+            *c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
+        }
+        expected[strcspn(expected, "=")] = '\0';
+        ck_assert_str_eq(encoded, expected);
+        decoded = okey_b64url_decode(test_pool, encoded, &decoded_len);
+        ck_assert_int_eq(decoded_len, len);
+        ck_assert_int_eq(memcmp(decoded, bytes, len), 0);
+    }
+}
+END_TEST
+
 Suite *okey_query_suite(void)
 {
     Suite *suite = suite_create("query");
@@ -127,6 +158,7 @@ Suite *okey_query_suite(void)
 
     tcase_add_test(tc, parameters_decode_in_order);
     tcase_add_test(tc, b64url_encodes_without_padding);
+    tcase_add_test(tc, b64url_agrees_with_apr_base64);
     tcase_add_test(tc, repeated_names_are_all_counted);
     tcase_add_test(tc, malformed_queries_are_refused);
     tcase_add_test(tc, scrub_removes_keys_tokens_and_jwts);
