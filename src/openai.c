@@ -136,7 +136,7 @@ okey_err_t *okey_openai_status_error(apr_pool_t *pool, const char *what,
 }
 
 static void prepare(const okey_openai_t *api, apr_pool_t *pool, const char *method,
-                    const char *path, const json_t *body, okey_http_request_t *req)
+                    const char *path, const char *body, okey_http_request_t *req)
 {
     memset(req, 0, sizeof(*req));
     req->method = method;
@@ -144,8 +144,8 @@ static void prepare(const okey_openai_t *api, apr_pool_t *pool, const char *meth
     req->authorization = apr_pstrcat(pool, "Bearer ", api->management_key, NULL);
     if (body) {
         req->content_type = "application/json";
-        req->body = okey_json_dump(pool, body);
-        req->body_len = strlen(req->body);
+        req->body = body;
+        req->body_len = strlen(body);
     }
 }
 
@@ -156,8 +156,27 @@ static int short_rate_limit(const okey_http_response_t *resp)
            resp->retry_after <= OKEY_OPENAI_SHORT_RETRY;
 }
 
+/* The JSON body {"name": name}; NULL when name is not UTF-8. */
+static const char *name_body(apr_pool_t *pool, const char *name)
+{
+    const char *quoted = okey_json_quote(pool, name);
+
+    return quoted ? apr_pstrcat(pool, "{\"name\":", quoted, "}", NULL) : NULL;
+}
+
+/* The refusal of a name JSON cannot carry, before anything is sent. */
+static okey_err_t *unsendable(apr_pool_t *pool, okey_endpoint_e endpoint, const char *what)
+{
+    okey_err_t *err = okey_err_make(pool, 500, KEY_FAILED,
+                                    "OpenAI %s creation: the name is not UTF-8", what);
+
+    err->endpoint = endpoint;
+    return err;
+}
+
+/* body is JSON text, or NULL for none. */
 static okey_err_t *call(const okey_openai_t *api, apr_pool_t *pool,
-                        const char *method, const char *path, const json_t *body,
+                        const char *method, const char *path, const char *body,
                         okey_endpoint_e endpoint, const char *what,
                         okey_http_response_t *resp)
 {
@@ -342,11 +361,12 @@ okey_err_t *okey_openai_find_projects(const okey_openai_t *api, apr_pool_t *pool
 okey_err_t *okey_openai_create_project(const okey_openai_t *api, apr_pool_t *pool,
                                        const char *name, const char **project_id)
 {
-    json_t *body = okey_json_own(pool, json_pack("{s:s}", "name", name));
+    const char *body = name_body(pool, name);
     okey_http_response_t resp;
     json_t *doc = NULL;
-    okey_err_t *err = call(api, pool, "POST", "/organization/projects", body,
-                           OKEY_ENDPOINT_PROJECTS, "project creation", &resp);
+    okey_err_t *err = body ? call(api, pool, "POST", "/organization/projects", body,
+                                  OKEY_ENDPOINT_PROJECTS, "project creation", &resp)
+                           : unsendable(pool, OKEY_ENDPOINT_PROJECTS, "project");
 
     *project_id = NULL;
     if (!err) {
@@ -371,11 +391,13 @@ okey_err_t *okey_openai_create_service_account(const okey_openai_t *api,
                                                const char *name,
                                                okey_service_account_t **account)
 {
-    json_t *body = okey_json_own(pool, json_pack("{s:s}", "name", name));
+    const char *body = name_body(pool, name);
     okey_http_response_t resp;
-    okey_err_t *err = call(api, pool, "POST", okey_openai_accounts_path(pool, project_id),
-                           body, OKEY_ENDPOINT_SERVICE_ACCOUNTS,
-                           "service account creation", &resp);
+    okey_err_t *err = body ? call(api, pool, "POST", okey_openai_accounts_path(pool, project_id),
+                                  body, OKEY_ENDPOINT_SERVICE_ACCOUNTS,
+                                  "service account creation", &resp)
+                           : unsendable(pool, OKEY_ENDPOINT_SERVICE_ACCOUNTS,
+                                        "service account");
 
     *account = NULL;
     if (!err) {

@@ -181,6 +181,28 @@ START_TEST(the_oldest_project_of_a_name_wins)
 }
 END_TEST
 
+/* A name JSON cannot carry is refused before anything is sent: the client
+ * has no HTTP here, and asking it would crash. */
+START_TEST(names_that_are_not_utf8_are_not_sent)
+{
+    okey_openai_t api;
+    okey_service_account_t *account = (okey_service_account_t *)&api;
+    const char *project_id = "x";
+    okey_err_t *err;
+
+    memset(&api, 0, sizeof(api));
+    err = okey_openai_create_service_account(&api, test_pool, "proj", "okey-1-a\xff@x",
+                                             &account);
+    ck_assert_ptr_nonnull(err);
+    ck_assert_int_eq(err->status, 500);
+    ck_assert_ptr_nonnull(strstr(err->log_msg, "not UTF-8"));
+    ck_assert_ptr_null(account);
+    err = okey_openai_create_project(&api, test_pool, "bad\xc3(", &project_id);
+    ck_assert_ptr_nonnull(err);
+    ck_assert_ptr_null(project_id);
+}
+END_TEST
+
 Suite *okey_openai_suite(void)
 {
     Suite *suite = suite_create("openai");
@@ -195,6 +217,7 @@ Suite *okey_openai_suite(void)
     tcase_add_test(tc, error_answers_lose_what_looks_like_a_credential);
     tcase_add_test(tc, paging_stops_on_broken_cursors);
     tcase_add_test(tc, the_oldest_project_of_a_name_wins);
+    tcase_add_test(tc, names_that_are_not_utf8_are_not_sent);
     suite_add_tcase(suite, tc);
     return suite;
 }
