@@ -12,6 +12,8 @@
 
 /* Idle handles kept for keep-alive; beyond this many they are closed. */
 #define IDLE_MAX 64
+/* Idle multi handles, each with the connections of its last batch. */
+#define IDLE_MULTI_MAX 4
 
 /* Request threads share it: after creation nothing here allocates from a
  * pool, since the pool it lives in belongs to no single thread. */
@@ -19,6 +21,8 @@ struct okey_http_t {
     apr_thread_mutex_t *mutex;
     CURL *idle[IDLE_MAX];
     int idle_count;
+    CURLM *idle_multi[IDLE_MULTI_MAX];
+    int idle_multi_count;
     okey_http_options_t opts;
 };
 
@@ -41,6 +45,9 @@ static apr_status_t http_cleanup(void *data)
 {
     okey_http_t *http = data;
 
+    while (http->idle_multi_count > 0) {
+        curl_multi_cleanup(http->idle_multi[--http->idle_multi_count]);
+    }
     while (http->idle_count > 0) {
         curl_easy_cleanup(http->idle[--http->idle_count]);
     }
@@ -305,11 +312,41 @@ static void finish_transfer(okey_http_t *http, apr_pool_t *pool, CURLM *multi,
     t->curl = NULL;
 }
 
+/* A batch's connections stay open in its multi handle for the next batch:
+ * a reap deletes a page at a time and reads pages one by one, and would
+ * otherwise connect anew for each. */
+static CURLM *take_multi(okey_http_t *http)
+{
+    CURLM *multi = NULL;
+
+    apr_thread_mutex_lock(http->mutex);
+    if (http->idle_multi_count > 0) {
+        multi = http->idle_multi[--http->idle_multi_count];
+    }
+    apr_thread_mutex_unlock(http->mutex);
+    return multi ? multi : curl_multi_init();
+}
+
+static void give_back_multi(okey_http_t *http, CURLM *multi)
+{
+    CURLM *surplus = multi;
+
+    apr_thread_mutex_lock(http->mutex);
+    if (http->idle_multi_count < IDLE_MULTI_MAX) {
+        http->idle_multi[http->idle_multi_count++] = multi;
+        surplus = NULL;
+    }
+    apr_thread_mutex_unlock(http->mutex);
+    if (surplus) {
+        curl_multi_cleanup(surplus);
+    }
+}
+
 void okey_http_perform_many(okey_http_t *http, apr_pool_t *pool,
                             const okey_http_request_t *reqs, int n, int parallel,
                             okey_http_response_t *resps, okey_err_t **errs)
 {
-    CURLM *multi = curl_multi_init();
+    CURLM *multi = take_multi(http);
     transfer_t *slots = apr_pcalloc(pool, sizeof(*slots) * (apr_size_t)parallel);
     int next = 0;
     int running = 0;
@@ -356,5 +393,5 @@ void okey_http_perform_many(okey_http_t *http, apr_pool_t *pool,
             curl_multi_poll(multi, NULL, 0, 100, NULL);
         }
     }
-    curl_multi_cleanup(multi);
+    give_back_multi(http, multi);
 }
