@@ -16,13 +16,13 @@
 #define IDLE_MULTI_MAX 4
 
 /* Request threads share it: after creation nothing here allocates from a
- * pool, since the pool it lives in belongs to no single thread. */
+ * pool, since the pool it lives in belongs to no single thread. A batch's
+ * connections stay open in its multi handle for the next batch: a reap
+ * deletes a page at a time and reads pages one by one, and would otherwise
+ * connect anew for each. */
 struct okey_http_t {
-    apr_thread_mutex_t *mutex;
-    CURL *idle[IDLE_MAX];
-    int idle_count;
-    CURLM *idle_multi[IDLE_MULTI_MAX];
-    int idle_multi_count;
+    okey_idle_t *handles;   /* of CURL * */
+    okey_idle_t *multis;    /* of CURLM * */
     okey_http_options_t opts;
 };
 
@@ -41,56 +41,38 @@ void okey_http_global_init(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static apr_status_t http_cleanup(void *data)
+static void free_handle(void *curl)
 {
-    okey_http_t *http = data;
+    curl_easy_cleanup(curl);
+}
 
-    while (http->idle_multi_count > 0) {
-        curl_multi_cleanup(http->idle_multi[--http->idle_multi_count]);
-    }
-    while (http->idle_count > 0) {
-        curl_easy_cleanup(http->idle[--http->idle_count]);
-    }
-    return APR_SUCCESS;
+static void free_multi(void *multi)
+{
+    curl_multi_cleanup(multi);
 }
 
 okey_http_t *okey_http_create(apr_pool_t *pool, const okey_http_options_t *opts)
 {
     okey_http_t *http = apr_pcalloc(pool, sizeof(*http));
 
-    apr_thread_mutex_create(&http->mutex, APR_THREAD_MUTEX_DEFAULT, pool);
+    http->handles = okey_idle_create(pool, IDLE_MAX, free_handle);
+    http->multis = okey_idle_create(pool, IDLE_MULTI_MAX, free_multi);
     http->opts = *opts;
     http->opts.ca_file = opts->ca_file ? apr_pstrdup(pool, opts->ca_file) : NULL;
-    apr_pool_cleanup_register(pool, http, http_cleanup, apr_pool_cleanup_null);
     return http;
 }
 
 static CURL *take_handle(okey_http_t *http)
 {
-    CURL *curl = NULL;
+    CURL *curl = okey_idle_take(http->handles);
 
-    apr_thread_mutex_lock(http->mutex);
-    if (http->idle_count > 0) {
-        curl = http->idle[--http->idle_count];
-    }
-    apr_thread_mutex_unlock(http->mutex);
     return curl ? curl : curl_easy_init();
 }
 
 static void give_back_handle(okey_http_t *http, CURL *curl)
 {
-    CURL *surplus = curl;
-
     curl_easy_reset(curl);
-    apr_thread_mutex_lock(http->mutex);
-    if (http->idle_count < IDLE_MAX) {
-        http->idle[http->idle_count++] = curl;
-        surplus = NULL;
-    }
-    apr_thread_mutex_unlock(http->mutex);
-    if (surplus) {
-        curl_easy_cleanup(surplus);
-    }
+    okey_idle_give_back(http->handles, curl);
 }
 
 static size_t on_body(char *chunk, size_t size, size_t count, void *data)
@@ -312,34 +294,11 @@ static void finish_transfer(okey_http_t *http, apr_pool_t *pool, CURLM *multi,
     t->curl = NULL;
 }
 
-/* A batch's connections stay open in its multi handle for the next batch:
- * a reap deletes a page at a time and reads pages one by one, and would
- * otherwise connect anew for each. */
 static CURLM *take_multi(okey_http_t *http)
 {
-    CURLM *multi = NULL;
+    CURLM *multi = okey_idle_take(http->multis);
 
-    apr_thread_mutex_lock(http->mutex);
-    if (http->idle_multi_count > 0) {
-        multi = http->idle_multi[--http->idle_multi_count];
-    }
-    apr_thread_mutex_unlock(http->mutex);
     return multi ? multi : curl_multi_init();
-}
-
-static void give_back_multi(okey_http_t *http, CURLM *multi)
-{
-    CURLM *surplus = multi;
-
-    apr_thread_mutex_lock(http->mutex);
-    if (http->idle_multi_count < IDLE_MULTI_MAX) {
-        http->idle_multi[http->idle_multi_count++] = multi;
-        surplus = NULL;
-    }
-    apr_thread_mutex_unlock(http->mutex);
-    if (surplus) {
-        curl_multi_cleanup(surplus);
-    }
 }
 
 void okey_http_perform_many(okey_http_t *http, apr_pool_t *pool,
@@ -393,5 +352,5 @@ void okey_http_perform_many(okey_http_t *http, apr_pool_t *pool,
             curl_multi_poll(multi, NULL, 0, 100, NULL);
         }
     }
-    give_back_multi(http, multi);
+    okey_idle_give_back(http->multis, multi);
 }

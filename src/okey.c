@@ -351,6 +351,63 @@ static apr_status_t destroy_pool(void *pool)
     return APR_SUCCESS;
 }
 
+struct okey_idle_t {
+    apr_thread_mutex_t *mutex;
+    okey_idle_free_fn *free_item;
+    int capacity;
+    int count;
+    void **items;
+};
+
+static apr_status_t idle_cleanup(void *data)
+{
+    okey_idle_t *idle = data;
+
+    while (idle->count > 0) {
+        idle->free_item(idle->items[--idle->count]);
+    }
+    return APR_SUCCESS;
+}
+
+okey_idle_t *okey_idle_create(apr_pool_t *pool, int capacity, okey_idle_free_fn *free_item)
+{
+    okey_idle_t *idle = apr_pcalloc(pool, sizeof(*idle));
+
+    apr_thread_mutex_create(&idle->mutex, APR_THREAD_MUTEX_DEFAULT, pool);
+    idle->free_item = free_item;
+    idle->capacity = capacity;
+    idle->items = apr_pcalloc(pool, sizeof(*idle->items) * (apr_size_t)capacity);
+    apr_pool_cleanup_register(pool, idle, idle_cleanup, apr_pool_cleanup_null);
+    return idle;
+}
+
+void *okey_idle_take(okey_idle_t *idle)
+{
+    void *item = NULL;
+
+    apr_thread_mutex_lock(idle->mutex);
+    if (idle->count > 0) {
+        item = idle->items[--idle->count];
+    }
+    apr_thread_mutex_unlock(idle->mutex);
+    return item;
+}
+
+void okey_idle_give_back(okey_idle_t *idle, void *item)
+{
+    void *surplus = item;
+
+    apr_thread_mutex_lock(idle->mutex);
+    if (idle->count < idle->capacity) {
+        idle->items[idle->count++] = item;
+        surplus = NULL;
+    }
+    apr_thread_mutex_unlock(idle->mutex);
+    if (surplus) {
+        idle->free_item(surplus);
+    }
+}
+
 apr_pool_t *okey_pool_for_threads(apr_pool_t *parent)
 {
     apr_allocator_t *allocator = NULL;

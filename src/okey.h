@@ -120,6 +120,20 @@ okey_err_t *okey_random_b64url(apr_pool_t *pool, apr_size_t len,
 
 void okey_sha256(const void *data, apr_size_t len, unsigned char out[32]);
 
+/* A bounded stack of idle objects that threads take and give back (curl
+ * handles, cipher contexts): the steady state then makes none. Its own
+ * mutex guards it; what it holds the caller frees when it is cleared. */
+typedef struct okey_idle_t okey_idle_t;
+typedef void okey_idle_free_fn(void *item);
+
+/* An empty stack of at most capacity items; free_item frees those it
+ * still holds when pool is cleared. */
+okey_idle_t *okey_idle_create(apr_pool_t *pool, int capacity, okey_idle_free_fn *free_item);
+/* The item given back last, or NULL when none waits. */
+void *okey_idle_take(okey_idle_t *idle);
+/* Keeps item for a later take; frees it with free_item when full. */
+void okey_idle_give_back(okey_idle_t *idle, void *item);
+
 /* Jansson values whose reference the pool drops when it is cleared. */
 json_t *okey_json_own(apr_pool_t *pool, json_t *json);
 /* An object or array from len bytes of strict JSON (src/json.c), owned by

@@ -3,13 +3,13 @@
 
 #include <apr_lib.h>
 #include <apr_strings.h>
-#include <apr_thread_mutex.h>
 #include <limits.h>
 #include <cjose/cjose.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
 #include <openssl/hmac.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define KEY_BYTES OKEY_STATE_KEY_BYTES
@@ -33,12 +33,6 @@ typedef struct {
     EVP_MD_CTX *digest;
 } contexts_t;
 
-typedef struct {
-    apr_thread_mutex_t *mutex;
-    contexts_t idle[IDLE_MAX];
-    int count;
-} spare_t;
-
 struct okey_state_key_t {
     unsigned char raw[KEY_BYTES];
     EVP_CIPHER *aes_gcm;
@@ -46,26 +40,30 @@ struct okey_state_key_t {
     EVP_MD *sha256;
     EVP_MAC_CTX *mac_keyed; /* HMAC-SHA256 under the MAC subkey: duplicated */
     const char *header_b64; /* base64url of PROTECTED_HEADER, the AAD */
-    spare_t *spare;         /* contexts not in use */
+    okey_idle_t *spare;     /* of contexts_t *, not in use */
 };
 
 static const char STATE_ERROR[] =
     "This sign-in link is no longer valid. Please start again.";
 
-static void free_contexts(contexts_t contexts)
+/* Held by malloc: they come and go in any thread, and OpenSSL's own
+ * objects inside are malloc's anyway. */
+static void free_contexts(void *data)
 {
-    EVP_CIPHER_CTX_free(contexts.cipher);
-    EVP_MAC_CTX_free(contexts.mac);
-    EVP_MD_CTX_free(contexts.digest);
+    contexts_t *contexts = data;
+
+    if (contexts) {
+        EVP_CIPHER_CTX_free(contexts->cipher);
+        EVP_MAC_CTX_free(contexts->mac);
+        EVP_MD_CTX_free(contexts->digest);
+        free(contexts);
+    }
 }
 
 static apr_status_t release_key(void *data)
 {
     okey_state_key_t *key = data;
 
-    while (key->spare->count > 0) {
-        free_contexts(key->spare->idle[--key->spare->count]);
-    }
     EVP_CIPHER_CTX_free(key->keyed);
     EVP_MAC_CTX_free(key->mac_keyed);
     EVP_CIPHER_free(key->aes_gcm);
@@ -140,8 +138,7 @@ okey_err_t *okey_state_key_from_bytes(apr_pool_t *pool,
     okey_state_key_t *made = apr_pcalloc(pool, sizeof(*made));
     okey_err_t *err = NULL;
 
-    made->spare = apr_pcalloc(pool, sizeof(*made->spare));
-    apr_thread_mutex_create(&made->spare->mutex, APR_THREAD_MUTEX_DEFAULT, pool);
+    made->spare = okey_idle_create(pool, IDLE_MAX, free_contexts);
     made->aes_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
     made->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     made->keyed = EVP_CIPHER_CTX_new();
@@ -150,7 +147,7 @@ okey_err_t *okey_state_key_from_bytes(apr_pool_t *pool,
     made->header_b64 = okey_b64url_encode(pool, (const unsigned char *)PROTECTED_HEADER,
                                           strlen(PROTECTED_HEADER));
     apr_pool_cleanup_register(pool, made, release_key, apr_pool_cleanup_null);
-    if (!made->spare->mutex || !made->aes_gcm || !made->sha256 || !made->keyed ||
+    if (!made->aes_gcm || !made->sha256 || !made->keyed ||
         !made->mac_keyed ||
         !EVP_EncryptInit_ex(made->keyed, made->aes_gcm, NULL, made->raw, NULL)) {
         err = okey_err_make(pool, 500, NULL,
@@ -160,45 +157,29 @@ okey_err_t *okey_state_key_from_bytes(apr_pool_t *pool,
     return err;
 }
 
-/* Idle contexts, or fresh ones keyed from the originals; all members are
- * NULL when OpenSSL could not make them. */
-static contexts_t take_contexts(const okey_state_key_t *key)
+/* Idle contexts, or fresh ones keyed from the originals; NULL when
+ * OpenSSL could not make them. */
+static contexts_t *take_contexts(const okey_state_key_t *key)
 {
-    static const contexts_t none = {NULL, NULL, NULL};
-    contexts_t taken = none;
+    contexts_t *taken = okey_idle_take(key->spare);
 
-    apr_thread_mutex_lock(key->spare->mutex);
-    if (key->spare->count > 0) {
-        taken = key->spare->idle[--key->spare->count];
-    }
-    apr_thread_mutex_unlock(key->spare->mutex);
-    if (!taken.cipher) {
-        taken.cipher = EVP_CIPHER_CTX_new();
-        taken.mac = EVP_MAC_CTX_dup(key->mac_keyed);
-        taken.digest = EVP_MD_CTX_new();
-        if (!taken.cipher || !taken.mac || !taken.digest ||
-            !EVP_CIPHER_CTX_copy(taken.cipher, key->keyed)) {
+    if (!taken && (taken = calloc(1, sizeof(*taken)))) {
+        taken->cipher = EVP_CIPHER_CTX_new();
+        taken->mac = EVP_MAC_CTX_dup(key->mac_keyed);
+        taken->digest = EVP_MD_CTX_new();
+        if (!taken->cipher || !taken->mac || !taken->digest ||
+            !EVP_CIPHER_CTX_copy(taken->cipher, key->keyed)) {
             free_contexts(taken);
-            taken = none;
+            taken = NULL;
         }
     }
     return taken;
 }
 
-static void give_back_contexts(const okey_state_key_t *key, contexts_t given)
+static void give_back_contexts(const okey_state_key_t *key, contexts_t *given)
 {
-    int kept = !given.cipher;
-
-    if (given.cipher) {
-        apr_thread_mutex_lock(key->spare->mutex);
-        if (key->spare->count < IDLE_MAX) {
-            key->spare->idle[key->spare->count++] = given;
-            kept = 1;
-        }
-        apr_thread_mutex_unlock(key->spare->mutex);
-    }
-    if (!kept) {
-        free_contexts(given);
+    if (given) {
+        okey_idle_give_back(key->spare, given);
     }
 }
 
@@ -231,11 +212,11 @@ okey_err_t *okey_state_new(apr_pool_t *pool, apr_time_t now,
 const char *okey_state_challenge(apr_pool_t *pool, const okey_state_key_t *key,
                                  const char *verifier)
 {
-    contexts_t contexts = take_contexts(key);
+    contexts_t *contexts = take_contexts(key);
     unsigned char digest[32];
-    int ok = contexts.digest && EVP_DigestInit_ex2(contexts.digest, key->sha256, NULL) &&
-             EVP_DigestUpdate(contexts.digest, verifier, strlen(verifier)) &&
-             EVP_DigestFinal_ex(contexts.digest, digest, NULL);
+    int ok = contexts && EVP_DigestInit_ex2(contexts->digest, key->sha256, NULL) &&
+             EVP_DigestUpdate(contexts->digest, verifier, strlen(verifier)) &&
+             EVP_DigestFinal_ex(contexts->digest, digest, NULL);
 
     give_back_contexts(key, contexts);
     return ok ? okey_b64url_encode(pool, digest, sizeof(digest)) : NULL;
@@ -248,8 +229,8 @@ static int gcm(const okey_state_key_t *key, int encrypt, const unsigned char *iv
                const char *aad, const unsigned char *in, int in_len, unsigned char *out,
                unsigned char *tag)
 {
-    contexts_t contexts = take_contexts(key);
-    EVP_CIPHER_CTX *ctx = contexts.cipher;
+    contexts_t *contexts = take_contexts(key);
+    EVP_CIPHER_CTX *ctx = contexts ? contexts->cipher : NULL;
     int len = 0;
     int final_len = 0;
     int ok = ctx && EVP_CipherInit_ex(ctx, NULL, NULL, NULL, iv, encrypt) &&
@@ -494,13 +475,13 @@ okey_err_t *okey_state_open(apr_pool_t *pool, const okey_state_key_t *key,
 void okey_state_key_mac(const okey_state_key_t *key, const char *data,
                         unsigned char mac[32])
 {
-    contexts_t contexts = take_contexts(key);
+    contexts_t *contexts = take_contexts(key);
     size_t len = 0;
 
     /* A NULL key starts over under the key the context holds. */
-    if (!contexts.mac || !EVP_MAC_init(contexts.mac, NULL, 0, NULL) ||
-        !EVP_MAC_update(contexts.mac, (const unsigned char *)data, strlen(data)) ||
-        !EVP_MAC_final(contexts.mac, mac, &len, 32) || len != 32) {
+    if (!contexts || !EVP_MAC_init(contexts->mac, NULL, 0, NULL) ||
+        !EVP_MAC_update(contexts->mac, (const unsigned char *)data, strlen(data)) ||
+        !EVP_MAC_final(contexts->mac, mac, &len, 32) || len != 32) {
         /* Never a predictable token: one that matches nothing. */
         apr_generate_random_bytes(mac, 32);
     }
