@@ -369,8 +369,9 @@ static okey_state_t *state_from_json(apr_pool_t *pool, const json_t *claims)
 }
 
 /* Whether a cookie value has the exact shape of what seal makes: dir (no
- * encrypted key), a 96-bit IV and a 128-bit tag. cjose reads past shorter
- * ones, and the value comes from whoever sends the request. */
+ * encrypted key), a 96-bit IV and a 128-bit tag, every segment base64url;
+ * lens gets the segments' lengths. The value comes from whoever sends the
+ * request. */
 static int sealed_shape(const char *sealed, apr_size_t lens[5])
 {
     return okey_jose_compact_ok(sealed, 5, lens) && lens[0] > 0 && lens[1] == 0 &&
@@ -404,15 +405,16 @@ const char *okey_jwe_open(apr_pool_t *pool, const cjose_jwk_t *jwk, const char *
 static int header_ok(apr_pool_t *pool, const okey_state_key_t *key, const char *sealed,
                      apr_size_t len)
 {
+    int ours = len == strlen(key->header_b64) && !memcmp(sealed, key->header_b64, len);
     apr_size_t json_len = 0;
-    const char *json = len == strlen(key->header_b64) && !memcmp(sealed, key->header_b64, len)
-                       ? NULL : (const char *)okey_b64url_decoden(pool, sealed, len, &json_len);
+    const char *json = ours ? NULL
+                            : (const char *)okey_b64url_decoden(pool, sealed, len, &json_len);
     json_t *header = json ? okey_json_parse(pool, json, json_len, NULL) : NULL;
     const char *alg = okey_json_str(header, "alg");
     const char *enc = okey_json_str(header, "enc");
 
-    return !json || (alg && enc && !strcmp(alg, "dir") && !strcmp(enc, "A256GCM") &&
-                     !json_object_get(header, "zip") && !json_object_get(header, "crit"));
+    return ours || (alg && enc && !strcmp(alg, "dir") && !strcmp(enc, "A256GCM") &&
+                    !json_object_get(header, "zip") && !json_object_get(header, "crit"));
 }
 
 const char *okey_unseal(apr_pool_t *pool, const okey_state_key_t *key,
