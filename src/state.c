@@ -34,7 +34,6 @@ typedef struct {
 } contexts_t;
 
 struct okey_state_key_t {
-    unsigned char raw[KEY_BYTES];
     EVP_CIPHER *aes_gcm;
     EVP_CIPHER_CTX *keyed;  /* AES-256-GCM with the key set, no IV: copied */
     EVP_MD *sha256;
@@ -68,7 +67,6 @@ static apr_status_t release_key(void *data)
     EVP_MAC_CTX_free(key->mac_keyed);
     EVP_CIPHER_free(key->aes_gcm);
     EVP_MD_free(key->sha256);
-    OPENSSL_cleanse(key->raw, sizeof(key->raw));
     return APR_SUCCESS;
 }
 
@@ -143,13 +141,12 @@ okey_err_t *okey_state_key_from_bytes(apr_pool_t *pool,
     made->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     made->keyed = EVP_CIPHER_CTX_new();
     made->mac_keyed = mac_context(bytes);
-    memcpy(made->raw, bytes, KEY_BYTES);
     made->header_b64 = okey_b64url_encode(pool, (const unsigned char *)PROTECTED_HEADER,
                                           strlen(PROTECTED_HEADER));
     apr_pool_cleanup_register(pool, made, release_key, apr_pool_cleanup_null);
     if (!made->aes_gcm || !made->sha256 || !made->keyed ||
         !made->mac_keyed ||
-        !EVP_EncryptInit_ex(made->keyed, made->aes_gcm, NULL, made->raw, NULL)) {
+        !EVP_EncryptInit_ex(made->keyed, made->aes_gcm, NULL, bytes, NULL)) {
         err = okey_err_make(pool, 500, NULL,
                             "state key: no AES-256-GCM, SHA-256 or HMAC in OpenSSL");
     }
