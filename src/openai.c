@@ -156,24 +156,6 @@ static int short_rate_limit(const okey_http_response_t *resp)
            resp->retry_after <= OKEY_OPENAI_SHORT_RETRY;
 }
 
-/* The JSON body {"name": name}; NULL when name is not UTF-8. */
-static const char *name_body(apr_pool_t *pool, const char *name)
-{
-    const char *quoted = okey_json_quote(pool, name);
-
-    return quoted ? apr_pstrcat(pool, "{\"name\":", quoted, "}", NULL) : NULL;
-}
-
-/* The refusal of a name JSON cannot carry, before anything is sent. */
-static okey_err_t *unsendable(apr_pool_t *pool, okey_endpoint_e endpoint, const char *what)
-{
-    okey_err_t *err = okey_err_make(pool, 500, KEY_FAILED,
-                                    "OpenAI %s creation: the name is not UTF-8", what);
-
-    err->endpoint = endpoint;
-    return err;
-}
-
 /* body is JSON text, or NULL for none. */
 static okey_err_t *call(const okey_openai_t *api, apr_pool_t *pool,
                         const char *method, const char *path, const char *body,
@@ -195,6 +177,26 @@ static okey_err_t *call(const okey_openai_t *api, apr_pool_t *pool,
     }
     else if (resp->status < 200 || resp->status > 299) {
         err = okey_openai_status_error(pool, what, endpoint, resp);
+    }
+    return err;
+}
+
+/* A POST of {"name": name} to path; refused before anything is sent when
+ * name is not UTF-8, which JSON cannot carry. */
+static okey_err_t *create(const okey_openai_t *api, apr_pool_t *pool, const char *path,
+                          const char *name, okey_endpoint_e endpoint, const char *what,
+                          okey_http_response_t *resp)
+{
+    const char *quoted = okey_json_quote(pool, name);
+    okey_err_t *err = NULL;
+
+    if (quoted) {
+        err = call(api, pool, "POST", path, apr_pstrcat(pool, "{\"name\":", quoted, "}", NULL),
+                   endpoint, what, resp);
+    }
+    else {
+        err = okey_err_make(pool, 500, KEY_FAILED, "OpenAI %s: the name is not UTF-8", what);
+        err->endpoint = endpoint;
     }
     return err;
 }
@@ -361,12 +363,10 @@ okey_err_t *okey_openai_find_projects(const okey_openai_t *api, apr_pool_t *pool
 okey_err_t *okey_openai_create_project(const okey_openai_t *api, apr_pool_t *pool,
                                        const char *name, const char **project_id)
 {
-    const char *body = name_body(pool, name);
     okey_http_response_t resp;
     json_t *doc = NULL;
-    okey_err_t *err = body ? call(api, pool, "POST", "/organization/projects", body,
-                                  OKEY_ENDPOINT_PROJECTS, "project creation", &resp)
-                           : unsendable(pool, OKEY_ENDPOINT_PROJECTS, "project");
+    okey_err_t *err = create(api, pool, "/organization/projects", name,
+                             OKEY_ENDPOINT_PROJECTS, "project creation", &resp);
 
     *project_id = NULL;
     if (!err) {
@@ -391,13 +391,10 @@ okey_err_t *okey_openai_create_service_account(const okey_openai_t *api,
                                                const char *name,
                                                okey_service_account_t **account)
 {
-    const char *body = name_body(pool, name);
     okey_http_response_t resp;
-    okey_err_t *err = body ? call(api, pool, "POST", okey_openai_accounts_path(pool, project_id),
-                                  body, OKEY_ENDPOINT_SERVICE_ACCOUNTS,
-                                  "service account creation", &resp)
-                           : unsendable(pool, OKEY_ENDPOINT_SERVICE_ACCOUNTS,
-                                        "service account");
+    okey_err_t *err = create(api, pool, okey_openai_accounts_path(pool, project_id), name,
+                             OKEY_ENDPOINT_SERVICE_ACCOUNTS, "service account creation",
+                             &resp);
 
     *account = NULL;
     if (!err) {
