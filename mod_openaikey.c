@@ -221,35 +221,32 @@ static void warn_exposed_files(apr_pool_t *ptemp, apr_hash_t *warned,
 }
 
 /* Each <Location> of s that sets who-gets-which-key settings is a profile:
- * checked like a server, its project reaped with the server's. */
+ * checked like a server; its project's terms, which every issuer into that
+ * project must share, are the reaper's and the cap's. */
 static void check_profiles(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                            okey_config_t *cfg, apr_array_header_t *problems)
 {
     core_server_config *core = ap_get_core_module_config(s->module_config);
     ap_conf_vector_t **sections = (ap_conf_vector_t **)core->sec_url->elts;
-    int i, j;
+    int i;
 
-    cfg->profile_projects = apr_array_make(pconf, 2, sizeof(const char *));
+    cfg->terms = apr_array_make(pconf, 2, sizeof(okey_terms_t *));
+    okey_terms_add(pconf, cfg->terms, cfg, cfg->server_name, problems);
     for (i = 0; i < core->sec_url->nelts; i++) {
         okey_dir_conf_t *profile = ap_get_module_config(sections[i], &openaikey_module);
-        okey_config_t resolved;
-        int known = 0;
+        okey_config_t *resolved;
+        const char *where;
 
         if (!profile || !profile->is_profile) {
             continue;
         }
-        okey_config_profile(ptemp, cfg, &profile->raw,
-                            apr_psprintf(ptemp, "%s, <Location %s>", cfg->server_name,
-                                         profile->path), &resolved, problems);
-        for (j = 0; j < cfg->profile_projects->nelts; j++) {
-            known |= !strcmp(APR_ARRAY_IDX(cfg->profile_projects, j, const char *),
-                             resolved.project);
-        }
-        if (!known && strcmp(resolved.project, cfg->project)) {
-            APR_ARRAY_PUSH(cfg->profile_projects, const char *) =
-                apr_pstrdup(pconf, resolved.project);
+        resolved = apr_palloc(pconf, sizeof(*resolved));
+        where = apr_psprintf(pconf, "%s, <Location %s>", cfg->server_name, profile->path);
+        if (!okey_config_profile(pconf, cfg, &profile->raw, where, resolved, problems)) {
+            okey_terms_add(pconf, cfg->terms, resolved, where, problems);
         }
     }
+    (void)ptemp;
 }
 
 const okey_config_t *okey_profile(request_rec *r, okey_server_conf_t *conf,

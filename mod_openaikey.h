@@ -108,10 +108,12 @@ const okey_session_t *okey_session_start(request_rec *r, okey_server_conf_t *con
                                          const char *email, const char *subject);
 /* The path of this server's My keys, or NULL when it serves none. */
 const char *okey_keys_url(request_rec *r);
-/* Deletes the address's oldest keys beyond OpenAIKeyMaxKeysPerUser after
- * issued was made; returns those revoked (of okey_owned_key_t), or NULL. */
+/* Deletes the address's oldest keys beyond its project's cap after issued
+ * was made under profile; returns those revoked (of okey_owned_key_t), or
+ * NULL. */
 apr_array_header_t *okey_enforce_cap(request_rec *r, okey_server_conf_t *conf,
-                                     const okey_issued_t *issued, apr_int64_t cap);
+                                     const okey_config_t *profile,
+                                     const okey_issued_t *issued);
 void okey_audit_revoked(request_rec *r, const okey_owned_key_t *key, const char *email,
                         okey_revoked_by_e by);
 
@@ -195,7 +197,13 @@ void okey_shm_drop_suspects(server_rec *s, apr_hash_t *looked_for);
  * kept up to date by sign-ins and revokes. */
 void okey_shm_index_fill(server_rec *s, apr_pool_t *pool,
                          const apr_array_header_t *live, apr_time_t started);
-void okey_shm_index_add(server_rec *s, const okey_issued_t *issued);
+/* Registers a key a sign-in just made, ordered after every registration
+ * before it, and gives, in the same step, the address's live keys in its
+ * project that the index knows (of okey_owned_key_t; the new key among
+ * them when there was room). Returns whether that is every such key: 0
+ * before the first reap filled the index, or when it overflowed. */
+int okey_shm_index_register(server_rec *s, apr_pool_t *pool, const okey_issued_t *issued,
+                            apr_array_header_t **keys);
 void okey_shm_index_remove(server_rec *s, const char *service_account_id);
 /* The live keys of email (of okey_owned_key_t); 0 when the index cannot
  * answer (no reap filled it yet, or it overflowed). */

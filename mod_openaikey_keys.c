@@ -128,53 +128,87 @@ static apr_array_header_t *revoke_keys(request_rec *r, okey_server_conf_t *conf,
     return gone;
 }
 
-/* The address's live keys, from the cap's index or, when it cannot
- * answer, from a listing; issued is among them either way. */
+static int holds(const apr_array_header_t *keys, const char *service_account_id)
+{
+    int found = 0;
+    int i;
+
+    for (i = 0; i < keys->nelts && !found; i++) {
+        found = !strcmp(APR_ARRAY_IDX(keys, i, okey_owned_key_t).service_account_id,
+                        service_account_id);
+    }
+    return found;
+}
+
+/* What a listing adds to the index's view: keys this server did not
+ * register, the recent among them unjudged (a sign-in racing this one may
+ * have made it and not registered it yet: it judges this one). */
+static void add_listed(apr_array_header_t *view, const apr_array_header_t *listed,
+                       apr_int64_t recent)
+{
+    int i;
+
+    for (i = 0; i < listed->nelts; i++) {
+        okey_owned_key_t key = APR_ARRAY_IDX(listed, i, okey_owned_key_t);
+
+        if (!holds(view, key.service_account_id)) {
+            key.unjudged = key.created_at >= recent;
+            APR_ARRAY_PUSH(view, okey_owned_key_t) = key;
+        }
+    }
+}
+
+/* The address's live keys in the project issued was made in, issued among
+ * them: from the cap's index, registered there in the same step, or, when
+ * the index cannot answer, from a listing of that project as well. */
 static apr_array_header_t *keys_for_cap(request_rec *r, okey_server_conf_t *conf,
                                         const okey_issued_t *issued)
 {
-    apr_array_header_t *owned = NULL;
+    apr_array_header_t *view = NULL, *listed = NULL;
+    int complete = okey_shm_index_register(r->server, r->pool, issued, &view);
     okey_err_t *err = NULL;
-    int listed = 0;
-    int i;
 
-    if (!okey_shm_index_keys(r->server, r->pool, issued->email, okey_now(), &owned)) {
+    if (!complete) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, OKEY_LOGNO(110) "the index of live "
                       "keys cannot answer (no reap has filled it since startup, or the "
                       "projects hold more live keys than it has room for); listing the "
-                      "keys of %s instead", issued->email);
-        err = okey_keys_owned(conf->runtime->keys, r->pool, issued->email, &owned);
+                      "keys of %s in project %s instead", issued->email, issued->project);
+        err = okey_keys_owned(conf->runtime->keys, r->pool, issued->email, issued->project,
+                              okey_now(), &listed);
     }
     if (err) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, OKEY_LOGNO(109) "could not list "
                       "the keys of %s to enforce OpenAIKeyMaxKeysPerUser (the next reap "
                       "does): %s", issued->email, err->log_msg);
-        owned = NULL;
+        view = NULL;
     }
-    for (i = 0; owned && i < owned->nelts; i++) {
-        listed |= !strcmp(APR_ARRAY_IDX(owned, i, okey_owned_key_t).service_account_id,
-                          issued->service_account_id);
+    else if (listed) {
+        add_listed(view, listed, okey_now() - 3 * conf->cfg->timeout - OKEY_TERMS_CLOCK_SKEW);
     }
-    if (owned && !listed) {
-        okey_owned_key_t *newest = apr_array_push(owned);
+    if (view && !holds(view, issued->service_account_id)) {
+        okey_owned_key_t *newest = apr_array_push(view);
 
         newest->service_account_id = issued->service_account_id;
         newest->name = issued->name;
         newest->project_id = issued->project_id;
         newest->created_at = okey_now();
         newest->expires = issued->expires;
+        newest->order = apr_time_now();
+        newest->unjudged = 0;
     }
-    return owned;
+    return view;
 }
 
 apr_array_header_t *okey_enforce_cap(request_rec *r, okey_server_conf_t *conf,
-                                     const okey_issued_t *issued, apr_int64_t cap)
+                                     const okey_config_t *profile,
+                                     const okey_issued_t *issued)
 {
-    apr_array_header_t *owned = keys_for_cap(r, conf, issued);
+    const okey_terms_t *terms = okey_terms_for(r->pool, profile, profile->project);
+    apr_array_header_t *owned = terms->cap > 0 ? keys_for_cap(r, conf, issued) : NULL;
 
     return owned ? revoke_keys(r, conf,
-                               okey_keys_beyond_cap(r->pool, owned, cap,
-                                                    issued->service_account_id),
+                               okey_terms_over_cap(r->pool, terms->cap, owned,
+                                                   issued->service_account_id),
                                issued->email, OKEY_REVOKED_CAP)
                  : NULL;
 }
@@ -330,6 +364,39 @@ static int send_keys(request_rec *r, okey_server_conf_t *conf,
     return status;
 }
 
+/* A revoke without a session changes nothing, and says so: a script must
+ * not take it for done. */
+static okey_err_t *no_session_post(request_rec *r)
+{
+    const char *type = apr_table_get(r->headers_in, "Content-Type");
+    int json = okey_accepts_json(r) || (type && !strncasecmp(type, "application/json", 16));
+    okey_err_t *err = okey_err_make(r->pool, json ? HTTP_UNAUTHORIZED : HTTP_FORBIDDEN,
+                                    "Sign in to My keys first: nothing was revoked.",
+                                    "revoke without a valid My keys session");
+
+    if (json) {
+        apr_table_setn(r->err_headers_out, "WWW-Authenticate", "Cookie");
+    }
+    return err;
+}
+
+/* The address's live keys: from the cap's index, which every reap fills
+ * and every issue and revoke here keeps, or, when it cannot answer, from
+ * a listing of the server's projects. */
+static okey_err_t *own_keys(request_rec *r, okey_server_conf_t *conf, const char *email,
+                            apr_array_header_t **owned)
+{
+    okey_err_t *err = NULL;
+
+    if (okey_shm_index_keys(r->server, r->pool, email, okey_now(), owned)) {
+        okey_terms_sort(*owned);
+    }
+    else {
+        err = okey_keys_owned(conf->runtime->keys, r->pool, email, NULL, okey_now(), owned);
+    }
+    return err;
+}
+
 /* No session: a page that signs in for My keys, or a 401 for scripts. */
 static int send_sign_in(request_rec *r, const okey_config_t *cfg)
 {
@@ -368,12 +435,15 @@ int okey_keys_handler(request_rec *r)
                             "keys.", "openaikey-keys with OpenAIKeySessionLifetime 0");
     }
     session = err ? NULL : current_session(r, conf);
+    if (!err && !session && r->method_number == M_POST) {
+        err = no_session_post(r);
+    }
     if (!err && session && r->method_number == M_POST) {
         err = read_revoke(r, conf, session, &target);
     }
     entered = !err && session && okey_in_flight_enter(r, conf->runtime, &err);
     if (entered) {
-        err = okey_keys_owned(conf->runtime->keys, r->pool, session->email, &owned);
+        err = own_keys(r, conf, session->email, &owned);
         if (!err && target) {
             err = pick_victims(r, owned, target, &victims);
         }

@@ -24,7 +24,7 @@ APLOG_USE_MODULE(openaikey);
 #define PROJECT_MUTEX_TYPE "openaikey-project"
 /* The layout's version is in the key: a graceful restart into a build with
  * another layout must not read the old segment. */
-#define RETAINED_KEY "mod_openaikey shared memory 6"
+#define RETAINED_KEY "mod_openaikey shared memory 7"
 #define RANDOM_KEY "mod_openaikey random state key"
 #define IPC_KEY "mod_openaikey ipc"
 #define SLOTS 64
@@ -41,7 +41,10 @@ typedef struct {
     unsigned char email[16];      /* the first half of its SHA-256 */
     char id[INDEX_ID_MAX];
     char project_id[INDEX_ID_MAX];
+    char tag[OKEY_KEYS_TAG_LEN + 1]; /* of its name; empty: an untagged name */
+    apr_int64_t named;            /* the expiry its name gives */
     apr_int64_t created_at, expires;
+    apr_int64_t order;            /* see okey_owned_key_t */
     apr_time_t added;             /* by a sign-in, when; 0: by a reap */
 } index_key_t;
 
@@ -54,6 +57,7 @@ typedef enum {
 typedef struct {
     index_state_e state;
     int count;
+    apr_int64_t last_order;   /* of the newest registration */
     index_key_t keys[INDEX_KEYS];
 } key_index_t;
 
@@ -615,19 +619,26 @@ static void email_hash(const char *email, unsigned char hash[16])
     memcpy(hash, digest, 16);
 }
 
-/* Writes key into entry; 0 when its ids do not fit. */
-static int index_entry(index_key_t *entry, const okey_owned_key_t *key,
+/* Writes key into entry; 0 when its ids or its name do not fit. */
+static int index_entry(apr_pool_t *pool, index_key_t *entry, const okey_owned_key_t *key,
                        const char *email, apr_time_t added)
 {
+    const char *tag = okey_keys_name_tag(pool, key->name);
+    apr_int64_t named = 0;
+    const char *owner = NULL;
     int fits = strlen(key->service_account_id) < INDEX_ID_MAX &&
-               strlen(key->project_id) < INDEX_ID_MAX;
+               strlen(key->project_id) < INDEX_ID_MAX && tag &&
+               okey_keys_parse_name(pool, key->name, &named, &owner);
 
     if (fits) {
         email_hash(email, entry->email);
         apr_cpystrn(entry->id, key->service_account_id, sizeof(entry->id));
         apr_cpystrn(entry->project_id, key->project_id, sizeof(entry->project_id));
+        apr_cpystrn(entry->tag, tag, sizeof(entry->tag));
+        entry->named = named;
         entry->created_at = key->created_at;
         entry->expires = key->expires;
+        entry->order = key->order;
         entry->added = added;
     }
     return fits;
@@ -668,7 +679,7 @@ void okey_shm_index_fill(server_rec *s, apr_pool_t *pool,
 
         if (find_key(kept, count, key->service_account_id) < 0 &&
             okey_keys_parse_name(pool, key->name, &expires, &email)) {
-            fits = count < INDEX_KEYS && index_entry(&kept[count], key, email, 0);
+            fits = count < INDEX_KEYS && index_entry(pool, &kept[count], key, email, 0);
             count += fits;
         }
     }
@@ -680,28 +691,77 @@ void okey_shm_index_fill(server_rec *s, apr_pool_t *pool,
     }
 }
 
-void okey_shm_index_add(server_rec *s, const okey_issued_t *issued)
+/* Appends a key a sign-in made, ordered after every earlier one; 0 when
+ * the index has no room for it (and then answers nothing). */
+static int index_append(apr_pool_t *pool, key_index_t *index, const okey_issued_t *issued)
+{
+    okey_owned_key_t key = {issued->service_account_id, issued->name, issued->project_id,
+                            okey_now(), issued->expires, apr_time_now(), 0};
+    int added = index->state != INDEX_OVERFLOW && index->count < INDEX_KEYS;
+
+    key.order = key.order > index->last_order ? key.order : index->last_order + 1;
+    added = added && index_entry(pool, &index->keys[index->count], &key, issued->email,
+                                 apr_time_now());
+    if (added) {
+        index->last_order = key.order;
+        index->count++;
+    }
+    else {
+        index->state = INDEX_OVERFLOW;
+        index->count = 0;
+    }
+    return added;
+}
+
+/* The index's live keys of the address hashed, in project_id (NULL: any). */
+static apr_array_header_t *index_view(apr_pool_t *pool, const key_index_t *index,
+                                      const unsigned char hash[16], const char *email,
+                                      const char *project_id, apr_int64_t now)
+{
+    apr_array_header_t *keys = apr_array_make(pool, 4, sizeof(okey_owned_key_t));
+    int i;
+
+    for (i = 0; i < index->count; i++) {
+        const index_key_t *entry = &index->keys[i];
+
+        /* An expired key is the reaper's, and counts against nobody. */
+        if (!memcmp(entry->email, hash, 16) && entry->expires > now &&
+            (!project_id || !strcmp(entry->project_id, project_id))) {
+            okey_owned_key_t *key = apr_array_push(keys);
+
+            key->service_account_id = apr_pstrdup(pool, entry->id);
+            key->name = entry->tag[0]
+                        ? okey_keys_name_tagged(pool, entry->named, entry->tag, email)
+                        : apr_psprintf(pool, OKEY_KEYS_NAME_PREFIX "%" APR_INT64_T_FMT "-%s",
+                                       entry->named, email);
+            key->project_id = apr_pstrdup(pool, entry->project_id);
+            key->created_at = entry->created_at;
+            key->expires = entry->expires;
+            key->order = entry->order;
+            key->unjudged = 0;
+        }
+    }
+    return keys;
+}
+
+int okey_shm_index_register(server_rec *s, apr_pool_t *pool, const okey_issued_t *issued,
+                            apr_array_header_t **keys)
 {
     ipc_t *ipc;
     slot_t *slot = lock_slot(s, &ipc);
-    key_index_t *index = slot ? &slot->index : NULL;
-    okey_owned_key_t key = {issued->service_account_id, issued->name,
-                            issued->project_id, okey_now(), issued->expires};
+    unsigned char hash[16];
+    int answered = 0;
 
-    if (index && index->state == INDEX_FILLED) {
-        if (index->count >= INDEX_KEYS ||
-            !index_entry(&index->keys[index->count], &key, issued->email,
-                         apr_time_now())) {
-            index->state = INDEX_OVERFLOW;
-            index->count = 0;
-        }
-        else {
-            index->count++;
-        }
-    }
-    if (index) {
+    email_hash(issued->email, hash);
+    *keys = apr_array_make(pool, 1, sizeof(okey_owned_key_t));
+    if (slot) {
+        answered = index_append(pool, &slot->index, issued) &&
+                   slot->index.state == INDEX_FILLED;
+        *keys = index_view(pool, &slot->index, hash, issued->email, issued->project_id,
+                           okey_now());
         unlock_slot(ipc);
     }
+    return answered;
 }
 
 void okey_shm_index_remove(server_rec *s, const char *service_account_id)
@@ -727,24 +787,11 @@ int okey_shm_index_keys(server_rec *s, apr_pool_t *pool, const char *email,
     slot_t *slot = lock_slot(s, &ipc);
     int answered = slot && slot->index.state == INDEX_FILLED;
     unsigned char hash[16];
-    int i;
 
     email_hash(email, hash);
-    *keys = apr_array_make(pool, 4, sizeof(okey_owned_key_t));
-    for (i = 0; answered && i < slot->index.count; i++) {
-        const index_key_t *entry = &slot->index.keys[i];
-
-        /* An expired key is the reaper's, and counts against nobody. */
-        if (!memcmp(entry->email, hash, sizeof(hash)) && entry->expires > now) {
-            okey_owned_key_t *key = apr_array_push(*keys);
-
-            key->service_account_id = apr_pstrdup(pool, entry->id);
-            key->name = okey_keys_name(pool, entry->expires, email);
-            key->project_id = apr_pstrdup(pool, entry->project_id);
-            key->created_at = entry->created_at;
-            key->expires = entry->expires;
-        }
-    }
+    *keys = answered ? index_view(pool, &slot->index, hash, okey_lower(pool, email), NULL,
+                                  now)
+                     : apr_array_make(pool, 1, sizeof(okey_owned_key_t));
     if (slot) {
         unlock_slot(ipc);
     }

@@ -390,9 +390,8 @@ static okey_err_t *issue_key(request_rec *r, okey_server_conf_t *conf,
         audit_issued(r, done->issued);
         okey_shm_count_project(r->server, done->issued->project, 1, 0);
     }
-    if (done->issued && profile->max_keys_per_user > 0) {
-        okey_shm_index_add(r->server, done->issued);
-        done->revoked = okey_enforce_cap(r, conf, done->issued, profile->max_keys_per_user);
+    if (done->issued) {
+        done->revoked = okey_enforce_cap(r, conf, profile, done->issued);
     }
     return err;
 }
@@ -543,7 +542,7 @@ int okey_callback_handler(request_rec *r)
 
 /* The address another module authenticated: r->user, or the variable
  * OpenAIKeyUserVar names; it must be a plain e-mail address, and one the
- * server's allow-lists admit. */
+ * profile's allow-lists name. */
 static okey_err_t *issue_address(request_rec *r, const okey_config_t *cfg,
                                  const char **email)
 {
@@ -566,11 +565,13 @@ static okey_err_t *issue_address(request_rec *r, const okey_config_t *cfg,
                             source, ap_escape_logitem(r->pool,
                                                       apr_pstrndup(r->pool, given, 300)));
     }
-    else if ((cfg->allowed_users->nelts || cfg->allowed_domains->nelts) &&
-             !okey_policy_address_allowed(cfg, given)) {
+    else if (!okey_policy_address_listed(cfg, given)) {
+        /* Groups admit only through a token's claim, which is not at hand. */
         err = okey_err_make(r->pool, HTTP_FORBIDDEN, "Your account is not allowed to get "
                             "a key from this server.", "denied %s: neither the address "
-                            "nor its domain is allowed", given);
+                            "nor its domain is allowed%s", given,
+                            cfg->allowed_groups->nelts ? " (OpenAIKeyAllowedGroups admits "
+                            "only signing in with a groups claim, not openaikey-issue)" : "");
     }
     if (err) {
         err->denied = OKEY_DENIED_NOT_ALLOWED;

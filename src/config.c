@@ -1,5 +1,6 @@
 /* Resolution and validation of the settings of one key server. */
 #include "config.h"
+#include "terms.h"
 
 #include <apr_file_io.h>
 #include <apr_lib.h>
@@ -474,9 +475,14 @@ apr_array_header_t *okey_config_projects(apr_pool_t *pool, const okey_config_t *
 {
     apr_array_header_t *names = apr_array_make(pool, 2, sizeof(const char *));
 
-    APR_ARRAY_PUSH(names, const char *) = cfg->project;
-    if (cfg->profile_projects) {
-        apr_array_cat(names, cfg->profile_projects);
+    int i;
+
+    for (i = 0; cfg->terms && i < cfg->terms->nelts; i++) {
+        APR_ARRAY_PUSH(names, const char *) =
+            APR_ARRAY_IDX(cfg->terms, i, const okey_terms_t *)->project;
+    }
+    if (!names->nelts) {
+        APR_ARRAY_PUSH(names, const char *) = cfg->project;
     }
     return names;
 }

@@ -122,10 +122,13 @@ typedef struct okey_config_t {
     apr_array_header_t *allowed_groups; /* of const char *, lower case */
     const char *groups_claim;
     const char *scope;
-    /* The names of the profiles' projects other than project (of const
-     * char *), found at startup; NULL: none. */
-    apr_array_header_t *profile_projects;
+    /* The terms of every project the server issues into, its own first
+     * (of okey_terms_t *, see terms.h), found at startup; NULL: its own
+     * settings alone. Shared by the server and its profiles. */
+    apr_array_header_t *terms;
 } okey_config_t;
+
+typedef struct okey_terms_t okey_terms_t;
 
 typedef const char *okey_getenv_fn(void *baton, const char *name);
 
@@ -167,7 +170,8 @@ int okey_config_profile(apr_pool_t *pool, const okey_config_t *base,
                         const okey_raw_config_t *profile, const char *where,
                         okey_config_t *cfg, apr_array_header_t *problems);
 
-/* Every project name cfg issues into: its own first, then its profiles'. */
+/* Every project cfg issues into (a name or a proj_ id): its own first, then
+ * its profiles'. */
 apr_array_header_t *okey_config_projects(apr_pool_t *pool, const okey_config_t *cfg);
 
 /* Splits a comma-separated list into trimmed, lower-cased, non-empty items. */

@@ -3,6 +3,7 @@
 
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,11 +16,99 @@ struct okey_keys_t {
     apr_hash_t *others;           /* profiles' projects: name -> id */
 };
 
-const char *okey_keys_name(apr_pool_t *pool, apr_int64_t expires,
+static const char TAG_CHARS[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+
+/* The check characters of a tag: drawn, expiry and address digested. */
+static void tag_check(apr_int64_t expires, const char *drawn, const char *email,
+                      char check[OKEY_KEYS_TAG_CHECK])
+{
+    char text[40];
+    unsigned char digest[32];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int len = sizeof(digest);
+    int i;
+
+    apr_snprintf(text, sizeof(text), "%" APR_INT64_T_FMT "-%.*s-", expires,
+                 OKEY_KEYS_TAG_DRAWN, drawn);
+    memset(digest, 0, sizeof(digest));
+    if (ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+        EVP_DigestUpdate(ctx, text, strlen(text)) &&
+        EVP_DigestUpdate(ctx, email, strlen(email))) {
+        EVP_DigestFinal_ex(ctx, digest, &len);
+    }
+    EVP_MD_CTX_free(ctx);
+    for (i = 0; i < OKEY_KEYS_TAG_CHECK; i++) {
+        check[i] = TAG_CHARS[digest[i] % (sizeof(TAG_CHARS) - 1)];
+    }
+}
+
+const char *okey_keys_name(apr_pool_t *pool, apr_int64_t expires, const char *drawn,
                            const char *email)
 {
-    return apr_psprintf(pool, OKEY_KEYS_NAME_PREFIX "%" APR_INT64_T_FMT "-%s",
-                        expires, okey_lower(pool, email));
+    const char *lower = okey_lower(pool, email);
+    char check[OKEY_KEYS_TAG_CHECK];
+
+    tag_check(expires, drawn, lower, check);
+    return apr_psprintf(pool, OKEY_KEYS_NAME_PREFIX "%" APR_INT64_T_FMT "-%.*s%.*s-%s",
+                        expires, OKEY_KEYS_TAG_DRAWN, drawn, OKEY_KEYS_TAG_CHECK, check,
+                        lower);
+}
+
+const char *okey_keys_name_tagged(apr_pool_t *pool, apr_int64_t expires, const char *tag,
+                                  const char *email)
+{
+    return apr_psprintf(pool, OKEY_KEYS_NAME_PREFIX "%" APR_INT64_T_FMT "-%s-%s", expires,
+                        tag, email);
+}
+
+okey_err_t *okey_keys_new_name(apr_pool_t *pool, apr_int64_t expires, const char *email,
+                               const char **name)
+{
+    char drawn[OKEY_KEYS_TAG_DRAWN + 1];
+    unsigned char byte;
+    int n = 0;
+    int tries = 0;
+    apr_status_t rv = APR_SUCCESS;
+
+    /* 252 is the largest multiple of 36 below 256: no character is likelier. */
+    while (n < OKEY_KEYS_TAG_DRAWN && rv == APR_SUCCESS && tries++ < 1000) {
+        rv = apr_generate_random_bytes(&byte, 1);
+        if (rv == APR_SUCCESS && byte < 252) {
+            drawn[n++] = TAG_CHARS[byte % 36];
+        }
+    }
+    drawn[n] = '\0';
+    *name = n == OKEY_KEYS_TAG_DRAWN ? okey_keys_name(pool, expires, drawn, email) : NULL;
+    return *name ? NULL
+                 : okey_err_make(pool, 500, NULL, "no random bytes from the system for a "
+                                 "service account's tag (%d)", rv);
+}
+
+/* Whether text starts with a tag of ours for expires and the address after
+ * it. */
+static int tagged(const char *text, apr_int64_t expires)
+{
+    apr_size_t len = strspn(text, TAG_CHARS);
+    char check[OKEY_KEYS_TAG_CHECK];
+    int ok = len >= OKEY_KEYS_TAG_LEN && text[OKEY_KEYS_TAG_LEN] == '-';
+
+    if (ok) {
+        tag_check(expires, text, text + OKEY_KEYS_TAG_LEN + 1, check);
+        ok = !memcmp(check, text + OKEY_KEYS_TAG_DRAWN, OKEY_KEYS_TAG_CHECK);
+    }
+    return ok;
+}
+
+const char *okey_keys_name_tag(apr_pool_t *pool, const char *name)
+{
+    apr_int64_t expires = 0;
+    const char *email = NULL;
+    const char *digits = name + strlen(OKEY_KEYS_NAME_PREFIX);
+    int ours = okey_keys_parse_name(pool, name, &expires, &email);
+
+    digits += ours ? strspn(digits, "0123456789") + 1 : 0;
+    return !ours ? NULL
+           : tagged(digits, expires) ? apr_pstrndup(pool, digits, OKEY_KEYS_TAG_LEN) : "";
 }
 
 int okey_keys_parse_name(apr_pool_t *pool, const char *name,
@@ -32,9 +121,13 @@ int okey_keys_parse_name(apr_pool_t *pool, const char *name,
     const char *address = digits + ndigits + (digits[ndigits] == '-');
 
     /* At most 12 digits keep the expiry far from overflow. */
-    ok = ok && ndigits > 0 && ndigits <= 12 && digits[ndigits] == '-' &&
-         address[0] != '@' && strchr(address, '@');
+    ok = ok && ndigits > 0 && ndigits <= 12 && digits[ndigits] == '-';
     *expires = ok ? (apr_int64_t)strtoll(digits, NULL, 10) : 0;
+    if (ok && tagged(address, *expires)) {
+        address += OKEY_KEYS_TAG_LEN + 1;
+    }
+    ok = ok && address[0] != '@' && strchr(address, '@');
+    *expires = ok ? *expires : 0;
     *email = ok ? apr_pstrdup(pool, address) : NULL;
     return ok;
 }
@@ -129,6 +222,15 @@ static okey_err_t *find_or_create(okey_keys_t *keys, apr_pool_t *pool,
     return err;
 }
 
+int okey_keys_is_project_id(const char *project)
+{
+    apr_size_t len = strlen(project);
+
+    return len > 5 && len < OKEY_KEYS_PROJECT_ID_MAX && !strncmp(project, "proj_", 5) &&
+           strspn(project + 5, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                               "0123456789_-") == len - 5;
+}
+
 okey_err_t *okey_keys_project_id(okey_keys_t *keys, apr_pool_t *pool,
                                  const char *project, const char **id)
 {
@@ -136,7 +238,8 @@ okey_err_t *okey_keys_project_id(okey_keys_t *keys, apr_pool_t *pool,
     okey_err_t *err = NULL;
     int locked = 0;
 
-    *id = stored_project(keys, pool, project);
+    /* A project named by its id is that project: never looked up by name. */
+    *id = okey_keys_is_project_id(project) ? project : stored_project(keys, pool, project);
     if (!*id) {
         locked = keys->store.lock(keys->store.baton, wait);
         err = locked ? NULL
@@ -179,11 +282,13 @@ okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool, const char *pro
     made->project = project;
     made->expires = now + lifetime;
     made->lifetime = lifetime;
-    made->name = okey_keys_name(pool, made->expires, email);
+    if (!err) {
+        err = okey_keys_new_name(pool, made->expires, email, &made->name);
+    }
     for (attempt = 1; !err && !account && attempt <= 2; attempt++) {
         err = okey_openai_create_service_account(&keys->api, pool, made->project_id,
                                                  made->name, &account);
-        if (err && project_gone(err)) {
+        if (err && project_gone(err) && !okey_keys_is_project_id(project)) {
             /* Archived or deleted upstream: every child forgets it, and this
              * request finds or makes the project again, once. */
             store_project(keys, project, NULL, made->project_id);
@@ -202,105 +307,82 @@ okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool, const char *pro
     return err;
 }
 
+okey_err_t *okey_keys_project_ids(okey_keys_t *keys, apr_pool_t *pool, const char *project,
+                                  apr_array_header_t **ids)
+{
+    okey_err_t *err = NULL;
+
+    if (okey_keys_is_project_id(project)) {
+        *ids = apr_array_make(pool, 1, sizeof(const char *));
+        APR_ARRAY_PUSH(*ids, const char *) = project;
+    }
+    else {
+        err = okey_openai_find_projects(&keys->api, pool, project, ids);
+    }
+    return err;
+}
+
 typedef struct {
     apr_pool_t *pool;
     const char *email;
     const char *project_id;
+    const okey_terms_t *terms;
+    apr_int64_t now;
     apr_array_header_t *owned;
 } owned_listing_t;
 
-/* Keeps a listed account when its name carries the address sought. */
+/* Keeps a listed account when it is a live key of the address sought. */
 static void note_owned(void *baton, const json_t *account)
 {
     owned_listing_t *listing = baton;
     const char *name = okey_json_str(account, "name");
     const char *id = okey_json_str(account, "id");
     const json_t *created = json_object_get(account, "created_at");
-    apr_int64_t expires = 0;
-    const char *email = NULL;
+    apr_int64_t created_at = json_is_integer(created) ? json_integer_value(created) : 0;
+    okey_judgement_t verdict = okey_terms_judge(listing->pool, listing->terms, name,
+                                                created_at, listing->now);
 
-    if (id && name && okey_keys_parse_name(listing->pool, name, &expires, &email) &&
-        okey_strieq(email, listing->email)) {
+    if (id && (verdict.state == OKEY_KEY_LIVE || verdict.state == OKEY_KEY_DISALLOWED) &&
+        !strcmp(verdict.email, listing->email)) {
         okey_owned_key_t *key = apr_array_push(listing->owned);
 
         key->service_account_id = apr_pstrdup(listing->pool, id);
         key->name = apr_pstrdup(listing->pool, name);
         key->project_id = listing->project_id;
-        key->created_at = json_is_integer(created) ? json_integer_value(created) : 0;
-        key->expires = expires;
+        key->created_at = created_at;
+        key->expires = verdict.expires;
+        key->order = apr_time_from_sec(created_at);
+        key->unjudged = 0;
     }
-}
-
-static int oldest_first(const void *a, const void *b)
-{
-    const okey_owned_key_t *x = a, *y = b;
-
-    return x->created_at != y->created_at ? (x->created_at < y->created_at ? -1 : 1)
-           : x->expires != y->expires ? (x->expires < y->expires ? -1 : 1)
-           : strcmp(x->service_account_id, y->service_account_id);
-}
-
-okey_err_t *okey_keys_all_projects(okey_keys_t *keys, apr_pool_t *pool,
-                                   apr_array_header_t **project_ids)
-{
-    apr_array_header_t *names = okey_config_projects(pool, keys->cfg);
-    okey_err_t *err = NULL;
-    int i;
-
-    *project_ids = apr_array_make(pool, 4, sizeof(const char *));
-    for (i = 0; !err && i < names->nelts; i++) {
-        apr_array_header_t *ids = NULL;
-
-        err = okey_openai_find_projects(&keys->api, pool,
-                                        APR_ARRAY_IDX(names, i, const char *), &ids);
-        if (!err) {
-            apr_array_cat(*project_ids, ids);
-        }
-    }
-    return err;
 }
 
 okey_err_t *okey_keys_owned(okey_keys_t *keys, apr_pool_t *pool, const char *email,
+                            const char *project, apr_int64_t now,
                             apr_array_header_t **owned)
 {
-    apr_array_header_t *projects = NULL;
-    owned_listing_t listing = {pool, email, NULL,
+    apr_array_header_t *names = project ? NULL : okey_config_projects(pool, keys->cfg);
+    owned_listing_t listing = {pool, okey_lower(pool, email), NULL, NULL, now,
                                apr_array_make(pool, 8, sizeof(okey_owned_key_t))};
-    okey_err_t *err = okey_keys_all_projects(keys, pool, &projects);
-    int i;
+    okey_err_t *err = NULL;
+    int i, j;
 
-    for (i = 0; !err && i < projects->nelts; i++) {
-        listing.project_id = APR_ARRAY_IDX(projects, i, const char *);
-        err = okey_openai_each(&keys->api, pool,
-                               okey_openai_accounts_path(pool, listing.project_id),
-                               OKEY_ENDPOINT_SERVICE_ACCOUNTS, "service account list",
-                               note_owned, &listing);
-    }
-    qsort(listing.owned->elts, (size_t)listing.owned->nelts, sizeof(okey_owned_key_t),
-          oldest_first);
-    *owned = err ? NULL : listing.owned;
-    return err;
-}
+    for (i = 0; !err && i < (names ? names->nelts : 1); i++) {
+        const char *name = names ? APR_ARRAY_IDX(names, i, const char *) : project;
+        apr_array_header_t *ids = NULL;
 
-apr_array_header_t *okey_keys_beyond_cap(apr_pool_t *pool,
-                                         const apr_array_header_t *owned,
-                                         apr_int64_t cap, const char *keep_id)
-{
-    apr_array_header_t *victims = apr_array_make(pool, 2, sizeof(okey_owned_key_t));
-    apr_array_header_t *sorted = apr_array_copy(pool, owned);
-    apr_int64_t excess = cap > 0 ? owned->nelts - cap : 0;
-    int i;
-
-    qsort(sorted->elts, (size_t)sorted->nelts, sizeof(okey_owned_key_t), oldest_first);
-    for (i = 0; i < sorted->nelts && excess > 0; i++) {
-        const okey_owned_key_t *key = &APR_ARRAY_IDX(sorted, i, okey_owned_key_t);
-
-        if (!keep_id || strcmp(key->service_account_id, keep_id)) {
-            APR_ARRAY_PUSH(victims, okey_owned_key_t) = *key;
-            excess--;
+        listing.terms = okey_terms_for(pool, keys->cfg, name);
+        err = okey_keys_project_ids(keys, pool, name, &ids);
+        for (j = 0; !err && j < ids->nelts; j++) {
+            listing.project_id = APR_ARRAY_IDX(ids, j, const char *);
+            err = okey_openai_each(&keys->api, pool,
+                                   okey_openai_accounts_path(pool, listing.project_id),
+                                   OKEY_ENDPOINT_SERVICE_ACCOUNTS, "service account list",
+                                   note_owned, &listing);
         }
     }
-    return victims;
+    okey_terms_sort(listing.owned);
+    *owned = err ? NULL : listing.owned;
+    return err;
 }
 
 int okey_keys_revoke(okey_keys_t *keys, apr_pool_t *pool,

@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "openai.h"
+#include "terms.h"
 
 #define OKEY_KEYS_NAME_PREFIX "okey-"
 
@@ -21,11 +22,32 @@ typedef struct okey_issued_t {
     apr_int64_t lifetime; /* seconds, as asked for */
 } okey_issued_t;
 
-/* okey-<expires>-<email in lower case> */
-const char *okey_keys_name(apr_pool_t *pool, apr_int64_t expires,
+/* A tag: OKEY_KEYS_TAG_DRAWN characters drawn at random, then
+ * OKEY_KEYS_TAG_CHECK that a digest of the expiry, the drawn part and the
+ * address gives, so that a name from before tags, whose address happens to
+ * begin like a tag, is not read as a tagged one. */
+#define OKEY_KEYS_TAG_DRAWN 6
+#define OKEY_KEYS_TAG_CHECK 2
+#define OKEY_KEYS_TAG_LEN (OKEY_KEYS_TAG_DRAWN + OKEY_KEYS_TAG_CHECK)
+
+/* okey-<expires>-<tag>-<email in lower case>, the tag made from drawn
+ * (OKEY_KEYS_TAG_DRAWN characters of [a-z0-9]). */
+const char *okey_keys_name(apr_pool_t *pool, apr_int64_t expires, const char *drawn,
                            const char *email);
 
-/* Splits a name of the form above; 0 when it is not one. */
+/* The same with a tag drawn from the system's generator. */
+okey_err_t *okey_keys_new_name(apr_pool_t *pool, apr_int64_t expires, const char *email,
+                               const char **name);
+
+/* A name from its parts, as okey_keys_name_tag gives the tag. */
+const char *okey_keys_name_tagged(apr_pool_t *pool, apr_int64_t expires, const char *tag,
+                                  const char *email);
+
+/* The tag of a name of ours; "" for an untagged one, NULL when not ours. */
+const char *okey_keys_name_tag(apr_pool_t *pool, const char *name);
+
+/* Splits a name of the form above, or of the untagged form of releases 1
+ * and 2 (okey-<expires>-<email>); 0 when it is neither. */
 int okey_keys_parse_name(apr_pool_t *pool, const char *name,
                          apr_int64_t *expires, const char **email);
 
@@ -59,10 +81,13 @@ void okey_keys_cancel_with(okey_keys_t *keys, volatile const int *cancel);
 okey_err_t *okey_keys_project_id(okey_keys_t *keys, apr_pool_t *pool,
                                  const char *project, const char **project_id);
 
-/* The ids of every active project of every name the server issues into
- * (its own and its profiles'). */
-okey_err_t *okey_keys_all_projects(okey_keys_t *keys, apr_pool_t *pool,
-                                   apr_array_header_t **project_ids);
+/* Whether project names a project by its id (proj_...), not by its name. */
+int okey_keys_is_project_id(const char *project);
+
+/* The ids of the project: itself when it is an id, else every active
+ * project of that name (racing servers may have made two). */
+okey_err_t *okey_keys_project_ids(okey_keys_t *keys, apr_pool_t *pool, const char *project,
+                                  apr_array_header_t **ids);
 
 /* Issues a key to email. When the creation got no answer (a timeout, a
  * dropped connection), the account may exist upstream all the same, with a
@@ -72,25 +97,13 @@ okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool, const char *pro
                             const char *email, apr_int64_t now, apr_int64_t lifetime,
                             okey_issued_t **issued, const okey_issued_t **unsure);
 
-/* A key of one address, as listed upstream. */
-typedef struct okey_owned_key_t {
-    const char *service_account_id;
-    const char *name;
-    const char *project_id;
-    apr_int64_t created_at;
-    apr_int64_t expires;
-} okey_owned_key_t;
 
-/* Every key of email in every active project of the server's name, oldest
- * first (an array of okey_owned_key_t). Lists the projects page by page. */
+/* The live keys of email, judged by their project's terms at now, oldest
+ * first (of okey_owned_key_t): in project (a name or an id), or with NULL
+ * in every project the server issues into. Lists page by page. */
 okey_err_t *okey_keys_owned(okey_keys_t *keys, apr_pool_t *pool, const char *email,
+                            const char *project, apr_int64_t now,
                             apr_array_header_t **owned);
-
-/* The keys of owned that go, oldest first, when the address may hold at
- * most cap; the key keep_id (just issued) always stays. */
-apr_array_header_t *okey_keys_beyond_cap(apr_pool_t *pool,
-                                         const apr_array_header_t *owned,
-                                         apr_int64_t cap, const char *keep_id);
 
 /* Deletes the n keys victims[i]; done[i] is set when it is gone (deleted,
  * or already gone: 404). Returns the number gone. */

@@ -110,12 +110,9 @@ okey_err_t *okey_policy_check(apr_pool_t *pool, const okey_config_t *cfg,
     return err;
 }
 
-int okey_policy_address_allowed(const okey_config_t *cfg, const char *email)
+int okey_policy_address_listed(const okey_config_t *cfg, const char *email)
 {
     const char *at = email ? strrchr(email, '@') : NULL;
 
-    /* Group members cannot be told without their token: keep their keys. */
-    return at && (listed(cfg->allowed_users, email) ||
-                  listed(cfg->allowed_domains, at + 1) ||
-                  (cfg->allowed_groups && cfg->allowed_groups->nelts > 0));
+    return at && (listed(cfg->allowed_users, email) || listed(cfg->allowed_domains, at + 1));
 }

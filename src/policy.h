@@ -17,9 +17,9 @@ okey_err_t *okey_policy_check(apr_pool_t *pool, const okey_config_t *cfg,
  * hyphens, at most 254 characters; nothing an account name could not carry. */
 int okey_policy_address_valid(const char *email);
 
-/* Whether the policy still allows an address that was once issued a key:
- * listed itself, or in a listed domain. No token is at hand to vouch for
- * a domain here, so this only ever takes access away. */
-int okey_policy_address_allowed(const okey_config_t *cfg, const char *email);
+/* Whether cfg lists email itself or its domain. Without a token nothing
+ * vouches for a domain or a group, so this is all that openaikey-issue and
+ * the reaper can know: a group admits only through a token's claim. */
+int okey_policy_address_listed(const okey_config_t *cfg, const char *email);
 
 #endif

@@ -1,6 +1,6 @@
 /* One reap of a key server. */
 #include "reap_run.h"
-#include "policy.h"
+#include "terms.h"
 
 #include <apr_hash.h>
 #include <apr_strings.h>
@@ -58,7 +58,8 @@ typedef struct {
     apr_array_header_t *victims; /* of victim_t, in batch_pool */
     int victim_count;
     okey_reap_summary_t *summary;
-    apr_hash_t *live;            /* with a cap: address -> array of victim_t */
+    apr_hash_t *live;            /* with a cap: address -> array of okey_owned_key_t */
+    const okey_terms_t *terms;   /* the project's */
     const char *project;
     const char *project_id;
     failures_t *failures;
@@ -69,83 +70,68 @@ static void note_live(listing_t *listing, const victim_t *key)
 {
     apr_array_header_t *keys = apr_hash_get(listing->live, key->email,
                                             APR_HASH_KEY_STRING);
+    okey_owned_key_t *owned;
 
     if (!keys) {
-        keys = apr_array_make(listing->pool, 2, sizeof(victim_t));
-        apr_hash_set(listing->live, key->email, APR_HASH_KEY_STRING, keys);
+        keys = apr_array_make(listing->pool, 2, sizeof(okey_owned_key_t));
+        apr_hash_set(listing->live, apr_pstrdup(listing->pool, key->email),
+                     APR_HASH_KEY_STRING, keys);
     }
-    APR_ARRAY_PUSH(keys, victim_t) = *key;
+    owned = apr_array_push(keys);
+    owned->service_account_id = apr_pstrdup(listing->pool, key->id);
+    owned->name = apr_pstrdup(listing->pool, key->name);
+    owned->project_id = listing->project_id;
+    owned->created_at = key->created_at;
+    owned->expires = key->expires;
+    owned->order = apr_time_from_sec(key->created_at);
+    owned->unjudged = 0;
 }
 
-/* What becomes of a live key of ours: kept, or revoked by policy, or kept
- * for now and judged against the cap once every key is listed. */
-static void consider_live(listing_t *listing, victim_t *key)
+static void add_victim(listing_t *listing, const victim_t *victim)
 {
-    const okey_config_t *cfg = listing->reaper->cfg;
-
-    if (cfg->revoke_disallowed && !okey_policy_address_allowed(cfg, key->email)) {
-        key->revoked_by = OKEY_REVOKED_POLICY;
-        APR_ARRAY_PUSH(listing->victims, victim_t) = *key;
-        listing->victim_count++;
-    }
-    else if (cfg->max_keys_per_user > 0) {
-        key->id = apr_pstrdup(listing->pool, key->id);
-        key->email = apr_pstrdup(listing->pool, key->email);
-        key->name = apr_pstrdup(listing->pool, key->name);
-        key->project_id = listing->project_id;
-        note_live(listing, key);
-    }
+    APR_ARRAY_PUSH(listing->victims, victim_t) = *victim;
+    listing->victim_count++;
 }
 
-static int oldest_first(const void *a, const void *b)
-{
-    const victim_t *x = a, *y = b;
-
-    return x->created_at != y->created_at ? (x->created_at < y->created_at ? -1 : 1)
-           : x->expires != y->expires ? (x->expires < y->expires ? -1 : 1)
-           : strcmp(x->id, y->id);
-}
-
-static void keep_live(okey_reap_summary_t *summary, const victim_t *key)
-{
-    okey_owned_key_t *kept = apr_array_push(summary->live);
-
-    kept->service_account_id = key->id;
-    kept->name = key->name;
-    kept->project_id = key->project_id;
-    kept->created_at = key->created_at;
-    kept->expires = key->expires;
-}
-
-/* Each address's oldest live keys beyond the cap become victims; the rest
- * are what the cap's index holds. */
+/* Each address's oldest live keys beyond the project's cap become victims;
+ * the rest are what the cap's index holds. */
 static void apply_cap(listing_t *listing)
 {
-    apr_int64_t cap = listing->reaper->cfg->max_keys_per_user;
     apr_hash_index_t *hi;
 
     for (hi = apr_hash_first(listing->pool, listing->live); hi; hi = apr_hash_next(hi)) {
+        const char *email = apr_hash_this_key(hi);
         apr_array_header_t *keys = apr_hash_this_val(hi);
-        int i;
+        apr_array_header_t *over = okey_terms_over_cap(listing->pool, listing->terms->cap,
+                                                       keys, NULL);
+        int i, j;
 
-        qsort(keys->elts, (size_t)keys->nelts, sizeof(victim_t), oldest_first);
         for (i = 0; i < keys->nelts; i++) {
-            victim_t *key = &APR_ARRAY_IDX(keys, i, victim_t);
+            const okey_owned_key_t *key = &APR_ARRAY_IDX(keys, i, okey_owned_key_t);
+            int taken = 0;
 
-            if (i < keys->nelts - cap) {
-                key->revoked_by = OKEY_REVOKED_CAP;
-                APR_ARRAY_PUSH(listing->victims, victim_t) = *key;
-                listing->victim_count++;
+            for (j = 0; j < over->nelts && !taken; j++) {
+                taken = !strcmp(APR_ARRAY_IDX(over, j, okey_owned_key_t).service_account_id,
+                                key->service_account_id);
+            }
+            if (taken) {
+                victim_t victim = {key->service_account_id, email, key->expires,
+                                   key->created_at, 0, OKEY_REVOKED_CAP, key->name,
+                                   key->project_id};
+
+                add_victim(listing, &victim);
             }
             else {
-                keep_live(listing->summary, key);
+                APR_ARRAY_PUSH(listing->summary->live, okey_owned_key_t) = *key;
             }
         }
     }
 }
 
-/* Counts one listed account, and keeps it as a victim when the policy says
- * so: copied out of its page before the page's memory goes. */
+/* Counts one listed account and judges it by its project's terms: a
+ * victim (copied out of its page before the page's memory goes), a live
+ * key for the cap, or nothing of ours. An account whose creation got no
+ * answer is deleted whatever its name says. */
 static void consider(void *baton, const json_t *account)
 {
     listing_t *listing = baton;
@@ -155,7 +141,7 @@ static void consider(void *baton, const json_t *account)
     int *found = (name && listing->reaper->unsure)
                  ? apr_hash_get(listing->reaper->unsure, name, APR_HASH_KEY_STRING) : NULL;
     victim_t victim = {id, NULL, 0, 0, found != NULL, -1, name, NULL};
-    okey_reap_verdict_e verdict = OKEY_REAP_KEEP;
+    okey_judgement_t verdict = {OKEY_KEY_FOREIGN, NULL, 0};
 
     listing->summary->listed++;
     if (found) {
@@ -163,19 +149,27 @@ static void consider(void *baton, const json_t *account)
     }
     if (id && name) {
         victim.created_at = json_is_integer(created) ? json_integer_value(created) : 0;
-        verdict = okey_reap_decide(listing->batch_pool, name, victim.created_at,
-                                   listing->now, listing->reaper->cfg->expiration,
-                                   listing->reaper->cfg->reap_legacy, &victim.expires,
-                                   &victim.email);
+        verdict = okey_terms_judge(listing->batch_pool, listing->terms, name,
+                                   victim.created_at, listing->now);
         victim.id = apr_pstrdup(listing->batch_pool, id);
+        victim.email = verdict.email;
+        victim.expires = verdict.expires;
     }
-    if (id && name && (verdict != OKEY_REAP_KEEP || victim.unsure)) {
+    if (!id || !name) {
+        victim.unsure = 0;
+    }
+    else if (victim.unsure || verdict.state == OKEY_KEY_EXPIRED ||
+        verdict.state == OKEY_KEY_LEGACY_OLD) {
         victim.name = NULL;
-        APR_ARRAY_PUSH(listing->victims, victim_t) = victim;
-        listing->victim_count++;
+        victim.email = victim.email ? victim.email : apr_pstrdup(listing->batch_pool, name);
+        add_victim(listing, &victim);
     }
-    else if (id && name && victim.email && victim.expires) {
-        consider_live(listing, &victim);
+    else if (verdict.state == OKEY_KEY_DISALLOWED) {
+        victim.revoked_by = OKEY_REVOKED_POLICY;
+        add_victim(listing, &victim);
+    }
+    else if (verdict.state == OKEY_KEY_LIVE && listing->terms->cap > 0) {
+        note_live(listing, &victim);
     }
 }
 
@@ -370,7 +364,8 @@ static okey_err_t *reap_project(const okey_reaper_t *reaper, apr_pool_t *pool,
                                 okey_reap_summary_t *summary)
 {
     listing_t listing = {reaper, pool, NULL, NULL, now, NULL, 0, summary,
-                         apr_hash_make(pool), project, project_id, failures};
+                         apr_hash_make(pool), okey_terms_for(pool, reaper->cfg, project),
+                         project, project_id, failures};
     okey_openai_pager_t *pager = okey_openai_pager(
         &reaper->api, pool, okey_openai_accounts_path(pool, project_id),
         OKEY_ENDPOINT_SERVICE_ACCOUNTS, "service account list");
@@ -456,8 +451,15 @@ void okey_reap(const okey_reaper_t *reaper, apr_pool_t *pool, apr_int64_t now,
     for (i = 0; !err && i < names->nelts; i++) {
         apr_array_header_t *ids = NULL;
 
-        err = okey_openai_find_projects(&reaper->api, pool,
-                                        APR_ARRAY_IDX(names, i, const char *), &ids);
+        const char *name = APR_ARRAY_IDX(names, i, const char *);
+
+        if (okey_keys_is_project_id(name)) {
+            ids = apr_array_make(pool, 1, sizeof(const char *));
+            APR_ARRAY_PUSH(ids, const char *) = name;
+        }
+        else {
+            err = okey_openai_find_projects(&reaper->api, pool, name, &ids);
+        }
         for (j = 0; !err && j < ids->nelts; j++) {
             APR_ARRAY_PUSH(projects, const char *) = APR_ARRAY_IDX(ids, j, const char *);
             APR_ARRAY_PUSH(project_names, const char *) = APR_ARRAY_IDX(names, i,

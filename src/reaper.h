@@ -1,5 +1,5 @@
-/* Reaping policy: which service accounts to delete, which failed deletes to
- * retry, and how long to wait first. No network here. */
+/* Reaping policy: which failed deletes to retry, and how long to wait
+ * first (which keys to delete is okey_terms_judge's). No network here. */
 #ifndef OKEY_REAPER_H
 #define OKEY_REAPER_H
 
@@ -10,19 +10,6 @@
 #define OKEY_REAP_PARALLEL 12
 #define OKEY_REAP_ATTEMPTS 4
 #define OKEY_REAP_RETRY_AFTER_MAX 60
-
-typedef enum {
-    OKEY_REAP_KEEP,
-    OKEY_REAP_EXPIRED, /* okey-<expires>-<email> past its expiry */
-    OKEY_REAP_LEGACY   /* a bare e-mail address, older than the expiration */
-} okey_reap_verdict_e;
-
-/* What to do with one service account at now. *expires and *email are
- * set for accounts of ours (expires 0 for legacy ones). */
-okey_reap_verdict_e okey_reap_decide(apr_pool_t *pool, const char *name,
-                                     apr_int64_t created_at, apr_int64_t now,
-                                     apr_int64_t expiration, int reap_legacy,
-                                     apr_int64_t *expires, const char **email);
 
 typedef enum {
     OKEY_DELETE_DONE,   /* 2xx, or 404: gone already */

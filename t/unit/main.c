@@ -35,6 +35,7 @@ int main(void)
     srunner_add_suite(runner, okey_oidc_suite());
     srunner_add_suite(runner, okey_policy_suite());
     srunner_add_suite(runner, okey_keys_suite());
+    srunner_add_suite(runner, okey_terms_suite());
     srunner_add_suite(runner, okey_openai_suite());
     srunner_add_suite(runner, okey_config_suite());
     srunner_add_suite(runner, okey_page_suite());

@@ -1,0 +1,175 @@
+/* The terms a key is issued under. */
+#include "terms.h"
+
+#include <apr_strings.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keys.h"
+#include "policy.h"
+
+const okey_terms_t *okey_terms_of(const apr_array_header_t *terms, const char *project)
+{
+    const okey_terms_t *found = NULL;
+    int i;
+
+    for (i = 0; terms && i < terms->nelts && !found; i++) {
+        const okey_terms_t *each = APR_ARRAY_IDX(terms, i, const okey_terms_t *);
+
+        found = strcmp(each->project, project) ? NULL : each;
+    }
+    return found;
+}
+
+const okey_terms_t *okey_terms_for(apr_pool_t *pool, const okey_config_t *cfg,
+                                   const char *project)
+{
+    const okey_terms_t *found = okey_terms_of(cfg->terms, project);
+    apr_array_header_t *made = NULL;
+
+    if (!found) {
+        made = apr_array_make(pool, 1, sizeof(okey_terms_t *));
+        okey_terms_add(pool, made, cfg, "the server",
+                       apr_array_make(pool, 1, sizeof(const char *)));
+        found = APR_ARRAY_IDX(made, 0, const okey_terms_t *);
+    }
+    return found;
+}
+
+static int disagree(apr_pool_t *pool, const okey_terms_t *kept, const okey_config_t *cfg,
+                    const char *where, apr_array_header_t *problems)
+{
+    const char *what = kept->cap != cfg->max_keys_per_user ? "OpenAIKeyMaxKeysPerUser"
+                       : kept->max_lifetime != cfg->max_expiration ? "OpenAIKeyMaxExpiration"
+                       : NULL;
+
+    if (what) {
+        APR_ARRAY_PUSH(problems, const char *) = apr_psprintf(
+            pool, "%s and %s issue into project %s but set different %s (%" APR_INT64_T_FMT
+            " and %" APR_INT64_T_FMT "): a key's terms must not depend on where it was "
+            "issued", kept->where, where, kept->project, what,
+            kept->cap != cfg->max_keys_per_user ? kept->cap : kept->max_lifetime,
+            kept->cap != cfg->max_keys_per_user ? cfg->max_keys_per_user
+                                                : cfg->max_expiration);
+    }
+    return what != NULL;
+}
+
+int okey_terms_add(apr_pool_t *pool, apr_array_header_t *terms, const okey_config_t *cfg,
+                   const char *where, apr_array_header_t *problems)
+{
+    okey_terms_t *kept = (okey_terms_t *)okey_terms_of(terms, cfg->project);
+    int problem = 0;
+
+    if (!kept) {
+        kept = apr_pcalloc(pool, sizeof(*kept));
+        kept->project = apr_pstrdup(pool, cfg->project);
+        kept->where = apr_pstrdup(pool, where);
+        kept->cap = cfg->max_keys_per_user;
+        kept->max_lifetime = cfg->max_expiration;
+        kept->legacy_lifetime = cfg->expiration;
+        kept->reap_legacy = cfg->reap_legacy;
+        kept->revoke_disallowed = cfg->revoke_disallowed;
+        kept->issuers = apr_array_make(pool, 2, sizeof(const okey_config_t *));
+        APR_ARRAY_PUSH(terms, okey_terms_t *) = kept;
+    }
+    else {
+        problem = disagree(pool, kept, cfg, where, problems);
+    }
+    kept->keeps_groups |= cfg->allowed_groups && cfg->allowed_groups->nelts > 0;
+    APR_ARRAY_PUSH(kept->issuers, const okey_config_t *) = cfg;
+    return problem;
+}
+
+int okey_terms_admits(const okey_terms_t *terms, const char *email)
+{
+    int admitted = terms->keeps_groups;
+    int i;
+
+    for (i = 0; !admitted && i < terms->issuers->nelts; i++) {
+        admitted = okey_policy_address_listed(
+            APR_ARRAY_IDX(terms->issuers, i, const okey_config_t *), email);
+    }
+    return admitted;
+}
+
+/* The Go program's names: an address, and not a malformed one of ours. */
+static int bare_address(const char *name)
+{
+    const char *at = strchr(name, '@');
+
+    return at && at != name && at[1] && !strchr(at + 1, '@') &&
+           !strpbrk(name, " \t\r\n\"<>,;:") &&
+           strncmp(name, OKEY_KEYS_NAME_PREFIX, strlen(OKEY_KEYS_NAME_PREFIX)) != 0;
+}
+
+/* A name's expiry, unless it lies beyond what any issuer of the project
+ * allows: then created_at plus the longest lifetime holds. */
+static apr_int64_t held_expiry(const okey_terms_t *terms, apr_int64_t named,
+                               apr_int64_t created_at)
+{
+    apr_int64_t backstop = created_at + terms->max_lifetime;
+
+    return created_at > 0 && named > backstop + OKEY_TERMS_CLOCK_SKEW ? backstop : named;
+}
+
+okey_judgement_t okey_terms_judge(apr_pool_t *pool, const okey_terms_t *terms,
+                                  const char *name, apr_int64_t created_at,
+                                  apr_int64_t now)
+{
+    okey_judgement_t verdict = {OKEY_KEY_FOREIGN, NULL, 0};
+    apr_int64_t named = 0;
+
+    if (name && okey_keys_parse_name(pool, name, &named, &verdict.email)) {
+        verdict.email = okey_lower(pool, verdict.email);
+        verdict.expires = held_expiry(terms, named, created_at);
+        verdict.state = verdict.expires <= now ? OKEY_KEY_EXPIRED
+                        : terms->revoke_disallowed && !okey_terms_admits(terms, verdict.email)
+                        ? OKEY_KEY_DISALLOWED : OKEY_KEY_LIVE;
+    }
+    /* created_at in the future says nothing: only a passed one counts. */
+    else if (name && terms->reap_legacy && bare_address(name)) {
+        int old = created_at > 0 && created_at <= now &&
+                  created_at + terms->legacy_lifetime <= now;
+
+        verdict.email = old ? okey_lower(pool, name) : NULL;
+        verdict.state = old ? OKEY_KEY_LEGACY_OLD : OKEY_KEY_FOREIGN;
+    }
+    return verdict;
+}
+
+static int oldest_first(const void *a, const void *b)
+{
+    const okey_owned_key_t *x = a, *y = b;
+
+    return x->order != y->order ? (x->order < y->order ? -1 : 1)
+           : strcmp(x->service_account_id, y->service_account_id);
+}
+
+void okey_terms_sort(apr_array_header_t *keys)
+{
+    qsort(keys->elts, (size_t)keys->nelts, sizeof(okey_owned_key_t), oldest_first);
+}
+
+apr_array_header_t *okey_terms_over_cap(apr_pool_t *pool, apr_int64_t cap,
+                                        const apr_array_header_t *owned,
+                                        const char *keep_id)
+{
+    apr_array_header_t *victims = apr_array_make(pool, 2, sizeof(okey_owned_key_t));
+    apr_array_header_t *sorted = apr_array_copy(pool, owned);
+    apr_int64_t excess = cap > 0 ? owned->nelts - cap : 0;
+    int kept_seen = 0;
+    int i;
+
+    okey_terms_sort(sorted);
+    for (i = 0; i < sorted->nelts && excess > 0 && !kept_seen; i++) {
+        const okey_owned_key_t *key = &APR_ARRAY_IDX(sorted, i, okey_owned_key_t);
+
+        kept_seen = keep_id && !strcmp(key->service_account_id, keep_id);
+        if (!kept_seen && !key->unjudged) {
+            APR_ARRAY_PUSH(victims, okey_owned_key_t) = *key;
+            excess--;
+        }
+    }
+    return victims;
+}

@@ -1,0 +1,262 @@
+/* A key's terms: its lifetime, its owner, whether it may live, the cap. */
+#include "testutil.h"
+
+#include <apr_strings.h>
+
+#include "keys.h"
+#include "terms.h"
+
+#define NOW 1800000000
+#define DAY 86400
+
+static okey_config_t *config(const char *project, apr_int64_t expiration,
+                             apr_int64_t max_expiration, apr_int64_t cap, const char *users,
+                             const char *domains, const char *groups)
+{
+    okey_config_t *cfg = apr_pcalloc(test_pool, sizeof(*cfg));
+
+    cfg->project = project;
+    cfg->expiration = expiration;
+    cfg->max_expiration = max_expiration;
+    cfg->max_keys_per_user = cap;
+    cfg->allowed_users = okey_config_split_list(test_pool, users);
+    cfg->allowed_domains = okey_config_split_list(test_pool, domains);
+    cfg->allowed_groups = okey_config_split_list(test_pool, groups);
+    return cfg;
+}
+
+/* The terms of project "personal" from a server that allows a day by
+ * default and a week at most. */
+static const okey_terms_t *week_terms(int reap_legacy, int revoke_disallowed)
+{
+    apr_array_header_t *terms = apr_array_make(test_pool, 2, sizeof(okey_terms_t *));
+    apr_array_header_t *problems = apr_array_make(test_pool, 2, sizeof(const char *));
+    okey_config_t *server = config("personal", DAY, 7 * DAY, 0, "", "example.com", "");
+
+    server->reap_legacy = reap_legacy;
+    server->revoke_disallowed = revoke_disallowed;
+    ck_assert_int_eq(okey_terms_add(test_pool, terms, server, "main server", problems), 0);
+    return okey_terms_of(terms, "personal");
+}
+
+static okey_key_state_e judge(const char *name, apr_int64_t created_at)
+{
+    return okey_terms_judge(test_pool, week_terms(1, 0), name, created_at, NOW).state;
+}
+
+START_TEST(ours_live_until_the_expiry_in_their_name)
+{
+    const char *tagged = okey_keys_name(test_pool, NOW + 1, "abc123", "a@b.example");
+
+    ck_assert_int_eq(judge("okey-1800000000-a@b.example", NOW - 10), OKEY_KEY_EXPIRED);
+    ck_assert_int_eq(judge("okey-1799999999-a@b.example", NOW - 10), OKEY_KEY_EXPIRED);
+    ck_assert_int_eq(judge("okey-1800000001-a@b.example", NOW - 10), OKEY_KEY_LIVE);
+    ck_assert_int_eq(judge(tagged, NOW - 10), OKEY_KEY_LIVE);
+    ck_assert_int_eq(judge(okey_keys_name(test_pool, NOW, "abc123", "a@b.example"), NOW - 10),
+                     OKEY_KEY_EXPIRED);
+}
+END_TEST
+
+START_TEST(a_key_asked_for_longer_than_the_default_lives_its_lifetime)
+{
+    /* Issued six days ago for a week: the default of a day is no clock. */
+    const char *name = okey_keys_name(test_pool, NOW + DAY, "k0k0k0", "a@b.example");
+    okey_judgement_t verdict = okey_terms_judge(test_pool, week_terms(0, 0), name,
+                                                NOW - 6 * DAY, NOW);
+
+    ck_assert_int_eq(verdict.state, OKEY_KEY_LIVE);
+    ck_assert_int_eq(verdict.expires, NOW + DAY);
+    ck_assert_str_eq(verdict.email, "a@b.example");
+    ck_assert_int_eq(judge("okey-1800086400-a@b.example", NOW - 6 * DAY), OKEY_KEY_LIVE);
+}
+END_TEST
+
+START_TEST(an_expiry_beyond_the_longest_lifetime_is_cut_to_it)
+{
+    /* Named for a year, created eight days ago under a week at most. */
+    ck_assert_int_eq(judge("okey-1831536000-a@b.example", NOW - 8 * DAY), OKEY_KEY_EXPIRED);
+    ck_assert_int_eq(judge("okey-1831536000-a@b.example", NOW - 6 * DAY), OKEY_KEY_LIVE);
+    /* A little clock skew between here and upstream is no reason. */
+    ck_assert_int_eq(judge("okey-1800000100-a@b.example", NOW - 7 * DAY + 50),
+                     OKEY_KEY_LIVE);
+    /* created_at in the future, or unknown, proves nothing. */
+    ck_assert_int_eq(judge("okey-1900000000-a@b.example", NOW + 10 * DAY), OKEY_KEY_LIVE);
+    ck_assert_int_eq(judge("okey-1900000000-a@b.example", 0), OKEY_KEY_LIVE);
+}
+END_TEST
+
+START_TEST(foreign_and_garbage_names_are_not_ours)
+{
+    static const char *const names[] = {
+        "production-bot", "okey-", "okey-abc-a@b.example", "okey-123", "", "OKEY-1-ab.c",
+        "okey-1800000000-", "my okey-1-a@b.example",
+    };
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        ck_assert_msg(judge(names[i], NOW - 10 * DAY) == OKEY_KEY_FOREIGN, "took '%s'",
+                      names[i]);
+    }
+}
+END_TEST
+
+START_TEST(bare_addresses_are_old_only_with_legacy_on)
+{
+    okey_judgement_t verdict = okey_terms_judge(test_pool, week_terms(1, 0),
+                                                "Alice@example.com", NOW - DAY, NOW);
+
+    ck_assert_int_eq(verdict.state, OKEY_KEY_LEGACY_OLD);
+    ck_assert_str_eq(verdict.email, "alice@example.com");
+    ck_assert_int_eq(okey_terms_judge(test_pool, week_terms(0, 0), "alice@example.com",
+                                      NOW - DAY, NOW).state, OKEY_KEY_FOREIGN);
+    ck_assert_int_eq(judge("alice@example.com", NOW - DAY + 1), OKEY_KEY_FOREIGN);
+    ck_assert_int_eq(judge("alice@example.com", NOW + DAY), OKEY_KEY_FOREIGN);
+    ck_assert_int_eq(judge("not an address@x", NOW - DAY), OKEY_KEY_FOREIGN);
+    ck_assert_int_eq(judge("a@b@c", NOW - DAY), OKEY_KEY_FOREIGN);
+    ck_assert_int_eq(judge("@example.com", NOW - DAY), OKEY_KEY_FOREIGN);
+}
+END_TEST
+
+/* A server for example.com and a contractor profile for one address, both
+ * issuing into "contractors"; and a group profile into "research". */
+static apr_array_header_t *profile_terms(apr_array_header_t *problems)
+{
+    apr_array_header_t *terms = apr_array_make(test_pool, 2, sizeof(okey_terms_t *));
+    okey_config_t *server = config("personal", DAY, DAY, 1, "", "example.com", "");
+    okey_config_t *contractor = config("contractors", DAY, 2 * DAY, 5,
+                                       "ann@contract.example", "", "");
+    okey_config_t *research = config("research", DAY, DAY, 0, "", "", "ml-team");
+
+    server->revoke_disallowed = contractor->revoke_disallowed = 1;
+    research->revoke_disallowed = 1;
+    okey_terms_add(test_pool, terms, server, "main server", problems);
+    okey_terms_add(test_pool, terms, contractor, "<Location /contractors>", problems);
+    okey_terms_add(test_pool, terms, research, "<Location /research>", problems);
+    return terms;
+}
+
+START_TEST(a_profiles_keys_are_judged_by_the_profile)
+{
+    apr_array_header_t *problems = apr_array_make(test_pool, 2, sizeof(const char *));
+    apr_array_header_t *terms = profile_terms(problems);
+    const okey_terms_t *contractors = okey_terms_of(terms, "contractors");
+    const char *ann = okey_keys_name(test_pool, NOW + DAY, "aaaaaa", "ann@contract.example");
+
+    ck_assert_int_eq(problems->nelts, 0);
+    ck_assert_int_eq(contractors->cap, 5);
+    ck_assert_int_eq(okey_terms_of(terms, "personal")->cap, 1);
+    /* The contractor's key lives under the contractor profile's rules... */
+    ck_assert_int_eq(okey_terms_judge(test_pool, contractors, ann, NOW - 10, NOW).state,
+                     OKEY_KEY_LIVE);
+    /* ...and under the server's rules it would not. */
+    ck_assert_int_eq(okey_terms_judge(test_pool, okey_terms_of(terms, "personal"), ann,
+                                      NOW - 10, NOW).state, OKEY_KEY_DISALLOWED);
+    /* A group profile keeps its members' keys: nothing can re-check them. */
+    ck_assert_int_eq(okey_terms_judge(test_pool, okey_terms_of(terms, "research"), ann,
+                                      NOW - 10, NOW).state, OKEY_KEY_LIVE);
+    ck_assert_ptr_null(okey_terms_of(terms, "elsewhere"));
+}
+END_TEST
+
+START_TEST(profiles_sharing_a_project_must_agree)
+{
+    apr_array_header_t *problems = apr_array_make(test_pool, 2, sizeof(const char *));
+    apr_array_header_t *terms = profile_terms(problems);
+    okey_config_t *other = config("contractors", DAY, 2 * DAY, 2, "bo@contract.example", "",
+                                  "");
+    okey_config_t *longer = config("contractors", DAY, 3 * DAY, 5, "", "", "");
+    okey_config_t *agreeing = config("contractors", 3600, 2 * DAY, 5, "", "x.example", "");
+    const char *line;
+
+    ck_assert_int_eq(okey_terms_add(test_pool, terms, other, "<Location /other>", problems),
+                     1);
+    line = APR_ARRAY_IDX(problems, 0, const char *);
+    ck_assert_ptr_nonnull(strstr(line, "<Location /contractors>"));
+    ck_assert_ptr_nonnull(strstr(line, "<Location /other>"));
+    ck_assert_ptr_nonnull(strstr(line, "OpenAIKeyMaxKeysPerUser"));
+    ck_assert_int_eq(okey_terms_add(test_pool, terms, longer, "<Location /longer>", problems),
+                     1);
+    ck_assert_ptr_nonnull(strstr(APR_ARRAY_IDX(problems, 1, const char *),
+                                 "OpenAIKeyMaxExpiration"));
+    /* A shorter default lifetime and other allow rules are fine, and add. */
+    ck_assert_int_eq(okey_terms_add(test_pool, terms, agreeing, "<Location /a>", problems), 0);
+    ck_assert(okey_terms_admits(okey_terms_of(terms, "contractors"), "zed@x.example"));
+    ck_assert(!okey_terms_admits(okey_terms_of(terms, "contractors"), "zed@y.example"));
+}
+END_TEST
+
+static apr_array_header_t *keys_in_order(int n)
+{
+    apr_array_header_t *owned = apr_array_make(test_pool, n, sizeof(okey_owned_key_t));
+    int i;
+
+    for (i = 0; i < n; i++) {
+        okey_owned_key_t *key = apr_array_push(owned);
+
+        key->service_account_id = apr_psprintf(test_pool, "svc_%d", i);
+        key->order = 100 + i;
+    }
+    return owned;
+}
+
+static const char *victim(const apr_array_header_t *victims, int i)
+{
+    return APR_ARRAY_IDX(victims, i, okey_owned_key_t).service_account_id;
+}
+
+START_TEST(the_cap_takes_the_oldest_beyond_the_newest_n)
+{
+    apr_array_header_t *victims = okey_terms_over_cap(test_pool, 3, keys_in_order(5),
+                                                      "svc_4");
+    apr_array_header_t *shuffled = keys_in_order(4);
+
+    ck_assert_int_eq(victims->nelts, 2);
+    ck_assert_str_eq(victim(victims, 0), "svc_0");
+    ck_assert_str_eq(victim(victims, 1), "svc_1");
+    ck_assert_int_eq(okey_terms_over_cap(test_pool, 3, keys_in_order(3), "x")->nelts, 0);
+    ck_assert_int_eq(okey_terms_over_cap(test_pool, 0, keys_in_order(3), "x")->nelts, 0);
+    /* The reaper keeps no key in particular. */
+    ck_assert_int_eq(okey_terms_over_cap(test_pool, 1, keys_in_order(3), NULL)->nelts, 2);
+    /* In any order given, the oldest go first. */
+    APR_ARRAY_IDX(shuffled, 0, okey_owned_key_t).order = 500;
+    victims = okey_terms_over_cap(test_pool, 2, shuffled, NULL);
+    ck_assert_int_eq(victims->nelts, 2);
+    ck_assert_str_eq(victim(victims, 0), "svc_1");
+    ck_assert_str_eq(victim(victims, 1), "svc_2");
+}
+END_TEST
+
+START_TEST(concurrent_issues_converge_on_the_newest_n_never_fewer)
+{
+    /* Cap 1: two issues at once see both keys. The first issued takes
+     * nothing newer than itself; the second takes the first. One stays. */
+    apr_array_header_t *both = keys_in_order(2);
+    apr_array_header_t *first = okey_terms_over_cap(test_pool, 1, both, "svc_0");
+    apr_array_header_t *second = okey_terms_over_cap(test_pool, 1, both, "svc_1");
+
+    ck_assert_int_eq(first->nelts, 0);
+    ck_assert_int_eq(second->nelts, 1);
+    ck_assert_str_eq(victim(second, 0), "svc_0");
+    /* A key seen only in a listing, too new to place, is never taken. */
+    APR_ARRAY_IDX(both, 0, okey_owned_key_t).unjudged = 1;
+    ck_assert_int_eq(okey_terms_over_cap(test_pool, 1, both, "svc_1")->nelts, 0);
+}
+END_TEST
+
+Suite *okey_terms_suite(void)
+{
+    Suite *suite = suite_create("terms");
+    TCase *tc = test_case("terms");
+
+    tcase_add_test(tc, ours_live_until_the_expiry_in_their_name);
+    tcase_add_test(tc, a_key_asked_for_longer_than_the_default_lives_its_lifetime);
+    tcase_add_test(tc, an_expiry_beyond_the_longest_lifetime_is_cut_to_it);
+    tcase_add_test(tc, foreign_and_garbage_names_are_not_ours);
+    tcase_add_test(tc, bare_addresses_are_old_only_with_legacy_on);
+    tcase_add_test(tc, a_profiles_keys_are_judged_by_the_profile);
+    tcase_add_test(tc, profiles_sharing_a_project_must_agree);
+    tcase_add_test(tc, the_cap_takes_the_oldest_beyond_the_newest_n);
+    tcase_add_test(tc, concurrent_issues_converge_on_the_newest_n_never_fewer);
+    suite_add_tcase(suite, tc);
+    return suite;
+}
