@@ -380,23 +380,6 @@ static okey_err_t *no_session_post(request_rec *r)
     return err;
 }
 
-/* The address's live keys: from the cap's index, which every reap fills
- * and every issue and revoke here keeps, or, when it cannot answer, from
- * a listing of the server's projects. */
-static okey_err_t *own_keys(request_rec *r, okey_server_conf_t *conf, const char *email,
-                            apr_array_header_t **owned)
-{
-    okey_err_t *err = NULL;
-
-    if (okey_shm_index_keys(r->server, r->pool, email, okey_now(), owned)) {
-        okey_terms_sort(*owned);
-    }
-    else {
-        err = okey_keys_owned(conf->runtime->keys, r->pool, email, NULL, okey_now(), owned);
-    }
-    return err;
-}
-
 /* No session: a page that signs in for My keys, or a 401 for scripts. */
 static int send_sign_in(request_rec *r, const okey_config_t *cfg)
 {
@@ -443,7 +426,8 @@ int okey_keys_handler(request_rec *r)
     }
     entered = !err && session && okey_in_flight_enter(r, conf->runtime, &err);
     if (entered) {
-        err = own_keys(r, conf, session->email, &owned);
+        err = okey_keys_owned(conf->runtime->keys, r->pool, session->email, NULL, okey_now(),
+                              &owned);
         if (!err && target) {
             err = pick_victims(r, owned, target, &victims);
         }

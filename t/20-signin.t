@@ -47,9 +47,9 @@ reset_fake();
     ok($key, 'the fake created a service account');
     ok(index($res->decoded_content, $key) >= 0, 'the page shows the key the fake issued');
     like($res->decoded_content, qr/export OPENAI_API_KEY=\Q$key\E/, 'with an export line');
-    my ($expires) = $account->{name} =~ /^okey-(\d+)-alice\@example\.com$/;
+    my ($expires) = $account->{name} =~ /^okey-(\d+)-[a-z0-9]{8}-alice\@example\.com$/;
     ok($expires && $expires >= $before + 86400 && $expires <= time + 86400,
-       "named okey-<expires>-<email> ($account->{name})");
+       "named okey-<expires>-<tag>-<email> ($account->{name})");
     like($res->decoded_content, qr/personal/, 'the page names the project');
     like($res->decoded_content, qr/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ/, 'and the expiry in UTC');
     is($res->header('Cache-Control'), 'no-store', 'Cache-Control: no-store');

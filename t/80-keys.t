@@ -85,7 +85,7 @@ seed_tenant('self', 'self-project');
     is($page->code, 200, 'a sign-in with ttl=8h issues a key');
     like($page->decoded_content, qr/id="lifetime">in 8 hours</, 'the key page says how long it lives');
     my ($name) = map { $_->{name} } @{ accounts_of('self') };
-    my ($expires) = ($name // '') =~ /^okey-(\d+)-alice\@example\.com$/;
+    my ($expires) = ($name // '') =~ /^okey-(\d+)-[a-z0-9]{8}-alice\@example\.com$/;
     ok($expires && abs($expires - (time + 28800)) <= 5, 'the account name carries the asked expiry');
 
     $page = sign_in(browser(), 'alice@example.com', vhost => 'okey_self');

@@ -67,7 +67,7 @@ is($res->code, 200, 'the form issues a key');
 my ($key) = $res->decoded_content =~ /<pre id="key">([^<]+)</;
 like($key // '', qr/^sk-test-/, 'and shows it');
 like($res->decoded_content, qr/id="lifetime">in 8 hours</, 'for the lifetime picked');
-my @mine = grep { $_->{name} =~ /^okey-(\d+)-alice\@example\.com$/ && abs($1 - time - 28800) <= 5 } @{ accounts() };
+my @mine = grep { $_->{name} =~ /^okey-(\d+)-[a-z0-9]{8}-alice\@example\.com$/ && abs($1 - time - 28800) <= 5 } @{ accounts() };
 is(scalar @mine, 1, 'named for alice, with the expiry asked for');
 like(error_log(), qr/OKEY101: issued key: service_account=\Q$mine[0]{id}\E email=alice\@example\.com/,
      'with an audit line');

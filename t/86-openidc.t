@@ -40,7 +40,7 @@ my $res = $ua->request(HTTP::Request->new(POST => vhost_url('okey_openidc', '/is
                                           "csrf=$token&ttl=3600"));
 is($res->code, 200, 'the form issues a key');
 like($res->decoded_content, qr/<pre id="key">sk-test-/, 'and shows it');
-ok((grep { $_->{name} =~ /^okey-\d+-alice\@example\.com$/ }
+ok((grep { $_->{name} =~ /^okey-\d+-[a-z0-9]{8}-alice\@example\.com$/ }
     @{ fake_state()->{tenants}{issue}{accounts}{proj_issue} || [] }), 'named for alice');
 
 is(browser()->get(vhost_url('okey_openidc', '/issue'), Accept => 'text/html')->code, 302,

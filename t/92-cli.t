@@ -163,7 +163,7 @@ my $first_key;
     $first_key = $key;
     my ($account) = @{ accounts_of('proj_cli') };
     is(issued_keys()->{ $account->{id} }, $key, 'the key the server issued');
-    my ($expires) = $account->{name} =~ /^okey-(\d+)-alice\@example\.com$/;
+    my ($expires) = $account->{name} =~ /^okey-(\d+)-[a-z0-9]{8}-alice\@example\.com$/;
     ok($expires && abs($expires - (time + 8 * 3600)) < 120, 'for the lifetime asked for');
     like($h->{stderr}, qr/a key for alice\@example\.com in project cli-project, valid for 8 hours/,
          'stderr says whose key it is and for how long');
