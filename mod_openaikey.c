@@ -14,6 +14,8 @@
 #include <apr_strings.h>
 #include <stdlib.h>
 
+#include <openssl/crypto.h>
+
 #include "mod_openaikey.h"
 
 APLOG_USE_MODULE(openaikey);
@@ -304,6 +306,26 @@ static int check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     return problems->nelts ? HTTP_INTERNAL_SERVER_ERROR : OK;
 }
 
+/* A key server's own share of the parent's random bytes: a cookie one
+ * virtual host sealed never opens at another. */
+static okey_err_t *own_random_key(apr_pool_t *pool, const unsigned char *random,
+                                  const okey_config_t *cfg, okey_state_key_t **key)
+{
+    const char *who = apr_pstrcat(pool, cfg->server_name, " ", cfg->redirect_uri, NULL);
+    apr_size_t who_len = strlen(who);
+    unsigned char *input = apr_palloc(pool, OKEY_STATE_KEY_BYTES + who_len);
+    unsigned char own[32];
+    okey_err_t *err;
+
+    memcpy(input, random, OKEY_STATE_KEY_BYTES);
+    memcpy(input + OKEY_STATE_KEY_BYTES, who, who_len);
+    okey_sha256(input, OKEY_STATE_KEY_BYTES + who_len, own);
+    err = okey_state_key_from_bytes(pool, own, key);
+    OPENSSL_cleanse(input, OKEY_STATE_KEY_BYTES);
+    OPENSSL_cleanse(own, sizeof(own));
+    return err;
+}
+
 /* The key of a server's state cookie: derived from its passphrase (once
  * per distinct passphrase: derivation is slow by design), or made from the
  * random bytes kept for the parent's life. */
@@ -320,7 +342,7 @@ static okey_err_t *state_key(apr_pool_t *pconf, apr_hash_t *derived,
         apr_hash_set(derived, cfg->passphrase, APR_HASH_KEY_STRING, *key);
     }
     else if (!cfg->passphrase) {
-        err = random ? okey_state_key_from_bytes(pconf, random, key)
+        err = random ? own_random_key(pconf, random, cfg, key)
                      : okey_err_make(pconf, 500, NULL, "no random bytes for the key");
     }
     return err;

@@ -1,0 +1,150 @@
+# Each key on its own terms: its lifetime, its profile's cap and allow
+# rules, its project; and what a request without a session may change.
+use strict;
+use warnings;
+use Apache::Test qw(-withtestmore);
+use lib 't/lib';
+use OkeyTest;
+use HTTP::Request ();
+use JSON::PP ();
+use MIME::Base64 qw(encode_base64url);
+use Time::HiRes ();
+use Time::Local ();
+
+plan tests => 22;
+
+my $JSON = JSON::PP->new->utf8->canonical;
+my $now = time;
+
+sub project { my ($id, $name) = @_; return { id => $id, object => 'organization.project', name => $name,
+                                             status => 'active', archived_at => undef, created_at => 1711471533 } }
+sub account {
+    my ($id, $email, $expires, $created) = @_;
+    return { object => 'organization.project.service_account', id => $id, role => 'member',
+             name => "okey-$expires-$email", created_at => $created // $now - 7200 };
+}
+sub seed {
+    my ($tenant, %projects) = @_;
+    reset_fake({ tenants => { $tenant => {
+        projects => [map { project($_, $projects{$_}{name}) } sort keys %projects],
+        accounts => { map { ($_ => $projects{$_}{accounts} || []) } keys %projects } } } });
+}
+sub ids_in { my ($tenant, $project) = @_;
+             return [sort map { $_->{id} } @{ fake_state()->{tenants}{$tenant}{accounts}{$project} || [] }] }
+sub counter { return fake_state()->{tenants}{ $_[0] }{counters}{ $_[1] } // 0 }
+
+sub reap_now {
+    my ($vhost) = @_;
+    my $res;
+    my $deadline = time + 60;
+    # /revoke within two seconds of a reap's end reports that reap.
+    my $end = $JSON->decode(browser()->get(vhost_url($vhost, '/status'))->decoded_content)->{last_reap}{end};
+    if ($end && $end =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)Z$/) {
+        my $ended = Time::Local::timegm($6, $5, $4, $3, $2 - 1, $1);
+        Time::HiRes::sleep(0.1) while time < $ended + 3 && time < $deadline;
+    }
+    do {
+        $res = browser()->request(HTTP::Request->new(POST => vhost_url($vhost, '/revoke'),
+                                                     [Accept => 'application/json']));
+        Time::HiRes::sleep(0.5) if $res->code == 202;
+    } while ($res->code == 202 && time < $deadline);
+    return $res;
+}
+
+ok(first_reaps_done('okey_terms', 'okey_byid'), 'the first reaps have ended');
+
+# --- a key lives as long as it was issued for, by its own profile's rules ----
+{
+    my $week_key = account('svc_week', 'alice@example.com', $now + 2 * 86400);
+    my @ann = map { account("svc_ann$_", 'ann@contract.example', $now + 3600, $now - 7200 + $_) } 1 .. 3;
+    seed('terms', proj_terms => { name => 'terms-project', accounts => [$week_key] },
+                  proj_contract => { name => 'contractors-project', accounts => \@ann });
+    my $res = reap_now('okey_terms');
+    is($res->code, 200, 'a reap ran');
+    is_deeply(ids_in('terms', 'proj_terms'), ['svc_week'],
+              'a key asked for longer than the default lifetime outlives the default');
+    is_deeply(ids_in('terms', 'proj_contract'), [map { "svc_ann$_" } 1 .. 3],
+              'a profile\'s keys are judged by its own allow rule and cap, not the server\'s');
+    unlike(error_log(), qr/revoked key: service_account=svc_ann/, 'none was revoked');
+}
+
+# --- a profile's cap counts its own project only -----------------------------
+{
+    seed('terms', proj_terms => { name => 'terms-project',
+                                  accounts => [account('svc_main', 'alice@example.com', $now + 3600)] },
+                  proj_solo => { name => 'solo-project' });
+    my $page = sign_in(browser(), 'alice@example.com', vhost => 'okey_terms', login => '/solo');
+    is($page->code, 200, 'a sign-in at the profile capped at one');
+    is(scalar @{ ids_in('terms', 'proj_solo') }, 1, 'issues into its project');
+    is_deeply(ids_in('terms', 'proj_terms'), ['svc_main'], 'and leaves the key in the other project');
+}
+
+# --- openaikey-issue applies its profile's allow rules -----------------------
+{
+    seed('prof', proj_main => { name => 'main-project' }, proj_ml => { name => 'ml-project' });
+    my $req = HTTP::Request->new(POST => vhost_url('okey_profiles', '/ml/issue'),
+                                 ['Content-Type' => 'application/json', Accept => 'application/json',
+                                  'X-Test-User' => encode_base64url('eve@elsewhere.example')], '{}');
+    my $res = browser()->request($req);
+    is($res->code, 403, 'a group profile gives openaikey-issue no key for an unlisted address');
+    is(counter('prof', 'openai.create_service_account'), 0, 'and nothing is created');
+    $req->header('X-Test-User' => encode_base64url('dave@elsewhere.example'));
+    $res = browser()->request($req);
+    is($res->code, 200, 'the address the profile lists gets one');
+}
+
+# --- two issues at once get two names ----------------------------------------
+{
+    seed('terms', proj_terms => { name => 'terms-project' }, proj_contract => { name => 'contractors-project' });
+    is(sign_in(browser(), 'carol@example.org', vhost => 'okey_terms', login => '/contractors')->code, 403,
+       'an address only the server allows gets nothing at the contractor profile');
+    sign_in(browser(), 'ann@contract.example', vhost => 'okey_terms', login => '/contractors') for 1 .. 2;
+    my %names = map { ($_->{name} => 1) } @{ fake_state()->{tenants}{terms}{accounts}{proj_contract} || [] };
+    is(scalar keys %names, 2, 'two keys of one address issued within seconds have two names');
+}
+
+# --- a project named by its id -----------------------------------------------
+{
+    seed('byid', proj_ours => { name => 'shared-name',
+                                accounts => [account('svc_ours_old', 'alice@example.com', $now - 60)] },
+                 proj_theirs => { name => 'proj_ours',
+                                  accounts => [account('svc_theirs_old', 'alice@example.com', $now - 60)] });
+    my $res = reap_now('okey_byid');
+    is($res->code, 200, 'a reap of the project named by id');
+    is_deeply(ids_in('byid', 'proj_ours'), [], 'takes its expired key');
+    is_deeply(ids_in('byid', 'proj_theirs'), ['svc_theirs_old'],
+              'and never touches a project whose name is that id');
+    my $page = sign_in(browser(), 'alice@example.com', vhost => 'okey_byid');
+    is($page->code, 200, 'a sign-in');
+    is(scalar @{ ids_in('byid', 'proj_ours') }, 1, 'issues into the project of that id');
+}
+
+# --- /keys without a session changes nothing ---------------------------------
+{
+    seed('terms', proj_terms => { name => 'terms-project',
+                                  accounts => [account('svc_keep', 'alice@example.com', $now + 3600)] });
+    my $res = browser()->request(HTTP::Request->new(
+        POST => vhost_url('okey_terms', '/keys'),
+        ['Content-Type' => 'application/json', Accept => 'application/json'], '{"revoke":"all"}'));
+    is($res->code, 401, 'a JSON revoke without a session: 401');
+    $res = browser()->request(HTTP::Request->new(
+        POST => vhost_url('okey_terms', '/keys'),
+        ['Content-Type' => 'application/x-www-form-urlencoded'], 'service_account=all&csrf=x'));
+    is($res->code, 403, 'a form revoke without a session: 403');
+    is_deeply(ids_in('terms', 'proj_terms'), ['svc_keep'], 'and nothing was revoked');
+}
+
+# --- virtual hosts without a passphrase do not share a key --------------------
+{
+    reset_fake();
+    my $ua = browser();
+    my $page = sign_in($ua, 'alice@example.com', vhost => 'okey_nopass', login => '/?next=keys');
+    my $own = $ua->request(HTTP::Request->new(GET => vhost_url('okey_nopass', '/keys'),
+                                              [Accept => 'application/json']));
+    my $other = browser();
+    my $res = $other->request(HTTP::Request->new(GET => vhost_url('okey_nopass2', '/keys'),
+                                                 [Accept => 'application/json',
+                                                  Cookie => 'okey_session=' . ($ua->cookie_jar->as_string =~ /okey_session=([^;]+)/)[0]]));
+    ok($own->code == 200 && $res->code == 401,
+       'a session of one virtual host without a passphrase does not open another\'s My keys (' . $own->code . ' ' . $res->code . ')');
+}
