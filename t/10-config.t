@@ -8,7 +8,7 @@ use File::Temp qw(tempdir);
 use IPC::Open3 qw(open3);
 use Symbol qw(gensym);
 
-plan tests => 29;
+plan tests => 32;
 
 my $module = Apache::Test::vars('serverroot') . '/../mod_openaikey.so';
 my $httpd = Apache::Test::vars('httpd');
@@ -105,6 +105,17 @@ ok($rc != 0 && (grep { /OpenAIKeyMaxExpiration .*60 is shorter than the default 
                                       . "OpenAIKeyMaxExpiration 300\n</Location>\n");
 ok($rc != 0 && (grep { /OpenAIKeyMaxExpiration .*<Location \/short>.*300 is shorter/ } @lines),
    'a profile is checked like a server, and named by its <Location>');
+($rc, @lines) = configtest($complete . "<Location /a>\nOpenAIKeyProject shared\nOpenAIKeyMaxKeysPerUser 2\n</Location>\n"
+                                      . "<Location /b>\nOpenAIKeyProject shared\nOpenAIKeyMaxKeysPerUser 5\n</Location>\n");
+ok($rc != 0 && (grep { /<Location \/a>.*<Location \/b>.*project shared.*OpenAIKeyMaxKeysPerUser/ } @lines),
+   'profiles sharing a project with different caps fail, naming both') or diag @lines;
+($rc, @lines) = configtest($complete . "OpenAIKeyMaxExpiration 172800\n<Location /a>\nOpenAIKeyExpiration 600\n"
+                                      . "OpenAIKeyMaxExpiration 3600\n</Location>\n");
+ok($rc != 0 && (grep { /main\.example.*<Location \/a>.*OpenAIKeyMaxExpiration/ } @lines),
+   'a profile sharing the server\'s project with another longest lifetime fails') or diag @lines;
+($rc, @lines) = configtest($complete . "<Location /a>\nOpenAIKeyProject other\nOpenAIKeyMaxKeysPerUser 2\n"
+                                      . "OpenAIKeyExpiration 300\nOpenAIKeyMaxExpiration 600\n</Location>\n");
+is($rc, 0, 'a profile with a project of its own sets its own cap and longest lifetime') or diag @lines;
 ($rc, @lines) = configtest($complete . "<Location /x>\nOpenAIKeyClientID other\n</Location>\n");
 ok($rc != 0 && (grep { /OpenAIKeyClientID is not valid inside <Location>/ } @lines),
    'a server-only setting inside <Location> is refused at its line');
