@@ -205,10 +205,6 @@ void okey_shm_index_fill(server_rec *s, apr_pool_t *pool,
 int okey_shm_index_register(server_rec *s, apr_pool_t *pool, const okey_issued_t *issued,
                             apr_array_header_t **keys);
 void okey_shm_index_remove(server_rec *s, const char *service_account_id);
-/* The live keys of email (of okey_owned_key_t); 0 when the index cannot
- * answer (no reap filled it yet, or it overflowed). */
-int okey_shm_index_keys(server_rec *s, apr_pool_t *pool, const char *email,
-                        apr_int64_t now, apr_array_header_t **keys);
 
 /* --- the reaper thread (mod_openaikey_reaper.c) --------------------------- */
 

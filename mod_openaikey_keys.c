@@ -176,11 +176,13 @@ static apr_array_header_t *keys_for_cap(request_rec *r, okey_server_conf_t *conf
         err = okey_keys_owned(conf->runtime->keys, r->pool, issued->email, issued->project,
                               okey_now(), &listed);
     }
+    /* Without the listing, the cap still takes what the index knows is
+     * older than the newest N: that is never a key the listing would keep. */
     if (err) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, OKEY_LOGNO(109) "could not list "
-                      "the keys of %s to enforce OpenAIKeyMaxKeysPerUser (the next reap "
-                      "does): %s", issued->email, err->log_msg);
-        view = NULL;
+                      "the keys of %s to enforce OpenAIKeyMaxKeysPerUser beyond those "
+                      "this server issued (the next reap does): %s", issued->email,
+                      err->log_msg);
     }
     else if (listed) {
         add_listed(view, listed, okey_now() - 3 * conf->cfg->timeout - OKEY_TERMS_CLOCK_SKEW);

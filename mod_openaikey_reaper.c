@@ -93,7 +93,7 @@ static void reap(okey_reaper_thread_t *rt, server_rec *s, const okey_claim_t *cl
     okey_reap(&reaper, pool, apr_time_sec(started), &summary);
     okey_shm_finish_reap(s, claim, &summary);
     count_by_project(s, pool, &summary);
-    if (!summary.error && conf->cfg->max_keys_per_user > 0) {
+    if (!summary.error && okey_terms_capped(conf->cfg->terms)) {
         okey_shm_index_fill(s, pool, summary.live, started);
     }
     if (!summary.error) {

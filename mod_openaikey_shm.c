@@ -663,6 +663,7 @@ void okey_shm_index_fill(server_rec *s, apr_pool_t *pool,
     key_index_t *index = slot ? &slot->index : NULL;
     index_key_t *kept = apr_palloc(pool, sizeof(index->keys));
     int count = 0;
+    int registered;
     int fits = 1;
     int i;
 
@@ -672,6 +673,7 @@ void okey_shm_index_fill(server_rec *s, apr_pool_t *pool,
             kept[count++] = index->keys[i];
         }
     }
+    registered = count;
     for (i = 0; index && i < live->nelts && fits; i++) {
         const okey_owned_key_t *key = &APR_ARRAY_IDX(live, i, okey_owned_key_t);
         apr_int64_t expires = 0;
@@ -684,31 +686,53 @@ void okey_shm_index_fill(server_rec *s, apr_pool_t *pool,
         }
     }
     if (index) {
-        memcpy(index->keys, kept, sizeof(index_key_t) * (apr_size_t)count);
-        index->count = fits ? count : 0;
+        /* Overflowed, it keeps the registrations: racing sign-ins still see
+         * each other's keys, though they list the rest. */
+        index->count = fits ? count : registered;
+        memcpy(index->keys, kept, sizeof(index_key_t) * (apr_size_t)index->count);
         index->state = fits ? INDEX_FILLED : INDEX_OVERFLOW;
         unlock_slot(ipc);
     }
 }
 
+/* Makes room for one more registration: a full index keeps only the
+ * registrations (and no longer answers), then only the newer half of them. */
+static void index_make_room(key_index_t *index)
+{
+    int kept = 0;
+    int i;
+
+    if (index->count >= INDEX_KEYS && index->state != INDEX_OVERFLOW) {
+        for (i = 0; i < index->count; i++) {
+            if (index->keys[i].added) {
+                index->keys[kept++] = index->keys[i];
+            }
+        }
+        index->count = kept;
+        index->state = INDEX_OVERFLOW;
+    }
+    if (index->count >= INDEX_KEYS) {
+        memmove(index->keys, index->keys + INDEX_KEYS / 2,
+                sizeof(index_key_t) * (INDEX_KEYS - INDEX_KEYS / 2));
+        index->count = INDEX_KEYS - INDEX_KEYS / 2;
+    }
+}
+
 /* Appends a key a sign-in made, ordered after every earlier one; 0 when
- * the index has no room for it (and then answers nothing). */
+ * its ids or name do not fit an entry. */
 static int index_append(apr_pool_t *pool, key_index_t *index, const okey_issued_t *issued)
 {
     okey_owned_key_t key = {issued->service_account_id, issued->name, issued->project_id,
                             okey_now(), issued->expires, apr_time_now(), 0};
-    int added = index->state != INDEX_OVERFLOW && index->count < INDEX_KEYS;
+    int added;
 
     key.order = key.order > index->last_order ? key.order : index->last_order + 1;
-    added = added && index_entry(pool, &index->keys[index->count], &key, issued->email,
-                                 apr_time_now());
+    index_make_room(index);
+    added = index_entry(pool, &index->keys[index->count], &key, issued->email,
+                        apr_time_now());
     if (added) {
         index->last_order = key.order;
         index->count++;
-    }
-    else {
-        index->state = INDEX_OVERFLOW;
-        index->count = 0;
     }
     return added;
 }
@@ -778,22 +802,4 @@ void okey_shm_index_remove(server_rec *s, const char *service_account_id)
     if (slot) {
         unlock_slot(ipc);
     }
-}
-
-int okey_shm_index_keys(server_rec *s, apr_pool_t *pool, const char *email,
-                        apr_int64_t now, apr_array_header_t **keys)
-{
-    ipc_t *ipc;
-    slot_t *slot = lock_slot(s, &ipc);
-    int answered = slot && slot->index.state == INDEX_FILLED;
-    unsigned char hash[16];
-
-    email_hash(email, hash);
-    *keys = answered ? index_view(pool, &slot->index, hash, okey_lower(pool, email), NULL,
-                                  now)
-                     : apr_array_make(pool, 1, sizeof(okey_owned_key_t));
-    if (slot) {
-        unlock_slot(ipc);
-    }
-    return answered;
 }

@@ -81,6 +81,17 @@ int okey_terms_add(apr_pool_t *pool, apr_array_header_t *terms, const okey_confi
     return problem;
 }
 
+int okey_terms_capped(const apr_array_header_t *terms)
+{
+    int capped = 0;
+    int i;
+
+    for (i = 0; terms && i < terms->nelts && !capped; i++) {
+        capped = APR_ARRAY_IDX(terms, i, const okey_terms_t *)->cap > 0;
+    }
+    return capped;
+}
+
 int okey_terms_admits(const okey_terms_t *terms, const char *email)
 {
     int admitted = terms->keeps_groups;

@@ -61,6 +61,9 @@ okey_judgement_t okey_terms_judge(apr_pool_t *pool, const okey_terms_t *terms,
                                   const char *name, apr_int64_t created_at,
                                   apr_int64_t now);
 
+/* Whether any project of terms (of okey_terms_t *) has a cap. */
+int okey_terms_capped(const apr_array_header_t *terms);
+
 /* Whether an issuer of the project admits email without a token, as the
  * reaper must judge it: listed, or in a listed domain, or kept because an
  * issuer admits by groups. */

@@ -11,7 +11,7 @@ use MIME::Base64 qw(encode_base64url);
 use Time::HiRes ();
 use Time::Local ();
 
-plan tests => 22;
+plan tests => 24;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $now = time;
@@ -79,6 +79,31 @@ ok(first_reaps_done('okey_terms', 'okey_byid'), 'the first reaps have ended');
     is($page->code, 200, 'a sign-in at the profile capped at one');
     is(scalar @{ ids_in('terms', 'proj_solo') }, 1, 'issues into its project');
     is_deeply(ids_in('terms', 'proj_terms'), ['svc_main'], 'and leaves the key in the other project');
+}
+
+# --- concurrent capped issues converge on the newest N, never on fewer --------
+# More live keys than the index holds: sign-ins list the project, and must
+# still not revoke each other's keys.
+{
+    my @others = map { account(sprintf('svc_other%04d', $_), "user$_\@corp.example", $now + 3600) } 1 .. 1100;
+    seed('terms', proj_terms => { name => 'terms-project', accounts => \@others });
+    reap_now('okey_terms');
+    for my $round (1 .. 2) {
+        my @pids;
+        for (1 .. 3) {
+            my $pid = fork // die "fork: $!";
+            if (!$pid) {
+                exit(sign_in(browser(), 'alice@example.com', vhost => 'okey_terms')->code == 200 ? 0 : 1);
+            }
+            push @pids, $pid;
+        }
+        my @codes = map { waitpid($_, 0); $? >> 8 } @pids;
+        my @alice = grep { $_->{name} =~ /-alice\@example\.com$/ }
+                    @{ fake_state()->{tenants}{terms}{accounts}{proj_terms} };
+        ok(!(grep { $_ } @codes) && @alice == 1,
+           "round $round: three sign-ins at once under a cap of one leave exactly one key ("
+           . scalar(@alice) . ')');
+    }
 }
 
 # --- openaikey-issue applies its profile's allow rules -----------------------

@@ -19,6 +19,7 @@ use Digest::SHA qw(sha256);
 use Fcntl qw(:flock O_RDWR O_CREAT);
 use JSON::PP ();
 use MIME::Base64 qw(encode_base64url decode_base64);
+use Storable ();
 use Time::HiRes ();
 
 my $JSON = JSON::PP->new->canonical->utf8;
@@ -52,18 +53,20 @@ sub default_state {
 }
 
 # Runs $code->($state) under an exclusive lock and saves what it leaves.
+# Storable, not JSON, on disk: a project of a thousand accounts is read and
+# written on every request, which JSON::PP makes take a large part of a
+# second.
 sub with_state {
     my ($code) = @_;
-    my $path = state_dir() . '/state.json';
+    my $path = state_dir() . '/state.sto';
     sysopen(my $fh, $path, O_RDWR | O_CREAT) or die "open $path: $!";
+    binmode $fh;
     flock($fh, LOCK_EX) or die "lock $path: $!";
-    local $/;
-    my $text = <$fh>;
-    my $state = (defined $text && length $text) ? $JSON->decode($text) : default_state();
+    my $state = -s $fh ? Storable::fd_retrieve($fh) : default_state();
     my @result = $code->($state);
     seek($fh, 0, 0);
     truncate($fh, 0);
-    print {$fh} $JSON->encode($state);
+    Storable::nstore_fd($state, $fh) or die "store $path: $!";
     close $fh;
     return wantarray ? @result : $result[0];
 }
