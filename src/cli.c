@@ -232,3 +232,18 @@ const char *okey_cli_open(apr_pool_t *pool, const okey_cli_keypair_t *pair, cons
     return jwe && result_shape_ok(jwe)
            ? okey_jwe_open(pool, pair->jwk, CJOSE_HDR_ALG_RSA_OAEP, jwe) : NULL;
 }
+
+const char *okey_cli_url_problem(apr_pool_t *pool, const char *url)
+{
+    const char *problem = NULL;
+
+    if (strncmp(url, "https://", 8) && strncmp(url, "http://", 7)) {
+        problem = apr_pstrcat(pool, url, " is not an http or https URL", NULL);
+    }
+    else if (!strncmp(url, "http://", 7) && strncmp(url, "http://127.0.0.1", 16) &&
+             strncmp(url, "http://localhost", 16) && strncmp(url, "http://[::1]", 12)) {
+        problem = apr_pstrcat(pool, url, " is plain http to another machine; use https",
+                              NULL);
+    }
+    return problem;
+}

@@ -57,4 +57,9 @@ const char *okey_cli_keypair_public(apr_pool_t *pool, const okey_cli_keypair_t *
 const char *okey_cli_open(apr_pool_t *pool, const okey_cli_keypair_t *pair,
                           const char *jwe);
 
+/* NULL when url may be the helper's server, else why not: http(s), and
+ * plain http only on this machine, since a password or a sign-in must not
+ * cross a network in the clear. */
+const char *okey_cli_url_problem(apr_pool_t *pool, const char *url);
+
 #endif
