@@ -9,13 +9,18 @@ LIB_SRC     = src/okey.c src/json.c src/config.c src/http.c src/state.c src/oidc
 LIB_HDR     = $(filter-out src/json.h,$(LIB_SRC:.c=.h)) src/okey.h
 WARN        = -Wall -Wextra -Wno-missing-field-initializers
 WERROR     ?= $(if $(CI),-Werror,)
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS)) -lcrypto
-APR_CFLAGS := $(shell apr-1-config --includes --cppflags --cflags)
-APR_LIBS   := $(shell apr-1-config --link-ld) $(shell apu-1-config --link-ld 2>/dev/null)
+# Before make test has installed them (scripts/deps), these tools may be
+# missing: that is not worth a message.
+have        = command -v $(1) >/dev/null &&
+PKG_CFLAGS := $(shell $(call have,pkg-config) pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell $(call have,pkg-config) pkg-config --libs $(PKGS)) -lcrypto
+APR_CFLAGS := $(shell $(call have,apr-1-config) apr-1-config --includes --cppflags --cflags)
+APR_LIBS   := $(shell $(call have,apr-1-config) apr-1-config --link-ld) \
+              $(shell apu-1-config --link-ld 2>/dev/null)
 SANITIZE    = -fsanitize=address,undefined -fno-omit-frame-pointer
 
-.PHONY: all install run screenshot test unit unit-sanitize apache-test run-test readme-test browser-test check-sanitize clean bench fuzz
+.PHONY: all install run screenshot test unit unit-sanitize apache-test run-test readme-test browser-test check-sanitize clean bench fuzz \
+        test-run check-sanitize-run fuzz-run bench-run deps-test
 
 all: mod_openaikey.so openaikey
 
@@ -81,7 +86,7 @@ apache-test: mod_openaikey.so openaikey
 
 # The module under valgrind in a real httpd, then the library under ASan/UBSan.
 # The helper, built with ASan/UBSan, is driven by the suite meanwhile.
-check-sanitize: unit-sanitize openaikey-sanitize
+check-sanitize-run: unit-sanitize openaikey-sanitize
 	OKEY_VALGRIND=1 OKEY_CLI=$(CURDIR)/openaikey-sanitize \
 	  t/run-apache-test t/20-signin.t t/30-state.t t/40-upstream.t t/80-keys.t \
 	  t/90-secrets.t t/92-cli.t
@@ -97,7 +102,18 @@ readme-test:
 browser-test: mod_openaikey.so openaikey
 	t/run-browser-test
 
-test: unit readme-test apache-test run-test browser-test
+# scripts/deps: its lists, and the install step a no-op where all is there.
+deps-test:
+	t/check-deps
+
+test-run: unit readme-test deps-test apache-test run-test browser-test
+
+# These install what they lack first (scripts/deps, as make run does), then
+# run in a second make, whose pkg-config and apr-1-config see what was
+# installed.
+test check-sanitize fuzz bench:
+	scripts/deps $@
+	$(MAKE) --no-print-directory $@-run
 
 # --- fuzzing (clang's libFuzzer) ----------------------------------------------
 FUZZ_TARGETS = state discovery id_token openai_page query cli json
@@ -108,10 +124,10 @@ FUZZ_CFLAGS  = -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined \
 fuzz/%.bin: fuzz/%.c fuzz/fuzz.h $(LIB_SRC) $(LIB_HDR)
 	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(APR_LIBS) $(PKG_LIBS)
 
-fuzz: $(FUZZ_BINS)
+fuzz-run: $(FUZZ_BINS)
 	scripts/fuzz $(FUZZ_BINS)
 
-bench: mod_openaikey.so
+bench-run: mod_openaikey.so
 	bench/cost
 	bench/redirect
 	bench/reap

@@ -184,23 +184,6 @@ static const char *read_args(apr_pool_t *pool, int argc, const char *const *argv
     return wrong;
 }
 
-/* Whether url is http(s) and, when plain http, on this machine: a password
- * or a sign-in must not cross a network in the clear. */
-static const char *url_problem(apr_pool_t *pool, const char *url)
-{
-    const char *problem = NULL;
-
-    if (strncmp(url, "https://", 8) && strncmp(url, "http://", 7)) {
-        problem = apr_pstrcat(pool, url, " is not an http or https URL", NULL);
-    }
-    else if (!strncmp(url, "http://", 7) && strncmp(url, "http://127.0.0.1", 16) &&
-             strncmp(url, "http://localhost", 16) && strncmp(url, "http://[::1]", 12)) {
-        problem = apr_pstrcat(pool, url, " is plain http to another machine; use https",
-                              NULL);
-    }
-    return problem;
-}
-
 /* url with the query parameter name=value added. */
 static const char *with_param(apr_pool_t *pool, const char *url, const char *name,
                               const char *value)
@@ -374,7 +357,7 @@ static openaikey_key_t *sign_in(apr_pool_t *pool, const openaikey_args_t *args,
 
     ttl_problem = err ? "--ttl takes seconds, or a whole number with s, m, h or d "
                         "(for example 8h)" : NULL;
-    *why = ttl_problem ? ttl_problem : url_problem(pool, server);
+    *why = ttl_problem ? ttl_problem : okey_cli_url_problem(pool, server);
     if (!*why) {
         key = args->issue ? sign_in_issue(pool, args, why)
                           : sign_in_browser(pool, args, server, why);

@@ -7,6 +7,7 @@
 #include <apr_strings.h>
 #include <cjose/cjose.h>
 #include <string.h>
+#include <strings.h>
 
 #define TAG_CHARS 22 /* a 128-bit GCM tag, base64url */
 #define IV_CHARS 16  /* a 96-bit GCM IV, base64url */
@@ -231,4 +232,123 @@ const char *okey_cli_open(apr_pool_t *pool, const okey_cli_keypair_t *pair, cons
 {
     return jwe && result_shape_ok(jwe)
            ? okey_jwe_open(pool, pair->jwk, CJOSE_HDR_ALG_RSA_OAEP, jwe) : NULL;
+}
+
+/* Whether host[0..len) is an address of 127.0.0.0/8 written as a dotted
+ * quad of decimal numbers without leading zeros. */
+static int loopback_quad(const char *host, apr_size_t len)
+{
+    apr_size_t i = 0;
+    int octets = 0;
+    int first = -1;
+    int ok = 1;
+
+    while (ok && octets < 4) {
+        apr_size_t start = i;
+        int value = 0;
+
+        while (i < len && i - start < 3 && apr_isdigit(host[i])) {
+            value = value * 10 + (host[i++] - '0');
+        }
+        ok = i > start && value <= 255 && !(host[start] == '0' && i - start > 1);
+        first = octets++ ? first : value;
+        ok = ok && (octets == 4 || (i < len && host[i++] == '.'));
+    }
+    return ok && i == len && first == 127;
+}
+
+/* Whether host[0..len), as written, is this machine: localhost, a dotted
+ * quad of 127.0.0.0/8, or [::1]. Other spellings (127.1, 0x7f000001,
+ * [0:0:0:0:0:0:0:1], localhost.) are not: resolvers and parsers read
+ * some of them differently, and a check must read what the request does. */
+static int loopback_host(const char *host, apr_size_t len)
+{
+    return (len == 9 && !strncasecmp(host, "localhost", 9)) ||
+           (len == 5 && !strncmp(host, "[::1]", 5)) || loopback_quad(host, len);
+}
+
+/* The length of the host at the start of authority[0..len): a name or IPv4
+ * address of letters, digits, dots and hyphens, or an IPv6 address in
+ * brackets; 0 when there is none. */
+static apr_size_t host_length(const char *authority, apr_size_t len)
+{
+    const char *chars = authority[0] == '[' ? "0123456789abcdefABCDEF:."
+                                            : "0123456789abcdefghijklmnopqrstuvwxyz"
+                                              "ABCDEFGHIJKLMNOPQRSTUVWXYZ.-";
+    apr_size_t i = authority[0] == '[' ? 1 : 0;
+
+    while (i < len && authority[i] && strchr(chars, authority[i])) {
+        i++;
+    }
+    if (authority[0] == '[') {
+        i = i > 1 && i < len && authority[i] == ']' ? i + 1 : 0;
+    }
+    return i;
+}
+
+/* Whether text[0..len) is ":" and a port from 1 to 65535 in decimal. */
+static int port_ok(const char *text, apr_size_t len)
+{
+    apr_size_t i;
+    long value = 0;
+    int digits = len >= 2 && len <= 6 && text[0] == ':' && text[1] != '0';
+
+    for (i = 1; digits && i < len; i++) {
+        digits = apr_isdigit(text[i]);
+        value = value * 10 + (text[i] - '0');
+    }
+    return digits && value >= 1 && value <= 65535;
+}
+
+/* Why url cannot be read as http(s)://host[:port][/?#...], or NULL with
+ * *https and *loopback set. User information (user@, user:password@) is
+ * refused outright: it is where an attacker puts this machine's name. */
+static const char *url_read(const char *url, int *https, int *loopback)
+{
+    apr_size_t i;
+    apr_size_t len = 0;
+    apr_size_t host_len = 0;
+    const char *authority = NULL;
+    const char *why = NULL;
+
+    for (i = 0; url[i] && !why; i++) {
+        why = (unsigned char)url[i] <= ' ' || url[i] == 0x7f
+              ? "holds a space or a control character" : NULL;
+    }
+    *https = !strncasecmp(url, "https://", 8);
+    authority = *https ? url + 8 : !strncasecmp(url, "http://", 7) ? url + 7 : NULL;
+    if (!why && !authority) {
+        why = "is not an http or https URL";
+    }
+    if (!why) {
+        len = strcspn(authority, "/?#");
+        why = memchr(authority, '@', len)
+              ? "names a user before its host; give the user with --user" : NULL;
+    }
+    if (!why) {
+        host_len = len ? host_length(authority, len) : 0;
+        why = host_len ? NULL : "has no host, or a host that is not a name or an address";
+    }
+    if (!why && host_len < len) {
+        why = authority[host_len] != ':'
+              ? "has no host, or a host that is not a name or an address"
+              : port_ok(authority + host_len, len - host_len)
+              ? NULL : "has a port that is not a number from 1 to 65535";
+    }
+    *loopback = !why && loopback_host(authority, host_len);
+    return why;
+}
+
+const char *okey_cli_url_problem(apr_pool_t *pool, const char *url)
+{
+    int https = 0;
+    int loopback = 0;
+    const char *why = url ? url_read(url, &https, &loopback) : "is not an http or https URL";
+
+    if (!why && !https && !loopback) {
+        why = "is plain http to another machine: use https (plain http is only for "
+              "localhost, 127.x.y.z and [::1])";
+    }
+    /* The address is not repeated: it may hold a password. */
+    return why ? apr_pstrcat(pool, "the server's address ", why, NULL) : NULL;
 }

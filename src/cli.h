@@ -57,4 +57,12 @@ const char *okey_cli_keypair_public(apr_pool_t *pool, const okey_cli_keypair_t *
 const char *okey_cli_open(apr_pool_t *pool, const okey_cli_keypair_t *pair,
                           const char *jwe);
 
+/* NULL when url may be the helper's server, else why not: http or https,
+ * no user information, a host of letters, digits, dots and hyphens or an
+ * IPv6 address in brackets, a port from 1 to 65535; and plain http only to
+ * this machine, named exactly (localhost, 127.x.y.z as a dotted quad,
+ * [::1]), since a password, a Negotiate token or a sign-in must not cross a
+ * network in the clear. */
+const char *okey_cli_url_problem(apr_pool_t *pool, const char *url);
+
 #endif

@@ -18,7 +18,7 @@ use POSIX qw(WNOHANG);
 use Symbol qw(gensym);
 use URI ();
 
-plan tests => 110;
+plan tests => 114;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $CLI = Apache::Test::vars('serverroot') . '/../openaikey';
@@ -295,6 +295,19 @@ my $first_key;
                       'alice@example.com');
     is(helper_finish($h), 1, 'a wrong password ends with 1');
     like($h->{stderr}, qr/^openaikey: the server did not accept the sign-in \(401\)\n\z/, 'saying so');
+
+    # This machine's name as the user of another host's address: the
+    # password must not leave. The host here is the server itself, which
+    # would answer with a key if it were asked.
+    local $ENV{OPENAIKEY_PASSWORD} = 'secret';
+    my $issued = keys %{ issued_keys() };
+    (my $disguised = vhost_url('okey_cli', '/issue')) =~ s{^http://}{http://localhost@};
+    $h = helper_start($home, 'key', '--issue', $disguised, '--user', 'alice@example.com');
+    is(helper_finish($h), 1, 'an --issue address with localhost as its user ends with 1');
+    like($h->{stderr}, qr/^openaikey: the server's address names a user[^\n]*\n\z/,
+         'in one line saying so');
+    is($h->{stdout}, '', 'printing no key');
+    is(scalar(keys %{ issued_keys() }), $issued, 'and nothing was asked of the server');
 }
 
 # --- results from elsewhere are refused; two helpers at once --------------------------

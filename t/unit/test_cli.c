@@ -3,7 +3,9 @@
 #include "testutil.h"
 
 #include <apr_strings.h>
+#include <curl/curl.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli.h"
 #include "state.h"
@@ -191,6 +193,155 @@ START_TEST(base64url_decodes_strictly)
 }
 END_TEST
 
+/* Where the helper may send a password, a Negotiate token or a sign-in:
+ * https anywhere; plain http only to this machine, named exactly. */
+static const struct {
+    const char *url;
+    const char *problem; /* a part of the refusal, or NULL when taken */
+} server_urls[] = {
+    /* plain http to this machine */
+    {"http://127.0.0.1:8080/", NULL},
+    {"http://127.0.0.1", NULL},
+    {"http://127.255.255.254/issue?x=1#top", NULL},
+    {"http://[::1]/", NULL},
+    {"http://[::1]:8443/issue", NULL},
+    {"http://localhost:8080/", NULL},
+    {"http://LOCALHOST/", NULL},        /* host names have no case */
+    {"HTTP://127.0.0.1/", NULL},        /* nor do schemes */
+    {"http://127.0.0.1/a@b", NULL},     /* an @ in the path names no user */
+    {"http://127.0.0.1/?next=@evil", NULL},
+    /* https to anywhere */
+    {"https://keys.example.com/", NULL},
+    {"https://keys.example.com:8443/issue", NULL},
+    {"https://192.0.2.1/", NULL},
+    {"https://[2001:db8::1]:443/", NULL},
+    /* names that only begin like this machine's */
+    {"http://localhost.evil.tld/", "plain http"},
+    {"http://127.0.0.1.evil.tld/", "plain http"},
+    {"http://a.localhost/", "plain http"},
+    {"http://localhost./", "plain http"}, /* resolved through DNS, not hosts */
+    {"http://127.0.0.1./", "plain http"},
+    {"http://keys.example.com/", "plain http"},
+    {"http://128.0.0.1/", "plain http"},
+    {"http://127.0.0.256/", "plain http"},
+    /* this machine's address in a part that is not the host */
+    {"http://localhost@other-host/", "user"},
+    {"http://127.0.0.1@evil/", "user"},
+    {"http://127.0.0.1:8080@evil/", "user"},
+    {"http://evil\\@127.0.0.1/", "user"},  /* curl reads 127.0.0.1, a browser evil */
+    {"http://127.0.0.1\\@evil/", "user"},
+    {"https://alice@keys.example.com/", "user"},
+    {"https://alice:secret@keys.example.com/", "user"},
+    {"http://evil#@127.0.0.1/", "plain http"},
+    {"http://evil?@127.0.0.1/", "plain http"},
+    /* other spellings of a loopback address: parsers disagree on them */
+    {"http://127.1/", "plain http"},
+    {"http://0x7f000001/", "plain http"},
+    {"http://2130706433/", "plain http"},
+    {"http://0177.0.0.1/", "plain http"},
+    {"http://127.0.0.01/", "plain http"},
+    {"http://[0:0:0:0:0:0:0:1]/", "plain http"},
+    {"http://[::ffff:127.0.0.1]/", "plain http"},
+    {"http://[::1%25lo]/", "host"},
+    {"http://%6cocalhost/", "host"},
+    {"http://[::1/", "host"},
+    {"https:///keys.example.com/", "host"},
+    {"https://", "host"},
+    /* ports */
+    {"http://127.0.0.1:99999/", "port"},
+    {"http://127.0.0.1:0/", "port"},
+    {"http://127.0.0.1:/", "port"},
+    {"http://127.0.0.1:+80/", "port"},
+    {"http://127.0.0.1:80a/", "port"},
+    {"http://127.0.0.1:8080:80/", "port"},
+    {"http://127.0.0.1:000080/", "port"},
+    /* not an http(s) URL */
+    {"ftp://127.0.0.1/", "http or https"},
+    {"127.0.0.1/", "http or https"},
+    {"http:127.0.0.1/", "http or https"},
+    {"http:/127.0.0.1/", "http or https"},
+    {"", "http or https"},
+    {"http://127.0.0.1 /", "space"},
+    {"http://local\thost/", "space"},
+    {"http://127.0.0.1/\n", "space"},
+};
+
+/* What curl, which sends the request, reads as url's host, port and user
+ * information; 0 when it does not take url. */
+static int curl_reads(const char *url, char **host, char **port, int *has_userinfo)
+{
+    CURLU *parsed = curl_url();
+    char *user = NULL;
+    char *password = NULL;
+    int read = parsed && curl_url_set(parsed, CURLUPART_URL, url, 0) == CURLUE_OK &&
+               curl_url_get(parsed, CURLUPART_HOST, host, 0) == CURLUE_OK;
+
+    if (read) {
+        curl_url_get(parsed, CURLUPART_PORT, port, CURLU_DEFAULT_PORT);
+        curl_url_get(parsed, CURLUPART_USER, &user, 0);
+        curl_url_get(parsed, CURLUPART_PASSWORD, &password, 0);
+    }
+    *has_userinfo = user || password;
+    curl_free(user);
+    curl_free(password);
+    curl_url_cleanup(parsed);
+    return read;
+}
+
+/* Whether curl's host is this machine: its own reading, not ours. */
+static int curl_host_is_loopback(const char *host)
+{
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    char rest = 0;
+
+    return !strcasecmp(host, "localhost") || !strcmp(host, "[::1]") ||
+           (sscanf(host, "%u.%u.%u.%u%c", &a, &b, &c, &d, &rest) == 4 && a == 127 &&
+            b < 256 && c < 256 && d < 256);
+}
+
+START_TEST(plain_http_goes_only_to_this_machine_named_exactly)
+{
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(server_urls) / sizeof(server_urls[0]); i++) {
+        const char *url = server_urls[i].url;
+        const char *want = server_urls[i].problem;
+        const char *problem = okey_cli_url_problem(test_pool, url);
+
+        ck_assert_msg(want ? problem != NULL : problem == NULL, "'%s': %s", url,
+                      problem ? problem : "taken");
+        ck_assert_msg(!want || strstr(problem, want), "'%s': '%s' says nothing of %s", url,
+                      problem, want);
+        ck_assert_msg(!problem || !strstr(problem, url) || !*url,
+                      "'%s': the refusal repeats the address", url);
+    }
+}
+END_TEST
+
+/* Every address taken is read by curl the same way: no user information,
+ * and a plain http one reaches this machine. */
+START_TEST(curl_reads_every_taken_address_as_the_check_does)
+{
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(server_urls) / sizeof(server_urls[0]); i++) {
+        const char *url = server_urls[i].url;
+        char *host = NULL;
+        char *port = NULL;
+        int has_userinfo = 0;
+
+        if (!okey_cli_url_problem(test_pool, url)) {
+            ck_assert_msg(curl_reads(url, &host, &port, &has_userinfo), "'%s'", url);
+            ck_assert_msg(!has_userinfo, "'%s': curl reads a user", url);
+            ck_assert_msg(!strncasecmp(url, "https:", 6) || curl_host_is_loopback(host),
+                          "'%s': curl reaches %s", url, host);
+        }
+        curl_free(host);
+        curl_free(port);
+    }
+}
+END_TEST
+
 Suite *okey_cli_suite(void)
 {
     Suite *suite = suite_create("cli");
@@ -202,6 +353,8 @@ Suite *okey_cli_suite(void)
     tcase_add_test(tc, keys_of_4096_bits_are_taken);
     tcase_add_test(tc, the_state_cookie_carries_the_helper);
     tcase_add_test(tc, base64url_decodes_strictly);
+    tcase_add_test(tc, plain_http_goes_only_to_this_machine_named_exactly);
+    tcase_add_test(tc, curl_reads_every_taken_address_as_the_check_does);
     suite_add_tcase(suite, tc);
     return suite;
 }
