@@ -494,6 +494,7 @@ static const char *status_title(int status)
     case HTTP_FORBIDDEN: title = "Access denied"; break;
     case HTTP_METHOD_NOT_ALLOWED: title = "Method not allowed"; break;
     case HTTP_BAD_GATEWAY: title = "Upstream service error"; break;
+    case HTTP_TOO_MANY_REQUESTS: title = "Please wait a moment"; break;
     case HTTP_SERVICE_UNAVAILABLE: title = "Busy, please try again"; break;
     case HTTP_GATEWAY_TIME_OUT: title = "Upstream service timeout"; break;
     default: break;
@@ -526,7 +527,11 @@ int okey_send_error(request_rec *r, const okey_err_t *err)
     const char *message = okey_error_message(err);
 
     okey_log_error(r, err);
-    if (err->status == HTTP_SERVICE_UNAVAILABLE) {
+    if (err->status == HTTP_TOO_MANY_REQUESTS) {
+        apr_table_setn(r->err_headers_out, "Retry-After",
+                       apr_psprintf(r->pool, "%" APR_INT64_T_FMT, err->retry_after));
+    }
+    else if (err->status == HTTP_SERVICE_UNAVAILABLE) {
         apr_table_setn(r->err_headers_out, "Retry-After",
                        err->retry_after > 0
                        ? apr_psprintf(r->pool, "%" APR_INT64_T_FMT, err->retry_after)

@@ -206,6 +206,11 @@ int okey_shm_index_register(server_rec *s, apr_pool_t *pool, const okey_issued_t
                             apr_array_header_t **keys);
 void okey_shm_index_remove(server_rec *s, const char *service_account_id);
 
+/* Whether My keys may list the projects for email now; else 0 with
+ * *retry_after the seconds until it may. Bounds what one person's
+ * refreshing costs OpenAI and this server. */
+int okey_shm_may_list(server_rec *s, const char *email, apr_int64_t *retry_after);
+
 /* --- the reaper thread (mod_openaikey_reaper.c) --------------------------- */
 
 apr_status_t okey_reaper_start(apr_pool_t *pchild, server_rec *main_server,

@@ -382,6 +382,24 @@ static okey_err_t *no_session_post(request_rec *r)
     return err;
 }
 
+/* Every view of My keys lists the projects: one person may not make the
+ * server do that without a bound. */
+static okey_err_t *listing_allowed(request_rec *r, const char *email)
+{
+    apr_int64_t wait = 0;
+    okey_err_t *err = NULL;
+
+    if (!okey_shm_may_list(r->server, email, &wait)) {
+        err = okey_err_make(r->pool, HTTP_TOO_MANY_REQUESTS,
+                            apr_psprintf(r->pool, "My keys was opened very often just now. "
+                                         "Please wait %" APR_INT64_T_FMT " seconds.", wait),
+                            "My keys of %s: listing limit reached, retry in %" APR_INT64_T_FMT
+                            " s", email, wait);
+        err->retry_after = wait;
+    }
+    return err;
+}
+
 /* No session: a page that signs in for My keys, or a 401 for scripts. */
 static int send_sign_in(request_rec *r, const okey_config_t *cfg)
 {
@@ -425,6 +443,9 @@ int okey_keys_handler(request_rec *r)
     }
     if (!err && session && r->method_number == M_POST) {
         err = read_revoke(r, conf, session, &target);
+    }
+    if (!err && session) {
+        err = listing_allowed(r, session->email);
     }
     entered = !err && session && okey_in_flight_enter(r, conf->runtime, &err);
     if (entered) {

@@ -61,6 +61,17 @@ typedef struct {
     index_key_t keys[INDEX_KEYS];
 } key_index_t;
 
+/* How often one person may have My keys list the projects: a burst, then
+ * one listing per refill. The table forgets whoever listed least recently. */
+#define LISTERS 256
+#define LISTING_BURST 20
+#define LISTING_REFILL apr_time_from_sec(3)
+
+typedef struct {
+    unsigned char email[16];      /* the first half of its SHA-256 */
+    okey_rate_t rate;
+} lister_t;
+
 /* An account whose creation got no answer, to look for at due. */
 typedef struct {
     char name[SUSPECT_NAME_MAX]; /* empty: unused */
@@ -76,6 +87,7 @@ typedef struct {
     suspect_t suspects[SUSPECTS];
     okey_stats_t stats;
     key_index_t index;
+    lister_t listers[LISTERS];
 } slot_t;
 
 typedef struct {
@@ -802,4 +814,43 @@ void okey_shm_index_remove(server_rec *s, const char *service_account_id)
     if (slot) {
         unlock_slot(ipc);
     }
+}
+
+/* --- how often My keys lists ---------------------------------------------- */
+
+static lister_t *lister_of(slot_t *slot, const unsigned char hash[16])
+{
+    lister_t *found = NULL;
+    lister_t *stalest = &slot->listers[0];
+    int i;
+
+    for (i = 0; i < LISTERS && !found; i++) {
+        lister_t *each = &slot->listers[i];
+
+        found = memcmp(each->email, hash, 16) || !each->rate.last ? NULL : each;
+        stalest = each->rate.last < stalest->rate.last ? each : stalest;
+    }
+    if (!found) {
+        memset(stalest, 0, sizeof(*stalest));
+        memcpy(stalest->email, hash, 16);
+        found = stalest;
+    }
+    return found;
+}
+
+int okey_shm_may_list(server_rec *s, const char *email, apr_int64_t *retry_after)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(s, &ipc);
+    unsigned char hash[16];
+    int allowed = 1;
+
+    *retry_after = 0;
+    email_hash(email, hash);
+    if (slot) {
+        allowed = okey_rate_take(&lister_of(slot, hash)->rate, apr_time_now(),
+                                 LISTING_BURST, LISTING_REFILL, retry_after);
+        unlock_slot(ipc);
+    }
+    return allowed;
 }

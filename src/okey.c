@@ -470,3 +470,20 @@ int okey_jwk_decodable(const json_t *jwk)
     }
     return ok;
 }
+
+int okey_rate_take(okey_rate_t *rate, apr_time_t now, int burst, apr_interval_time_t refill,
+                   apr_int64_t *retry_after)
+{
+    double earned = rate->last && now > rate->last
+                    ? (double)(now - rate->last) / (double)refill : 0;
+    double tokens = rate->last ? rate->tokens + earned : burst;
+    int allowed;
+
+    tokens = tokens > burst ? burst : tokens;
+    allowed = tokens >= 1;
+    rate->tokens = allowed ? tokens - 1 : tokens;
+    rate->last = now > rate->last ? now : rate->last;
+    *retry_after = allowed ? 0
+                   : (apr_int64_t)((1 - tokens) * (double)refill / APR_USEC_PER_SEC) + 1;
+    return allowed;
+}

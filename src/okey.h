@@ -3,6 +3,7 @@
 #ifndef OKEY_H
 #define OKEY_H
 
+#include <apr_time.h>
 #include <apr_pools.h>
 #include <apr_tables.h>
 #include <jansson.h>
@@ -196,5 +197,16 @@ apr_pool_t *okey_pool_for_threads(apr_pool_t *parent);
 
 /* The current time in Unix seconds. */
 apr_int64_t okey_now(void);
+
+/* A token bucket: burst requests at once, then one per refill. */
+typedef struct okey_rate_t {
+    double tokens;
+    apr_time_t last;  /* 0: never used, full */
+} okey_rate_t;
+
+/* Takes one request from rate at now: 1 when it may go, else 0 with
+ * *retry_after the whole seconds until it may. */
+int okey_rate_take(okey_rate_t *rate, apr_time_t now, int burst, apr_interval_time_t refill,
+                   apr_int64_t *retry_after);
 
 #endif

@@ -11,7 +11,7 @@ use MIME::Base64 qw(encode_base64url);
 use Time::HiRes ();
 use Time::Local ();
 
-plan tests => 24;
+plan tests => 28;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $now = time;
@@ -159,6 +159,27 @@ ok(first_reaps_done('okey_terms', 'okey_byid'), 'the first reaps have ended');
         ['Content-Type' => 'application/x-www-form-urlencoded'], 'service_account=all&csrf=x'));
     is($res->code, 403, 'a form revoke without a session: 403');
     is_deeply(ids_in('terms', 'proj_terms'), ['svc_keep'], 'and nothing was revoked');
+}
+
+# --- one person's My keys lists within a bound -------------------------------
+{
+    seed('terms', proj_terms => { name => 'terms-project' });
+    my $ua = browser();
+    sign_in($ua, 'lister@corp.example', vhost => 'okey_terms', login => '/?next=keys');
+    my @codes = map { $ua->request(HTTP::Request->new(GET => vhost_url('okey_terms', '/keys'),
+                                                      [Accept => 'application/json']))->code } 1 .. 20;
+    is_deeply([grep { $_ != 200 } @codes], [], 'twenty views of My keys in a row are served');
+    my $gets = counter('terms', 'openai.GET');
+    my $res = $ua->request(HTTP::Request->new(GET => vhost_url('okey_terms', '/keys'),
+                                              [Accept => 'application/json']));
+    ok($res->code == 429 && ($res->header('Retry-After') // 0) >= 1,
+       'the next gets 429 with Retry-After (' . $res->code . ')');
+    is(counter('terms', 'openai.GET'), $gets, 'and lists nothing');
+    my $other = browser();
+    sign_in($other, 'other@corp.example', vhost => 'okey_terms', login => '/?next=keys');
+    $res = $other->request(HTTP::Request->new(GET => vhost_url('okey_terms', '/keys'),
+                                              [Accept => 'application/json']));
+    is($res->code, 200, 'another person is not held back by it');
 }
 
 # --- virtual hosts without a passphrase do not share a key --------------------

@@ -36,6 +36,7 @@ int main(void)
     srunner_add_suite(runner, okey_policy_suite());
     srunner_add_suite(runner, okey_keys_suite());
     srunner_add_suite(runner, okey_terms_suite());
+    srunner_add_suite(runner, okey_rate_suite());
     srunner_add_suite(runner, okey_openai_suite());
     srunner_add_suite(runner, okey_config_suite());
     srunner_add_suite(runner, okey_page_suite());

@@ -20,6 +20,7 @@ Suite *okey_config_suite(void);
 Suite *okey_page_suite(void);
 Suite *okey_reaper_suite(void);
 Suite *okey_terms_suite(void);
+Suite *okey_rate_suite(void);
 Suite *okey_query_suite(void);
 Suite *okey_session_suite(void);
 Suite *okey_cli_suite(void);
