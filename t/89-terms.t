@@ -108,13 +108,13 @@ ok(first_reaps_done('okey_terms', 'okey_byid'), 'the first reaps have ended');
 
 # --- openaikey-issue applies its profile's allow rules -----------------------
 {
-    seed('prof', proj_main => { name => 'main-project' }, proj_ml => { name => 'ml-project' });
-    my $req = HTTP::Request->new(POST => vhost_url('okey_profiles', '/ml/issue'),
+    seed('terms', proj_team => { name => 'team-project' });
+    my $req = HTTP::Request->new(POST => vhost_url('okey_terms', '/team/issue'),
                                  ['Content-Type' => 'application/json', Accept => 'application/json',
                                   'X-Test-User' => encode_base64url('eve@elsewhere.example')], '{}');
     my $res = browser()->request($req);
     is($res->code, 403, 'a group profile gives openaikey-issue no key for an unlisted address');
-    is(counter('prof', 'openai.create_service_account'), 0, 'and nothing is created');
+    is(counter('terms', 'openai.create_service_account'), 0, 'and nothing is created');
     $req->header('X-Test-User' => encode_base64url('dave@elsewhere.example'));
     $res = browser()->request($req);
     is($res->code, 200, 'the address the profile lists gets one');
