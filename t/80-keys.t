@@ -10,7 +10,6 @@ use Crypt::KeyDerivation qw(pbkdf2);
 use HTTP::Request ();
 use JSON::PP ();
 use Time::HiRes ();
-use Time::Local ();
 use URI ();
 
 plan tests => 120;
@@ -58,25 +57,6 @@ sub csrf_of { my ($html) = @_; return ($html =~ /name="csrf" value="([^"]+)"/)[0
 
 sub decoded { return $JSON->decode($_[0]->decoded_content) }
 
-# Runs a reap of $vhost now and returns /revoke's last answer; a reap that
-# outlasts the handler's wait answers 202 and is asked after again.
-sub reap_now {
-    my ($vhost) = @_;
-    my $res;
-    my $deadline = time + 60;
-    # /revoke within two seconds of a reap's end reports that reap.
-    my $end = $JSON->decode(browser()->get(vhost_url($vhost, '/status'))->decoded_content)->{last_reap}{end};
-    if ($end && $end =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)Z$/) {
-        my $ended = Time::Local::timegm($6, $5, $4, $3, $2 - 1, $1);
-        Time::HiRes::sleep(0.1) while time < $ended + 3 && time < $deadline;
-    }
-    do {
-        $res = browser()->request(HTTP::Request->new(POST => vhost_url($vhost, '/revoke'),
-                                                     [Accept => 'application/json']));
-        Time::HiRes::sleep(0.5) if $res->code == 202;
-    } while ($res->code == 202 && time < $deadline);
-    return $res;
-}
 
 # --- lifetimes --------------------------------------------------------------
 seed_tenant('self', 'self-project');

@@ -9,7 +9,6 @@ use HTTP::Request ();
 use JSON::PP ();
 use MIME::Base64 qw(encode_base64url);
 use Time::HiRes ();
-use Time::Local ();
 
 plan tests => 28;
 
@@ -33,23 +32,6 @@ sub ids_in { my ($tenant, $project) = @_;
              return [sort map { $_->{id} } @{ fake_state()->{tenants}{$tenant}{accounts}{$project} || [] }] }
 sub counter { return fake_state()->{tenants}{ $_[0] }{counters}{ $_[1] } // 0 }
 
-sub reap_now {
-    my ($vhost) = @_;
-    my $res;
-    my $deadline = time + 60;
-    # /revoke within two seconds of a reap's end reports that reap.
-    my $end = $JSON->decode(browser()->get(vhost_url($vhost, '/status'))->decoded_content)->{last_reap}{end};
-    if ($end && $end =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)Z$/) {
-        my $ended = Time::Local::timegm($6, $5, $4, $3, $2 - 1, $1);
-        Time::HiRes::sleep(0.1) while time < $ended + 3 && time < $deadline;
-    }
-    do {
-        $res = browser()->request(HTTP::Request->new(POST => vhost_url($vhost, '/revoke'),
-                                                     [Accept => 'application/json']));
-        Time::HiRes::sleep(0.5) if $res->code == 202;
-    } while ($res->code == 202 && time < $deadline);
-    return $res;
-}
 
 ok(first_reaps_done('okey_terms', 'okey_byid'), 'the first reaps have ended');
 

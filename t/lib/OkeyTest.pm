@@ -11,10 +11,12 @@ use HTTP::Cookies ();
 use HTTP::Request ();
 use JSON::PP ();
 use LWP::UserAgent ();
+use Time::HiRes ();
+use Time::Local ();
 use URI ();
 
 our @EXPORT = qw(upstream_timeout main_url vhost_url browser reset_fake seed_tenant merge_fake fake_state add_fault
-                 first_reaps_done
+                 first_reaps_done reap_now
                  start_login authorize sign_in error_log default_project);
 
 my $JSON = JSON::PP->new->canonical->utf8;
@@ -125,6 +127,26 @@ sub first_reaps_done {
         select(undef, undef, undef, 0.2) if @waiting;
     }
     return !@waiting;
+}
+
+# Runs a reap of $vhost now and returns /revoke's last answer; a reap that
+# outlasts the handler's wait answers 202 and is asked after again.
+sub reap_now {
+    my ($vhost) = @_;
+    my $res;
+    my $deadline = time + 60;
+    # /revoke within two seconds of a reap's end reports that reap.
+    my $end = $JSON->decode(browser()->get(vhost_url($vhost, '/status'))->decoded_content)->{last_reap}{end};
+    if ($end && $end =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)Z$/) {
+        my $ended = Time::Local::timegm($6, $5, $4, $3, $2 - 1, $1);
+        Time::HiRes::sleep(0.1) while time < $ended + 3 && time < $deadline;
+    }
+    do {
+        $res = browser()->request(HTTP::Request->new(POST => vhost_url($vhost, '/revoke'),
+                                                     [Accept => 'application/json']));
+        Time::HiRes::sleep(0.5) if $res->code == 202;
+    } while ($res->code == 202 && time < $deadline);
+    return $res;
 }
 
 sub error_log {
