@@ -162,16 +162,20 @@ void okey_shm_snapshot(server_rec *s, okey_stats_t *stats);
  * and the lock that serialises creating the project. */
 void okey_shm_project_store(server_rec *s, okey_project_store_t *store);
 
-/* A reap claim: who runs the reap of a key server now. */
+/* A reap claim: a lease on the reap of a key server, which lapses at
+ * expires unless its holder renews it. */
 typedef struct okey_claim_t {
-    pid_t pid;
+    pid_t pid;                /* of its holder: for messages only */
     apr_uint32_t generation;
-    apr_uint64_t token;
+    apr_uint64_t token;       /* who holds it: unique per claim */
+    apr_time_t expires;
 } okey_claim_t;
 
-/* Claims the key server's reap when it is due, or when forced and none runs.
- * A claim whose owner process is gone is free. */
+/* Claims the key server's reap when it is due, or when forced, and no
+ * lease on it is held: a lease that lapsed is free, whoever took it. */
 int okey_shm_claim_reap(server_rec *s, int force, okey_claim_t *claim);
+/* Extends the lease while its reap runs; 0 when another took it over. */
+int okey_shm_renew_reap(server_rec *s, const okey_claim_t *claim);
 /* Records the result of the reap claimed by claim, and releases it. A claim
  * taken over in the meantime records nothing. */
 void okey_shm_finish_reap(server_rec *s, const okey_claim_t *claim,

@@ -12,11 +12,10 @@
 #include <apr_lib.h>
 #include <apr_shm.h>
 #include <apr_strings.h>
-#include <errno.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include "mod_openaikey.h"
+#include "src/lease.h"
 
 APLOG_USE_MODULE(openaikey);
 
@@ -24,7 +23,7 @@ APLOG_USE_MODULE(openaikey);
 #define PROJECT_MUTEX_TYPE "openaikey-project"
 /* The layout's version is in the key: a graceful restart into a build with
  * another layout must not read the old segment. */
-#define RETAINED_KEY "mod_openaikey shared memory 6"
+#define RETAINED_KEY "mod_openaikey shared memory 7"
 #define RANDOM_KEY "mod_openaikey random state key"
 #define IPC_KEY "mod_openaikey ipc"
 #define SLOTS 64
@@ -66,7 +65,7 @@ typedef struct {
 typedef struct {
     unsigned char id[32];     /* hash of what the key server is; zero: free */
     apr_uint32_t generation;  /* the newest configuration that uses it */
-    okey_claim_t claim;       /* pid 0: no reap claimed */
+    okey_claim_t claim;       /* a lease; expires 0: never taken */
     int reap_requested;
     char project_id[OKEY_KEYS_PROJECT_ID_MAX];
     suspect_t suspects[SUSPECTS];
@@ -366,11 +365,16 @@ void okey_shm_count_upstream_error(server_rec *s, okey_endpoint_e endpoint)
     }
 }
 
-/* Whether the process that claimed a reap still runs: a child killed
- * mid-reap leaves a claim nobody will release. */
-static int owner_alive(const okey_claim_t *claim)
+static apr_interval_time_t lease_length(server_rec *s)
 {
-    return claim->pid > 0 && (kill(claim->pid, 0) == 0 || errno != ESRCH);
+    return okey_lease_length(okey_server_conf(s)->cfg->timeout);
+}
+
+/* Whether a reap's lease is still held: by time alone, since a child
+ * killed mid-reap releases nothing, and its PID may since be another's. */
+static int lease_held(server_rec *s, const okey_claim_t *claim)
+{
+    return !okey_lease_free(claim->expires, apr_time_now(), lease_length(s));
 }
 
 void okey_shm_snapshot(server_rec *s, okey_stats_t *stats)
@@ -381,7 +385,7 @@ void okey_shm_snapshot(server_rec *s, okey_stats_t *stats)
     memset(stats, 0, sizeof(*stats));
     if (slot) {
         *stats = slot->stats;
-        stats->reap_running = owner_alive(&slot->claim);
+        stats->reap_running = lease_held(s, &slot->claim);
         unlock_slot(ipc);
     }
 }
@@ -467,12 +471,13 @@ int okey_shm_claim_reap(server_rec *s, int force, okey_claim_t *claim)
     int claimed = 0;
 
     if (slot) {
-        claimed = !owner_alive(&slot->claim) &&
+        claimed = !lease_held(s, &slot->claim) &&
                   (force || !due_in(slot, okey_server_conf(s)->cfg->cleanup_interval, now));
         if (claimed) {
             claim->pid = getpid();
             claim->generation = ipc->generation;
             claim->token = ++ipc->shared->next_token;
+            claim->expires = apr_time_now() + lease_length(s);
             slot->claim = *claim;
             slot->reap_requested = 0;
             slot->stats.last_start = now;
@@ -482,6 +487,21 @@ int okey_shm_claim_reap(server_rec *s, int force, okey_claim_t *claim)
     return claimed;
 }
 
+int okey_shm_renew_reap(server_rec *s, const okey_claim_t *claim)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(s, &ipc);
+    int held = slot && slot->claim.token == claim->token;
+
+    if (held) {
+        slot->claim.expires = apr_time_now() + lease_length(s);
+    }
+    if (slot) {
+        unlock_slot(ipc);
+    }
+    return held;
+}
+
 void okey_shm_finish_reap(server_rec *s, const okey_claim_t *claim,
                           const okey_reap_summary_t *sum)
 {
@@ -489,7 +509,7 @@ void okey_shm_finish_reap(server_rec *s, const okey_claim_t *claim,
     slot_t *slot = lock_slot(s, &ipc);
     okey_stats_t *stats = slot ? &slot->stats : NULL;
 
-    if (slot && slot->claim.token == claim->token && slot->claim.pid == claim->pid) {
+    if (slot && slot->claim.token == claim->token) {
         memset(&slot->claim, 0, sizeof(slot->claim));
         stats->last_end = okey_now();
         stats->last_duration = sum->seconds;
@@ -523,7 +543,14 @@ apr_int64_t okey_shm_reap_due_in(server_rec *s)
     apr_int64_t wait = interval;
 
     if (slot) {
-        wait = owner_alive(&slot->claim) ? interval : due_in(slot, interval, okey_now());
+        wait = due_in(slot, interval, okey_now());
+        if (lease_held(s, &slot->claim)) {
+            /* Due again when the lease lapses, should its holder stop. */
+            apr_int64_t lapse = apr_time_sec(slot->claim.expires - apr_time_now()) + 1;
+
+            wait = lapse > wait ? lapse : wait;
+            wait = wait > interval ? interval : wait;
+        }
         unlock_slot(ipc);
     }
     return wait;

@@ -180,7 +180,7 @@ reset_fake();
     is(scalar @cleared, 16, 'and clears only the sixteen it looked at');
 }
 
-# --- a child killed mid-reap leaves no claim behind -----------------------------
+# --- a child killed mid-reap leaves no lasting claim -----------------------------
 reset_fake({ tenants => { kill => {
     projects => [project('proj_kill', 'kill-project', 1000)],
     accounts => { proj_kill => [map { account("svc_acct_k$_", sprintf('okey-%d-k%d@example.com', $now - 10, $_)) } 1 .. 5] } } } });
@@ -200,7 +200,7 @@ add_fault(tenant => 'kill', method => 'DELETE', path => 'svc_acct_k1$', status =
         Time::HiRes::sleep(0.2);
         $res = revoke_json('okey_kill');
     }
-    is($res->code, 200, 'the next call reaps at once, its claim free');
+    is($res->code, 200, 'the next call reaps once the lease lapses');
     is(scalar @{ org('kill')->{accounts}{proj_kill} }, 0, 'and every expired key goes');
 }
 
