@@ -39,8 +39,8 @@ typedef struct okey_runtime_t {
     okey_keys_t *keys;
     okey_logger_t logger;
     okey_project_store_t project_store;
-    volatile apr_uint32_t in_flight;  /* requests waiting on upstreams */
-    apr_uint32_t max_in_flight;
+    server_rec *server;
+    apr_uint32_t max_in_flight;       /* of the key server, in all children */
     okey_reaper_thread_t *reaper;     /* the child's, or NULL */
 } okey_runtime_t;
 
@@ -84,8 +84,8 @@ int okey_accepts_json(request_rec *r);
 /* The request body, at most max bytes (else a 413), as a string. */
 okey_err_t *okey_read_body(request_rec *r, apr_size_t max, const char **body);
 
-/* Takes one of the key server's upstream places in this child, or answers
- * 503 with Retry-After when all are taken (*err). Release with
+/* Takes one of the key server's upstream places, shared by all children,
+ * or answers 503 with Retry-After when all are taken (*err). Release with
  * okey_in_flight_leave once done. */
 int okey_in_flight_enter(request_rec *r, okey_runtime_t *rt, okey_err_t **err);
 void okey_in_flight_leave(okey_runtime_t *rt);
@@ -157,6 +157,13 @@ void okey_shm_count_revoked(server_rec *s, okey_revoked_by_e by, int n);
 /* Counts keys issued into and reaped from the project named project. */
 void okey_shm_count_project(server_rec *s, const char *project, int issued, int reaped);
 void okey_shm_snapshot(server_rec *s, okey_stats_t *stats);
+
+/* Takes one of the key server's max places for requests waiting on
+ * upstream services, counted across its children; 0 when all are taken. A
+ * child that dies holding places stops counting once httpd sees it die. */
+int okey_shm_in_flight_enter(server_rec *s, apr_uint32_t max);
+/* Gives back a place this process took. */
+void okey_shm_in_flight_leave(server_rec *s);
 
 /* The project store of a key server: the project id shared by its children
  * and the lock that serialises creating the project. */

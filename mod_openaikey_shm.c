@@ -5,6 +5,8 @@
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
+#include "ap_mpm.h"
+#include "scoreboard.h"
 #include "util_mutex.h"
 
 #include <apr_global_mutex.h>
@@ -26,6 +28,7 @@ APLOG_USE_MODULE(openaikey);
 #define RETAINED_KEY "mod_openaikey shared memory 7"
 #define RANDOM_KEY "mod_openaikey random state key"
 #define IPC_KEY "mod_openaikey ipc"
+#define FLIGHTS_KEY "mod_openaikey places in flight 1"
 #define SLOTS 64
 #define SUSPECTS 8
 #define SUSPECT_NAME_MAX 288
@@ -84,12 +87,32 @@ typedef struct {
     apr_uint32_t generation;  /* of configurations loaded so far */
 } retained_t;
 
+/* The places one child holds in a key server's OpenAIKeyMaxInFlight. A
+ * key server's row has one per scoreboard slot, and its places taken are
+ * the sum over the children the scoreboard still shows: a child killed
+ * while it held places runs no cleanup, and stops counting as soon as httpd
+ * sees it die. */
+typedef struct {
+    pid_t pid;            /* the child that last used this scoreboard slot */
+    apr_uint32_t count;
+} flight_t;
+
+/* Sized once for the parent's life, as the scoreboard is: no restart
+ * changes ServerLimit. */
+typedef struct {
+    apr_shm_t *shm;
+    int children;         /* scoreboard slots: flight_t per key server */
+} flights_retained_t;
+
 /* Per configuration generation; children attach in child_init. */
 typedef struct {
     apr_global_mutex_t *mutex;
     apr_global_mutex_t *project_mutex;
     shared_t *shared;
     apr_uint32_t generation;
+    flight_t *flights;    /* SLOTS rows of children; NULL: none */
+    int children;
+    int child;            /* this process's scoreboard slot; -1: unknown */
 } ipc_t;
 
 static ipc_t *ipc_of(server_rec *s)
@@ -139,6 +162,30 @@ static retained_t *retained(server_rec *s)
         else {
             ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
                          OKEY_LOGNO(020) "cannot create shared memory");
+            kept->shm = NULL;
+        }
+    }
+    return kept;
+}
+
+static flights_retained_t *flights_retained(server_rec *s)
+{
+    flights_retained_t *kept = ap_retained_data_get(FLIGHTS_KEY);
+    apr_size_t size;
+    apr_status_t rv;
+
+    if (!kept) {
+        kept = ap_retained_data_create(FLIGHTS_KEY, sizeof(*kept));
+        ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &kept->children);
+        kept->children = kept->children > 0 ? kept->children : 1;
+        size = sizeof(flight_t) * SLOTS * (apr_size_t)kept->children;
+        rv = apr_shm_create(&kept->shm, size, NULL, s->process->pool);
+        if (rv == APR_SUCCESS) {
+            memset(apr_shm_baseaddr_get(kept->shm), 0, size);
+        }
+        else {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                         OKEY_LOGNO(026) "cannot create shared memory for OpenAIKeyMaxInFlight");
             kept->shm = NULL;
         }
     }
@@ -226,10 +273,14 @@ int okey_shm_post_config(apr_pool_t *pconf, server_rec *main_server)
 {
     ipc_t *ipc = apr_pcalloc(pconf, sizeof(*ipc));
     retained_t *kept = retained(main_server);
+    flights_retained_t *flights = flights_retained(main_server);
     apr_status_t rv;
-    int status = kept->shm ? OK : HTTP_INTERNAL_SERVER_ERROR;
+    int status = kept->shm && flights->shm ? OK : HTTP_INTERNAL_SERVER_ERROR;
 
     ipc->shared = kept->shm ? apr_shm_baseaddr_get(kept->shm) : NULL;
+    ipc->flights = flights->shm ? apr_shm_baseaddr_get(flights->shm) : NULL;
+    ipc->children = flights->children;
+    ipc->child = -1;
     ipc->generation = ++kept->generation;
     rv = ap_global_mutex_create(&ipc->mutex, NULL, MUTEX_TYPE, NULL, main_server,
                                 pconf, 0);
@@ -386,6 +437,77 @@ void okey_shm_snapshot(server_rec *s, okey_stats_t *stats)
     if (slot) {
         *stats = slot->stats;
         stats->reap_running = lease_held(s, &slot->claim);
+        unlock_slot(ipc);
+    }
+}
+
+/* --- places in flight ------------------------------------------------------- */
+
+/* This process's scoreboard slot, found on first use; then its entries,
+ * left by whatever process had the slot before, are made its own. Called
+ * with the mutex held. */
+static int my_child(ipc_t *ipc)
+{
+    pid_t me = getpid();
+    int i, row;
+
+    for (i = 0; ipc->child < 0 && i < ipc->children; i++) {
+        if (ap_scoreboard_image->parent[i].pid == me) {
+            ipc->child = i;
+            for (row = 0; row < SLOTS; row++) {
+                ipc->flights[row * ipc->children + i].pid = me;
+                ipc->flights[row * ipc->children + i].count = 0;
+            }
+        }
+    }
+    return ipc->child;
+}
+
+static apr_uint32_t places_taken(const flight_t *row, int children)
+{
+    apr_uint32_t taken = 0;
+    int i;
+
+    for (i = 0; i < children; i++) {
+        if (row[i].count && row[i].pid == ap_scoreboard_image->parent[i].pid) {
+            taken += row[i].count;
+        }
+    }
+    return taken;
+}
+
+int okey_shm_in_flight_enter(server_rec *s, apr_uint32_t max)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(s, &ipc);
+    int child = slot && ipc->flights ? my_child(ipc) : -1;
+    flight_t *row = child >= 0 ? ipc->flights + okey_server_conf(s)->slot * ipc->children
+                               : NULL;
+    int entered = !row || places_taken(row, ipc->children) < max;
+
+    if (row && entered) {
+        row[child].count++;
+    }
+    if (slot) {
+        unlock_slot(ipc);
+    }
+    return entered;
+}
+
+void okey_shm_in_flight_leave(server_rec *s)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(s, &ipc);
+    flight_t *mine = slot && ipc->flights && ipc->child >= 0
+                     ? &ipc->flights[okey_server_conf(s)->slot * ipc->children + ipc->child]
+                     : NULL;
+
+    /* Another process may have the slot now, should this one be a
+     * gracefully stopping child the scoreboard no longer shows. */
+    if (mine && mine->pid == getpid() && mine->count > 0) {
+        mine->count--;
+    }
+    if (slot) {
         unlock_slot(ipc);
     }
 }

@@ -1,20 +1,55 @@
-# Bounds that hold across children and outlast any one process: a reap
-# lease that lapses when its holder stops, though its PID lives on.
+# Bounds that hold across children and outlast any one process: the
+# upstream places of OpenAIKeyMaxInFlight, shared by every child and freed
+# when a holder is killed; a reap lease that lapses when its holder stops,
+# though its PID lives on.
 use strict;
 use warnings;
 use Apache::Test qw(-withtestmore);
 use lib 't/lib';
 use OkeyTest;
 use HTTP::Request ();
-use JSON::PP ();
+use LWP::UserAgent ();
+use MIME::Base64 qw(encode_base64url);
+use POSIX ();
 use Time::HiRes ();
 
-plan tests => 6;
+plan tests => 13;
 
-my $JSON = JSON::PP->new->utf8;
 my $now = time;
+my $control = LWP::UserAgent->new(timeout => 30);
 
 sub org { return fake_state()->{tenants}{ $_[0] } || {} }
+
+# Ends the waits of the faults held under $name.
+sub release {
+    my ($name) = @_;
+    my $res = $control->get(main_url("/fake/release?$name"));
+    die 'release failed: ' . $res->status_line unless $res->is_success;
+}
+
+# Runs $code in a process of its own; collect() returns the line it printed.
+sub start {
+    my ($code) = @_;
+    pipe(my $reader, my $writer) or die $!;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        close $reader;
+        print {$writer} $code->();
+        close $writer;
+        POSIX::_exit(0);
+    }
+    close $writer;
+    return [$pid, $reader];
+}
+
+sub collect {
+    my ($started) = @_;
+    my ($pid, $reader) = @$started;
+    local $/;
+    my $text = <$reader>;
+    waitpid($pid, 0);
+    return $text;
+}
 
 # Polls $cond for at most $seconds; true once it holds.
 sub wait_for {
@@ -26,6 +61,15 @@ sub wait_for {
         $held = $cond->();
     }
     return $held;
+}
+
+sub answer { my ($res) = @_; return join ' ', $res->code, $res->header('Retry-After') // '-' }
+
+# Children a test kills on purpose, so that the runner forgives their death.
+sub note_killed {
+    open my $fh, '>>', Apache::Test::vars('t_logs') . '/killed-pids' or die $!;
+    print {$fh} "$_\n" for @_;
+    close $fh;
 }
 
 sub project {
@@ -40,7 +84,44 @@ sub account {
              role => 'member', created_at => $now - 60 };
 }
 
-ok(first_reaps_done('okey_lease'), 'the reap after startup is done');
+ok(first_reaps_done(qw(okey_flight okey_lease)), 'the reaps after startup are done');
+
+# --- OpenAIKeyMaxInFlight holds for the key server, in all its children ------
+# Two places: two issues wait on an OpenAI that does not answer; three more,
+# in whatever child, are refused at once; a static file is still served.
+reset_fake({ tenants => { flight => { projects => [project('proj_flight', 'flight-project')] } } });
+{
+    my $log_before = length error_log();
+    add_fault(tenant => 'flight', method => 'POST', path => 'service_accounts$', hold => 'flight',
+              delay => 15, times => 2);
+    my $issue = sub {
+        my $req = HTTP::Request->new(POST => vhost_url('okey_flight', '/issue'),
+                                     ['Content-Type' => 'application/json', Accept => 'application/json',
+                                      'X-Test-User' => encode_base64url('alice@example.com')], '{}');
+        return answer(browser()->request($req));
+    };
+    my @held = map { start($issue) } 1 .. 2;
+    ok(wait_for(10, sub { (org('flight')->{in_flight} // 0) == 2 }), 'two issues wait on OpenAI');
+    my @refused = map { collect($_) } map { start($issue) } 1 .. 3;
+    is_deeply(\@refused, [('503 5') x 3], 'three more get 503 with Retry-After at once');
+    my $static = browser()->get(main_url('/index.html'));
+    is($static->code, 200, 'a static file is served meanwhile');
+    is(org('flight')->{in_flight}, 2, 'while both issues still wait');
+
+    # The children holding the places die without a word: their places
+    # come back once httpd has seen them die.
+    my %holders = map { $_ => 1 } substr(error_log(), $log_before) =~
+        /\[pid (\d+)[^\]]*\].*OKEY008: took one of the 2 places/g;
+    my @holders = sort keys %holders;
+    ok(@holders && @holders <= 2, 'the children holding the places are known (' . join(', ', @holders) . ')');
+    note_killed(@holders);
+    is(scalar(grep { kill('KILL', $_) } @holders), scalar @holders, 'and killed');
+    my $after = '';
+    ok(wait_for(15, sub { $after = $issue->(); $after =~ /^200 / }),
+       "an issue after their death gets a place and a key ($after)");
+    release('flight');
+    collect($_) for @held;
+}
 
 # --- a reap whose holder stops: the lease lapses, another child reaps ----------
 # A stopped child keeps its PID, as a reused PID would be kept by another
