@@ -1,7 +1,8 @@
 # Bounds that hold across children and outlast any one process: the
 # upstream places of OpenAIKeyMaxInFlight, shared by every child and freed
-# when a holder is killed; a reap lease that lapses when its holder stops,
-# though its PID lives on.
+# when a holder is killed; logins that must ask the provider take one, and
+# a failed discovery is not asked again at once; a reap lease that lapses
+# when its holder stops, though its PID lives on.
 use strict;
 use warnings;
 use Apache::Test qw(-withtestmore);
@@ -13,7 +14,7 @@ use MIME::Base64 qw(encode_base64url);
 use POSIX ();
 use Time::HiRes ();
 
-plan tests => 13;
+plan tests => 22;
 
 my $now = time;
 my $control = LWP::UserAgent->new(timeout => 30);
@@ -121,6 +122,36 @@ reset_fake({ tenants => { flight => { projects => [project('proj_flight', 'fligh
        "an issue after their death gets a place and a key ($after)");
     release('flight');
     collect($_) for @held;
+}
+
+# --- a login that must ask the provider takes a place -------------------------
+reset_fake();
+{
+    add_fault(provider => 1, method => 'GET', path => 'openid-configuration$', hold => 'discovery',
+              delay => 15, times => 1);
+    my $login = sub { return answer(browser()->get(vhost_url('okey_login', '/'))) };
+    my $held = start($login);
+    ok(wait_for(10, sub { (fake_state()->{counters}{'oidc.discovery'} // 0) >= 1 }),
+       'a login asks a provider that does not answer');
+    my @refused = map { collect($_) } map { start($login) } 1 .. 3;
+    is_deeply(\@refused, [('503 5') x 3], 'three more logins meanwhile get 503 with Retry-After at once');
+    is(fake_state()->{counters}{'oidc.discovery'}, 1, 'without asking the provider');
+    release('discovery');
+    like(collect($held), qr/^302 /, 'the waiting login goes on once the provider answers');
+}
+
+# --- a failed discovery is told again for a few seconds, not asked again ------
+reset_fake();
+{
+    add_fault(provider => 1, method => 'GET', path => 'openid-configuration$', status => 500, times => 1);
+    my $ua = browser();   # keep-alive: one child, which has never asked
+    is($ua->get(vhost_url('okey_cold', '/'))->code, 502, 'a login whose discovery fails: 502');
+    is($ua->get(vhost_url('okey_cold', '/'))->code, 502, 'the next login at once: 502 too');
+    is(fake_state()->{counters}{'oidc.discovery'}, 1, 'without asking the provider again');
+    my $code = 0;
+    ok(wait_for(15, sub { $code = $ua->get(vhost_url('okey_cold', '/'))->code; $code == 302 }),
+       "a few seconds later a login asks again, and goes on ($code)");
+    is(fake_state()->{counters}{'oidc.discovery'}, 2, 'having asked once more in all');
 }
 
 # --- a reap whose holder stops: the lease lapses, another child reaps ----------

@@ -239,7 +239,15 @@ sub oidc {
     my ($r, $prefix, $path) = @_;
     if ($path eq '/.well-known/openid-configuration') {
         my $iss = issuer($r, $prefix);
-        my $methods = with_state(sub { count($_[0], 'oidc.discovery'); auth_methods($_[0], $prefix) });
+        my ($methods, $fault) = with_state(sub {
+            my ($s) = @_;
+            count($s, 'oidc.discovery');
+            return (auth_methods($s, $prefix), take_fault($s->{oidc}, 'GET', $path));
+        });
+        if ($fault) {
+            wait_out($fault);
+            return reply($r, $fault->{status}, $fault->{body} // "injected fault\n") if $fault->{status};
+        }
         return reply($r, 200, {
             issuer => $iss,
             authorization_endpoint => "$iss/authorize",
