@@ -97,21 +97,23 @@ static void *APR_THREAD_FUNC keep_lease(apr_thread_t *thread, void *data)
     apr_interval_time_t every = okey_lease_renew_every(okey_lease_length(conf->cfg->timeout));
     int held = 1;
 
+    /* Runs until told the reap ended, with the reaper waiting to join it:
+     * its pool is a subpool of the one the reap allocates from. */
     apr_thread_mutex_lock(keeper->mutex);
-    while (!keeper->ended && held) {
+    while (!keeper->ended) {
         apr_thread_cond_timedwait(keeper->ended_cond, keeper->mutex, every);
-        if (!keeper->ended) {
+        if (!keeper->ended && held) {
             apr_thread_mutex_unlock(keeper->mutex);
             held = okey_shm_renew_reap(keeper->s, keeper->claim);
+            if (!held) {
+                ap_log_error(APLOG_MARK, APLOG_WARNING, 0, keeper->s, OKEY_LOGNO(037)
+                             "the reap lease of %s lapsed and was taken over; this "
+                             "reap's result is not recorded", conf->cfg->project);
+            }
             apr_thread_mutex_lock(keeper->mutex);
         }
     }
     apr_thread_mutex_unlock(keeper->mutex);
-    if (!held) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, keeper->s, OKEY_LOGNO(037) "the reap "
-                     "lease of %s lapsed and was taken over; this reap's result is "
-                     "not recorded", conf->cfg->project);
-    }
     apr_thread_exit(thread, APR_SUCCESS);
     return NULL;
 }
