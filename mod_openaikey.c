@@ -394,12 +394,17 @@ static int log_wants(void *baton, int level)
     return APLOG_IS_LEVEL(s, level);
 }
 
+/* Half the server's workers, in all its children. */
 static apr_uint32_t default_in_flight(void)
 {
     int threads = 1;
+    int children = 1;
 
     ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
-    return threads > 2 ? (apr_uint32_t)threads / 2 : 1;
+    ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &children);
+    threads = threads > 0 ? threads : 1;
+    children = children > 0 ? children : 1;
+    return threads * children > 2 ? (apr_uint32_t)(threads * children) / 2 : 1;
 }
 
 static okey_runtime_t *make_runtime(apr_pool_t *pchild, server_rec *s,
@@ -413,6 +418,7 @@ static okey_runtime_t *make_runtime(apr_pool_t *pchild, server_rec *s,
     rt->logger.fn = log_bridge;
     rt->logger.wants = log_wants;
     rt->logger.baton = s;
+    rt->server = s;
     okey_shm_project_store(s, &rt->project_store);
     rt->http = okey_http_create(pchild, &opts);
     rt->oidc = okey_oidc_create(pchild, conf->cfg, rt->http, &rt->logger);
@@ -628,25 +634,27 @@ okey_err_t *okey_read_body(request_rec *r, apr_size_t max, const char **body)
 
 int okey_in_flight_enter(request_rec *r, okey_runtime_t *rt, okey_err_t **err)
 {
-    apr_uint32_t before = apr_atomic_inc32(&rt->in_flight);
-    int entered = before < rt->max_in_flight;
+    int entered = okey_shm_in_flight_enter(r->server, rt->max_in_flight);
 
     *err = NULL;
     if (!entered) {
-        apr_atomic_dec32(&rt->in_flight);
         *err = okey_err_make(r->pool, HTTP_SERVICE_UNAVAILABLE,
                              "This server is handling many sign-ins at the moment. "
                              "Please try again in a few seconds.",
-                             "%u requests of this child already wait on upstream "
-                             "services (OpenAIKeyMaxInFlight)", rt->max_in_flight);
+                             "%u requests already wait on upstream services "
+                             "(OpenAIKeyMaxInFlight)", rt->max_in_flight);
         (*err)->denied = OKEY_DENIED_BUSY;
+    }
+    else {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, OKEY_LOGNO(008) "took one of the "
+                      "%u places for requests to upstream services", rt->max_in_flight);
     }
     return entered;
 }
 
 void okey_in_flight_leave(okey_runtime_t *rt)
 {
-    apr_atomic_dec32(&rt->in_flight);
+    okey_shm_in_flight_leave(rt->server);
 }
 
 /* --- mapping ------------------------------------------------------------- */

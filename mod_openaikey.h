@@ -39,8 +39,8 @@ typedef struct okey_runtime_t {
     okey_keys_t *keys;
     okey_logger_t logger;
     okey_project_store_t project_store;
-    volatile apr_uint32_t in_flight;  /* requests waiting on upstreams */
-    apr_uint32_t max_in_flight;
+    server_rec *server;
+    apr_uint32_t max_in_flight;       /* of the key server, in all children */
     okey_reaper_thread_t *reaper;     /* the child's, or NULL */
 } okey_runtime_t;
 
@@ -84,8 +84,8 @@ int okey_accepts_json(request_rec *r);
 /* The request body, at most max bytes (else a 413), as a string. */
 okey_err_t *okey_read_body(request_rec *r, apr_size_t max, const char **body);
 
-/* Takes one of the key server's upstream places in this child, or answers
- * 503 with Retry-After when all are taken (*err). Release with
+/* Takes one of the key server's upstream places, shared by all children,
+ * or answers 503 with Retry-After when all are taken (*err). Release with
  * okey_in_flight_leave once done. */
 int okey_in_flight_enter(request_rec *r, okey_runtime_t *rt, okey_err_t **err);
 void okey_in_flight_leave(okey_runtime_t *rt);
@@ -160,20 +160,31 @@ void okey_shm_count_revoked(server_rec *s, okey_revoked_by_e by, int n);
 void okey_shm_count_project(server_rec *s, const char *project, int issued, int reaped);
 void okey_shm_snapshot(server_rec *s, okey_stats_t *stats);
 
+/* Takes one of the key server's max places for requests waiting on
+ * upstream services, counted across its children; 0 when all are taken. A
+ * child that dies holding places stops counting once httpd sees it die. */
+int okey_shm_in_flight_enter(server_rec *s, apr_uint32_t max);
+/* Gives back a place this process took. */
+void okey_shm_in_flight_leave(server_rec *s);
+
 /* The project store of a key server: the project id shared by its children
  * and the lock that serialises creating the project. */
 void okey_shm_project_store(server_rec *s, okey_project_store_t *store);
 
-/* A reap claim: who runs the reap of a key server now. */
+/* A reap claim: a lease on the reap of a key server, which lapses at
+ * expires unless its holder renews it. */
 typedef struct okey_claim_t {
-    pid_t pid;
+    pid_t pid;                /* of its holder: for messages only */
     apr_uint32_t generation;
-    apr_uint64_t token;
+    apr_uint64_t token;       /* who holds it: unique per claim */
+    apr_time_t expires;
 } okey_claim_t;
 
-/* Claims the key server's reap when it is due, or when forced and none runs.
- * A claim whose owner process is gone is free. */
+/* Claims the key server's reap when it is due, or when forced, and no
+ * lease on it is held: a lease that lapsed is free, whoever took it. */
 int okey_shm_claim_reap(server_rec *s, int force, okey_claim_t *claim);
+/* Extends the lease while its reap runs; 0 when another took it over. */
+int okey_shm_renew_reap(server_rec *s, const okey_claim_t *claim);
 /* Records the result of the reap claimed by claim, and releases it. A claim
  * taken over in the meantime records nothing. */
 void okey_shm_finish_reap(server_rec *s, const okey_claim_t *claim,

@@ -1,6 +1,7 @@
 /* The reaper: a thread in every child. It sleeps until a key server's next
  * reap is due (or it is woken, or told to stop), claims the reap through
- * shared memory so that one child at a time runs it, and runs it. */
+ * shared memory so that one child at a time runs it, and runs it, while a
+ * second thread renews the claim's lease until it ends. */
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
@@ -11,6 +12,7 @@
 #include <apr_thread_proc.h>
 
 #include "mod_openaikey.h"
+#include "src/lease.h"
 
 APLOG_USE_MODULE(openaikey);
 
@@ -77,6 +79,82 @@ static void count_by_project(server_rec *s, apr_pool_t *pool,
     }
 }
 
+/* Renews a reap's lease until the reap ends: a child that dies, or stops
+ * being scheduled, stops renewing it, and another child takes it. */
+typedef struct {
+    server_rec *s;
+    const okey_claim_t *claim;
+    apr_thread_mutex_t *mutex;
+    apr_thread_cond_t *ended_cond;
+    int ended;                   /* under mutex */
+    apr_thread_t *thread;
+} lease_keeper_t;
+
+static void *APR_THREAD_FUNC keep_lease(apr_thread_t *thread, void *data)
+{
+    lease_keeper_t *keeper = data;
+    okey_server_conf_t *conf = okey_server_conf(keeper->s);
+    apr_interval_time_t every = okey_lease_renew_every(okey_lease_length(conf->cfg->timeout));
+    int held = 1;
+
+    /* Runs until told the reap ended, with the reaper waiting to join it:
+     * its pool is a subpool of the one the reap allocates from. */
+    apr_thread_mutex_lock(keeper->mutex);
+    while (!keeper->ended) {
+        apr_thread_cond_timedwait(keeper->ended_cond, keeper->mutex, every);
+        if (!keeper->ended && held) {
+            apr_thread_mutex_unlock(keeper->mutex);
+            held = okey_shm_renew_reap(keeper->s, keeper->claim);
+            if (!held) {
+                ap_log_error(APLOG_MARK, APLOG_WARNING, 0, keeper->s, OKEY_LOGNO(037)
+                             "the reap lease of %s lapsed and was taken over; this "
+                             "reap's result is not recorded", conf->cfg->project);
+            }
+            apr_thread_mutex_lock(keeper->mutex);
+        }
+    }
+    apr_thread_mutex_unlock(keeper->mutex);
+    apr_thread_exit(thread, APR_SUCCESS);
+    return NULL;
+}
+
+/* NULL when no thread could be started: the lease then lapses while the
+ * reap runs, and another child may run one too. */
+static lease_keeper_t *start_keeper(server_rec *s, const okey_claim_t *claim,
+                                    apr_pool_t *pool)
+{
+    lease_keeper_t *keeper = apr_pcalloc(pool, sizeof(*keeper));
+    apr_status_t rv;
+
+    keeper->s = s;
+    keeper->claim = claim;
+    rv = apr_thread_mutex_create(&keeper->mutex, APR_THREAD_MUTEX_DEFAULT, pool);
+    if (rv == APR_SUCCESS) {
+        rv = apr_thread_cond_create(&keeper->ended_cond, pool);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = apr_thread_create(&keeper->thread, NULL, keep_lease, keeper, pool);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, OKEY_LOGNO(038) "cannot start the "
+                     "thread that renews the reap lease");
+    }
+    return rv == APR_SUCCESS ? keeper : NULL;
+}
+
+static void stop_keeper(lease_keeper_t *keeper)
+{
+    apr_status_t thread_rv;
+
+    if (keeper) {
+        apr_thread_mutex_lock(keeper->mutex);
+        keeper->ended = 1;
+        apr_thread_cond_signal(keeper->ended_cond);
+        apr_thread_mutex_unlock(keeper->mutex);
+        apr_thread_join(&thread_rv, keeper->thread);
+    }
+}
+
 static void reap(okey_reaper_thread_t *rt, server_rec *s, const okey_claim_t *claim,
                  apr_pool_t *pool)
 {
@@ -84,13 +162,16 @@ static void reap(okey_reaper_thread_t *rt, server_rec *s, const okey_claim_t *cl
     okey_reap_summary_t summary;
     okey_reaper_t reaper;
     apr_time_t started = apr_time_now();
+    lease_keeper_t *keeper;
 
     okey_reaper_init(&reaper, conf->cfg, http_of(rt, s), &conf->runtime->logger,
                      &rt->stop);
     reaper.unsure = okey_shm_due_suspects(s, pool, okey_now());
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, OKEY_LOGNO(031) "reap of %s claimed by "
                  "pid %" APR_PID_T_FMT, conf->cfg->project, claim->pid);
+    keeper = start_keeper(s, claim, pool);
     okey_reap(&reaper, pool, apr_time_sec(started), &summary);
+    stop_keeper(keeper);
     okey_shm_finish_reap(s, claim, &summary);
     count_by_project(s, pool, &summary);
     if (!summary.error && okey_terms_capped(conf->cfg->terms)) {

@@ -5,6 +5,8 @@
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
+#include "ap_mpm.h"
+#include "scoreboard.h"
 #include "util_mutex.h"
 
 #include <apr_global_mutex.h>
@@ -12,11 +14,10 @@
 #include <apr_lib.h>
 #include <apr_shm.h>
 #include <apr_strings.h>
-#include <errno.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include "mod_openaikey.h"
+#include "src/lease.h"
 
 APLOG_USE_MODULE(openaikey);
 
@@ -27,6 +28,7 @@ APLOG_USE_MODULE(openaikey);
 #define RETAINED_KEY "mod_openaikey shared memory 7"
 #define RANDOM_KEY "mod_openaikey random state key"
 #define IPC_KEY "mod_openaikey ipc"
+#define FLIGHTS_KEY "mod_openaikey places in flight 1"
 #define SLOTS 64
 #define SUSPECTS 8
 #define SUSPECT_NAME_MAX 288
@@ -81,7 +83,7 @@ typedef struct {
 typedef struct {
     unsigned char id[32];     /* hash of what the key server is; zero: free */
     apr_uint32_t generation;  /* the newest configuration that uses it */
-    okey_claim_t claim;       /* pid 0: no reap claimed */
+    okey_claim_t claim;       /* a lease; expires 0: never taken */
     int reap_requested;
     char project_id[OKEY_KEYS_PROJECT_ID_MAX];
     suspect_t suspects[SUSPECTS];
@@ -101,12 +103,32 @@ typedef struct {
     apr_uint32_t generation;  /* of configurations loaded so far */
 } retained_t;
 
+/* The places one child holds in a key server's OpenAIKeyMaxInFlight. A
+ * key server's row has one per scoreboard slot, and its places taken are
+ * the sum over the children the scoreboard still shows: a child killed
+ * while it held places runs no cleanup, and stops counting as soon as httpd
+ * sees it die. */
+typedef struct {
+    pid_t pid;            /* the child that last used this scoreboard slot */
+    apr_uint32_t count;
+} flight_t;
+
+/* Sized once for the parent's life, as the scoreboard is: no restart
+ * changes ServerLimit. */
+typedef struct {
+    apr_shm_t *shm;
+    int children;         /* scoreboard slots: flight_t per key server */
+} flights_retained_t;
+
 /* Per configuration generation; children attach in child_init. */
 typedef struct {
     apr_global_mutex_t *mutex;
     apr_global_mutex_t *project_mutex;
     shared_t *shared;
     apr_uint32_t generation;
+    flight_t *flights;    /* SLOTS rows of children; NULL: none */
+    int children;
+    int child;            /* this process's scoreboard slot; -1: unknown */
 } ipc_t;
 
 static ipc_t *ipc_of(server_rec *s)
@@ -156,6 +178,30 @@ static retained_t *retained(server_rec *s)
         else {
             ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
                          OKEY_LOGNO(020) "cannot create shared memory");
+            kept->shm = NULL;
+        }
+    }
+    return kept;
+}
+
+static flights_retained_t *flights_retained(server_rec *s)
+{
+    flights_retained_t *kept = ap_retained_data_get(FLIGHTS_KEY);
+    apr_size_t size;
+    apr_status_t rv;
+
+    if (!kept) {
+        kept = ap_retained_data_create(FLIGHTS_KEY, sizeof(*kept));
+        ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &kept->children);
+        kept->children = kept->children > 0 ? kept->children : 1;
+        size = sizeof(flight_t) * SLOTS * (apr_size_t)kept->children;
+        rv = apr_shm_create(&kept->shm, size, NULL, s->process->pool);
+        if (rv == APR_SUCCESS) {
+            memset(apr_shm_baseaddr_get(kept->shm), 0, size);
+        }
+        else {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                         OKEY_LOGNO(026) "cannot create shared memory for OpenAIKeyMaxInFlight");
             kept->shm = NULL;
         }
     }
@@ -243,10 +289,14 @@ int okey_shm_post_config(apr_pool_t *pconf, server_rec *main_server)
 {
     ipc_t *ipc = apr_pcalloc(pconf, sizeof(*ipc));
     retained_t *kept = retained(main_server);
+    flights_retained_t *flights = flights_retained(main_server);
     apr_status_t rv;
-    int status = kept->shm ? OK : HTTP_INTERNAL_SERVER_ERROR;
+    int status = kept->shm && flights->shm ? OK : HTTP_INTERNAL_SERVER_ERROR;
 
     ipc->shared = kept->shm ? apr_shm_baseaddr_get(kept->shm) : NULL;
+    ipc->flights = flights->shm ? apr_shm_baseaddr_get(flights->shm) : NULL;
+    ipc->children = flights->children;
+    ipc->child = -1;
     ipc->generation = ++kept->generation;
     rv = ap_global_mutex_create(&ipc->mutex, NULL, MUTEX_TYPE, NULL, main_server,
                                 pconf, 0);
@@ -382,11 +432,16 @@ void okey_shm_count_upstream_error(server_rec *s, okey_endpoint_e endpoint)
     }
 }
 
-/* Whether the process that claimed a reap still runs: a child killed
- * mid-reap leaves a claim nobody will release. */
-static int owner_alive(const okey_claim_t *claim)
+static apr_interval_time_t lease_length(server_rec *s)
 {
-    return claim->pid > 0 && (kill(claim->pid, 0) == 0 || errno != ESRCH);
+    return okey_lease_length(okey_server_conf(s)->cfg->timeout);
+}
+
+/* Whether a reap's lease is still held: by time alone, since a child
+ * killed mid-reap releases nothing, and its PID may since be another's. */
+static int lease_held(server_rec *s, const okey_claim_t *claim)
+{
+    return !okey_lease_free(claim->expires, apr_time_now(), lease_length(s));
 }
 
 void okey_shm_snapshot(server_rec *s, okey_stats_t *stats)
@@ -397,7 +452,78 @@ void okey_shm_snapshot(server_rec *s, okey_stats_t *stats)
     memset(stats, 0, sizeof(*stats));
     if (slot) {
         *stats = slot->stats;
-        stats->reap_running = owner_alive(&slot->claim);
+        stats->reap_running = lease_held(s, &slot->claim);
+        unlock_slot(ipc);
+    }
+}
+
+/* --- places in flight ------------------------------------------------------- */
+
+/* This process's scoreboard slot, found on first use; then its entries,
+ * left by whatever process had the slot before, are made its own. Called
+ * with the mutex held. */
+static int my_child(ipc_t *ipc)
+{
+    pid_t me = getpid();
+    int i, row;
+
+    for (i = 0; ipc->child < 0 && i < ipc->children; i++) {
+        if (ap_scoreboard_image->parent[i].pid == me) {
+            ipc->child = i;
+            for (row = 0; row < SLOTS; row++) {
+                ipc->flights[row * ipc->children + i].pid = me;
+                ipc->flights[row * ipc->children + i].count = 0;
+            }
+        }
+    }
+    return ipc->child;
+}
+
+static apr_uint32_t places_taken(const flight_t *row, int children)
+{
+    apr_uint32_t taken = 0;
+    int i;
+
+    for (i = 0; i < children; i++) {
+        if (row[i].count && row[i].pid == ap_scoreboard_image->parent[i].pid) {
+            taken += row[i].count;
+        }
+    }
+    return taken;
+}
+
+int okey_shm_in_flight_enter(server_rec *s, apr_uint32_t max)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(s, &ipc);
+    int child = slot && ipc->flights ? my_child(ipc) : -1;
+    flight_t *row = child >= 0 ? ipc->flights + okey_server_conf(s)->slot * ipc->children
+                               : NULL;
+    int entered = !row || places_taken(row, ipc->children) < max;
+
+    if (row && entered) {
+        row[child].count++;
+    }
+    if (slot) {
+        unlock_slot(ipc);
+    }
+    return entered;
+}
+
+void okey_shm_in_flight_leave(server_rec *s)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(s, &ipc);
+    flight_t *mine = slot && ipc->flights && ipc->child >= 0
+                     ? &ipc->flights[okey_server_conf(s)->slot * ipc->children + ipc->child]
+                     : NULL;
+
+    /* Another process may have the slot now, should this one be a
+     * gracefully stopping child the scoreboard no longer shows. */
+    if (mine && mine->pid == getpid() && mine->count > 0) {
+        mine->count--;
+    }
+    if (slot) {
         unlock_slot(ipc);
     }
 }
@@ -483,12 +609,13 @@ int okey_shm_claim_reap(server_rec *s, int force, okey_claim_t *claim)
     int claimed = 0;
 
     if (slot) {
-        claimed = !owner_alive(&slot->claim) &&
+        claimed = !lease_held(s, &slot->claim) &&
                   (force || !due_in(slot, okey_server_conf(s)->cfg->cleanup_interval, now));
         if (claimed) {
             claim->pid = getpid();
             claim->generation = ipc->generation;
             claim->token = ++ipc->shared->next_token;
+            claim->expires = apr_time_now() + lease_length(s);
             slot->claim = *claim;
             slot->reap_requested = 0;
             slot->stats.last_start = now;
@@ -498,6 +625,21 @@ int okey_shm_claim_reap(server_rec *s, int force, okey_claim_t *claim)
     return claimed;
 }
 
+int okey_shm_renew_reap(server_rec *s, const okey_claim_t *claim)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(s, &ipc);
+    int held = slot && slot->claim.token == claim->token;
+
+    if (held) {
+        slot->claim.expires = apr_time_now() + lease_length(s);
+    }
+    if (slot) {
+        unlock_slot(ipc);
+    }
+    return held;
+}
+
 void okey_shm_finish_reap(server_rec *s, const okey_claim_t *claim,
                           const okey_reap_summary_t *sum)
 {
@@ -505,7 +647,7 @@ void okey_shm_finish_reap(server_rec *s, const okey_claim_t *claim,
     slot_t *slot = lock_slot(s, &ipc);
     okey_stats_t *stats = slot ? &slot->stats : NULL;
 
-    if (slot && slot->claim.token == claim->token && slot->claim.pid == claim->pid) {
+    if (slot && slot->claim.token == claim->token) {
         memset(&slot->claim, 0, sizeof(slot->claim));
         stats->last_end = okey_now();
         stats->last_duration = sum->seconds;
@@ -539,7 +681,14 @@ apr_int64_t okey_shm_reap_due_in(server_rec *s)
     apr_int64_t wait = interval;
 
     if (slot) {
-        wait = owner_alive(&slot->claim) ? interval : due_in(slot, interval, okey_now());
+        wait = due_in(slot, interval, okey_now());
+        if (lease_held(s, &slot->claim)) {
+            /* Due again when the lease lapses, should its holder stop. */
+            apr_int64_t lapse = apr_time_sec(slot->claim.expires - apr_time_now()) + 1;
+
+            wait = lapse > wait ? lapse : wait;
+            wait = wait > interval ? interval : wait;
+        }
         unlock_slot(ipc);
     }
     return wait;

@@ -139,6 +139,24 @@ static int redirect_to_provider(request_rec *r, okey_server_conf_t *conf,
     return OK;
 }
 
+/* The provider's URL for this attempt: from the cache, else within
+ * OpenAIKeyMaxInFlight, since asking the provider may take its timeout. */
+static okey_err_t *login_url(request_rec *r, okey_server_conf_t *conf,
+                             const okey_state_t *state, const char **url)
+{
+    const char *challenge = okey_state_challenge(r->pool, conf->state_key, state->verifier);
+    okey_oidc_t *oidc = conf->runtime->oidc;
+    okey_err_t *err = okey_oidc_login_url(oidc, r->pool, state->state, state->nonce,
+                                          challenge, 0, url);
+
+    if (!err && !*url && okey_in_flight_enter(r, conf->runtime, &err)) {
+        err = okey_oidc_login_url(oidc, r->pool, state->state, state->nonce, challenge, 1,
+                                  url);
+        okey_in_flight_leave(conf->runtime);
+    }
+    return err;
+}
+
 int okey_login_handler(request_rec *r)
 {
     okey_err_t *err = okey_method_error(r, "GET, HEAD");
@@ -159,9 +177,7 @@ int okey_login_handler(request_rec *r)
         state->profile = profile != conf->cfg ? r->uri : NULL;
     }
     if (!err) {
-        err = okey_oidc_login_url(conf->runtime->oidc, r->pool, state->state, state->nonce,
-                                  okey_state_challenge(r->pool, conf->state_key,
-                                                       state->verifier), &url);
+        err = login_url(r, conf, state, &url);
     }
     if (!err) {
         err = okey_state_seal(r->pool, conf->state_key, state, &sealed);

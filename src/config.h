@@ -62,7 +62,7 @@
       "for openaikey-issue: the variable holding the address, not r->user")   \
     X(MAX_IN_FLIGHT, "OpenAIKeyMaxInFlight", "MAX_IN_FLIGHT", NULL, NULL, 0,   \
       NUMBER, 1, 100000,                                                       \
-      "requests of one child that may wait on upstream services at once")
+      "requests that may wait on upstream services at once, in all children")
 
 #define OKEY_SETTING_ENUM(name, ...) OKEY_SET_##name,
 typedef enum { OKEY_SETTINGS(OKEY_SETTING_ENUM) OKEY_SET_COUNT } okey_setting_e;
@@ -113,7 +113,7 @@ typedef struct okey_config_t {
     const char *ca_file;
     int reap_legacy;
     int redirect_is_https;
-    apr_int64_t max_in_flight; /* 0: chosen from the child's threads */
+    apr_int64_t max_in_flight; /* 0: half the server's workers */
     apr_int64_t max_expiration;    /* at least expiration */
     apr_int64_t max_keys_per_user; /* 0: no cap */
     int revoke_disallowed;

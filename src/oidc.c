@@ -4,6 +4,7 @@
 #include <apr_atomic.h>
 #include <apr_base64.h>
 #include <apr_strings.h>
+#include <apr_thread_cond.h>
 #include <apr_thread_mutex.h>
 #include <apr_time.h>
 #include <cjose/cjose.h>
@@ -24,6 +25,14 @@ struct okey_oidc_t {
     apr_pool_t *provider_pool;    /* owns provider */
     okey_oidc_provider_t *provider;
     apr_int64_t provider_fetched;
+    /* One discovery fetch at a time; the others wait for its outcome. */
+    apr_thread_cond_t *discovered;
+    int discovering;
+    /* The last failed discovery, told again for OKEY_OIDC_DISCOVERY_RETRY
+     * seconds rather than asked again of a provider that is down. */
+    apr_int64_t discovery_failed;  /* 0: none remembered */
+    okey_err_t discovery_error;    /* messages in failure_pool */
+    apr_pool_t *failure_pool;
     okey_oidc_keyset_t *jwks;     /* one reference is the cache's */
     apr_int64_t jwks_fetched;
     apr_int64_t jwks_max_age;     /* seconds the provider lets it be kept */
@@ -501,6 +510,7 @@ okey_oidc_t *okey_oidc_create(apr_pool_t *pool, const okey_config_t *cfg,
     oidc->http = http;
     oidc->logger = logger;
     apr_thread_mutex_create(&oidc->mutex, APR_THREAD_MUTEX_DEFAULT, pool);
+    apr_thread_cond_create(&oidc->discovered, pool);
     oidc->cache_root = okey_pool_for_threads(pool);
     return oidc;
 }
@@ -554,20 +564,72 @@ static apr_pool_t *renew_pool(apr_pool_t *root, apr_pool_t *old)
     return fresh;
 }
 
+/* What the cache holds for discovery at now: the provider (copied into
+ * pool), or the failure remembered (as a new error in pool), or neither.
+ * Called with the mutex held. */
+static void discovery_cached(okey_oidc_t *oidc, apr_pool_t *pool, apr_int64_t now,
+                             okey_oidc_provider_t **found, okey_err_t **failed)
+{
+    apr_int64_t since_failure = now - oidc->discovery_failed;
+
+    if (oidc->provider && now - oidc->provider_fetched < OKEY_OIDC_DISCOVERY_TTL) {
+        *found = provider_copy(pool, oidc->provider);
+    }
+    else if (oidc->discovery_failed && since_failure >= 0 &&
+             since_failure < OKEY_OIDC_DISCOVERY_RETRY) {
+        /* Not counted as another upstream error: nothing was asked. */
+        *failed = okey_err_make(pool, oidc->discovery_error.status,
+                                oidc->discovery_error.user_msg, "%s (%" APR_INT64_T_FMT
+                                " s ago; not asked again before %d s)",
+                                oidc->discovery_error.log_msg, since_failure,
+                                OKEY_OIDC_DISCOVERY_RETRY);
+    }
+}
+
+/* Keeps the outcome of a fetch for the waiting and the next requests, and
+ * wakes those waiting. Called with the mutex held. */
+static void discovery_done(okey_oidc_t *oidc, apr_pool_t *pool, apr_int64_t now,
+                           okey_oidc_provider_t *found, const okey_err_t *err)
+{
+    if (found) {
+        oidc->provider_pool = renew_pool(oidc->cache_root, oidc->provider_pool);
+        found->authorize_base = authorize_base(pool, found, oidc->cfg);
+        oidc->provider = provider_copy(oidc->provider_pool, found);
+        oidc->provider_fetched = now;
+        oidc->discovery_failed = 0;
+    }
+    else {
+        oidc->failure_pool = renew_pool(oidc->cache_root, oidc->failure_pool);
+        oidc->discovery_error.status = err->status;
+        oidc->discovery_error.user_msg = apr_pstrdup(oidc->failure_pool, err->user_msg);
+        oidc->discovery_error.log_msg = apr_pstrdup(oidc->failure_pool, err->log_msg);
+        oidc->discovery_failed = now > 0 ? now : 1;
+    }
+    oidc->discovering = 0;
+    apr_thread_cond_broadcast(oidc->discovered);
+}
+
 okey_err_t *okey_oidc_provider(okey_oidc_t *oidc, apr_pool_t *pool,
                                okey_oidc_provider_t **provider)
 {
-    apr_int64_t now = okey_now();
+    /* A fetch under way ends within its timeout; a second past it, this
+     * request fetches for itself. */
+    apr_time_t wait_until = apr_time_now() + apr_time_from_sec(oidc->cfg->timeout + 1);
     okey_oidc_provider_t *found = NULL;
     okey_http_response_t resp;
     okey_err_t *err = NULL;
+    int must_fetch;
 
     apr_thread_mutex_lock(oidc->mutex);
-    if (oidc->provider && now - oidc->provider_fetched < OKEY_OIDC_DISCOVERY_TTL) {
-        found = provider_copy(pool, oidc->provider);
+    while (oidc->discovering && apr_time_now() < wait_until) {
+        apr_thread_cond_timedwait(oidc->discovered, oidc->mutex,
+                                  wait_until - apr_time_now());
     }
+    discovery_cached(oidc, pool, okey_now(), &found, &err);
+    must_fetch = !found && !err;
+    oidc->discovering = oidc->discovering || must_fetch;
     apr_thread_mutex_unlock(oidc->mutex);
-    if (!found) {
+    if (must_fetch) {
         const char *url = apr_pstrcat(pool, oidc->cfg->issuer,
                                       "/.well-known/openid-configuration", NULL);
 
@@ -576,14 +638,9 @@ okey_err_t *okey_oidc_provider(okey_oidc_t *oidc, apr_pool_t *pool,
             err = okey_oidc_discovery_parse(pool, oidc->cfg->issuer, resp.body,
                                             resp.body_len, &found);
         }
-        if (!err) {
-            apr_thread_mutex_lock(oidc->mutex);
-            oidc->provider_pool = renew_pool(oidc->cache_root, oidc->provider_pool);
-            found->authorize_base = authorize_base(pool, found, oidc->cfg);
-            oidc->provider = provider_copy(oidc->provider_pool, found);
-            oidc->provider_fetched = now;
-            apr_thread_mutex_unlock(oidc->mutex);
-        }
+        apr_thread_mutex_lock(oidc->mutex);
+        discovery_done(oidc, pool, okey_now(), err ? NULL : found, err);
+        apr_thread_mutex_unlock(oidc->mutex);
     }
     *provider = err ? NULL : found;
     return err;
@@ -609,7 +666,7 @@ static void cache_keyset(okey_oidc_t *oidc, okey_oidc_keyset_t *keys, apr_int64_
 
 okey_err_t *okey_oidc_login_url(okey_oidc_t *oidc, apr_pool_t *pool, const char *state,
                                 const char *nonce, const char *challenge,
-                                const char **url)
+                                int may_fetch, const char **url)
 {
     okey_oidc_provider_t *provider = NULL;
     okey_err_t *err = NULL;
@@ -622,7 +679,7 @@ okey_err_t *okey_oidc_login_url(okey_oidc_t *oidc, apr_pool_t *pool, const char 
                                        challenge);
     }
     apr_thread_mutex_unlock(oidc->mutex);
-    if (!*url) {
+    if (!*url && may_fetch) {
         err = okey_oidc_provider(oidc, pool, &provider);
     }
     if (provider) {

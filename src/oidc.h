@@ -12,6 +12,8 @@
 /* A key the provider withdrew is trusted at most this long. */
 #define OKEY_OIDC_JWKS_MAX_AGE 3600
 #define OKEY_OIDC_DISCOVERY_TTL 86400
+/* Seconds a failed discovery is told again rather than asked again. */
+#define OKEY_OIDC_DISCOVERY_RETRY 5
 
 typedef struct okey_oidc_provider_t {
     const char *issuer;
@@ -109,10 +111,12 @@ okey_oidc_t *okey_oidc_create(apr_pool_t *pool, const okey_config_t *cfg,
 okey_err_t *okey_oidc_provider(okey_oidc_t *oidc, apr_pool_t *pool,
                                okey_oidc_provider_t **provider);
 
-/* The URL that sends a browser to the provider for this attempt. */
+/* The URL that sends a browser to the provider for this attempt. Without
+ * may_fetch it comes only from the cache: *url NULL (and no error) when the
+ * provider would have to be asked. */
 okey_err_t *okey_oidc_login_url(okey_oidc_t *oidc, apr_pool_t *pool, const char *state,
                                 const char *nonce, const char *challenge,
-                                const char **url);
+                                int may_fetch, const char **url);
 
 /* Exchanges an authorization code and verifies the ID token it brings. */
 okey_err_t *okey_oidc_sign_in(okey_oidc_t *oidc, apr_pool_t *pool,

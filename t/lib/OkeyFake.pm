@@ -2,7 +2,8 @@ package OkeyFake;
 # Fakes of the upstream services, served by mod_perl on the test server:
 #   /oidc/...       an OpenID provider (discovery, authorize, token, JWKS)
 #   /openai/v1/...  the OpenAI Admin API (projects, service accounts)
-#   /fake/...       control: reset, inspect counters, inject faults
+#   /fake/...       control: reset, inspect counters, inject faults, release
+#                   held requests
 # State lives in one JSON file under a lock so that every child shares it.
 use strict;
 use warnings;
@@ -134,6 +135,7 @@ sub control {
     my ($r, $path) = @_;
     if ($path eq '/reset') {
         my $patch = $JSON->decode(read_body($r) || '{}');
+        unlink glob(state_dir() . '/release-*');
         with_state(sub {
             my ($state) = @_;
             my $keys = $state->{oidc}{keys};
@@ -161,7 +163,17 @@ sub control {
     if ($path eq '/fault') {
         my $fault = $JSON->decode(read_body($r));
         my $tenant = delete $fault->{tenant} // '';
-        with_state(sub { push @{ org($_[0], $tenant)->{faults} }, $fault });
+        # provider => 1: a fault of the OpenID provider's, else the tenant's.
+        my $provider = delete $fault->{provider};
+        with_state(sub { push @{ $provider ? ($_[0]{oidc}{faults} ||= []) : org($_[0], $tenant)->{faults} }, $fault });
+        return reply($r, 200, { ok => JSON::PP::true });
+    }
+    if ($path eq '/release') {
+        # Ends the waits of faults with hold => this name.
+        my $name = $r->args // '';
+        return reply($r, 400, "bad name\n") unless $name =~ /^\w+$/;
+        open my $fh, '>', state_dir() . "/release-$name" or die $!;
+        close $fh;
         return reply($r, 200, { ok => JSON::PP::true });
     }
     if ($path eq '/rotate') {
@@ -212,11 +224,33 @@ sub jwks {
     return { keys => \@keys };
 }
 
+# A fault's wait: delay seconds, or with hold => name until the test
+# releases name (at most delay seconds, ten by default).
+sub wait_out {
+    my ($fault) = @_;
+    if (defined $fault->{hold}) {
+        my $until = Time::HiRes::time() + ($fault->{delay} // 10);
+        my $release = state_dir() . "/release-$fault->{hold}";
+        Time::HiRes::sleep(0.05) until -e $release || Time::HiRes::time() >= $until;
+    }
+    elsif ($fault->{delay}) {
+        Time::HiRes::sleep($fault->{delay});
+    }
+}
+
 sub oidc {
     my ($r, $prefix, $path) = @_;
     if ($path eq '/.well-known/openid-configuration') {
         my $iss = issuer($r, $prefix);
-        my $methods = with_state(sub { count($_[0], 'oidc.discovery'); auth_methods($_[0], $prefix) });
+        my ($methods, $fault) = with_state(sub {
+            my ($s) = @_;
+            count($s, 'oidc.discovery');
+            return (auth_methods($s, $prefix), take_fault($s->{oidc}, 'GET', $path));
+        });
+        if ($fault) {
+            wait_out($fault);
+            return reply($r, $fault->{status}, $fault->{body} // "injected fault\n") if $fault->{status};
+        }
         return reply($r, 200, {
             issuer => $iss,
             authorization_endpoint => "$iss/authorize",
@@ -386,7 +420,7 @@ sub page_of {
 # The first fault that matches this request, consumed.
 sub take_fault {
     my ($o, $method, $path) = @_;
-    my $faults = $o->{faults};
+    my $faults = $o->{faults} || [];
     for my $i (0 .. $#$faults) {
         my $f = $faults->[$i];
         next unless $method eq ($f->{method} // $method) && $path =~ /$f->{path}/;
@@ -435,7 +469,7 @@ sub openai {
 sub openai_answer {
     my ($r, $tenant, $method, $path, $body, $fault) = @_;
     if ($fault) {
-        Time::HiRes::sleep($fault->{delay}) if $fault->{delay};
+        wait_out($fault);
         if ($fault->{status}) {
             $r->err_headers_out->set('Retry-After' => $fault->{retry_after}) if defined $fault->{retry_after};
             $r->status($fault->{status});
