@@ -5,12 +5,20 @@ package OkeyFake;
 #   /fake/...       control: reset, inspect counters, inject faults, release
 #                   held requests
 # State lives in one JSON file under a lock so that every child shares it.
+# A fault (POST /fake/fault) matches a method and a path, a number of times:
+#   status, body, retry_after   answer this instead of doing the work
+#   delay, hold                 wait first (see wait_out)
+#   drop                        close the connection without an answer
+#   done                        do the work first, then answer as above (or,
+#                               with drop, not at all); without names a
+#                               field left out of the normal answer
 use strict;
 use warnings;
 
 use Apache2::RequestRec ();
 use Apache2::RequestIO ();
 use Apache2::Connection ();
+use APR::Socket ();
 use Apache2::Const -compile => qw(OK CONN_CLOSE);
 use APR::Table ();
 use Crypt::JWT qw(encode_jwt);
@@ -113,8 +121,8 @@ sub handler {
     my $uri = $r->uri;
     # The module's connections to the fakes come from the same server: held
     # open, they would keep worker-MPM children alive at stop until
-    # KeepAliveTimeout.
-    $r->connection->keepalive(Apache2::Const::CONN_CLOSE);
+    # KeepAliveTimeout. A test that needs them kept alive asks (/fake/keep-alive).
+    $r->connection->keepalive(Apache2::Const::CONN_CLOSE) unless -e keep_alive_flag();
     return oidc($r, $1, $2) if $uri =~ m{^/(oidc(?:-post|-short)?)(/.*)$};
     return openai($r, $1 // '', $2) if $uri =~ m{^/openai(?:-(\w+))?/v1(/.*)$};
     return control($r, $1) if $uri =~ m{^/fake(/.*)$};
@@ -131,9 +139,17 @@ sub merge {
     }
 }
 
+sub keep_alive_flag { return state_dir() . '/keep-alive' }
+
 sub control {
     my ($r, $path) = @_;
+    if ($path eq '/keep-alive') {
+        open my $fh, '>', keep_alive_flag() or die 'keep-alive: ' . $!;
+        close $fh;
+        return reply($r, 200, { ok => JSON::PP::true });
+    }
     if ($path eq '/reset') {
+        unlink keep_alive_flag();
         my $patch = $JSON->decode(read_body($r) || '{}');
         unlink glob(state_dir() . '/release-*');
         with_state(sub {
@@ -466,17 +482,32 @@ sub openai {
     return $result;
 }
 
+sub fault_reply {
+    my ($r, $fault) = @_;
+    $r->err_headers_out->set('Retry-After' => $fault->{retry_after}) if defined $fault->{retry_after};
+    $r->status($fault->{status});
+    $r->content_type('application/json');
+    $r->print($fault->{body} // $JSON->encode({ error => { message => 'injected fault', type => 'server_error' } }));
+    return Apache2::Const::OK;
+}
+
+# Ends the connection with no answer at all, as a server that fails while
+# the request is in hand: shut down, so that httpd's own close stays its.
+sub drop_connection {
+    my ($r) = @_;
+    open(my $socket, '+<&', $r->connection->client_socket->fileno) or die "dup: $!";
+    shutdown($socket, 2);
+    close $socket;
+    $r->connection->keepalive(Apache2::Const::CONN_CLOSE);
+    return Apache2::Const::OK;
+}
+
 sub openai_answer {
     my ($r, $tenant, $method, $path, $body, $fault) = @_;
     if ($fault) {
         wait_out($fault);
-        if ($fault->{status}) {
-            $r->err_headers_out->set('Retry-After' => $fault->{retry_after}) if defined $fault->{retry_after};
-            $r->status($fault->{status});
-            $r->content_type('application/json');
-            $r->print($fault->{body} // $JSON->encode({ error => { message => 'injected fault', type => 'server_error' } }));
-            return Apache2::Const::OK;
-        }
+        return drop_connection($r) if $fault->{drop} && !$fault->{done};
+        return fault_reply($r, $fault) if $fault->{status} && !$fault->{done};
     }
     my $q = parse_form($r->args);
     my ($status, $doc) = with_state(sub {
@@ -533,6 +564,11 @@ sub openai_answer {
         }
         return (404, "No route $method $path");
     });
+    if ($fault && $fault->{done}) {
+        return drop_connection($r) if $fault->{drop};
+        delete $doc->{ $fault->{without} } if ref $doc && $fault->{without};
+        return fault_reply($r, $fault) if $fault->{status};
+    }
     return ref $doc ? reply($r, $status, $doc) : api_error($r, $status, $doc);
 }
 
