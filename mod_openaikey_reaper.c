@@ -47,7 +47,7 @@ static okey_http_t *http_of(okey_reaper_thread_t *rt, server_rec *s)
     return http;
 }
 
-/* Says what became of the accounts whose creation got no answer. */
+/* Says what became of the accounts whose creation got no clear answer. */
 static void report_suspects(server_rec *s, apr_hash_t *unsure, apr_pool_t *pool)
 {
     apr_hash_index_t *hi;

@@ -317,9 +317,9 @@ static void count_outcome(request_rec *r, const okey_err_t *err, int issued)
     }
 }
 
-/* A creation that got no answer may have made an account whose key nobody
- * holds: the reaper looks for it by name once the upstream has had time to
- * finish, and deletes it. */
+/* A creation that got no clear answer may have made an account whose key
+ * nobody holds: the reaper looks for it by name once the upstream has had
+ * time to finish, and deletes it. */
 static void leave_to_reaper(request_rec *r, okey_server_conf_t *conf,
                             const okey_issued_t *unsure)
 {
@@ -330,7 +330,7 @@ static void leave_to_reaper(request_rec *r, okey_server_conf_t *conf,
         okey_reaper_wake(conf->runtime->reaper);
     }
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, OKEY_LOGNO(102) "creation of "
-                  "service account %s in project %s got no answer; if it was made, "
+                  "service account %s in project %s got no clear answer; if it was made, "
                   "the reaper deletes it in about %" APR_INT64_T_FMT " s",
                   unsure->name, unsure->project_id, wait);
 }
@@ -389,7 +389,7 @@ typedef struct {
 } sign_in_t;
 
 /* Issues a key to email in the profile's project, audits it and applies
- * the cap; a creation that got no answer is left to the reaper. Called
+ * the cap; a creation without a clear answer is left to the reaper. Called
  * within the in-flight limit. */
 static okey_err_t *issue_key(request_rec *r, okey_server_conf_t *conf,
                              const okey_config_t *profile, const char *email,

@@ -302,8 +302,8 @@ okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool, const char *pro
         made->api_key = account->api_key;
     }
     *issued = err ? NULL : made;
-    *unsure = (err && err->no_answer && made->project_id &&
-               err->endpoint == OKEY_ENDPOINT_SERVICE_ACCOUNTS) ? made : NULL;
+    *unsure = (err && made->project_id && err->endpoint == OKEY_ENDPOINT_SERVICE_ACCOUNTS &&
+               okey_openai_creation_unclear(err)) ? made : NULL;
     return err;
 }
 

@@ -89,10 +89,10 @@ int okey_keys_is_project_id(const char *project);
 okey_err_t *okey_keys_project_ids(okey_keys_t *keys, apr_pool_t *pool, const char *project,
                                   apr_array_header_t **ids);
 
-/* Issues a key to email. When the creation got no answer (a timeout, a
- * dropped connection), the account may exist upstream all the same, with a
- * key nobody holds: *unsure then names the attempt (project id and name),
- * else it is NULL. */
+/* Issues a key to email. When the creation got no clear answer (none, or
+ * one that does not prove it failed: see okey_openai_creation_unclear), the
+ * account may exist upstream all the same, with a key nobody holds:
+ * *unsure then names the attempt (project id and name), else it is NULL. */
 okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool, const char *project,
                             const char *email, apr_int64_t now, apr_int64_t lifetime,
                             okey_issued_t **issued, const okey_issued_t **unsure);

@@ -398,15 +398,40 @@ okey_err_t *okey_openai_create_service_account(const okey_openai_t *api,
 
     *account = NULL;
     if (!err) {
-        err = okey_openai_service_account_parse(pool, resp.body, resp.body_len,
-                                                account);
+        err = okey_openai_service_account_answer(pool, &resp, account);
     }
+    return err;
+}
+
+okey_err_t *okey_openai_service_account_answer(apr_pool_t *pool,
+                                               const okey_http_response_t *resp,
+                                               okey_service_account_t **account)
+{
+    okey_err_t *err = okey_openai_service_account_parse(pool, resp->body, resp->body_len,
+                                                        account);
+
     if (!err && !(*account)->api_key) {
         err = malformed(pool, OKEY_ENDPOINT_SERVICE_ACCOUNTS,
                         "service account without api_key");
         *account = NULL;
     }
+    /* An answer that cannot be read is an answer all the same: the account
+     * may have been made. */
+    if (err) {
+        err->upstream_status = resp->status;
+    }
     return err;
+}
+
+int okey_openai_creation_unclear(const okey_err_t *err)
+{
+    int status = err->upstream_status;
+    /* A 4xx refuses the request before anything is made, but for a timeout
+     * waiting for it (408) and a conflict (409), which may be with what an
+     * earlier attempt made. */
+    int refused = status >= 400 && status < 500 && status != 408 && status != 409;
+
+    return err->no_answer || (status && !refused);
 }
 
 void okey_openai_delete_accounts(const okey_openai_t *api, apr_pool_t *pool,

@@ -102,6 +102,18 @@ okey_err_t *okey_openai_create_service_account(const okey_openai_t *api,
                                                const char *name,
                                                okey_service_account_t **account);
 
+/* The account a 2xx answer to a creation describes, with its key; an error
+ * when the answer cannot be read or lacks the key. */
+okey_err_t *okey_openai_service_account_answer(apr_pool_t *pool,
+                                               const okey_http_response_t *resp,
+                                               okey_service_account_t **account);
+
+/* Whether a failed creation may have made its account all the same: no
+ * answer, or any answer but a refusal (a 4xx, 429 included, other than 408
+ * and 409), a 2xx that could not be read or lacks the key among them. An
+ * error raised before anything was sent is not unclear. */
+int okey_openai_creation_unclear(const okey_err_t *err);
+
 /* The path of a project's service-account list. */
 const char *okey_openai_accounts_path(apr_pool_t *pool, const char *project_id);
 

@@ -14,7 +14,7 @@ typedef struct {
     const char *email;
     apr_int64_t expires;
     apr_int64_t created_at;
-    int unsure;          /* its creation got no answer */
+    int unsure;          /* its creation got no clear answer */
     int revoked_by;      /* an okey_revoked_by_e for a live key; -1: expired */
     const char *name;    /* kept for live keys only */
     const char *project_id;
@@ -202,7 +202,7 @@ static void audit(const okey_reaper_t *reaper, apr_pool_t *pool,
                  project_id,
                  victim->expires ? okey_iso8601(pool, victim->expires) : "(legacy)",
                  status == 404 ? " (already gone)" : "",
-                 victim->unsure ? " (its creation got no answer; nobody holds its key)"
+                 victim->unsure ? " (its creation got no clear answer; nobody holds its key)"
                                 : "");
     }
 }

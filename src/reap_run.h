@@ -34,8 +34,9 @@ typedef struct okey_reaper_t {
     const okey_logger_t *logger;
     int parallel;
     apr_interval_time_t backoff;  /* first retry delay; doubles per round */
-    /* Names of accounts whose creation got no answer: deleted when listed,
-     * live or not; each value is an int set to 1 once found. NULL: none. */
+    /* Names of accounts whose creation got no clear answer: deleted when
+     * listed, live or not; each value is an int set to 1 once found. NULL:
+     * none. */
     apr_hash_t *unsure;
 } okey_reaper_t;
 

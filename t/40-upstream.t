@@ -79,10 +79,10 @@ for my $case (@failures) {
     # The last case above: the module gave up after its timeout, the fake
     # made the account two seconds later. The reaper looks for it by name.
     my $deadline = time + 30;
-    sleep 1 until error_log() =~ /OKEY102: creation of service account (\S+) in project proj_personal got no answer/ || time > $deadline;
+    sleep 1 until error_log() =~ /OKEY102: creation of service account (\S+) in project proj_personal got no clear answer/ || time > $deadline;
     my ($name) = error_log() =~ /OKEY102: creation of service account (\S+) in project/;
     ok($name, 'a creation that got no answer is left to the reaper, named');
-    my $gone = sub { error_log() =~ /reaped key: service_account=\S+ email=alice\@example\.com .*\(its creation got no answer/ };
+    my $gone = sub { error_log() =~ /reaped key: service_account=\S+ email=alice\@example\.com .*\(its creation got no clear answer/ };
     Time::HiRes::sleep(0.25) until $gone->() || time > $deadline;
     ok($gone->(), 'which deletes the account the upstream made after all');
     is(scalar @{ fake_state()->{openai}{accounts}{proj_personal} || [] }, 0, 'so no key lives that nobody holds');

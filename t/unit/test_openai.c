@@ -203,6 +203,50 @@ START_TEST(names_that_are_not_utf8_are_not_sent)
 }
 END_TEST
 
+/* What the client makes of an answer to a service-account creation. */
+static okey_err_t *creation_answer(int status, const char *body)
+{
+    okey_http_response_t resp = {0};
+    okey_service_account_t *account = NULL;
+
+    resp.status = status;
+    resp.body = body;
+    resp.body_len = strlen(body);
+    return status >= 200 && status < 300
+           ? okey_openai_service_account_answer(test_pool, &resp, &account)
+           : okey_openai_status_error(test_pool, "service account creation",
+                                      OKEY_ENDPOINT_SERVICE_ACCOUNTS, &resp);
+}
+
+START_TEST(creations_without_a_clear_answer_may_have_made_the_account)
+{
+    okey_err_t *timed_out = okey_err_make(test_pool, 504, NULL, "timed out");
+    okey_service_account_t *account = NULL;
+    okey_openai_t api;
+
+    timed_out->no_answer = 1;
+    ck_assert(okey_openai_creation_unclear(timed_out));
+    ck_assert(okey_openai_creation_unclear(creation_answer(500, "")));
+    ck_assert(okey_openai_creation_unclear(creation_answer(503, "{}")));
+    ck_assert(okey_openai_creation_unclear(creation_answer(200, "{\"id\": ")));
+    ck_assert(okey_openai_creation_unclear(
+        creation_answer(200, "{\"id\":\"svc_acct_1\",\"name\":\"n\"}")));
+    ck_assert(okey_openai_creation_unclear(creation_answer(201, "")));
+    ck_assert(okey_openai_creation_unclear(creation_answer(302, "")));
+    ck_assert(okey_openai_creation_unclear(creation_answer(408, "")));
+    ck_assert(okey_openai_creation_unclear(creation_answer(409, "")));
+    /* Refused: nothing was made. */
+    ck_assert(!okey_openai_creation_unclear(creation_answer(400, "")));
+    ck_assert(!okey_openai_creation_unclear(creation_answer(401, "")));
+    ck_assert(!okey_openai_creation_unclear(creation_answer(404, "")));
+    ck_assert(!okey_openai_creation_unclear(creation_answer(429, "")));
+    /* Never sent. */
+    memset(&api, 0, sizeof(api));
+    ck_assert(!okey_openai_creation_unclear(okey_openai_create_service_account(
+        &api, test_pool, "proj", "okey-1-a\xff@x", &account)));
+}
+END_TEST
+
 Suite *okey_openai_suite(void)
 {
     Suite *suite = suite_create("openai");
@@ -218,6 +262,7 @@ Suite *okey_openai_suite(void)
     tcase_add_test(tc, paging_stops_on_broken_cursors);
     tcase_add_test(tc, the_oldest_project_of_a_name_wins);
     tcase_add_test(tc, names_that_are_not_utf8_are_not_sent);
+    tcase_add_test(tc, creations_without_a_clear_answer_may_have_made_the_account);
     suite_add_tcase(suite, tc);
     return suite;
 }

@@ -1,0 +1,108 @@
+# Answers that leave the outcome unclear: a creation whose connection drops,
+# creations answered badly after the account was made, and deletes of what
+# someone else already deleted. One sign-in makes at most one account, an
+# account nobody holds is found again, and one key is one deletion.
+use strict;
+use warnings;
+use Apache::Test qw(-withtestmore);
+use lib 't/lib';
+use OkeyTest;
+use HTTP::Request ();
+use JSON::PP ();
+use LWP::UserAgent ();
+use Time::HiRes ();
+use Time::Local ();
+
+plan tests => 10;
+
+my $JSON = JSON::PP->new->utf8;
+my $now = time;
+
+sub accounts { return fake_state()->{openai}{accounts}{proj_personal} || [] }
+sub tenant_ids { return [sort map { $_->{id} } @{ fake_state()->{tenants}{ $_[0] }{accounts}{"proj_$_[0]"} || [] }] }
+
+sub account {
+    my ($id, $email, $created, $expires) = @_;
+    return { object => 'organization.project.service_account', id => $id,
+             name => 'okey-' . ($expires // $now + 3600) . "-$email", role => 'member',
+             created_at => $created // $now - 600 };
+}
+
+# The fakes keep their connections open, so that the module reuses them.
+sub keep_upstream_connections {
+    my $res = LWP::UserAgent->new(timeout => 30)->post(main_url('/fake/keep-alive'));
+    die 'keep-alive failed: ' . $res->status_line unless $res->is_success;
+}
+
+# Waits, within a bound, until none of @ids is left upstream.
+sub wait_until_gone {
+    my ($deadline, @ids) = @_;
+    my %wanted = map { $_ => 1 } @ids;
+    my @left = @ids;
+    while (@left && time < $deadline) {
+        Time::HiRes::sleep(0.25);
+        @left = grep { $wanted{ $_->{id} } } @{ accounts() };
+    }
+    return scalar @left;
+}
+
+# One sample of a counter in $vhost's /metrics.
+sub metric {
+    my ($vhost, $name, $label) = @_;
+    my $text = browser()->get(vhost_url($vhost, '/metrics'))->decoded_content;
+    my $labels = $label ? qr/\{server="[^"]+",\Q$label\E\}/ : qr/\{server="[^"]+"\}/;
+    my ($value) = $text =~ /^\Q$name\E$labels (\d+)$/m;
+    return $value // 0;
+}
+
+# Runs a reap of $vhost now and returns /revoke's answer; a reap that
+# outlasts the handler's wait answers 202 and is asked after again.
+sub reap_now {
+    my ($vhost) = @_;
+    my $deadline = time + 60;
+    # /revoke within two seconds of a reap's end reports that reap.
+    my $end = $JSON->decode(browser()->get(vhost_url($vhost, '/status'))->decoded_content)->{last_reap}{end};
+    if ($end && $end =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)Z$/) {
+        my $ended = Time::Local::timegm($6, $5, $4, $3, $2 - 1, $1);
+        Time::HiRes::sleep(0.1) while time < $ended + 3 && time < $deadline;
+    }
+    my $res;
+    do {
+        $res = browser()->request(HTTP::Request->new(POST => vhost_url($vhost, '/revoke'),
+                                                     [Accept => 'application/json']));
+        Time::HiRes::sleep(0.5) if $res->code == 202;
+    } while ($res->code == 202 && time < $deadline);
+    return $res;
+}
+
+ok(first_reaps_done('okey'), 'the reap after startup is done');
+
+# --- creations answered badly after the account was made ----------------------------
+# A 5xx, JSON that does not parse, or a 200 without the key: the account may
+# exist, and nobody holds its key. The reaper looks for each by name.
+reset_fake();
+my @unclear = (['alice@example.com', { status => 500 }, 'a 500'],
+               ['carol@example.org', { status => 200, body => '{"object": "organization.project.service_account", "id": ' },
+                'malformed JSON'],
+               ['dave@corp.example', { without => 'api_key' }, 'a 200 without the key']);
+add_fault(method => 'POST', path => 'service_accounts$', done => 1, %{ $_->[1] }) for @unclear;
+for my $case (@unclear) {
+    my ($email, undef, $what) = @$case;
+    my $res = sign_in(browser(), $email, $email =~ /corp\.example$/ ? (hd => 'corp.example') : ());
+    is($res->code, 502, "$what after the account was made: 502");
+}
+{
+    my @made = @{ accounts() };
+    is(scalar @made, 3, 'the upstream made all three accounts');
+    my $log = error_log();
+    is(scalar(grep { my $n = $_->{name}; $log =~ /OKEY102: creation of service account \Q$n\E in project proj_personal got no clear answer/ } @made),
+       3, 'each is left to the orphan check by its name');
+    my $left = wait_until_gone(time + 3 * upstream_timeout() + 30, map { $_->{id} } @made);
+    is($left, 0, 'once the orphan check is due, the reaper deletes all three');
+    $log = error_log();
+    for my $account (@made) {
+        like($log, qr/OKEY301: reaped key: service_account=\Q$account->{id}\E .*its creation got no clear answer/,
+             "and says of $account->{id} that its creation got no clear answer");
+    }
+}
+
