@@ -174,6 +174,14 @@ static void set_options(CURL *curl, const okey_http_t *http,
     if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "POST") != 0) {
         curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, req->method);
     }
+    /* libcurl sends a request again, unasked, when a kept-alive connection
+     * it reused closes before any answer: a creation the server carried out
+     * would then be made twice. A request on a new connection is never sent
+     * again, so a POST pays for a handshake rather than risk that; its
+     * connection is kept afterwards for the GETs and DELETEs that follow. */
+    if (!strcmp(req->method, "POST")) {
+        curl_easy_setopt(curl, CURLOPT_FRESH_CONNECT, 1L);
+    }
 }
 
 /* Only the scheme, host and path: query strings never reach a log. */

@@ -42,7 +42,9 @@ void okey_http_global_init(void);
 okey_http_t *okey_http_create(apr_pool_t *pool, const okey_http_options_t *opts);
 
 /* Performs one request. Transport failures come back as errors with status
- * 504 (timeout) or 502 (anything else); any HTTP answer is a response. */
+ * 504 (timeout) or 502 (anything else); any HTTP answer is a response. A
+ * POST is sent at most once: it goes on a new connection, never one kept
+ * alive, which libcurl would resend it on if it closed unanswered. */
 okey_err_t *okey_http_perform(okey_http_t *http, apr_pool_t *pool,
                               const okey_http_request_t *req,
                               okey_http_response_t *resp);

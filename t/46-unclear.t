@@ -13,7 +13,7 @@ use LWP::UserAgent ();
 use Time::HiRes ();
 use Time::Local ();
 
-plan tests => 10;
+plan tests => 14;
 
 my $JSON = JSON::PP->new->utf8;
 my $now = time;
@@ -76,6 +76,25 @@ sub reap_now {
 }
 
 ok(first_reaps_done('okey'), 'the reap after startup is done');
+
+# --- a creation whose kept-alive connection drops is not sent again ----------------
+# The upstream makes the account and closes the connection without an
+# answer. A client that sent it again on a new connection would make a
+# second account, whose key the person gets while the first lives on.
+reset_fake();
+keep_upstream_connections();
+add_fault(method => 'POST', path => 'service_accounts$', done => 1, drop => 1);
+{
+    my $res = sign_in(browser(), 'alice@example.com');
+    my $made = accounts();
+    is(scalar @$made, 1, 'a creation whose connection closed unanswered was sent once');
+    is($res->code, 502, 'and the sign-in says the key could not be made');
+    my $name = $made->[0]{name} // 'none';
+    like(error_log(), qr/OKEY102: creation of service account \Q$name\E in project proj_personal got no clear answer/,
+         'the attempt is left to the orphan check by its name');
+    is(wait_until_gone(time + 3 * upstream_timeout() + 30, map { $_->{id} } @$made), 0,
+       'which deletes the account nobody holds');
+}
 
 # --- creations answered badly after the account was made ----------------------------
 # A 5xx, JSON that does not parse, or a 200 without the key: the account may
