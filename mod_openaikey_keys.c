@@ -94,8 +94,9 @@ void okey_audit_revoked(request_rec *r, const okey_owned_key_t *key, const char 
                   okey_revoked_names[by]);
 }
 
-/* Deletes victims (of okey_owned_key_t); returns those that are gone, with
- * one audit line each. */
+/* Deletes victims (of okey_owned_key_t); returns those that are gone. Only
+ * those this request deleted are audited and counted: a key someone else
+ * deleted first (404) is gone for the person, but was not revoked here. */
 static apr_array_header_t *revoke_keys(request_rec *r, okey_server_conf_t *conf,
                                        const apr_array_header_t *victims,
                                        const char *email,
@@ -103,17 +104,24 @@ static apr_array_header_t *revoke_keys(request_rec *r, okey_server_conf_t *conf,
 {
     int n = victims->nelts;
     const okey_owned_key_t **each = apr_pcalloc(r->pool, sizeof(*each) * (n + 1));
-    int *done = apr_pcalloc(r->pool, sizeof(*done) * (n + 1));
+    okey_delete_outcome_e *outcomes = apr_pcalloc(r->pool, sizeof(*outcomes) * (n + 1));
     apr_array_header_t *gone = apr_array_make(r->pool, n + 1, sizeof(okey_owned_key_t));
+    int deleted;
     int i;
 
     for (i = 0; i < n; i++) {
         each[i] = &APR_ARRAY_IDX(victims, i, okey_owned_key_t);
     }
-    okey_keys_revoke(conf->runtime->keys, r->pool, each, n, done);
+    deleted = okey_keys_revoke(conf->runtime->keys, r->pool, each, n, outcomes);
     for (i = 0; i < n; i++) {
-        if (done[i]) {
+        if (outcomes[i] == OKEY_DELETE_DONE) {
             okey_audit_revoked(r, each[i], email, by);
+        }
+        else if (outcomes[i] == OKEY_DELETE_GONE) {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, OKEY_LOGNO(111) "service account "
+                          "%s of %s was already gone", each[i]->service_account_id, email);
+        }
+        if (outcomes[i] == OKEY_DELETE_DONE || outcomes[i] == OKEY_DELETE_GONE) {
             okey_shm_index_remove(r->server, each[i]->service_account_id);
             APR_ARRAY_PUSH(gone, okey_owned_key_t) = *each[i];
         }
@@ -124,7 +132,7 @@ static apr_array_header_t *revoke_keys(request_rec *r, okey_server_conf_t *conf,
                           email, okey_revoked_names[by]);
         }
     }
-    okey_shm_count_revoked(r->server, by, gone->nelts);
+    okey_shm_count_revoked(r->server, by, deleted);
     return gone;
 }
 

@@ -386,9 +386,10 @@ okey_err_t *okey_keys_owned(okey_keys_t *keys, apr_pool_t *pool, const char *ema
 }
 
 int okey_keys_revoke(okey_keys_t *keys, apr_pool_t *pool,
-                     const okey_owned_key_t *const *victims, int n, int *done)
+                     const okey_owned_key_t *const *victims, int n,
+                     okey_delete_outcome_e *outcomes)
 {
-    int gone = 0;
+    int deleted = 0;
     int i;
 
     /* One at a time: a person revokes a few keys, and the order of the
@@ -399,8 +400,9 @@ int okey_keys_revoke(okey_keys_t *keys, apr_pool_t *pool,
 
         okey_openai_delete_accounts(&keys->api, pool, victims[i]->project_id, &id, 1, 1,
                                     &result);
-        done[i] = (result.status >= 200 && result.status < 300) || result.status == 404;
-        gone += done[i];
+        /* As the reaper's last attempt: never retried here. */
+        outcomes[i] = okey_reap_classify(result.status, OKEY_REAP_ATTEMPTS, 0);
+        deleted += outcomes[i] == OKEY_DELETE_DONE;
     }
-    return gone;
+    return deleted;
 }

@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "openai.h"
+#include "reaper.h"
 #include "terms.h"
 
 #define OKEY_KEYS_NAME_PREFIX "okey-"
@@ -105,9 +106,11 @@ okey_err_t *okey_keys_owned(okey_keys_t *keys, apr_pool_t *pool, const char *ema
                             const char *project, apr_int64_t now,
                             apr_array_header_t **owned);
 
-/* Deletes the n keys victims[i]; done[i] is set when it is gone (deleted,
- * or already gone: 404). Returns the number gone. */
+/* Deletes the n keys victims[i]; outcomes[i] says how: OKEY_DELETE_DONE
+ * (deleted), OKEY_DELETE_GONE (someone else deleted it first: 404) or
+ * OKEY_DELETE_FAILED. Returns the number this call deleted. */
 int okey_keys_revoke(okey_keys_t *keys, apr_pool_t *pool,
-                     const okey_owned_key_t *const *victims, int n, int *done);
+                     const okey_owned_key_t *const *victims, int n,
+                     okey_delete_outcome_e *outcomes);
 
 #endif

@@ -18,6 +18,7 @@ typedef struct {
     int revoked_by;      /* an okey_revoked_by_e for a live key; -1: expired */
     const char *name;    /* kept for live keys only */
     const char *project_id;
+    int unclear_before;  /* a delete of it got no answer or a 5xx */
 } victim_t;
 
 /* What went wrong with deletes, for one summary line; allocated in the
@@ -175,33 +176,32 @@ static void consider(void *baton, const json_t *account)
 
 static void audit_revoked(const okey_reaper_t *reaper, apr_pool_t *pool,
                           const victim_t *victim, const char *project,
-                          const char *project_id, int status)
+                          const char *project_id)
 {
     okey_log(reaper->logger, OKEY_LOG_NOTICE, pool,
              OKEY_LOGNO(305) "revoked key: service_account=%s email=%s project=%s "
-             "(%s) expires=%s by=%s (%s)%s", victim->id, victim->email,
+             "(%s) expires=%s by=%s (%s)", victim->id, victim->email,
              project, project_id, okey_iso8601(pool, victim->expires),
              okey_revoked_names[victim->revoked_by],
              victim->revoked_by == OKEY_REVOKED_CAP
              ? "the address holds more keys than the cap"
-             : "the policy no longer allows the address",
-             status == 404 ? " (already gone)" : "");
+             : "the policy no longer allows the address");
 }
 
+/* One line per key this reap deleted; a key someone else deleted first is
+ * not this reap's. */
 static void audit(const okey_reaper_t *reaper, apr_pool_t *pool,
-                  const victim_t *victim, const char *project, const char *project_id,
-                  int status)
+                  const victim_t *victim, const char *project, const char *project_id)
 {
     if (victim->revoked_by >= 0) {
-        audit_revoked(reaper, pool, victim, project, project_id, status);
+        audit_revoked(reaper, pool, victim, project, project_id);
     }
     else {
         okey_log(reaper->logger, OKEY_LOG_NOTICE, pool,
                  OKEY_LOGNO(301) "reaped key: service_account=%s email=%s project=%s "
-                 "(%s) expires=%s%s%s", victim->id, victim->email, project,
+                 "(%s) expires=%s%s", victim->id, victim->email, project,
                  project_id,
                  victim->expires ? okey_iso8601(pool, victim->expires) : "(legacy)",
-                 status == 404 ? " (already gone)" : "",
                  victim->unsure ? " (its creation got no clear answer; nobody holds its key)"
                                 : "");
     }
@@ -248,8 +248,9 @@ static void count_reaped(okey_reap_summary_t *summary, const char *project, int 
     }
 }
 
-/* Deletes victims in rounds: retries as the policy says; 404 counts as
- * done. What a cancelled reap never tried is skipped, not failed. */
+/* Deletes victims in rounds: retries as the policy says; a 404 ends a
+ * victim's deletes, but someone else deleted it, so it is not counted. What
+ * a cancelled reap never tried is skipped, not failed. */
 static void delete_victims(const okey_reaper_t *reaper, apr_pool_t *pool,
                            const char *project, const char *project_id,
                            apr_array_header_t *victims,
@@ -272,7 +273,8 @@ static void delete_victims(const okey_reaper_t *reaper, apr_pool_t *pool,
                                     reaper->parallel, results);
         for (i = 0; i < n; i++) {
             const victim_t *victim = &APR_ARRAY_IDX(victims, i, victim_t);
-            okey_delete_outcome_e outcome = okey_reap_classify(results[i].status, attempt);
+            okey_delete_outcome_e outcome = okey_reap_classify(results[i].status, attempt,
+                                                               victim->unclear_before);
 
             if (cancelled(reaper) && results[i].status == 0) {
                 summary->skipped++;
@@ -282,10 +284,18 @@ static void delete_victims(const okey_reaper_t *reaper, apr_pool_t *pool,
                 summary->deleted += victim->revoked_by < 0;
                 summary->revoked_cap += victim->revoked_by == OKEY_REVOKED_CAP;
                 summary->revoked_policy += victim->revoked_by == OKEY_REVOKED_POLICY;
-                audit(reaper, pool, victim, project, project_id, results[i].status);
+                audit(reaper, pool, victim, project, project_id);
+            }
+            else if (outcome == OKEY_DELETE_GONE) {
+                okey_log(reaper->logger, OKEY_LOG_INFO, pool,
+                         OKEY_LOGNO(306) "service account %s (%s) was already gone",
+                         victim->id, victim->email);
             }
             else if (outcome == OKEY_DELETE_RETRY) {
-                APR_ARRAY_PUSH(retry, victim_t) = *victim;
+                victim_t *again = apr_array_push(retry);
+
+                *again = *victim;
+                again->unclear_before |= okey_reap_delete_unclear(results[i].status);
                 retry_after = results[i].retry_after > retry_after
                               ? results[i].retry_after : retry_after;
             }

@@ -2,13 +2,21 @@
 #include "reaper.h"
 
 
-okey_delete_outcome_e okey_reap_classify(int status, int attempt)
+int okey_reap_delete_unclear(int status)
 {
-    int retryable = status == 0 || status == 429 || status >= 500;
+    return status == 0 || status >= 500;
+}
+
+okey_delete_outcome_e okey_reap_classify(int status, int attempt, int unclear_before)
+{
+    int retryable = okey_reap_delete_unclear(status) || status == 429;
     okey_delete_outcome_e outcome = OKEY_DELETE_FAILED;
 
-    if ((status >= 200 && status < 300) || status == 404) {
+    if ((status >= 200 && status < 300) || (status == 404 && unclear_before)) {
         outcome = OKEY_DELETE_DONE;
+    }
+    else if (status == 404) {
+        outcome = OKEY_DELETE_GONE;
     }
     else if (retryable && attempt < OKEY_REAP_ATTEMPTS) {
         outcome = OKEY_DELETE_RETRY;

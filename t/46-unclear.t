@@ -13,7 +13,7 @@ use LWP::UserAgent ();
 use Time::HiRes ();
 use Time::Local ();
 
-plan tests => 14;
+plan tests => 26;
 
 my $JSON = JSON::PP->new->utf8;
 my $now = time;
@@ -75,7 +75,7 @@ sub reap_now {
     return $res;
 }
 
-ok(first_reaps_done('okey'), 'the reap after startup is done');
+ok(first_reaps_done(qw(okey okey_gone)), 'the reaps after startup are done');
 
 # --- a creation whose kept-alive connection drops is not sent again ----------------
 # The upstream makes the account and closes the connection without an
@@ -125,3 +125,48 @@ for my $case (@unclear) {
     }
 }
 
+# --- a reap whose deletes find keys already gone -------------------------------------
+# Someone else deletes an expired key and a key beyond the cap just before
+# the reap does: the reap's deletes answer 404. Neither is counted, audited
+# or reported as this reap's deletion.
+seed_tenant('gone', 'gone-project',
+            (map { account("svc_g_exp$_", 'alice@example.com', $now - 7200, $now - 60) } 1 .. 2),
+            (map { account("svc_g_alice$_", 'alice@example.com', $now - 900 + $_) } 1 .. 4));
+add_fault(tenant => 'gone', method => 'DELETE', path => $_, done => 1, status => 404,
+          body => '{"error":{"message":"No such service account","type":"invalid_request_error"}}')
+    for 'svc_g_exp1$', 'svc_g_alice1$';
+# This reap's own delete of another answers 503 after deleting it: the retry
+# finds it gone, and it is this reap's.
+add_fault(tenant => 'gone', method => 'DELETE', path => 'svc_g_exp2$', done => 1, status => 503);
+{
+    my ($reaped, $capped) = (metric('okey_gone', 'openaikey_keys_reaped_total'),
+                             metric('okey_gone', 'openaikey_keys_revoked_total', 'by="cap"'));
+    my $res = reap_now('okey_gone');
+    is($res->code, 200, 'a reap ran');
+    is_deeply(tenant_ids('gone'), [qw(svc_g_alice3 svc_g_alice4)],
+              'the expired keys and the oldest beyond the cap are gone, two of them deleted by someone else');
+    is($JSON->decode($res->decoded_content)->{deleted}, 1,
+       'the reap reports the one expired key it deleted, though its delete answered 503');
+    is(metric('okey_gone', 'openaikey_keys_reaped_total') - $reaped, 1, 'the metrics count one reaped key');
+    is(metric('okey_gone', 'openaikey_keys_revoked_total', 'by="cap"') - $capped, 1,
+       'and one revoked by the cap');
+    my $log = error_log();
+    is(scalar(() = $log =~ /OKEY30[15]: [a-z]+ key: service_account=svc_g_/g), 2,
+       'two audit lines, one per key the reap deleted');
+    unlike($log, qr/service_account=svc_g_(?:exp1|alice1) /, 'none for a key someone else deleted');
+}
+
+# --- a sign-in's cap finds the oldest key already gone ---------------------------------
+seed_tenant('gone', 'gone-project', map { account("svc_h$_", 'alice@example.com', $now - 900 + $_) } 1 .. 2);
+{
+    is(reap_now('okey_gone')->code, 200, 'a reap fills the index of live keys');
+    add_fault(tenant => 'gone', method => 'DELETE', path => 'svc_h1$', done => 1, status => 404,
+              body => '{"error":{"message":"No such service account","type":"invalid_request_error"}}');
+    my $capped = metric('okey_gone', 'openaikey_keys_revoked_total', 'by="cap"');
+    my $page = sign_in(browser(), 'alice@example.com', vhost => 'okey_gone');
+    is($page->code, 200, 'a third key for alice is issued');
+    is_deeply([grep { /svc_h/ } @{ tenant_ids('gone') }], [qw(svc_h2)], 'her oldest key is gone');
+    is(metric('okey_gone', 'openaikey_keys_revoked_total', 'by="cap"') - $capped, 0,
+       'but it was deleted by someone else, so the cap revoked nothing');
+    unlike(error_log(), qr/OKEY105: revoked key: service_account=svc_h1 /, 'and no audit line says it did');
+}

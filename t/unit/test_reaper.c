@@ -5,14 +5,26 @@
 
 START_TEST(deletes_are_retried_only_when_it_can_help)
 {
-    ck_assert_int_eq(okey_reap_classify(204, 1), OKEY_DELETE_DONE);
-    ck_assert_int_eq(okey_reap_classify(404, 1), OKEY_DELETE_DONE);
-    ck_assert_int_eq(okey_reap_classify(0, 1), OKEY_DELETE_RETRY);
-    ck_assert_int_eq(okey_reap_classify(429, 1), OKEY_DELETE_RETRY);
-    ck_assert_int_eq(okey_reap_classify(503, OKEY_REAP_ATTEMPTS - 1), OKEY_DELETE_RETRY);
-    ck_assert_int_eq(okey_reap_classify(503, OKEY_REAP_ATTEMPTS), OKEY_DELETE_FAILED);
-    ck_assert_int_eq(okey_reap_classify(401, 1), OKEY_DELETE_FAILED);
-    ck_assert_int_eq(okey_reap_classify(400, 1), OKEY_DELETE_FAILED);
+    ck_assert_int_eq(okey_reap_classify(204, 1, 0), OKEY_DELETE_DONE);
+    ck_assert_int_eq(okey_reap_classify(0, 1, 0), OKEY_DELETE_RETRY);
+    ck_assert_int_eq(okey_reap_classify(429, 1, 0), OKEY_DELETE_RETRY);
+    ck_assert_int_eq(okey_reap_classify(503, OKEY_REAP_ATTEMPTS - 1, 0), OKEY_DELETE_RETRY);
+    ck_assert_int_eq(okey_reap_classify(503, OKEY_REAP_ATTEMPTS, 0), OKEY_DELETE_FAILED);
+    ck_assert_int_eq(okey_reap_classify(401, 1, 0), OKEY_DELETE_FAILED);
+    ck_assert_int_eq(okey_reap_classify(400, 1, 0), OKEY_DELETE_FAILED);
+}
+END_TEST
+
+START_TEST(a_key_is_counted_once_whoever_deleted_it)
+{
+    /* A 404 first: someone else deleted it, so this delete is not counted. */
+    ck_assert_int_eq(okey_reap_classify(404, 1, 0), OKEY_DELETE_GONE);
+    ck_assert_int_eq(okey_reap_classify(404, OKEY_REAP_ATTEMPTS, 0), OKEY_DELETE_GONE);
+    /* A 404 after a delete that timed out or answered 5xx: that one did it. */
+    ck_assert(okey_reap_delete_unclear(0));
+    ck_assert(okey_reap_delete_unclear(502));
+    ck_assert(!okey_reap_delete_unclear(429));
+    ck_assert_int_eq(okey_reap_classify(404, 2, 1), OKEY_DELETE_DONE);
 }
 END_TEST
 
@@ -37,6 +49,7 @@ Suite *okey_reaper_suite(void)
     TCase *tc = test_case("decide");
 
     tcase_add_test(tc, deletes_are_retried_only_when_it_can_help);
+    tcase_add_test(tc, a_key_is_counted_once_whoever_deleted_it);
     tcase_add_test(tc, backoff_doubles_and_honours_retry_after_within_a_bound);
     suite_add_tcase(suite, tc);
     return suite;
