@@ -194,7 +194,7 @@ apr_int64_t okey_shm_reap_due_in(server_rec *s);
 /* Asks for a reap of the key server as soon as a reaper can run it. */
 void okey_shm_request_reap(server_rec *s);
 
-/* Accounts whose creation got no answer may exist with a key nobody holds:
+/* Accounts whose creation got no clear answer may exist with a key nobody holds:
  * the reaper looks for them by name once due, and deletes them. */
 void okey_shm_add_suspect(server_rec *s, const char *name, apr_int64_t due);
 /* The names due by now (each mapped to an int, 0), or NULL when none. */

@@ -30,7 +30,9 @@ APLOG_USE_MODULE(openaikey);
 #define IPC_KEY "mod_openaikey ipc"
 #define FLIGHTS_KEY "mod_openaikey places in flight 1"
 #define SLOTS 64
-#define SUSPECTS 8
+/* Creations without a clear answer awaiting their check: an outage of
+ * OpenAI makes one per sign-in until its answers come back. */
+#define SUSPECTS 64
 #define SUSPECT_NAME_MAX 288
 
 /* Live keys per key server the cap's index holds: 136 bytes each. */
@@ -74,7 +76,7 @@ typedef struct {
     okey_rate_t rate;
 } lister_t;
 
-/* An account whose creation got no answer, to look for at due. */
+/* An account whose creation got no clear answer, to look for at due. */
 typedef struct {
     char name[SUSPECT_NAME_MAX]; /* empty: unused */
     apr_int64_t due;             /* Unix seconds */
@@ -705,7 +707,7 @@ void okey_shm_request_reap(server_rec *s)
     }
 }
 
-/* --- accounts whose creation got no answer -------------------------------- */
+/* --- accounts whose creation got no clear answer -------------------------- */
 
 void okey_shm_add_suspect(server_rec *s, const char *name, apr_int64_t due)
 {
@@ -720,6 +722,12 @@ void okey_shm_add_suspect(server_rec *s, const char *name, apr_int64_t due)
             if (!slot->suspects[i].name[0] || slot->suspects[i].due < slot->suspects[pick].due) {
                 pick = i;
             }
+        }
+        if (slot->suspects[pick].name[0]) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, OKEY_LOGNO(039) "more creations "
+                         "without a clear answer than can be checked: service account %s "
+                         "is not looked for, and if it was made lives until the expiry "
+                         "its name carries", slot->suspects[pick].name);
         }
         apr_cpystrn(slot->suspects[pick].name, name, SUSPECT_NAME_MAX);
         slot->suspects[pick].due = due;
