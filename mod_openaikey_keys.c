@@ -148,20 +148,16 @@ static int holds(const apr_array_header_t *keys, const char *service_account_id)
     return found;
 }
 
-/* What a listing adds to the index's view: keys this server did not
- * register, the recent among them unjudged (a sign-in racing this one may
- * have made it and not registered it yet: it judges this one). */
-static void add_listed(apr_array_header_t *view, const apr_array_header_t *listed,
-                       apr_int64_t recent)
+/* What a listing adds to the index's view: the keys it does not hold. */
+static void add_listed(apr_array_header_t *view, const apr_array_header_t *listed)
 {
     int i;
 
     for (i = 0; i < listed->nelts; i++) {
-        okey_owned_key_t key = APR_ARRAY_IDX(listed, i, okey_owned_key_t);
+        const okey_owned_key_t *key = &APR_ARRAY_IDX(listed, i, okey_owned_key_t);
 
-        if (!holds(view, key.service_account_id)) {
-            key.unjudged = key.created_at >= recent;
-            APR_ARRAY_PUSH(view, okey_owned_key_t) = key;
+        if (!holds(view, key->service_account_id)) {
+            APR_ARRAY_PUSH(view, okey_owned_key_t) = *key;
         }
     }
 }
@@ -182,7 +178,7 @@ static apr_array_header_t *keys_for_cap(request_rec *r, okey_server_conf_t *conf
                       "projects hold more live keys than it has room for); listing the "
                       "keys of %s in project %s instead", issued->email, issued->project);
         err = okey_keys_owned(conf->runtime->keys, r->pool, issued->email, issued->project,
-                              okey_now(), &listed);
+                              okey_now(), 0, &listed);
     }
     /* Without the listing, the cap still takes what the index knows is
      * older than the newest N: that is never a key the listing would keep. */
@@ -193,7 +189,7 @@ static apr_array_header_t *keys_for_cap(request_rec *r, okey_server_conf_t *conf
                       err->log_msg);
     }
     else if (listed) {
-        add_listed(view, listed, okey_now() - 3 * conf->cfg->timeout - OKEY_TERMS_CLOCK_SKEW);
+        add_listed(view, listed);
     }
     if (view && !holds(view, issued->service_account_id)) {
         okey_owned_key_t *newest = apr_array_push(view);
@@ -201,10 +197,8 @@ static apr_array_header_t *keys_for_cap(request_rec *r, okey_server_conf_t *conf
         newest->service_account_id = issued->service_account_id;
         newest->name = issued->name;
         newest->project_id = issued->project_id;
-        newest->created_at = okey_now();
+        newest->created_at = issued->created_at;
         newest->expires = issued->expires;
-        newest->order = apr_time_now();
-        newest->unjudged = 0;
     }
     return view;
 }
@@ -458,7 +452,7 @@ int okey_keys_handler(request_rec *r)
     entered = !err && session && okey_in_flight_enter(r, conf->runtime, &err);
     if (entered) {
         err = okey_keys_owned(conf->runtime->keys, r->pool, session->email, NULL, okey_now(),
-                              &owned);
+                              1, &owned);
         if (!err && target) {
             err = pick_victims(r, owned, target, &victims);
         }

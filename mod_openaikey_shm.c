@@ -48,9 +48,16 @@ typedef struct {
     char tag[OKEY_KEYS_TAG_LEN + 1]; /* of its name; empty: an untagged name */
     apr_int64_t named;            /* the expiry its name gives */
     apr_int64_t created_at, expires;
-    apr_int64_t order;            /* see okey_owned_key_t */
     apr_time_t added;             /* by a sign-in, when; 0: by a reap */
 } index_key_t;
+
+/* A key deleted by this server, for a while: a reap that listed it before
+ * does not bring it back. */
+#define INDEX_GONE 64
+typedef struct {
+    char id[INDEX_ID_MAX];
+    apr_time_t at;
+} gone_key_t;
 
 typedef enum {
     INDEX_EMPTY,    /* no reap has listed the projects yet */
@@ -61,7 +68,8 @@ typedef enum {
 typedef struct {
     index_state_e state;
     int count;
-    apr_int64_t last_order;   /* of the newest registration */
+    gone_key_t gone[INDEX_GONE];  /* a ring, oldest overwritten */
+    int next_gone;
     index_key_t keys[INDEX_KEYS];
 } key_index_t;
 
@@ -807,7 +815,6 @@ static int index_entry(apr_pool_t *pool, index_key_t *entry, const okey_owned_ke
         entry->named = named;
         entry->created_at = key->created_at;
         entry->expires = key->expires;
-        entry->order = key->order;
         entry->added = added;
     }
     return fits;
@@ -822,6 +829,18 @@ static int find_key(const index_key_t *keys, int count, const char *id)
         found = strcmp(keys[i].id, id) ? -1 : i;
     }
     return found;
+}
+
+/* Whether this server deleted the key id at or after since. */
+static int gone_since(const key_index_t *index, const char *id, apr_time_t since)
+{
+    int gone = 0;
+    int i;
+
+    for (i = 0; i < INDEX_GONE && !gone; i++) {
+        gone = index->gone[i].at >= since && !strcmp(index->gone[i].id, id);
+    }
+    return gone;
 }
 
 void okey_shm_index_fill(server_rec *s, apr_pool_t *pool,
@@ -849,6 +868,7 @@ void okey_shm_index_fill(server_rec *s, apr_pool_t *pool,
         const char *email = NULL;
 
         if (find_key(kept, count, key->service_account_id) < 0 &&
+            !gone_since(index, key->service_account_id, started) &&
             okey_keys_parse_name(pool, key->name, &expires, &email)) {
             fits = count < INDEX_KEYS && index_entry(pool, &kept[count], key, email, 0);
             count += fits;
@@ -887,22 +907,18 @@ static void index_make_room(key_index_t *index)
     }
 }
 
-/* Appends a key a sign-in made, ordered after every earlier one; 0 when
- * its ids or name do not fit an entry. */
+/* Appends a key a sign-in made; 0 when its ids or name do not fit an
+ * entry. */
 static int index_append(apr_pool_t *pool, key_index_t *index, const okey_issued_t *issued)
 {
     okey_owned_key_t key = {issued->service_account_id, issued->name, issued->project_id,
-                            okey_now(), issued->expires, apr_time_now(), 0};
+                            issued->created_at, issued->expires};
     int added;
 
-    key.order = key.order > index->last_order ? key.order : index->last_order + 1;
     index_make_room(index);
     added = index_entry(pool, &index->keys[index->count], &key, issued->email,
                         apr_time_now());
-    if (added) {
-        index->last_order = key.order;
-        index->count++;
-    }
+    index->count += added;
     return added;
 }
 
@@ -930,8 +946,6 @@ static apr_array_header_t *index_view(apr_pool_t *pool, const key_index_t *index
             key->project_id = apr_pstrdup(pool, entry->project_id);
             key->created_at = entry->created_at;
             key->expires = entry->expires;
-            key->order = entry->order;
-            key->unjudged = 0;
         }
     }
     return keys;
@@ -964,6 +978,13 @@ void okey_shm_index_remove(server_rec *s, const char *service_account_id)
     key_index_t *index = slot ? &slot->index : NULL;
     int at = index ? find_key(index->keys, index->count, service_account_id) : -1;
 
+    if (index && strlen(service_account_id) < INDEX_ID_MAX) {
+        gone_key_t *gone = &index->gone[index->next_gone];
+
+        apr_cpystrn(gone->id, service_account_id, sizeof(gone->id));
+        gone->at = apr_time_now();
+        index->next_gone = (index->next_gone + 1) % INDEX_GONE;
+    }
     if (at >= 0) {
         index->keys[at] = index->keys[index->count - 1];
         index->count--;

@@ -300,6 +300,7 @@ okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool, const char *pro
     if (!err) {
         made->service_account_id = account->id;
         made->api_key = account->api_key;
+        made->created_at = okey_terms_created(account->created_at, now);
     }
     *issued = err ? NULL : made;
     *unsure = (err && made->project_id && err->endpoint == OKEY_ENDPOINT_SERVICE_ACCOUNTS &&
@@ -328,6 +329,7 @@ typedef struct {
     const char *project_id;
     const okey_terms_t *terms;
     apr_int64_t now;
+    int with_expired;
     apr_array_header_t *owned;
 } owned_listing_t;
 
@@ -342,26 +344,26 @@ static void note_owned(void *baton, const json_t *account)
     okey_judgement_t verdict = okey_terms_judge(listing->pool, listing->terms, name,
                                                 created_at, listing->now);
 
-    if (id && (verdict.state == OKEY_KEY_LIVE || verdict.state == OKEY_KEY_DISALLOWED) &&
-        !strcmp(verdict.email, listing->email)) {
+    int wanted = verdict.state == OKEY_KEY_LIVE || verdict.state == OKEY_KEY_DISALLOWED ||
+                 (listing->with_expired && verdict.state == OKEY_KEY_EXPIRED);
+
+    if (id && wanted && !strcmp(verdict.email, listing->email)) {
         okey_owned_key_t *key = apr_array_push(listing->owned);
 
         key->service_account_id = apr_pstrdup(listing->pool, id);
         key->name = apr_pstrdup(listing->pool, name);
         key->project_id = listing->project_id;
-        key->created_at = created_at;
+        key->created_at = okey_terms_created(created_at, listing->now);
         key->expires = verdict.expires;
-        key->order = apr_time_from_sec(created_at);
-        key->unjudged = 0;
     }
 }
 
 okey_err_t *okey_keys_owned(okey_keys_t *keys, apr_pool_t *pool, const char *email,
-                            const char *project, apr_int64_t now,
+                            const char *project, apr_int64_t now, int with_expired,
                             apr_array_header_t **owned)
 {
     apr_array_header_t *names = project ? NULL : okey_config_projects(pool, keys->cfg);
-    owned_listing_t listing = {pool, okey_lower(pool, email), NULL, NULL, now,
+    owned_listing_t listing = {pool, okey_lower(pool, email), NULL, NULL, now, with_expired,
                                apr_array_make(pool, 8, sizeof(okey_owned_key_t))};
     okey_err_t *err = NULL;
     int i, j;

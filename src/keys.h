@@ -21,14 +21,15 @@ typedef struct okey_issued_t {
     const char *project_id;
     apr_int64_t expires; /* Unix seconds */
     apr_int64_t lifetime; /* seconds, as asked for */
+    apr_int64_t created_at; /* as the creation answered, within the clock skew */
 } okey_issued_t;
 
 /* A tag: OKEY_KEYS_TAG_DRAWN characters drawn at random, then
  * OKEY_KEYS_TAG_CHECK that a digest of the expiry, the drawn part and the
  * address gives, so that a name from before tags, whose address happens to
  * begin like a tag, is not read as a tagged one. */
-#define OKEY_KEYS_TAG_DRAWN 6
-#define OKEY_KEYS_TAG_CHECK 2
+#define OKEY_KEYS_TAG_DRAWN 5
+#define OKEY_KEYS_TAG_CHECK 3
 #define OKEY_KEYS_TAG_LEN (OKEY_KEYS_TAG_DRAWN + OKEY_KEYS_TAG_CHECK)
 
 /* okey-<expires>-<tag>-<email in lower case>, the tag made from drawn
@@ -99,11 +100,13 @@ okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool, const char *pro
                             okey_issued_t **issued, const okey_issued_t **unsure);
 
 
-/* The live keys of email, judged by their project's terms at now, oldest
- * first (of okey_owned_key_t): in project (a name or an id), or with NULL
- * in every project the server issues into. Lists page by page. */
+/* The keys of email, judged by their project's terms at now, oldest first
+ * (of okey_owned_key_t): in project (a name or an id), or with NULL in every
+ * project the server issues into. Live keys, and with with_expired those
+ * past their expiry that still exist (they still work until deleted).
+ * Lists page by page. */
 okey_err_t *okey_keys_owned(okey_keys_t *keys, apr_pool_t *pool, const char *email,
-                            const char *project, apr_int64_t now,
+                            const char *project, apr_int64_t now, int with_expired,
                             apr_array_header_t **owned);
 
 /* Deletes the n keys victims[i]; outcomes[i] says how: OKEY_DELETE_DONE

@@ -477,13 +477,15 @@ int okey_rate_take(okey_rate_t *rate, apr_time_t now, int burst, apr_interval_ti
     double earned = rate->last && now > rate->last
                     ? (double)(now - rate->last) / (double)refill : 0;
     double tokens = rate->last ? rate->tokens + earned : burst;
+    apr_int64_t short_by;
     int allowed;
 
     tokens = tokens > burst ? burst : tokens;
     allowed = tokens >= 1;
     rate->tokens = allowed ? tokens - 1 : tokens;
     rate->last = now > rate->last ? now : rate->last;
-    *retry_after = allowed ? 0
-                   : (apr_int64_t)((1 - tokens) * (double)refill / APR_USEC_PER_SEC) + 1;
+    /* To the microsecond, then up to whole seconds. */
+    short_by = allowed ? 0 : (apr_int64_t)((1 - tokens) * (double)refill + 0.5);
+    *retry_after = (short_by + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC;
     return allowed;
 }

@@ -84,8 +84,6 @@ static void note_live(listing_t *listing, const victim_t *key)
     owned->project_id = listing->project_id;
     owned->created_at = key->created_at;
     owned->expires = key->expires;
-    owned->order = apr_time_from_sec(key->created_at);
-    owned->unjudged = 0;
 }
 
 static void add_victim(listing_t *listing, const victim_t *victim)
@@ -149,7 +147,8 @@ static void consider(void *baton, const json_t *account)
         *found = 1;
     }
     if (id && name) {
-        victim.created_at = json_is_integer(created) ? json_integer_value(created) : 0;
+        victim.created_at = okey_terms_created(
+            json_is_integer(created) ? json_integer_value(created) : 0, listing->now);
         verdict = okey_terms_judge(listing->batch_pool, listing->terms, name,
                                    victim.created_at, listing->now);
         victim.id = apr_pstrdup(listing->batch_pool, id);

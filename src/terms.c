@@ -131,6 +131,7 @@ okey_judgement_t okey_terms_judge(apr_pool_t *pool, const okey_terms_t *terms,
     okey_judgement_t verdict = {OKEY_KEY_FOREIGN, NULL, 0};
     apr_int64_t named = 0;
 
+    created_at = okey_terms_created(created_at, now);
     if (name && okey_keys_parse_name(pool, name, &named, &verdict.email)) {
         verdict.email = okey_lower(pool, verdict.email);
         verdict.expires = held_expiry(terms, named, created_at);
@@ -149,11 +150,16 @@ okey_judgement_t okey_terms_judge(apr_pool_t *pool, const okey_terms_t *terms,
     return verdict;
 }
 
+apr_int64_t okey_terms_created(apr_int64_t created_at, apr_int64_t now)
+{
+    return created_at > 0 && created_at <= now + OKEY_TERMS_CLOCK_SKEW ? created_at : 0;
+}
+
 static int oldest_first(const void *a, const void *b)
 {
     const okey_owned_key_t *x = a, *y = b;
 
-    return x->order != y->order ? (x->order < y->order ? -1 : 1)
+    return x->created_at != y->created_at ? (x->created_at < y->created_at ? -1 : 1)
            : strcmp(x->service_account_id, y->service_account_id);
 }
 
@@ -177,7 +183,7 @@ apr_array_header_t *okey_terms_over_cap(apr_pool_t *pool, apr_int64_t cap,
         const okey_owned_key_t *key = &APR_ARRAY_IDX(sorted, i, okey_owned_key_t);
 
         kept_seen = keep_id && !strcmp(key->service_account_id, keep_id);
-        if (!kept_seen && !key->unjudged) {
+        if (!kept_seen) {
             APR_ARRAY_PUSH(victims, okey_owned_key_t) = *key;
             excess--;
         }

@@ -70,17 +70,20 @@ int okey_terms_capped(const apr_array_header_t *terms);
 int okey_terms_admits(const okey_terms_t *terms, const char *email);
 
 /* A key of one address, as listed upstream or registered by a sign-in.
- * order says which is newer: the microsecond of its registration on this
- * server, or its created_at in microseconds when it was only listed. */
+ * Keys are ordered by created_at, then by id: the same order for the
+ * reaper and every sign-in, so that no two of them disagree on which keys
+ * are the newest N. */
 typedef struct okey_owned_key_t {
     const char *service_account_id;
     const char *name;
     const char *project_id;
     apr_int64_t created_at;
     apr_int64_t expires;
-    apr_int64_t order;
-    int unjudged;  /* seen only in a listing, too recent to know its age */
 } okey_owned_key_t;
+
+/* An upstream created_at as the judgement may use it: 0 (unknown) when it
+ * is absent or lies ahead of now by more than the clock skew. */
+apr_int64_t okey_terms_created(apr_int64_t created_at, apr_int64_t now);
 
 /* Sorts keys (of okey_owned_key_t) oldest first. */
 void okey_terms_sort(apr_array_header_t *keys);

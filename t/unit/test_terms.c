@@ -1,6 +1,7 @@
 /* A key's terms: its lifetime, its owner, whether it may live, the cap. */
 #include "testutil.h"
 
+#include <apr_hash.h>
 #include <apr_strings.h>
 
 #include "keys.h"
@@ -46,13 +47,13 @@ static okey_key_state_e judge(const char *name, apr_int64_t created_at)
 
 START_TEST(ours_live_until_the_expiry_in_their_name)
 {
-    const char *tagged = okey_keys_name(test_pool, NOW + 1, "abc123", "a@b.example");
+    const char *tagged = okey_keys_name(test_pool, NOW + 1, "abc12", "a@b.example");
 
     ck_assert_int_eq(judge("okey-1800000000-a@b.example", NOW - 10), OKEY_KEY_EXPIRED);
     ck_assert_int_eq(judge("okey-1799999999-a@b.example", NOW - 10), OKEY_KEY_EXPIRED);
     ck_assert_int_eq(judge("okey-1800000001-a@b.example", NOW - 10), OKEY_KEY_LIVE);
     ck_assert_int_eq(judge(tagged, NOW - 10), OKEY_KEY_LIVE);
-    ck_assert_int_eq(judge(okey_keys_name(test_pool, NOW, "abc123", "a@b.example"), NOW - 10),
+    ck_assert_int_eq(judge(okey_keys_name(test_pool, NOW, "abc12", "a@b.example"), NOW - 10),
                      OKEY_KEY_EXPIRED);
 }
 END_TEST
@@ -60,7 +61,7 @@ END_TEST
 START_TEST(a_key_asked_for_longer_than_the_default_lives_its_lifetime)
 {
     /* Issued six days ago for a week: the default of a day is no clock. */
-    const char *name = okey_keys_name(test_pool, NOW + DAY, "k0k0k0", "a@b.example");
+    const char *name = okey_keys_name(test_pool, NOW + DAY, "k0k0k", "a@b.example");
     okey_judgement_t verdict = okey_terms_judge(test_pool, week_terms(0, 0), name,
                                                 NOW - 6 * DAY, NOW);
 
@@ -140,7 +141,7 @@ START_TEST(a_profiles_keys_are_judged_by_the_profile)
     apr_array_header_t *problems = apr_array_make(test_pool, 2, sizeof(const char *));
     apr_array_header_t *terms = profile_terms(problems);
     const okey_terms_t *contractors = okey_terms_of(terms, "contractors");
-    const char *ann = okey_keys_name(test_pool, NOW + DAY, "aaaaaa", "ann@contract.example");
+    const char *ann = okey_keys_name(test_pool, NOW + DAY, "aaaaa", "ann@contract.example");
 
     ck_assert_int_eq(problems->nelts, 0);
     ck_assert_int_eq(contractors->cap, 5);
@@ -194,7 +195,7 @@ static apr_array_header_t *keys_in_order(int n)
         okey_owned_key_t *key = apr_array_push(owned);
 
         key->service_account_id = apr_psprintf(test_pool, "svc_%d", i);
-        key->order = 100 + i;
+        key->created_at = 100 + i;
     }
     return owned;
 }
@@ -218,7 +219,7 @@ START_TEST(the_cap_takes_the_oldest_beyond_the_newest_n)
     /* The reaper keeps no key in particular. */
     ck_assert_int_eq(okey_terms_over_cap(test_pool, 1, keys_in_order(3), NULL)->nelts, 2);
     /* In any order given, the oldest go first. */
-    APR_ARRAY_IDX(shuffled, 0, okey_owned_key_t).order = 500;
+    APR_ARRAY_IDX(shuffled, 0, okey_owned_key_t).created_at = 500;
     victims = okey_terms_over_cap(test_pool, 2, shuffled, NULL);
     ck_assert_int_eq(victims->nelts, 2);
     ck_assert_str_eq(victim(victims, 0), "svc_1");
@@ -237,9 +238,51 @@ START_TEST(concurrent_issues_converge_on_the_newest_n_never_fewer)
     ck_assert_int_eq(first->nelts, 0);
     ck_assert_int_eq(second->nelts, 1);
     ck_assert_str_eq(victim(second, 0), "svc_0");
-    /* A key seen only in a listing, too new to place, is never taken. */
-    APR_ARRAY_IDX(both, 0, okey_owned_key_t).unjudged = 1;
-    ck_assert_int_eq(okey_terms_over_cap(test_pool, 1, both, "svc_1")->nelts, 0);
+    /* Created in one second, the id decides, the same way for everyone. */
+    APR_ARRAY_IDX(both, 1, okey_owned_key_t).created_at = 100;
+    ck_assert_int_eq(okey_terms_over_cap(test_pool, 1, both, "svc_0")->nelts, 0);
+    ck_assert_str_eq(victim(okey_terms_over_cap(test_pool, 1, both, NULL), 0), "svc_0");
+}
+
+START_TEST(no_order_of_partial_views_leaves_fewer_than_n)
+{
+    /* Cap 2, four keys; every issuer sees some of them, the reaper all.
+     * Whatever each takes, the newest two survive. */
+    apr_array_header_t *all = keys_in_order(4);
+    apr_hash_t *taken = apr_hash_make(test_pool);
+    int view, i;
+
+    for (view = 1; view < 16; view++) {
+        apr_array_header_t *seen = apr_array_make(test_pool, 4, sizeof(okey_owned_key_t));
+        const char *keep = NULL;
+        apr_array_header_t *victims;
+
+        for (i = 0; i < 4; i++) {
+            if (view & (1 << i)) {
+                APR_ARRAY_PUSH(seen, okey_owned_key_t) = APR_ARRAY_IDX(all, i, okey_owned_key_t);
+                keep = APR_ARRAY_IDX(all, i, okey_owned_key_t).service_account_id;
+            }
+        }
+        victims = okey_terms_over_cap(test_pool, 2, seen, view % 2 ? keep : NULL);
+        for (i = 0; i < victims->nelts; i++) {
+            apr_hash_set(taken, victim(victims, i), APR_HASH_KEY_STRING, "");
+        }
+    }
+    ck_assert_ptr_null(apr_hash_get(taken, "svc_3", APR_HASH_KEY_STRING));
+    ck_assert_ptr_null(apr_hash_get(taken, "svc_2", APR_HASH_KEY_STRING));
+    ck_assert_ptr_nonnull(apr_hash_get(taken, "svc_0", APR_HASH_KEY_STRING));
+}
+END_TEST
+
+START_TEST(a_created_at_far_ahead_is_unknown)
+{
+    ck_assert_int_eq(okey_terms_created(NOW + 10, NOW), NOW + 10);
+    ck_assert_int_eq(okey_terms_created(NOW + OKEY_TERMS_CLOCK_SKEW + 1, NOW), 0);
+    ck_assert_int_eq(okey_terms_created(APR_INT64_MAX, NOW), 0);
+    ck_assert_int_eq(okey_terms_created(-5, NOW), 0);
+    /* An absurd created_at neither overflows nor cuts a key short. */
+    ck_assert_int_eq(okey_terms_judge(test_pool, week_terms(0, 0), "okey-1800000100-a@b.example",
+                                      APR_INT64_MAX, NOW).state, OKEY_KEY_LIVE);
 }
 END_TEST
 
@@ -257,6 +300,8 @@ Suite *okey_terms_suite(void)
     tcase_add_test(tc, profiles_sharing_a_project_must_agree);
     tcase_add_test(tc, the_cap_takes_the_oldest_beyond_the_newest_n);
     tcase_add_test(tc, concurrent_issues_converge_on_the_newest_n_never_fewer);
+    tcase_add_test(tc, no_order_of_partial_views_leaves_fewer_than_n);
+    tcase_add_test(tc, a_created_at_far_ahead_is_unknown);
     suite_add_tcase(suite, tc);
     return suite;
 }
