@@ -271,7 +271,45 @@ const okey_config_t *okey_profile(request_rec *r, okey_server_conf_t *conf,
                : okey_err_make(r->pool, HTTP_INTERNAL_SERVER_ERROR, NULL, "profile %s: %s",
                                profile->path, APR_ARRAY_IDX(problems, 0, const char *));
     }
+    if (cfg && !okey_terms_known(conf->cfg->terms, cfg)) {
+        *err = okey_err_make(r->pool, HTTP_INTERNAL_SERVER_ERROR, NULL, "the settings at %s "
+                             "(project %s) are none that startup checked: a profile set in "
+                             "nested <Location> sections or in <If>, <Directory> or <Files> "
+                             "is merged per request, and its keys would be judged by other "
+                             "rules; set every profile in one <Location>",
+                             ap_escape_logitem(r->pool, r->uri), cfg->project);
+        cfg = NULL;
+    }
     return cfg;
+}
+
+/* Key servers of one httpd that issue into one project of one organisation
+ * share its terms: each one's reaper judges the others' keys as well. */
+static void share_terms(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *main_server,
+                        apr_array_header_t *problems)
+{
+    apr_hash_t *shared = apr_hash_make(ptemp);
+    server_rec *s;
+    int i;
+
+    for (s = main_server; s; s = s->next) {
+        okey_config_t *cfg = okey_server_conf(s)->cfg;
+
+        for (i = 0; cfg && cfg->terms && i < cfg->terms->nelts; i++) {
+            okey_terms_t **each = &APR_ARRAY_IDX(cfg->terms, i, okey_terms_t *);
+            const char *where = apr_pstrcat(ptemp, cfg->api_base, "\n", cfg->management_key,
+                                            "\n", (*each)->project, NULL);
+            okey_terms_t *first = apr_hash_get(shared, where, APR_HASH_KEY_STRING);
+
+            if (first) {
+                okey_terms_merge(pconf, first, *each, problems);
+                *each = first;
+            }
+            else {
+                apr_hash_set(shared, where, APR_HASH_KEY_STRING, *each);
+            }
+        }
+    }
 }
 
 /* Resolves every server's settings; one startup line per problem. */
@@ -298,6 +336,7 @@ static int check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
             check_profiles(pconf, ptemp, s, conf->cfg, problems);
         }
     }
+    share_terms(pconf, ptemp, main_server, problems);
     for (i = 0; i < problems->nelts; i++) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, NULL,
                      OKEY_LOGNO(002) "mod_openaikey: %s",

@@ -368,13 +368,12 @@ static void delete_batch(listing_t *listing, const char *cursor, int more)
  * a page at a time; the cap's victims once every page is read. When the
  * listing fails, what is not yet deleted stays. */
 static okey_err_t *reap_project(const okey_reaper_t *reaper, apr_pool_t *pool,
-                                const char *project, const char *project_id,
+                                const okey_terms_t *terms, const char *project_id,
                                 apr_int64_t now, failures_t *failures,
                                 okey_reap_summary_t *summary)
 {
     listing_t listing = {reaper, pool, NULL, NULL, now, NULL, 0, summary,
-                         apr_hash_make(pool), okey_terms_for(pool, reaper->cfg, project),
-                         project, project_id, failures};
+                         apr_hash_make(pool), terms, terms->project, project_id, failures};
     okey_openai_pager_t *pager = okey_openai_pager(
         &reaper->api, pool, okey_openai_accounts_path(pool, project_id),
         OKEY_ENDPOINT_SERVICE_ACCOUNTS, "service account list");
@@ -444,42 +443,86 @@ static const char *error_class(apr_pool_t *pool, const okey_err_t *err)
                  : "upstream unreachable or malformed"));
 }
 
+/* Terms for a project that two entries name, one by its name and one by
+ * its id: judged at expiry only, until the configuration names it one way. */
+static okey_terms_t *both_terms(const okey_reaper_t *reaper, apr_pool_t *pool,
+                                const okey_terms_t *first, const okey_terms_t *second,
+                                const char *project_id)
+{
+    okey_terms_t *both = apr_pmemdup(pool, first, sizeof(*first));
+
+    both->issuers = apr_array_copy(pool, first->issuers);
+    okey_terms_merge(pool, both, second, apr_array_make(pool, 1, sizeof(const char *)));
+    both->cap = 0;
+    both->revoke_disallowed = 0;
+    both->max_lifetime = first->max_lifetime > second->max_lifetime ? first->max_lifetime
+                                                                      : second->max_lifetime;
+    okey_log(reaper->logger, OKEY_LOG_ERR, pool, OKEY_LOGNO(307) "project %s is named both "
+             "as %s and as %s: name it one way everywhere; until then its keys are reaped "
+             "at their expiry, and neither cap nor policy applies there", project_id,
+             first->project, second->project);
+    return both;
+}
+
+/* The ids of every project the server's terms name, each once, with the
+ * terms to judge its keys by. */
+static okey_err_t *projects_to_reap(const okey_reaper_t *reaper, apr_pool_t *pool,
+                                    apr_array_header_t *ids, apr_array_header_t *terms_of)
+{
+    apr_array_header_t *names = okey_config_projects(pool, reaper->cfg);
+    apr_hash_t *seen = apr_hash_make(pool);   /* id -> its index (int *) */
+    okey_err_t *err = NULL;
+    int i, j;
+
+    for (i = 0; !err && i < names->nelts; i++) {
+        const char *name = APR_ARRAY_IDX(names, i, const char *);
+        const okey_terms_t *terms = okey_terms_for(pool, reaper->cfg, name);
+        apr_array_header_t *found = NULL;
+
+        if (okey_keys_is_project_id(name)) {
+            found = apr_array_make(pool, 1, sizeof(const char *));
+            APR_ARRAY_PUSH(found, const char *) = name;
+        }
+        else {
+            err = okey_openai_find_projects(&reaper->api, pool, name, &found);
+        }
+        for (j = 0; !err && j < found->nelts; j++) {
+            const char *id = APR_ARRAY_IDX(found, j, const char *);
+            int *at = apr_hash_get(seen, id, APR_HASH_KEY_STRING);
+
+            if (at) {
+                APR_ARRAY_IDX(terms_of, *at, const okey_terms_t *) = both_terms(
+                    reaper, pool, APR_ARRAY_IDX(terms_of, *at, const okey_terms_t *), terms, id);
+            }
+            else {
+                at = apr_palloc(pool, sizeof(*at));
+                *at = ids->nelts;
+                APR_ARRAY_PUSH(ids, const char *) = id;
+                APR_ARRAY_PUSH(terms_of, const okey_terms_t *) = terms;
+                apr_hash_set(seen, id, APR_HASH_KEY_STRING, at);
+            }
+        }
+    }
+    return err;
+}
+
 void okey_reap(const okey_reaper_t *reaper, apr_pool_t *pool, apr_int64_t now,
                okey_reap_summary_t *summary)
 {
     apr_time_t started = apr_time_now();
     failures_t failures = {apr_hash_make(pool), apr_array_make(pool, 3, sizeof(char *))};
-    apr_array_header_t *names = okey_config_projects(pool, reaper->cfg);
     apr_array_header_t *projects = apr_array_make(pool, 2, sizeof(const char *));
-    apr_array_header_t *project_names = apr_array_make(pool, 2, sizeof(const char *));
-    okey_err_t *err = NULL;
-    int i, j;
+    apr_array_header_t *terms_of = apr_array_make(pool, 2, sizeof(const okey_terms_t *));
+    okey_err_t *err;
+    int i;
 
     memset(summary, 0, sizeof(*summary));
-    /* Every project a profile of the server names. */
-    for (i = 0; !err && i < names->nelts; i++) {
-        apr_array_header_t *ids = NULL;
-
-        const char *name = APR_ARRAY_IDX(names, i, const char *);
-
-        if (okey_keys_is_project_id(name)) {
-            ids = apr_array_make(pool, 1, sizeof(const char *));
-            APR_ARRAY_PUSH(ids, const char *) = name;
-        }
-        else {
-            err = okey_openai_find_projects(&reaper->api, pool, name, &ids);
-        }
-        for (j = 0; !err && j < ids->nelts; j++) {
-            APR_ARRAY_PUSH(projects, const char *) = APR_ARRAY_IDX(ids, j, const char *);
-            APR_ARRAY_PUSH(project_names, const char *) = APR_ARRAY_IDX(names, i,
-                                                                        const char *);
-        }
-    }
     summary->live = apr_array_make(pool, 16, sizeof(okey_owned_key_t));
     summary->reaped_by_project = apr_hash_make(pool);
+    err = projects_to_reap(reaper, pool, projects, terms_of);
     /* Every active project of each name: racing servers may have made two. */
     for (i = 0; !err && i < projects->nelts && !cancelled(reaper); i++) {
-        err = reap_project(reaper, pool, APR_ARRAY_IDX(project_names, i, const char *),
+        err = reap_project(reaper, pool, APR_ARRAY_IDX(terms_of, i, const okey_terms_t *),
                            APR_ARRAY_IDX(projects, i, const char *), now, &failures,
                            summary);
     }

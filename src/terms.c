@@ -36,11 +36,12 @@ const okey_terms_t *okey_terms_for(apr_pool_t *pool, const okey_config_t *cfg,
     return found;
 }
 
-static int disagree(apr_pool_t *pool, const okey_terms_t *kept, const okey_config_t *cfg,
-                    const char *where, apr_array_header_t *problems)
+static int disagree(apr_pool_t *pool, const okey_terms_t *kept, apr_int64_t cap,
+                    apr_int64_t max_lifetime, const char *where,
+                    apr_array_header_t *problems)
 {
-    const char *what = kept->cap != cfg->max_keys_per_user ? "OpenAIKeyMaxKeysPerUser"
-                       : kept->max_lifetime != cfg->max_expiration ? "OpenAIKeyMaxExpiration"
+    const char *what = kept->cap != cap ? "OpenAIKeyMaxKeysPerUser"
+                       : kept->max_lifetime != max_lifetime ? "OpenAIKeyMaxExpiration"
                        : NULL;
 
     if (what) {
@@ -48,11 +49,24 @@ static int disagree(apr_pool_t *pool, const okey_terms_t *kept, const okey_confi
             pool, "%s and %s issue into project %s but set different %s (%" APR_INT64_T_FMT
             " and %" APR_INT64_T_FMT "): a key's terms must not depend on where it was "
             "issued", kept->where, where, kept->project, what,
-            kept->cap != cfg->max_keys_per_user ? kept->cap : kept->max_lifetime,
-            kept->cap != cfg->max_keys_per_user ? cfg->max_keys_per_user
-                                                : cfg->max_expiration);
+            kept->cap != cap ? kept->cap : kept->max_lifetime,
+            kept->cap != cap ? cap : max_lifetime);
     }
     return what != NULL;
+}
+
+int okey_terms_merge(apr_pool_t *pool, okey_terms_t *into, const okey_terms_t *other,
+                     apr_array_header_t *problems)
+{
+    int problem = into != other && disagree(pool, into, other->cap, other->max_lifetime,
+                                            other->where, problems);
+
+    if (into != other) {
+        apr_array_cat(into->issuers, other->issuers);
+        into->keeps_groups |= other->keeps_groups;
+        into->revoke_disallowed &= other->revoke_disallowed;
+    }
+    return problem;
 }
 
 int okey_terms_add(apr_pool_t *pool, apr_array_header_t *terms, const okey_config_t *cfg,
@@ -74,11 +88,40 @@ int okey_terms_add(apr_pool_t *pool, apr_array_header_t *terms, const okey_confi
         APR_ARRAY_PUSH(terms, okey_terms_t *) = kept;
     }
     else {
-        problem = disagree(pool, kept, cfg, where, problems);
+        problem = disagree(pool, kept, cfg->max_keys_per_user, cfg->max_expiration, where,
+                           problems);
     }
     kept->keeps_groups |= cfg->allowed_groups && cfg->allowed_groups->nelts > 0;
     APR_ARRAY_PUSH(kept->issuers, const okey_config_t *) = cfg;
     return problem;
+}
+
+static int same_list(const apr_array_header_t *a, const apr_array_header_t *b)
+{
+    int same = (a ? a->nelts : 0) == (b ? b->nelts : 0);
+    int i;
+
+    for (i = 0; same && a && i < a->nelts; i++) {
+        same = !strcmp(APR_ARRAY_IDX(a, i, const char *), APR_ARRAY_IDX(b, i, const char *));
+    }
+    return same;
+}
+
+int okey_terms_known(const apr_array_header_t *terms, const okey_config_t *cfg)
+{
+    const okey_terms_t *entry = okey_terms_of(terms, cfg->project);
+    int known = 0;
+    int i;
+
+    for (i = 0; entry && i < entry->issuers->nelts && !known; i++) {
+        const okey_config_t *issuer = APR_ARRAY_IDX(entry->issuers, i, const okey_config_t *);
+
+        known = same_list(issuer->allowed_users, cfg->allowed_users) &&
+                same_list(issuer->allowed_domains, cfg->allowed_domains) &&
+                same_list(issuer->allowed_groups, cfg->allowed_groups);
+    }
+    return known && entry->cap == cfg->max_keys_per_user &&
+           entry->max_lifetime == cfg->max_expiration;
 }
 
 int okey_terms_capped(const apr_array_header_t *terms)

@@ -33,6 +33,19 @@ struct okey_terms_t {
 int okey_terms_add(apr_pool_t *pool, apr_array_header_t *terms, const okey_config_t *cfg,
                    const char *where, apr_array_header_t *problems);
 
+/* Whether cfg (the settings a request resolved) is one of the issuers that
+ * terms (of okey_terms_t *) were built from at startup: the same project,
+ * cap, longest lifetime and allow rules. A request must never issue under
+ * settings the reaper does not judge keys by. */
+int okey_terms_known(const apr_array_header_t *terms, const okey_config_t *cfg);
+
+/* Makes into the terms of both, for key servers of one httpd that issue
+ * into one project: a disagreement is pushed onto problems as for
+ * okey_terms_add; the allow rules add up, and a policy revokes only where
+ * every server asks for it. Returns the number of problems added. */
+int okey_terms_merge(apr_pool_t *pool, okey_terms_t *into, const okey_terms_t *other,
+                     apr_array_header_t *problems);
+
 /* The entry of terms (of okey_terms_t *) for project, or NULL. */
 const okey_terms_t *okey_terms_of(const apr_array_header_t *terms, const char *project);
 

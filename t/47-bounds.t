@@ -21,13 +21,6 @@ my $control = LWP::UserAgent->new(timeout => 30);
 
 sub org { return fake_state()->{tenants}{ $_[0] } || {} }
 
-# Ends the waits of the faults held under $name.
-sub release {
-    my ($name) = @_;
-    my $res = $control->get(main_url("/fake/release?$name"));
-    die 'release failed: ' . $res->status_line unless $res->is_success;
-}
-
 # Runs $code in a process of its own; collect() returns the line it printed.
 sub start {
     my ($code) = @_;
@@ -121,7 +114,7 @@ reset_fake({ tenants => { flight => { projects => [project('proj_flight', 'fligh
     my $after = '';
     ok(wait_for(15, sub { $after = $issue->(); $after =~ /^200 / }),
        "an issue after their death gets a place and a key ($after)");
-    release('flight');
+    release_fault('flight');
     collect($_) for @held;
 }
 
@@ -137,7 +130,7 @@ reset_fake();
     my @refused = map { collect($_) } map { start($login) } 1 .. 3;
     is_deeply(\@refused, [('503 5') x 3], 'three more logins meanwhile get 503 with Retry-After at once');
     is(fake_state()->{counters}{'oidc.discovery'}, 1, 'without asking the provider');
-    release('discovery');
+    release_fault('discovery');
     like(collect($held), qr/^302 /, 'the waiting login goes on once the provider answers');
 }
 

@@ -10,7 +10,7 @@ use JSON::PP ();
 use MIME::Base64 qw(encode_base64url);
 use Time::HiRes ();
 
-plan tests => 28;
+plan tests => 40;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $now = time;
@@ -162,6 +162,66 @@ ok(first_reaps_done('okey_terms', 'okey_byid'), 'the first reaps have ended');
     $res = $other->request(HTTP::Request->new(GET => vhost_url('okey_terms', '/keys'),
                                               [Accept => 'application/json']));
     is($res->code, 200, 'another person is not held back by it');
+}
+
+# --- settings startup never saw whole are refused ----------------------------
+{
+    seed('nest', proj_x => { name => 'nest-x' }, proj_nest => { name => 'nest-main' },
+                 proj_if => { name => 'if-project' });
+    my $res = browser()->get(vhost_url('okey_nest', '/x/c'));
+    is($res->code, 500, 'a profile merged from nested <Location> sections: 500');
+    $res = browser()->get(vhost_url('okey_nest', '/i'));
+    is($res->code, 500, 'a profile set inside <If>: 500');
+    like(error_log(), qr/the settings at \/i \(project if-project\) are none that startup checked/,
+         'the log says why');
+    is(counter('nest', 'openai.requests'), 0, 'nothing reached OpenAI');
+}
+
+# --- key servers sharing a project share its terms ---------------------------
+{
+    my @keys = (account('svc_ann', 'ann@contract.example', $now + 3600),
+                account('svc_zed', 'zed@nowhere.example', $now + 3600),
+                account('svc_gone', 'alice@example.com', $now - 60));
+    seed('vh', proj_vh => { name => 'shared-vh', accounts => \@keys });
+    is(reap_now('okey_va')->code, 200, 'a reap of one server');
+    is_deeply(ids_in('vh', 'proj_vh'), ['svc_ann'],
+              'keeps the key the other server\'s allow rule admits, and takes what none admits');
+    seed('vh', proj_vh => { name => 'shared-vh', accounts => \@keys });
+    is(reap_now('okey_vb')->code, 200, 'a reap of a server naming the project by name and by id');
+    is_deeply(ids_in('vh', 'proj_vh'), ['svc_ann', 'svc_zed'],
+              'takes only the expired key: its terms are in doubt');
+    like(error_log(), qr/OKEY307: project proj_vh is named both as shared-vh and as proj_vh/,
+         'and says so');
+}
+
+# --- a key revoked during a reap does not come back to the cap ---------------
+{
+    seed('terms', proj_team => { name => 'team-project' },
+         proj_contract => { name => 'contractors-project', accounts => [
+             account('svc_k1', 'ann@contract.example', $now + 3600, $now - 300),
+             account('svc_k2', 'ann@contract.example', $now + 3600, $now - 290),
+             account('svc_k3', 'ann@contract.example', $now + 3600, $now - 280),
+             account('svc_k4', 'ann@contract.example', $now + 3600, $now - 270),
+             account('svc_g', 'ann@contract.example', $now + 3600, $now - 200),
+             account('svc_e', 'bob@corp.example', $now - 10, $now - 4000)] });
+    add_fault(tenant => 'terms', method => 'DELETE', path => 'svc_e$', hold => 'ghost', delay => 20);
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        exit(reap_now('okey_terms')->code == 200 ? 0 : 1);
+    }
+    my $deadline = time + 30;
+    Time::HiRes::sleep(0.05) until (fake_state()->{tenants}{terms}{in_flight} // 0) > 0 || time > $deadline;
+    my $ua = browser();
+    sign_in($ua, 'ann@contract.example', vhost => 'okey_terms', login => '/contractors?next=keys');
+    my $res = $ua->request(HTTP::Request->new(POST => vhost_url('okey_terms', '/keys'),
+        ['Content-Type' => 'application/json', Accept => 'application/json'], '{"revoke":"svc_g"}'));
+    is($res->code, 200, 'ann revokes a key while a reap that listed it runs');
+    release_fault('ghost');
+    waitpid($pid, 0);
+    is($? >> 8, 0, 'the reap ended');
+    sign_in(browser(), 'ann@contract.example', vhost => 'okey_terms', login => '/contractors');
+    is_deeply([grep { /^svc_k/ } @{ ids_in('terms', 'proj_contract') }], [map { "svc_k$_" } 1 .. 4],
+              'her next key under a cap of five takes none of the four she kept');
 }
 
 # --- virtual hosts without a passphrase do not share a key --------------------

@@ -16,7 +16,7 @@ use Time::Local ();
 use URI ();
 
 our @EXPORT = qw(upstream_timeout main_url vhost_url browser reset_fake seed_tenant merge_fake fake_state add_fault
-                 first_reaps_done reap_now
+                 first_reaps_done reap_now release_fault
                  start_login authorize sign_in error_log default_project);
 
 my $JSON = JSON::PP->new->canonical->utf8;
@@ -81,6 +81,13 @@ sub add_fault {
     $fault{times} //= 1;
     my $res = $control->post(main_url('/fake/fault'), Content => $JSON->encode(\%fault));
     die 'fault failed: ' . $res->status_line unless $res->is_success;
+}
+
+# Ends the waits of the faults held under $name.
+sub release_fault {
+    my ($name) = @_;
+    my $res = $control->get(main_url("/fake/release?$name"));
+    die 'release failed: ' . $res->status_line unless $res->is_success;
 }
 
 # GET the login handler ($path: '/' or e.g. '/?ttl=8h'); returns its
