@@ -12,6 +12,9 @@ package OkeyFake;
 #   done                        do the work first, then answer as above (or,
 #                               with drop, not at all); without names a
 #                               field left out of the normal answer
+#   after                       as done, but the wait comes after the work
+# Each tenant logs its service accounts' creations and deletions (created,
+# deleted: id, name, project, time), for tests that must tell what happened.
 use strict;
 use warnings;
 
@@ -190,6 +193,16 @@ sub control {
         return reply($r, 400, "bad name\n") unless $name =~ /^\w+$/;
         open my $fh, '>', state_dir() . "/release-$name" or die $!;
         close $fh;
+        return reply($r, 200, { ok => JSON::PP::true });
+    }
+    if ($path eq '/seed') {
+        # Appends service accounts to a project, as an admin (or an older
+        # release) would have made them: {tenant, project, accounts}.
+        my $seed = $JSON->decode(read_body($r));
+        with_state(sub {
+            my $o = org($_[0], $seed->{tenant} // '');
+            push @{ $o->{accounts}{ $seed->{project} } }, @{ $seed->{accounts} };
+        });
         return reply($r, 200, { ok => JSON::PP::true });
     }
     if ($path eq '/rotate') {
@@ -504,8 +517,9 @@ sub drop_connection {
 
 sub openai_answer {
     my ($r, $tenant, $method, $path, $body, $fault) = @_;
+    $fault->{done} = 1 if $fault && $fault->{after};
     if ($fault) {
-        wait_out($fault);
+        wait_out($fault) unless $fault->{after};
         return drop_connection($r) if $fault->{drop} && !$fault->{done};
         return fault_reply($r, $fault) if $fault->{status} && !$fault->{done};
     }
@@ -550,21 +564,26 @@ sub openai_answer {
                                 name => $req->{name}, role => 'member', created_at => time };
                 push @$list, $account;
                 $o->{issued_keys}{$account->{id}} = $key;
+                push @{ $o->{created} }, { id => $account->{id}, name => $account->{name}, project => $pid,
+                                           time => Time::HiRes::time() };
                 return (200, { %$account, api_key => { object => 'organization.project.service_account.api_key',
                                                        value => $key, name => 'Secret Key',
                                                        created_at => time, id => "key_$n" } });
             }
             if (defined $sid && $method eq 'DELETE') {
                 org_count($s, $tenant, 'openai.delete_service_account');
-                my $before = @$list;
+                my ($gone) = grep { $_->{id} eq $sid } @$list;
+                return (404, "No such service account $sid") unless $gone;
                 @$list = grep { $_->{id} ne $sid } @$list;
-                return (404, "No such service account $sid") if @$list == $before;
+                push @{ $o->{deleted} }, { id => $sid, name => $gone->{name}, project => $pid,
+                                           created_at => $gone->{created_at}, time => Time::HiRes::time() };
                 return (200, { object => 'organization.project.service_account.deleted', id => $sid, deleted => JSON::PP::true });
             }
         }
         return (404, "No route $method $path");
     });
     if ($fault && $fault->{done}) {
+        wait_out($fault) if $fault->{after};
         return drop_connection($r) if $fault->{drop};
         delete $doc->{ $fault->{without} } if ref $doc && $fault->{without};
         return fault_reply($r, $fault) if $fault->{status};
