@@ -20,7 +20,7 @@ APR_LIBS   := $(shell $(call have,apr-1-config) apr-1-config --link-ld) \
 SANITIZE    = -fsanitize=address,undefined -fno-omit-frame-pointer
 
 .PHONY: all install run screenshot test unit unit-sanitize apache-test run-test readme-test browser-test check-sanitize clean bench fuzz \
-        test-run check-sanitize-run fuzz-run bench-run deps-test
+        test-run check-sanitize-run fuzz-run bench-run deps-test soak
 
 all: mod_openaikey.so openaikey
 
@@ -83,6 +83,14 @@ apache-test: mod_openaikey.so openaikey
 	OKEY_MPM=event t/run-apache-test
 	OKEY_MPM=worker t/run-apache-test
 	OKEY_MPM=prefork t/run-apache-test
+
+# The randomized model test alone, longer: make soak SEEDS=1,2,3 STEPS=500
+# (MPM=prefork or worker to run it under another MPM).
+SEEDS ?= 1,2,3,4,5,6,7,8
+STEPS ?= 200
+MPM   ?= event
+soak: mod_openaikey.so openaikey
+	OKEY_MPM=$(MPM) OKEY_MODEL_SEEDS=$(SEEDS) OKEY_MODEL_STEPS=$(STEPS) t/run-apache-test t/95-model.t
 
 # The module under valgrind in a real httpd, then the library under ASan/UBSan.
 # The helper, built with ASan/UBSan, is driven by the suite meanwhile.
