@@ -42,7 +42,7 @@ for my $seed (@seeds) {
         pass("seed $seed: $steps steps, every invariant held");
         next;
     }
-    diag("seed $seed fails invariant $_->{invariant} first at step $_->{step}: $_->{message}") for @failures;
+    diag("seed $seed fails invariant $_->{invariant}" . ($_->{kind} ? " ($_->{kind})" : "") . " first at step $_->{step}: $_->{message}") for @failures;
     for my $failure ($ENV{OKEY_MODEL_SHRINK_ALL} ? @failures : $failures[0]) {
         last if $budget <= 0;
         my ($shortest, $last, $replays) = OkeyModel::shrink($seed, $ops, $failure, $budget,

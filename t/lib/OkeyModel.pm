@@ -57,7 +57,7 @@ my %PROFILE = map { $_->{path} => $_ } @PROFILES;
 my @PEOPLE = qw(alice@example.com bob@example.com x1@corp.example x2@corp.example
                 dave@elsewhere.example carol@example.org eve@elsewhere.example mallory@evil.example);
 my @INVARIANTS = ('answers', '1 identity', '2 no live key taken', '3 expired reaped, foreign kept',
-                  '4 no orphan', '5 cap', '6 no secret leaked');
+                  '4 no orphan', '5 cap', '6 no secret leaked', 'audit');
 
 # --- a reproducible PRNG (xorshift32) --------------------------------------------
 
@@ -287,12 +287,14 @@ sub new_run {
 }
 
 sub check {
-    my ($self, $invariant, $ok, $message) = @_;
+    my ($self, $invariant, $ok, $message, $kind) = @_;
     $self->{stats}{checks}{$invariant}++;
     return $ok if $ok;
-    my $failure = { invariant => $invariant, message => $message, step => $self->{step} };
+    my $failure = { invariant => $invariant, message => $message, step => $self->{step}, kind => $kind // '' };
     $self->{failure} //= $failure;
-    push @{ $self->{failures} }, $failure unless grep { $_->{invariant} eq $invariant } @{ $self->{failures} };
+    # The first failure of each invariant, and of each way it failed.
+    push @{ $self->{failures} }, $failure
+        unless grep { $_->{invariant} eq $invariant && $_->{kind} eq $failure->{kind} } @{ $self->{failures} };
     return $ok;
 }
 
@@ -566,6 +568,15 @@ sub audit_of {
     return @lines ? join(' | ', map { /(revoked key:.*|reaped key:.*)/ ? $1 : $_ } @lines) : 'no audit line';
 }
 
+# How the module says it deleted an account: by=cap, by=policy, reaped
+# (expired), orphan (its creation got no answer), or nothing said.
+sub deletion_kind {
+    my ($self, $acct) = @_;
+    my $audit = $self->audit_of($acct->{id});
+    return $audit =~ /by=(\w+)/ ? "by=$1" : $audit =~ /nobody holds its key/ ? 'orphan'
+         : $audit =~ /reaped key/ ? 'reaped' : 'unaudited';
+}
+
 sub verify {
     my ($self, $op, $result, $t_start) = @_;
     my $now = Time::HiRes::time();
@@ -667,7 +678,8 @@ sub verify {
                      sprintf('%s (%s, %s, %s) was deleted %d s before its expiry, by no rule that allows it: %s',
                              $acct->{id}, $acct->{name}, $acct->{project},
                              $acct->{delivered} ? "delivered to $acct->{holder} at $acct->{profile}" : $acct->{origin},
-                             $acct->{expires} - $del->{time}, $self->audit_of($acct->{id})));
+                             $acct->{expires} - $del->{time}, $self->audit_of($acct->{id})),
+                     $self->deletion_kind($acct));
         $self->check('4 no orphan', !($acct->{delivered} && ($why // '') eq 'orphan'),
                      "$acct->{id}, delivered, was deleted as an orphan");
     }
@@ -741,12 +753,24 @@ sub verify {
         }
     }
 
+    # One deletion, one audit line.
+    for my $line (grep { /revoked key:|reaped key:/ } split /\n/, $new_log{error_log}) {
+        my ($id) = $line =~ /service_account=(\S+)/ or next;
+        next unless $self->{acct}{$id};
+        my $n = ++$self->{audited}{$id};
+        $self->check('audit', $n == 1 && defined $self->{acct}{$id}{deleted_at},
+                     $n > 1 ? "$id has $n audit lines for one deletion: " . $self->audit_of($id)
+                            : "$id is audited as deleted but was not: " . ($line =~ /(revoked key:.*|reaped key:.*)/)[0]);
+    }
+
     # 6: no secret in a log line or a Location.
     my @secrets = (['the admin key', $ADMIN_KEY], ['the client secret', 'test-secret'], ['the passphrase', $PASSPHRASE]);
     my $logs = $new_log{error_log} . $new_log{access_log};
     $self->check('6 no secret leaked', index($logs, $_->[1]) < 0, "a log line holds $_->[0]") for @secrets;
     $self->check('6 no secret leaked', $logs !~ /\Q$KEY_PREFIX\E/, 'a log line holds a key value: '
                  . (($logs =~ /^(.*\Q$KEY_PREFIX\E.*)$/m)[0] // ''));
+    $self->check('6 no secret leaked', $logs !~ /eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+/,
+                 'a log line holds a token or sealed cookie');
     for my $code (grep { defined && length > 8 } @{ $self->{codes} }) {
         $self->check('6 no secret leaked', index($new_log{error_log}, $code) < 0 && index($logs, "at-$code") < 0,
                      'the error log holds an authorization code or token');
@@ -789,7 +813,8 @@ sub execute {
         $self->verify($op, $result, $t_start);
         $self->{steps_done} = $i + 1;
         if ($self->{stop_on}) {
-            my ($hit) = grep { $_->{invariant} eq $self->{stop_on} } @{ $self->{failures} || [] };
+            my ($hit) = grep { $_->{invariant} eq $self->{stop_on}[0] && $_->{kind} eq $self->{stop_on}[1] }
+                        @{ $self->{failures} || [] };
             return $hit if $hit;
         }
     }
@@ -842,8 +867,8 @@ sub shrink {
     my $fails = sub {
         my ($candidate) = @_;
         $replays++;
-        my $run = run_ops($seed, $candidate, stop_on => $invariant);
-        my ($yes) = grep { $_->{invariant} eq $invariant } @{ $run->{failures} };
+        my $run = run_ops($seed, $candidate, stop_on => [$invariant, $failure->{kind}]);
+        my ($yes) = grep { $_->{invariant} eq $invariant && $_->{kind} eq $failure->{kind} } @{ $run->{failures} };
         $log->(sprintf('replay %d: %d steps: %s', $replays, scalar @$candidate,
                        $yes ? "still fails ($yes->{message})" : 'passes')) if $log;
         return $yes;
