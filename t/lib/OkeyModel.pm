@@ -582,10 +582,22 @@ sub verify {
     my $now = Time::HiRes::time();
     my $state = model_state();
     my $timeout = upstream_timeout();
-    # Logs since the last step.
-    my %new_log;
-    for my $f ('error_log', 'access_log') {
-        ($new_log{$f}, $self->{log_offset}{$f}) = slurp_from(logs_dir() . "/$f", $self->{log_offset}{$f});
+    # Logs since the last step, read after the state: a deletion's audit
+    # line follows the deletion, so wait (bounded) for those it lacks.
+    my %new_log = (error_log => '', access_log => '');
+    my $deleted_ids = [map { $_->{id} } @{ $state->{deleted} || [] }[$self->{deleted_seen} .. $#{ $state->{deleted} || [] }]];
+    my $log_deadline = Time::HiRes::time() + 2;
+    while (1) {
+        for my $f ('error_log', 'access_log') {
+            my ($text, $offset) = slurp_from(logs_dir() . "/$f", $self->{log_offset}{$f});
+            # Whole lines only: the rest is read with the next step.
+            my $end = rindex($text, "\n") + 1;
+            $new_log{$f} .= substr($text, 0, $end);
+            $self->{log_offset}{$f} = $offset - (length($text) - $end);
+        }
+        my @unaudited = grep { my $id = $_; $new_log{error_log} !~ /service_account=\Q$id\E / } @$deleted_ids;
+        last if !@unaudited || Time::HiRes::time() > $log_deadline;
+        Time::HiRes::sleep(0.1);
     }
     push @{ $self->{audit} }, grep { /revoked key:|reaped key:/ } split /\n/, $new_log{error_log};
 
