@@ -51,8 +51,10 @@ for my $seed (@seeds) {
         diag(sprintf('seed %d: the shortest sequence found in %d replays (%d steps) fails invariant %s: %s',
                      $seed, $replays, scalar @$shortest, $last->{invariant}, $last->{message}));
         diag(sprintf('  %2d. %s', $_ + 1, OkeyModel::describe($shortest->[$_]))) for 0 .. $#$shortest;
+        diag('      then the end of every run: each deadline passes, a reap at each server') if $last->{step} eq 'end';
     }
-    fail("seed $seed: invariant " . join(', ', map { $_->{invariant} } @failures) . ' failed');
+    my %seen;
+    fail("seed $seed: invariant " . join(', ', grep { !$seen{$_}++ } map { $_->{invariant} } @failures) . ' failed');
 }
 diag(sprintf('model: %d seeds, %d steps, %d faults injected in %.0f s; ops: %s; checks: %s', scalar @seeds,
              $total_steps, $total_faults, Time::HiRes::time() - $began,

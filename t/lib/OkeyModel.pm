@@ -906,6 +906,20 @@ sub shrink {
         last if $size <= 1;
         $chunks = $chunks * 2 > @current ? scalar @current : $chunks * 2;
     }
+    # Then each step made plainer: no fault, no ttl, no groups.
+    for my $i (0 .. $#current) {
+        for my $field (qw(fault ttl groups)) {
+            last if $replays >= $budget;
+            my $plain = $field eq 'groups' ? 'none' : undef;
+            next if !defined $current[$i]{$field} || ($field eq 'groups' && $current[$i]{groups} eq 'none');
+            my @candidate = @current;
+            $candidate[$i] = { %{ $current[$i] }, $field => $plain, ($field eq 'ttl' ? (ttl_valid => 1) : ()) };
+            if (my $f = $fails->(\@candidate)) {
+                @current = @candidate;
+                $last = $f;
+            }
+        }
+    }
     return (\@current, $last, $replays);
 }
 
