@@ -759,7 +759,8 @@ sub verify {
     if ($op->{kind} eq 'revoke' && !$result->{skipped}) {
         $self->check('answers', $result->{status} == 200, "a revoke of one's own key answered $result->{status}");
         if ($result->{target} eq 'all' && $result->{status} == 200) {
-            my @left = grep { $_->{ours} && ($_->{email} // '') eq $op->{person} && ($_->{created_seen_at} // 0) < $t_start }
+            my @left = grep { $_->{ours} && ($_->{email} // '') eq $op->{person} && ($_->{created_seen_at} // 0) < $t_start
+                              && $_->{expires} > $t_start + 1 }
                        grep { $_->{live} } values %{ $self->{acct} };
             $self->check('answers', !@left, "revoke all left $op->{person} " . join(', ', map { $_->{name} } @left));
         }
