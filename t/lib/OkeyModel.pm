@@ -18,6 +18,7 @@ use HTTP::Request ();
 use JSON::PP ();
 use LWP::UserAgent ();
 use MIME::Base64 qw(encode_base64url);
+use Digest::SHA ();
 use POSIX ();
 use Time::HiRes ();
 use Time::Local qw(timegm);
@@ -136,7 +137,7 @@ sub draw_op {
     if ($kind eq 'seed') {
         return { kind => $kind, project => pick($rand, sort keys %PROJECTS), person => pick($rand, @PEOPLE),
                  age => weighted($rand, expired => 4, near => 2, live_old => 3, foreign => 2),
-                 form => pick($rand, 'new', 'old'), n => 1 + int($rand->() * 3),
+                 form => pick($rand, 'new', 'old', 'hyphen'), n => 1 + int($rand->() * 3),
                  variant => int($rand->() * 4) };
     }
     return { kind => $kind };
@@ -193,11 +194,26 @@ sub policy_revocable {
     return !grep { admitted({ %$_, kind => 'issue' }, $email, undef) } @issuing;
 }
 
-# name => (expires, tag, email), for names of ours.
+# A tag: six characters drawn, then two that a digest of the expiry, the
+# drawn part and the address decides, so that a name of release 2 whose
+# address holds a hyphen is never taken for a tagged one.
+my @TAG_CHARS = ('a' .. 'z', 0 .. 9);
+sub tag_check {
+    my ($expires, $drawn, $email) = @_;
+    my @digest = unpack 'C*', Digest::SHA::sha256("$expires-$drawn-$email");
+    return join '', map { $TAG_CHARS[$digest[$_] % 36] } 0, 1;
+}
+
+# name => (expires, tag, email), for names of ours: okey-<expires>-<tag>-<email>
+# with a tag that checks, else okey-<expires>-<email>.
 sub parse_name {
     my ($name) = @_;
-    return ($1, $2, $3) if $name =~ /^okey-(\d+)-([a-z0-9]{6,8})-([^-\s]\S*@\S+)$/ && $3 !~ /^[a-z0-9]{6,8}-/;
-    return ($1, undef, $2) if $name =~ /^okey-(\d+)-([^\s]+@[^\s]+)$/;
+    return unless $name =~ /^okey-(\d{1,12})-(.*)$/s;
+    my ($expires, $rest) = ($1, $2);
+    my ($drawn, $check, $email) = $rest =~ /^([a-z0-9]{6})([a-z0-9]{2})-(.*)$/s;
+    return ($expires, "$drawn$check", $email)
+        if defined $drawn && tag_check($expires, $drawn, $email) eq $check && $email =~ /^[^@].*@/s;
+    return ($expires, undef, $rest) if $rest =~ /^[^@].*@/s;
     return;
 }
 
@@ -507,7 +523,10 @@ sub step_seed {
             $created = $now - 7200;
             $name = ('ci-bot-' . $n, $email, "okey-$expires", "okeyx-$expires-$email")[($op->{variant} + $i) % 4];
         } else {
-            $name = $op->{form} eq 'new' ? "okey-$expires-$tag-$email" : "okey-$expires-$email";
+            # hyphen: an address of release 2 that starts like a tag.
+            my $drawn = substr($tag . $tag, 0, 6);
+            $name = $op->{form} eq 'new' ? "okey-$expires-$drawn" . tag_check($expires, $drawn, $email) . "-$email"
+                  : $op->{form} eq 'hyphen' ? "okey-$expires-$tag-$email" : "okey-$expires-$email";
         }
         push @accounts, { object => 'organization.project.service_account', id => "svc_seed_$self->{run}_$n",
                           name => $name, role => 'member', created_at => $created };
@@ -766,10 +785,17 @@ sub verify {
         }
     }
 
-    # One deletion, one audit line.
-    for my $line (grep { /revoked key:|reaped key:/ } split /\n/, $new_log{error_log}) {
+    # One deletion, one audit line. A line read after the state may tell of
+    # a deletion the state did not show yet: it waits for the next step.
+    my @pending = @{ $self->{audit_pending} || [] };
+    $self->{audit_pending} = [];
+    for my $line (@pending, grep { /revoked key:|reaped key:/ } split /\n/, $new_log{error_log}) {
         my ($id) = $line =~ /service_account=(\S+)/ or next;
         next unless $self->{acct}{$id};
+        if (!defined $self->{acct}{$id}{deleted_at} && !grep { $_ eq $line } @pending) {
+            push @{ $self->{audit_pending} }, $line;
+            next;
+        }
         my $n = ++$self->{audited}{$id};
         $self->check('audit', $n == 1 && defined $self->{acct}{$id}{deleted_at},
                      $n > 1 ? "$id has $n audit lines for one deletion: " . $self->audit_of($id)
