@@ -3,8 +3,8 @@
 # failure names its seed and the shortest sequence of steps found that
 # still fails. OKEY_MODEL_SEEDS (e.g. 1,2,3) and OKEY_MODEL_STEPS choose the
 # runs (make soak); OKEY_MODEL_SHRINK bounds the replays spent shrinking
-# (over the whole file); OKEY_MODEL_SHRINK_ALL=1 shrinks every invariant
-# that failed, not only each seed's first.
+# (over the whole file: twenty, about three minutes); OKEY_MODEL_SHRINK_ALL=1
+# shrinks every way an invariant failed, not only each seed's first.
 use strict;
 use warnings;
 use Apache::Test qw(-withtestmore);
@@ -22,7 +22,7 @@ plan skip_all => "the model runs under the event MPM (this is $mpm)"
 
 my @seeds = split /,/, ($ENV{OKEY_MODEL_SEEDS} // '1,2,3,4,5');
 my $steps = $ENV{OKEY_MODEL_STEPS} // 45;
-my $budget = $ENV{OKEY_MODEL_SHRINK} // 30;
+my $budget = $ENV{OKEY_MODEL_SHRINK} // 20;
 plan tests => scalar @seeds;
 
 my $began = Time::HiRes::time();
