@@ -194,14 +194,15 @@ sub policy_revocable {
     return !grep { admitted({ %$_, kind => 'issue' }, $email, undef) } @issuing;
 }
 
-# A tag: six characters drawn, then two that a digest of the expiry, the
-# drawn part and the address decides, so that a name of release 2 whose
-# address holds a hyphen is never taken for a tagged one.
+# A tag: five characters drawn, then three that a digest of the expiry,
+# the drawn part and the address decides (src/keys.h), so that a name of
+# release 2 whose address holds a hyphen is never taken for a tagged one.
 my @TAG_CHARS = ('a' .. 'z', 0 .. 9);
+my ($TAG_DRAWN, $TAG_CHECK) = (5, 3);
 sub tag_check {
     my ($expires, $drawn, $email) = @_;
     my @digest = unpack 'C*', Digest::SHA::sha256("$expires-$drawn-$email");
-    return join '', map { $TAG_CHARS[$digest[$_] % 36] } 0, 1;
+    return join '', map { $TAG_CHARS[$digest[$_] % 36] } 0 .. $TAG_CHECK - 1;
 }
 
 # name => (expires, tag, email), for names of ours: okey-<expires>-<tag>-<email>
@@ -210,7 +211,7 @@ sub parse_name {
     my ($name) = @_;
     return unless $name =~ /^okey-(\d{1,12})-(.*)$/s;
     my ($expires, $rest) = ($1, $2);
-    my ($drawn, $check, $email) = $rest =~ /^([a-z0-9]{6})([a-z0-9]{2})-(.*)$/s;
+    my ($drawn, $check, $email) = $rest =~ /^([a-z0-9]{$TAG_DRAWN})([a-z0-9]{$TAG_CHECK})-(.*)$/s;
     return ($expires, "$drawn$check", $email)
         if defined $drawn && tag_check($expires, $drawn, $email) eq $check && $email =~ /^[^@].*@/s;
     return ($expires, undef, $rest) if $rest =~ /^[^@].*@/s;
@@ -524,7 +525,7 @@ sub step_seed {
             $name = ('ci-bot-' . $n, $email, "okey-$expires", "okeyx-$expires-$email")[($op->{variant} + $i) % 4];
         } else {
             # hyphen: an address of release 2 that starts like a tag.
-            my $drawn = substr($tag . $tag, 0, 6);
+            my $drawn = substr($tag . $tag, 0, $TAG_DRAWN);
             $name = $op->{form} eq 'new' ? "okey-$expires-$drawn" . tag_check($expires, $drawn, $email) . "-$email"
                   : $op->{form} eq 'hyphen' ? "okey-$expires-$tag-$email" : "okey-$expires-$email";
         }
