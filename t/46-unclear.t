@@ -11,7 +11,6 @@ use HTTP::Request ();
 use JSON::PP ();
 use LWP::UserAgent ();
 use Time::HiRes ();
-use Time::Local ();
 
 plan tests => 26;
 
@@ -53,26 +52,6 @@ sub metric {
     my $labels = $label ? qr/\{server="[^"]+",\Q$label\E\}/ : qr/\{server="[^"]+"\}/;
     my ($value) = $text =~ /^\Q$name\E$labels (\d+)$/m;
     return $value // 0;
-}
-
-# Runs a reap of $vhost now and returns /revoke's answer; a reap that
-# outlasts the handler's wait answers 202 and is asked after again.
-sub reap_now {
-    my ($vhost) = @_;
-    my $deadline = time + 60;
-    # /revoke within two seconds of a reap's end reports that reap.
-    my $end = $JSON->decode(browser()->get(vhost_url($vhost, '/status'))->decoded_content)->{last_reap}{end};
-    if ($end && $end =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)Z$/) {
-        my $ended = Time::Local::timegm($6, $5, $4, $3, $2 - 1, $1);
-        Time::HiRes::sleep(0.1) while time < $ended + 3 && time < $deadline;
-    }
-    my $res;
-    do {
-        $res = browser()->request(HTTP::Request->new(POST => vhost_url($vhost, '/revoke'),
-                                                     [Accept => 'application/json']));
-        Time::HiRes::sleep(0.5) if $res->code == 202;
-    } while ($res->code == 202 && time < $deadline);
-    return $res;
 }
 
 ok(first_reaps_done(qw(okey okey_gone)), 'the reaps after startup are done');
