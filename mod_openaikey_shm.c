@@ -35,7 +35,7 @@ APLOG_USE_MODULE(openaikey);
 #define SUSPECTS 64
 #define SUSPECT_NAME_MAX 288
 
-/* Live keys per key server the cap's index holds: 136 bytes each. */
+/* Live keys per key server the cap's index holds: 160 bytes each. */
 #define INDEX_KEYS 1024
 #define INDEX_ID_MAX 48
 
