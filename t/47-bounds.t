@@ -155,19 +155,28 @@ reset_fake({ tenants => { lease => {
     projects => [project('proj_lease', 'lease-project')],
     accounts => { proj_lease => [map { account("svc_acct_e$_", sprintf('okey-%d-e%d@example.com', $now - 10, $_)) } 1 .. 5] } } } });
 add_fault(tenant => 'lease', method => 'DELETE', path => 'svc_acct_e1$', status => 503, retry_after => 60);
-{
+# Only under event: worker and prefork serialise accept() with a mutex that
+# an idle child holds while it waits for connections, so a stopped child
+# may stop the whole server, which says nothing about leases.
+my $stopped;
+END { kill('CONT', $stopped) if $stopped }
+SKIP: {
+    skip 'a stopped child may hold the accept mutex of the ' . $ENV{OKEY_MPM} . ' MPM', 5
+        if ($ENV{OKEY_MPM} // 'event') ne 'event';
     my $revoke = sub {
         my $req = HTTP::Request->new(POST => vhost_url('okey_lease', '/revoke'), [Accept => 'application/json']);
         return browser()->request($req)->code;
     };
     is($revoke->(), 202, 'a reap waiting out Retry-After 60 s: 202');
     my ($pid) = (error_log() =~ /OKEY031: reap of lease-project claimed by pid (\d+)/g)[-1];
+    $stopped = $pid;
     ok($pid && kill('STOP', $pid), 'the child running it stops');
     my $code = 0;
     # The lease lasts 2 * 2 + 5 s from its last renewal; /revoke waits 4 s.
     ok(wait_for(40, sub { $code = $revoke->(); $code == 200 }), "another child then reaps ($code)");
     is(scalar @{ org('lease')->{accounts}{proj_lease} }, 0, 'and every expired key goes');
     kill('CONT', $pid);
+    $stopped = undef;
     ok(wait_for(15, sub { error_log() =~ /OKEY037: the reap lease of lease-project lapsed/ }),
        'the resumed child finds its lease taken over, and records nothing');
 }
