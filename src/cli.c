@@ -5,6 +5,7 @@
 
 #include <apr_lib.h>
 #include <apr_strings.h>
+#include <arpa/inet.h>
 #include <cjose/cjose.h>
 #include <string.h>
 #include <strings.h>
@@ -267,6 +268,22 @@ static int loopback_host(const char *host, apr_size_t len)
            (len == 5 && !strncmp(host, "[::1]", 5)) || loopback_quad(host, len);
 }
 
+/* Whether text[0..len) is an IPv6 address as inet_pton, and so curl, reads
+ * one: "[:2]" has the right characters and is not one. */
+static int ipv6_ok(const char *text, apr_size_t len)
+{
+    char copy[INET6_ADDRSTRLEN + 1];
+    struct in6_addr address;
+    int ok = len < sizeof(copy);
+
+    if (ok) {
+        memcpy(copy, text, len);
+        copy[len] = '\0';
+        ok = inet_pton(AF_INET6, copy, &address) == 1;
+    }
+    return ok;
+}
+
 /* The length of the host at the start of authority[0..len): a name or IPv4
  * address of letters, digits, dots and hyphens, or an IPv6 address in
  * brackets; 0 when there is none. */
@@ -281,7 +298,8 @@ static apr_size_t host_length(const char *authority, apr_size_t len)
         i++;
     }
     if (authority[0] == '[') {
-        i = i > 1 && i < len && authority[i] == ']' ? i + 1 : 0;
+        i = i > 1 && i < len && authority[i] == ']' && ipv6_ok(authority + 1, i - 1)
+            ? i + 1 : 0;
     }
     return i;
 }

@@ -245,6 +245,9 @@ static const struct {
     {"http://[::1%25lo]/", "host"},
     {"http://%6cocalhost/", "host"},
     {"http://[::1/", "host"},
+    {"https://[:2]:85/", "host"},
+    {"https://[1::2::3]/", "host"},
+    {"https://[::ffff:1.2.3]/", "host"},
     {"https:///keys.example.com/", "host"},
     {"https://", "host"},
     /* ports */
