@@ -15,6 +15,7 @@
 #define OKEY_LEDGER_H
 
 #include <apr_errno.h>
+#include <apr_global_mutex.h>
 #include <apr_hash.h>
 #include <apr_pools.h>
 #include <apr_tables.h>
@@ -193,5 +194,18 @@ const char *okey_ledger_name(apr_pool_t *pool, const char *email, apr_int64_t na
 /* One process's ledger, in pool, safe between its threads: for tests, and
  * as the reference the others are held to. */
 apr_status_t okey_ledger_memory_create(apr_pool_t *pool, okey_ledger_t **ledger);
+
+/* The shared-memory ledger of one key server, for the children of one
+ * httpd. Its segment, of okey_ledger_shm_size bytes for capacity records,
+ * is made once by its owner, set up once with okey_ledger_shm_init, and
+ * attached to by each configuration; mutex guards it (a pointer to the
+ * owner's, which child_init may reopen). A segment of another layout
+ * (okey_ledger_shm_layout) is refused: APR_EINVAL. */
+apr_size_t okey_ledger_shm_size(apr_uint32_t capacity);
+const char *okey_ledger_shm_layout(apr_pool_t *pool);
+void okey_ledger_shm_init(void *base, apr_uint32_t capacity, const char *layout);
+apr_status_t okey_ledger_shm_attach(apr_pool_t *pool, void *base, apr_size_t size,
+                                    apr_global_mutex_t **mutex, const okey_logger_t *logger,
+                                    okey_ledger_t **ledger);
 
 #endif
