@@ -5,8 +5,9 @@ comma      := ,
 PKGS        = libcurl jansson cjose
 LIB_SRC     = src/okey.c src/json.c src/config.c src/http.c src/state.c src/oidc.c src/reaper.c \
               src/reap_run.c src/policy.c src/openai.c src/keys.c src/page.c src/query.c \
-              src/lifetime.c src/session.c src/cli.c src/terms.c src/lease.c
-LIB_HDR     = $(filter-out src/json.h,$(LIB_SRC:.c=.h)) src/okey.h
+              src/lifetime.c src/session.c src/cli.c src/terms.c src/lease.c \
+              src/ledger.c src/ledger_memory.c
+LIB_HDR     = $(filter-out src/json.h src/ledger_memory.h,$(LIB_SRC:.c=.h)) src/okey.h
 WARN        = -Wall -Wextra -Wno-missing-field-initializers
 WERROR     ?= $(if $(CI),-Werror,)
 # Before make test has installed them (scripts/deps), these tools may be
