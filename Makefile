@@ -61,15 +61,16 @@ screenshot: mod_openaikey.so
 	scripts/screenshot
 
 # --- unit tests of the library (Check), no httpd ---------------------------
-UNIT_SRC   = $(wildcard t/unit/test_*.c)
+UNIT_SRC   = $(wildcard t/unit/test_*.c) t/unit/ledger_conformance.c
+UNIT_HDR   = t/unit/testutil.h t/unit/ledger_conformance.h
 UNIT_CFLAGS = -std=c99 -g $(WARN) $(WERROR) $(APR_CFLAGS) $(PKG_CFLAGS) \
               $(shell pkg-config --cflags check) -Isrc
 UNIT_LIBS  = $(APR_LIBS) $(PKG_LIBS) $(shell pkg-config --libs check)
 
-t/unit/run: $(UNIT_SRC) t/unit/main.c t/unit/testutil.h $(LIB_SRC) $(LIB_HDR)
+t/unit/run: $(UNIT_SRC) t/unit/main.c $(UNIT_HDR) $(LIB_SRC) $(LIB_HDR)
 	$(CC) $(UNIT_CFLAGS) -o $@ t/unit/main.c $(UNIT_SRC) $(LIB_SRC) $(UNIT_LIBS)
 
-t/unit/run-sanitize: $(UNIT_SRC) t/unit/main.c t/unit/testutil.h $(LIB_SRC) $(LIB_HDR)
+t/unit/run-sanitize: $(UNIT_SRC) t/unit/main.c $(UNIT_HDR) $(LIB_SRC) $(LIB_HDR)
 	$(CC) $(UNIT_CFLAGS) $(SANITIZE) -o $@ t/unit/main.c $(UNIT_SRC) $(LIB_SRC) $(UNIT_LIBS)
 
 unit: t/unit/run
