@@ -5,8 +5,9 @@ comma      := ,
 PKGS        = libcurl jansson cjose
 LIB_SRC     = src/okey.c src/json.c src/config.c src/http.c src/state.c src/oidc.c src/reaper.c \
               src/reap_run.c src/policy.c src/openai.c src/keys.c src/page.c src/query.c \
-              src/lifetime.c src/session.c src/cli.c src/terms.c src/lease.c
-LIB_HDR     = $(filter-out src/json.h,$(LIB_SRC:.c=.h)) src/okey.h
+              src/lifetime.c src/session.c src/cli.c src/terms.c src/lease.c \
+              src/ledger.c src/ledger_memory.c
+LIB_HDR     = $(filter-out src/json.h src/ledger_memory.h,$(LIB_SRC:.c=.h)) src/okey.h
 WARN        = -Wall -Wextra -Wno-missing-field-initializers
 WERROR     ?= $(if $(CI),-Werror,)
 # Before make test has installed them (scripts/deps), these tools may be
@@ -60,15 +61,16 @@ screenshot: mod_openaikey.so
 	scripts/screenshot
 
 # --- unit tests of the library (Check), no httpd ---------------------------
-UNIT_SRC   = $(wildcard t/unit/test_*.c)
+UNIT_SRC   = $(wildcard t/unit/test_*.c) t/unit/ledger_conformance.c
+UNIT_HDR   = t/unit/testutil.h t/unit/ledger_conformance.h
 UNIT_CFLAGS = -std=c99 -g $(WARN) $(WERROR) $(APR_CFLAGS) $(PKG_CFLAGS) \
               $(shell pkg-config --cflags check) -Isrc
 UNIT_LIBS  = $(APR_LIBS) $(PKG_LIBS) $(shell pkg-config --libs check)
 
-t/unit/run: $(UNIT_SRC) t/unit/main.c t/unit/testutil.h $(LIB_SRC) $(LIB_HDR)
+t/unit/run: $(UNIT_SRC) t/unit/main.c $(UNIT_HDR) $(LIB_SRC) $(LIB_HDR)
 	$(CC) $(UNIT_CFLAGS) -o $@ t/unit/main.c $(UNIT_SRC) $(LIB_SRC) $(UNIT_LIBS)
 
-t/unit/run-sanitize: $(UNIT_SRC) t/unit/main.c t/unit/testutil.h $(LIB_SRC) $(LIB_HDR)
+t/unit/run-sanitize: $(UNIT_SRC) t/unit/main.c $(UNIT_HDR) $(LIB_SRC) $(LIB_HDR)
 	$(CC) $(UNIT_CFLAGS) $(SANITIZE) -o $@ t/unit/main.c $(UNIT_SRC) $(LIB_SRC) $(UNIT_LIBS)
 
 unit: t/unit/run

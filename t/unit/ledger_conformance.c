@@ -1,0 +1,1192 @@
+/* The conformance suite of the ledger's backends (ledger_conformance.h). */
+#include "ledger_conformance.h"
+
+#include "testutil.h"
+
+#include <apr_atomic.h>
+#include <apr_strings.h>
+#include <apr_thread_cond.h>
+#include <apr_thread_mutex.h>
+#include <apr_thread_proc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keys.h"
+#include "lease.h"
+
+#define SEC(n) apr_time_from_sec(n)
+#define INTERVAL 600            /* seconds between reaps */
+#define LENGTH SEC(30)          /* of a lease */
+#define RACERS 8                /* threads in a race */
+#define ROUNDS 12               /* races of each kind */
+#define RECORDS_EACH 6          /* keys each racer records */
+#define BARRIER_WAIT SEC(20)    /* the longest a racer waits for the others */
+
+typedef struct {
+    const char *name;
+    okey_ledger_make_fn *make;
+    void *arg;
+} backend_t;
+
+/* Filled before any test runs, read only afterwards: a loop test's index
+ * is the backend's. */
+static backend_t backends[OKEY_LEDGER_CONFORMANCE_MAX];
+static int backends_added;
+
+/* --- fixtures ---------------------------------------------------------------------- */
+
+/* The wall clock at the start of the test, in whole seconds. */
+static apr_time_t start_time(void)
+{
+    return SEC(apr_time_sec(apr_time_now()));
+}
+
+static okey_ledger_t *fresh(int backend)
+{
+    okey_ledger_t *ledger = backends[backend].make(test_pool, backends[backend].arg);
+
+    ck_assert_msg(ledger != NULL, "%s: make gave no ledger", backends[backend].name);
+    ck_assert_msg(ledger->fallback == NULL, "%s: a ledger under test has no fallback",
+                  backends[backend].name);
+    return ledger;
+}
+
+/* A key of email as a sign-in issues it: a tagged name, or an untagged one
+ * (drawn NULL) as releases 1 and 2 named them. */
+static okey_owned_key_t key_of(const char *email, const char *id, const char *project_id,
+                               apr_int64_t created_at, apr_int64_t expires, const char *drawn)
+{
+    okey_owned_key_t key;
+
+    key.service_account_id = apr_pstrdup(test_pool, id);
+    key.name = drawn ? okey_keys_name(test_pool, expires, drawn, email)
+                     : apr_psprintf(test_pool, OKEY_KEYS_NAME_PREFIX "%" APR_INT64_T_FMT "-%s",
+                                    expires, okey_lower(test_pool, email));
+    key.project_id = apr_pstrdup(test_pool, project_id);
+    key.created_at = created_at;
+    key.expires = expires;
+    return key;
+}
+
+static apr_array_header_t *listing(void)
+{
+    return apr_array_make(test_pool, 4, sizeof(okey_owned_key_t));
+}
+
+static int has_key(const apr_array_header_t *keys, const char *id)
+{
+    int found = 0;
+    int i;
+
+    for (i = 0; i < keys->nelts && !found; i++) {
+        found = !strcmp(APR_ARRAY_IDX(keys, i, okey_owned_key_t).service_account_id, id);
+    }
+    return found;
+}
+
+static const okey_owned_key_t *find_key(const apr_array_header_t *keys, const char *id)
+{
+    const okey_owned_key_t *found = NULL;
+    int i;
+
+    for (i = 0; i < keys->nelts && !found; i++) {
+        const okey_owned_key_t *key = &APR_ARRAY_IDX(keys, i, okey_owned_key_t);
+
+        found = strcmp(key->service_account_id, id) ? NULL : key;
+    }
+    return found;
+}
+
+/* Whether keys are in okey_owned_key_t's order: created_at, then id. */
+static int in_order(const apr_array_header_t *keys)
+{
+    int ordered = 1;
+    int i;
+
+    for (i = 1; i < keys->nelts && ordered; i++) {
+        const okey_owned_key_t *a = &APR_ARRAY_IDX(keys, i - 1, okey_owned_key_t);
+        const okey_owned_key_t *b = &APR_ARRAY_IDX(keys, i, okey_owned_key_t);
+
+        ordered = a->created_at < b->created_at ||
+                  (a->created_at == b->created_at &&
+                   strcmp(a->service_account_id, b->service_account_id) < 0);
+    }
+    return ordered;
+}
+
+static apr_array_header_t *keys_of(okey_ledger_t *ledger, const char *email,
+                                   const char *project_id, int *complete)
+{
+    apr_array_header_t *keys = NULL;
+    int done = -1;
+
+    ck_assert(okey_ledger_keys_of(ledger, test_pool, email, project_id, &keys, &done));
+    ck_assert_ptr_nonnull(keys);
+    ck_assert(in_order(keys));
+    if (complete) {
+        *complete = done;
+    }
+    return keys;
+}
+
+static apr_array_header_t *record(okey_ledger_t *ledger, const char *email,
+                                  const okey_owned_key_t *key, apr_time_t now, int *complete)
+{
+    apr_array_header_t *keys = NULL;
+    int done = -1;
+
+    ck_assert(okey_ledger_record(ledger, test_pool, email, key, now, &keys, &done));
+    ck_assert_ptr_nonnull(keys);
+    ck_assert(in_order(keys));
+    if (complete) {
+        *complete = done;
+    }
+    return keys;
+}
+
+static apr_int64_t count(okey_ledger_t *ledger)
+{
+    apr_int64_t records = -1;
+
+    ck_assert(okey_ledger_count(ledger, &records));
+    return records;
+}
+
+static void fill(okey_ledger_t *ledger, const apr_array_header_t *live, apr_time_t started)
+{
+    ck_assert(okey_ledger_fill(ledger, test_pool, live, started));
+}
+
+static int claim(okey_ledger_t *ledger, apr_time_t now, int force, okey_ledger_lease_t *lease)
+{
+    okey_ledger_lease_t ignored;
+    int claimed = -1;
+
+    memset(&ignored, 0, sizeof(ignored));
+    ck_assert(okey_ledger_lease_claim(ledger, now, INTERVAL, LENGTH, force,
+                                      lease ? lease : &ignored, &claimed));
+    ck_assert(claimed == 0 || claimed == 1);
+    return claimed;
+}
+
+static int renew(okey_ledger_t *ledger, okey_ledger_lease_t *lease, apr_time_t now)
+{
+    int held = -1;
+
+    ck_assert(okey_ledger_lease_renew(ledger, lease, now, LENGTH, &held));
+    ck_assert(held == 0 || held == 1);
+    return held;
+}
+
+static apr_int64_t due_in(okey_ledger_t *ledger, apr_time_t now, int *held)
+{
+    apr_int64_t seconds = -1;
+    int is_held = -1;
+
+    ck_assert(okey_ledger_lease_due_in(ledger, now, INTERVAL, &seconds, &is_held));
+    ck_assert(is_held == 0 || is_held == 1);
+    if (held) {
+        *held = is_held;
+    }
+    return seconds;
+}
+
+static int mark(okey_ledger_t *ledger, const char *what, apr_time_t now, apr_time_t expires)
+{
+    int first = -1;
+
+    ck_assert(okey_ledger_mark_once(ledger, what, now, expires, &first));
+    ck_assert(first == 0 || first == 1);
+    return first;
+}
+
+static int may_list(okey_ledger_t *ledger, const char *email, apr_time_t now,
+                    apr_interval_time_t every, apr_int64_t *retry_after)
+{
+    int allowed = -1;
+
+    ck_assert(okey_ledger_may_list(ledger, email, now, every, &allowed, retry_after));
+    ck_assert(allowed == 0 || allowed == 1);
+    return allowed;
+}
+
+static apr_hash_t *suspects_due(okey_ledger_t *ledger, apr_int64_t now)
+{
+    apr_hash_t *names = NULL;
+
+    ck_assert(okey_ledger_suspects_due(ledger, test_pool, now, &names));
+    return names;
+}
+
+/* --- races ---------------------------------------------------------------------------- */
+
+typedef struct race_t race_t;
+
+/* One thread of a race: what it was given, and what it saw. */
+typedef struct {
+    race_t *race;
+    apr_pool_t *pool;           /* its own */
+    int index;
+    int answered;               /* every call it made was answered */
+    int won;                    /* claimed, marked first, allowed, ... */
+    okey_ledger_lease_t lease;
+    apr_array_header_t *views;  /* of apr_array_header_t *: what each record gave */
+    apr_array_header_t *ids;    /* of const char *: the keys it recorded */
+    int incomplete;             /* views that were not complete */
+    int overlaps;               /* times another held the lock with it */
+} racer_t;
+
+typedef void race_fn(racer_t *racer);
+
+struct race_t {
+    okey_ledger_t *ledger;
+    race_fn *run;
+    apr_time_t now;
+    const char *what;           /* a mark, an address */
+    apr_thread_mutex_t *mutex;
+    apr_thread_cond_t *all_there;
+    int waiting;
+    int n;
+    volatile apr_uint32_t inside; /* racers holding the project lock */
+    racer_t racers[RACERS];
+};
+
+/* Holds every racer until all have come, so that their calls meet. */
+static void barrier(race_t *race)
+{
+    apr_time_t deadline = apr_time_now() + BARRIER_WAIT;
+
+    apr_thread_mutex_lock(race->mutex);
+    if (++race->waiting == race->n) {
+        apr_thread_cond_broadcast(race->all_there);
+    }
+    while (race->waiting < race->n && apr_time_now() < deadline) {
+        apr_thread_cond_timedwait(race->all_there, race->mutex, deadline - apr_time_now());
+    }
+    apr_thread_mutex_unlock(race->mutex);
+}
+
+static void *APR_THREAD_FUNC racer_main(apr_thread_t *thread, void *data)
+{
+    racer_t *racer = data;
+
+    barrier(racer->race);
+    racer->race->run(racer);
+    apr_thread_exit(thread, APR_SUCCESS);
+    return NULL;
+}
+
+/* Runs run in n threads at once against ledger; their findings are in
+ * race->racers once all have ended. */
+static race_t *race(okey_ledger_t *ledger, int n, race_fn *run, apr_time_t now,
+                    const char *what)
+{
+    race_t *race = apr_pcalloc(test_pool, sizeof(*race));
+    apr_thread_t *threads[RACERS];
+    apr_status_t rv;
+    int i;
+
+    ck_assert_int_le(n, RACERS);
+    race->ledger = ledger;
+    race->run = run;
+    race->now = now;
+    race->what = what;
+    race->n = n;
+    ck_assert_int_eq(apr_thread_mutex_create(&race->mutex, APR_THREAD_MUTEX_DEFAULT,
+                                             test_pool), APR_SUCCESS);
+    ck_assert_int_eq(apr_thread_cond_create(&race->all_there, test_pool), APR_SUCCESS);
+    for (i = 0; i < n; i++) {
+        racer_t *racer = &race->racers[i];
+
+        racer->race = race;
+        racer->index = i;
+        racer->answered = 1;
+        ck_assert_int_eq(apr_pool_create(&racer->pool, test_pool), APR_SUCCESS);
+        racer->views = apr_array_make(racer->pool, RECORDS_EACH, sizeof(apr_array_header_t *));
+        racer->ids = apr_array_make(racer->pool, RECORDS_EACH, sizeof(const char *));
+    }
+    for (i = 0; i < n; i++) {
+        ck_assert_int_eq(apr_thread_create(&threads[i], NULL, racer_main, &race->racers[i],
+                                           test_pool), APR_SUCCESS);
+    }
+    for (i = 0; i < n; i++) {
+        apr_thread_join(&rv, threads[i]);
+    }
+    for (i = 0; i < n; i++) {
+        ck_assert_msg(race->racers[i].answered, "racer %d had a call unanswered", i);
+    }
+    return race;
+}
+
+static int winners(const race_t *race)
+{
+    int won = 0;
+    int i;
+
+    for (i = 0; i < race->n; i++) {
+        won += race->racers[i].won;
+    }
+    return won;
+}
+
+/* --- project ids ------------------------------------------------------------------------- */
+
+static const char *project_id(okey_ledger_t *ledger, const char *project)
+{
+    const char *id = "unset";
+
+    ck_assert(okey_ledger_project_get(ledger, test_pool, project, &id));
+    return id;
+}
+
+START_TEST(project_ids_are_kept_per_project)
+{
+    okey_ledger_t *ledger = fresh(_i);
+
+    ck_assert_ptr_null(project_id(ledger, "team"));
+    ck_assert(okey_ledger_project_set(ledger, "team", "proj_1", NULL));
+    ck_assert(okey_ledger_project_set(ledger, "proj_other", "proj_other", NULL));
+    ck_assert_str_eq(project_id(ledger, "team"), "proj_1");
+    ck_assert_str_eq(project_id(ledger, "proj_other"), "proj_other");
+    ck_assert_ptr_null(project_id(ledger, "team2"));
+    /* A newer id replaces the stored one. */
+    ck_assert(okey_ledger_project_set(ledger, "team", "proj_2", NULL));
+    ck_assert_str_eq(project_id(ledger, "team"), "proj_2");
+}
+END_TEST
+
+START_TEST(a_stale_project_id_is_forgotten_only_while_it_is_stored)
+{
+    okey_ledger_t *ledger = fresh(_i);
+
+    ck_assert(okey_ledger_project_set(ledger, "team", "proj_2", NULL));
+    ck_assert(okey_ledger_project_set(ledger, "other", "proj_1", NULL));
+    /* Another server found proj_1 stale, after this one stored proj_2. */
+    ck_assert(okey_ledger_project_set(ledger, "team", NULL, "proj_1"));
+    ck_assert_str_eq(project_id(ledger, "team"), "proj_2");
+    ck_assert(okey_ledger_project_set(ledger, "team", NULL, "proj_2"));
+    ck_assert_ptr_null(project_id(ledger, "team"));
+    ck_assert_str_eq(project_id(ledger, "other"), "proj_1");
+}
+END_TEST
+
+static int lock(okey_ledger_t *ledger, const char *project, apr_interval_time_t wait,
+                apr_interval_time_t length)
+{
+    int taken = -1;
+
+    ck_assert(okey_ledger_project_lock(ledger, project, wait, length, &taken));
+    ck_assert(taken == 0 || taken == 1);
+    return taken;
+}
+
+START_TEST(a_project_lock_excludes_until_unlocked)
+{
+    okey_ledger_t *ledger = fresh(_i);
+
+    ck_assert(lock(ledger, "team", 0, SEC(600)));
+    ck_assert(!lock(ledger, "team", 0, SEC(600)));
+    ck_assert(!lock(ledger, "team", apr_time_from_msec(50), SEC(600)));
+    /* Per project. */
+    ck_assert(lock(ledger, "other", 0, SEC(600)));
+    ck_assert(okey_ledger_project_unlock(ledger, "team"));
+    ck_assert(lock(ledger, "team", 0, SEC(600)));
+}
+END_TEST
+
+START_TEST(a_project_lock_lapses_after_its_length)
+{
+    okey_ledger_t *ledger = fresh(_i);
+
+    /* Its holder died: the next creator waits out the length, no more. */
+    ck_assert(lock(ledger, "team", 0, apr_time_from_msec(100)));
+    ck_assert(lock(ledger, "team", SEC(15), SEC(600)));
+    ck_assert(!lock(ledger, "team", 0, SEC(600)));
+}
+END_TEST
+
+static void lock_and_look(racer_t *racer)
+{
+    race_t *race = racer->race;
+    int taken = 0;
+    int i;
+
+    for (i = 0; i < ROUNDS; i++) {
+        racer->answered &= okey_ledger_project_lock(race->ledger, "team", SEC(20), SEC(600),
+                                                    &taken);
+        racer->won += taken;
+        if (taken) {
+            racer->overlaps += apr_atomic_inc32(&race->inside) != 0;
+            apr_atomic_dec32(&race->inside);
+            racer->answered &= okey_ledger_project_unlock(race->ledger, "team");
+        }
+    }
+}
+
+START_TEST(one_creator_at_a_time_holds_a_project_lock)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    race_t *run = race(ledger, RACERS, lock_and_look, 0, NULL);
+    int i;
+
+    for (i = 0; i < RACERS; i++) {
+        ck_assert_int_eq(run->racers[i].overlaps, 0);
+    }
+    /* Each waited its turn, within its wait. */
+    ck_assert_int_eq(winners(run), RACERS * ROUNDS);
+}
+END_TEST
+
+/* --- the reap lease ------------------------------------------------------------------------ */
+
+START_TEST(a_lease_is_claimed_when_due_and_held_by_one)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    okey_ledger_lease_t first, second;
+
+    /* Never reaped: due. */
+    ck_assert(claim(ledger, t0, 0, &first));
+    ck_assert(first.token[0]);
+    ck_assert_int_eq(first.expires, t0 + LENGTH);
+    /* Held: not even forced. */
+    ck_assert(!claim(ledger, t0 + SEC(1), 0, NULL));
+    ck_assert(!claim(ledger, t0 + SEC(1), 1, NULL));
+    ck_assert(okey_ledger_lease_release(ledger, &first));
+    /* Released, it is not due again until the interval has passed. */
+    ck_assert(!claim(ledger, t0 + SEC(2), 0, NULL));
+    ck_assert(!claim(ledger, t0 + SEC(INTERVAL) - 1, 0, NULL));
+    ck_assert(claim(ledger, t0 + SEC(INTERVAL), 0, &second));
+    ck_assert_str_ne(first.token, second.token);
+}
+END_TEST
+
+START_TEST(forced_and_requested_claims_need_only_a_free_lease)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    okey_ledger_lease_t lease;
+
+    ck_assert(claim(ledger, t0, 0, &lease));
+    ck_assert(okey_ledger_lease_release(ledger, &lease));
+    ck_assert(claim(ledger, t0 + SEC(1), 1, &lease));
+    ck_assert(okey_ledger_lease_release(ledger, &lease));
+    ck_assert(!claim(ledger, t0 + SEC(2), 0, NULL));
+    ck_assert(okey_ledger_reap_request(ledger));
+    ck_assert(claim(ledger, t0 + SEC(3), 0, &lease));
+    ck_assert(okey_ledger_lease_release(ledger, &lease));
+    /* The claim answered the request. */
+    ck_assert(!claim(ledger, t0 + SEC(4), 0, NULL));
+    /* A request while a lease is held waits for its release. */
+    ck_assert(claim(ledger, t0 + SEC(5), 1, &lease));
+    ck_assert(okey_ledger_reap_request(ledger));
+    ck_assert(!claim(ledger, t0 + SEC(6), 0, NULL));
+    ck_assert(okey_ledger_lease_release(ledger, &lease));
+    ck_assert(claim(ledger, t0 + SEC(7), 0, NULL));
+}
+END_TEST
+
+START_TEST(a_renewed_lease_lasts_its_length_from_the_renewal)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    okey_ledger_lease_t lease;
+
+    ck_assert(claim(ledger, t0, 1, &lease));
+    ck_assert(renew(ledger, &lease, t0 + SEC(20)));
+    ck_assert_int_eq(lease.expires, t0 + SEC(20) + LENGTH);
+    ck_assert(!claim(ledger, t0 + SEC(20) + LENGTH - 1, 1, NULL));
+    ck_assert(renew(ledger, &lease, t0 + SEC(40)));
+    ck_assert(!claim(ledger, t0 + SEC(40) + LENGTH - 1, 1, NULL));
+    ck_assert(claim(ledger, t0 + SEC(40) + LENGTH, 1, NULL));
+}
+END_TEST
+
+START_TEST(a_lapsed_lease_is_taken_over_and_its_holder_loses_it)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    okey_ledger_lease_t old, taker;
+
+    ck_assert(claim(ledger, t0, 0, &old));
+    /* Its holder stopped renewing. */
+    ck_assert(claim(ledger, t0 + LENGTH, 1, &taker));
+    ck_assert_str_ne(old.token, taker.token);
+    ck_assert(!renew(ledger, &old, t0 + LENGTH + SEC(1)));
+    /* Its release gives back nothing of the taker's. */
+    ck_assert(okey_ledger_lease_release(ledger, &old));
+    ck_assert(!claim(ledger, t0 + LENGTH + SEC(2), 1, NULL));
+    ck_assert(renew(ledger, &taker, t0 + LENGTH + SEC(3)));
+    ck_assert(okey_ledger_lease_release(ledger, &taker));
+    ck_assert(claim(ledger, t0 + LENGTH + SEC(4), 1, NULL));
+}
+END_TEST
+
+START_TEST(a_lease_left_to_lapse_cannot_be_renewed)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    okey_ledger_lease_t lease;
+
+    ck_assert(claim(ledger, t0, 0, &lease));
+    /* Any claimer could have taken it meanwhile: its holder must stop. */
+    ck_assert(!renew(ledger, &lease, t0 + LENGTH));
+    ck_assert(claim(ledger, t0 + LENGTH + SEC(1), 1, NULL));
+}
+END_TEST
+
+START_TEST(a_lease_from_a_clock_set_back_is_free)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+
+    ck_assert(claim(ledger, t0, 0, NULL));
+    /* Now is an hour earlier: the lease ends further ahead than one lasts. */
+    ck_assert(claim(ledger, t0 - SEC(3600), 1, NULL));
+}
+END_TEST
+
+START_TEST(due_in_says_when_a_claim_succeeds)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    okey_ledger_lease_t lease;
+    apr_int64_t seconds;
+    int held = -1;
+
+    ck_assert_int_eq(due_in(ledger, t0, &held), 0);
+    ck_assert(!held);
+    ck_assert(claim(ledger, t0, 0, &lease));
+    ck_assert(okey_ledger_lease_release(ledger, &lease));
+    ck_assert_int_eq(due_in(ledger, t0 + SEC(10), &held), INTERVAL - 10);
+    ck_assert(!held);
+    /* Rounded up: not due a moment early. */
+    ck_assert_int_eq(due_in(ledger, t0 + SEC(10) + 1, NULL), INTERVAL - 10);
+    ck_assert(!claim(ledger, t0 + SEC(INTERVAL) - 1, 0, NULL));
+    ck_assert_int_eq(due_in(ledger, t0 + SEC(INTERVAL), NULL), 0);
+    ck_assert(claim(ledger, t0 + SEC(INTERVAL), 0, &lease));
+    /* Held, and requested: due when the lease would lapse, no earlier. */
+    ck_assert(okey_ledger_reap_request(ledger));
+    seconds = due_in(ledger, t0 + SEC(INTERVAL + 10), &held);
+    ck_assert(held);
+    ck_assert_int_ge(seconds, 20);
+    ck_assert_int_le(seconds, 21);
+    ck_assert(!claim(ledger, t0 + SEC(INTERVAL + 29), 0, NULL));
+    ck_assert(claim(ledger, t0 + SEC(INTERVAL + 10 + seconds), 0, NULL));
+}
+END_TEST
+
+START_TEST(an_orphan_check_due_makes_a_reap_due)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    okey_ledger_lease_t lease;
+
+    ck_assert(claim(ledger, t0, 0, &lease));
+    ck_assert(okey_ledger_lease_release(ledger, &lease));
+    ck_assert(okey_ledger_suspect_add(ledger, "okey-1-abcdefgh-a@example.com",
+                                      apr_time_sec(t0) + 50));
+    ck_assert_int_eq(due_in(ledger, t0 + SEC(10), NULL), 40);
+    ck_assert(!claim(ledger, t0 + SEC(49), 0, NULL));
+    ck_assert(claim(ledger, t0 + SEC(50), 0, &lease));
+    ck_assert(okey_ledger_lease_release(ledger, &lease));
+    /* Until the reap that looked for it drops it. */
+    ck_assert(claim(ledger, t0 + SEC(51), 0, &lease));
+    ck_assert(okey_ledger_lease_release(ledger, &lease));
+    ck_assert(okey_ledger_suspects_drop(ledger, suspects_due(ledger, apr_time_sec(t0) + 51)));
+    ck_assert(!claim(ledger, t0 + SEC(52), 0, NULL));
+}
+END_TEST
+
+static void claim_now(racer_t *racer)
+{
+    race_t *race = racer->race;
+    int claimed = 0;
+
+    racer->answered = okey_ledger_lease_claim(race->ledger, race->now, INTERVAL, LENGTH, 0,
+                                              &racer->lease, &claimed);
+    racer->won = claimed;
+}
+
+START_TEST(one_of_concurrent_claimers_wins)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    apr_hash_t *tokens = apr_hash_make(test_pool);
+    int round, i;
+
+    for (round = 0; round < ROUNDS; round++) {
+        /* Each round an interval later: due, and the last lease lapsed. */
+        race_t *run = race(ledger, RACERS, claim_now, t0 + SEC(INTERVAL) * round, NULL);
+
+        ck_assert_int_eq(winners(run), 1);
+        for (i = 0; i < RACERS; i++) {
+            if (run->racers[i].won) {
+                ck_assert_ptr_null(apr_hash_get(tokens, run->racers[i].lease.token,
+                                                APR_HASH_KEY_STRING));
+                apr_hash_set(tokens, apr_pstrdup(test_pool, run->racers[i].lease.token),
+                             APR_HASH_KEY_STRING, "");
+            }
+        }
+    }
+}
+END_TEST
+
+/* --- orphan checks ------------------------------------------------------------------------- */
+
+START_TEST(suspects_are_due_from_their_time_until_dropped)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_hash_t *due;
+    apr_hash_t *drop = apr_hash_make(test_pool);
+
+    ck_assert_ptr_null(suspects_due(ledger, 1000));
+    ck_assert(okey_ledger_suspect_add(ledger, "okey-1-a@example.com", 100));
+    ck_assert(okey_ledger_suspect_add(ledger, "okey-2-b@example.com", 200));
+    ck_assert_ptr_null(suspects_due(ledger, 99));
+    due = suspects_due(ledger, 100);
+    ck_assert_ptr_nonnull(due);
+    ck_assert_int_eq(apr_hash_count(due), 1);
+    ck_assert_ptr_nonnull(apr_hash_get(due, "okey-1-a@example.com", APR_HASH_KEY_STRING));
+    ck_assert_int_eq(*(int *)apr_hash_get(due, "okey-1-a@example.com", APR_HASH_KEY_STRING),
+                     0);
+    ck_assert_int_eq(apr_hash_count(suspects_due(ledger, 200)), 2);
+    apr_hash_set(drop, "okey-1-a@example.com", APR_HASH_KEY_STRING, "");
+    ck_assert(okey_ledger_suspects_drop(ledger, drop));
+    due = suspects_due(ledger, 300);
+    ck_assert_int_eq(apr_hash_count(due), 1);
+    ck_assert_ptr_nonnull(apr_hash_get(due, "okey-2-b@example.com", APR_HASH_KEY_STRING));
+    ck_assert(okey_ledger_suspects_drop(ledger, due));
+    ck_assert_ptr_null(suspects_due(ledger, 300));
+}
+END_TEST
+
+/* --- records of issued keys ----------------------------------------------------------------- */
+
+#define ALICE "alice@example.com"
+#define BOB "bobby@example.com"   /* as long as ALICE */
+
+START_TEST(records_answer_for_everyone_once_a_fill_has_run)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    apr_int64_t now = apr_time_sec(t0);
+    okey_owned_key_t a1 = key_of(ALICE, "sa_a1", "proj_1", now, now + 3600, "aaaaa");
+    okey_owned_key_t a2 = key_of(ALICE, "sa_a2", "proj_1", now + 1, now + 3600, "aaaab");
+    apr_array_header_t *keys;
+    int complete = -1;
+
+    keys = record(ledger, ALICE, &a1, t0, &complete);
+    ck_assert(!complete);
+    ck_assert(has_key(keys, "sa_a1"));
+    keys_of(ledger, ALICE, NULL, &complete);
+    ck_assert(!complete);
+    keys_of(ledger, BOB, NULL, &complete);
+    ck_assert(!complete);
+    fill(ledger, listing(), t0);
+    keys_of(ledger, BOB, NULL, &complete);
+    ck_assert(complete);
+    keys = record(ledger, ALICE, &a2, t0 + SEC(1), &complete);
+    ck_assert(complete);
+    /* a1 was recorded when the listing began: it stays. */
+    ck_assert_int_eq(keys->nelts, 2);
+}
+END_TEST
+
+START_TEST(a_fill_replaces_stale_records)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    apr_int64_t now = apr_time_sec(t0);
+    okey_owned_key_t a1 = key_of(ALICE, "sa_a1", "proj_1", now - 60, now + 3600, "aaaaa");
+    okey_owned_key_t a2 = key_of(ALICE, "sa_a2", "proj_1", now - 50, now + 3600, "aaaab");
+    okey_owned_key_t b1 = key_of(BOB, "sa_b1", "proj_1", now - 40, now + 7200, NULL);
+    okey_owned_key_t a2_listed = a2;
+    apr_array_header_t *live = listing();
+    apr_array_header_t *keys;
+
+    record(ledger, ALICE, &a1, t0 - SEC(60), NULL);
+    record(ledger, ALICE, &a2, t0 - SEC(50), NULL);
+    /* The listing, begun after both, no longer has a1, and has a2 as it is. */
+    a2_listed.expires = now + 1800;
+    APR_ARRAY_PUSH(live, okey_owned_key_t) = a2_listed;
+    APR_ARRAY_PUSH(live, okey_owned_key_t) = b1;
+    fill(ledger, live, t0);
+    keys = keys_of(ledger, ALICE, NULL, NULL);
+    ck_assert_int_eq(keys->nelts, 1);
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 0, okey_owned_key_t).service_account_id, "sa_a2");
+    ck_assert_int_eq(APR_ARRAY_IDX(keys, 0, okey_owned_key_t).expires, now + 1800);
+    keys = keys_of(ledger, BOB, NULL, NULL);
+    ck_assert_int_eq(keys->nelts, 1);
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 0, okey_owned_key_t).name, b1.name);
+    ck_assert_int_eq(count(ledger), 2);
+    /* A second fill replaces the first. */
+    fill(ledger, listing(), t0 + SEC(10));
+    ck_assert_int_eq(count(ledger), 0);
+}
+END_TEST
+
+START_TEST(a_fill_keeps_what_was_recorded_since_it_began)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    apr_int64_t now = apr_time_sec(t0);
+    okey_owned_key_t before = key_of(ALICE, "sa_before", "proj_1", now - 1, now + 3600,
+                                     "aaaaa");
+    okey_owned_key_t at = key_of(ALICE, "sa_at", "proj_1", now, now + 3600, "aaaab");
+    okey_owned_key_t since = key_of(ALICE, "sa_since", "proj_1", now + 5, now + 3600, "aaaac");
+    apr_array_header_t *keys;
+
+    record(ledger, ALICE, &before, t0 - 1, NULL);
+    record(ledger, ALICE, &at, t0, NULL);
+    record(ledger, ALICE, &since, t0 + SEC(5), NULL);
+    /* The listing began at t0 and saw none of them. */
+    fill(ledger, listing(), t0);
+    keys = keys_of(ledger, ALICE, "proj_1", NULL);
+    ck_assert(!has_key(keys, "sa_before"));
+    ck_assert(has_key(keys, "sa_at"));
+    ck_assert(has_key(keys, "sa_since"));
+    ck_assert_int_eq(count(ledger), 2);
+}
+END_TEST
+
+START_TEST(a_fill_does_not_bring_back_keys_forgotten_since_it_began)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    apr_int64_t now = apr_time_sec(t0);
+    okey_owned_key_t a1 = key_of(ALICE, "sa_a1", "proj_1", now, now + 3600, "aaaaa");
+    apr_array_header_t *live = listing();
+
+    APR_ARRAY_PUSH(live, okey_owned_key_t) = a1;
+    fill(ledger, live, t0);
+    ck_assert(has_key(keys_of(ledger, ALICE, NULL, NULL), "sa_a1"));
+    ck_assert(okey_ledger_forget(ledger, ALICE, "proj_1", "sa_a1", t0 + SEC(10)));
+    ck_assert(!has_key(keys_of(ledger, ALICE, NULL, NULL), "sa_a1"));
+    /* Listed before it was deleted. */
+    fill(ledger, live, t0 + SEC(5));
+    ck_assert(!has_key(keys_of(ledger, ALICE, NULL, NULL), "sa_a1"));
+    fill(ledger, live, t0 + SEC(10));
+    ck_assert(!has_key(keys_of(ledger, ALICE, NULL, NULL), "sa_a1"));
+    /* Listed after: it is there after all. */
+    fill(ledger, live, t0 + SEC(11));
+    ck_assert(has_key(keys_of(ledger, ALICE, NULL, NULL), "sa_a1"));
+}
+END_TEST
+
+START_TEST(a_fill_skips_names_not_ours)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    apr_int64_t now = apr_time_sec(t0);
+    okey_owned_key_t mine = key_of(ALICE, "sa_a1", "proj_1", now, now + 3600, "aaaaa");
+    okey_owned_key_t foreign = mine;
+    okey_owned_key_t bare = mine;
+    apr_array_header_t *live = listing();
+
+    foreign.service_account_id = "sa_foreign";
+    foreign.name = "ci-bot";
+    bare.service_account_id = "sa_bare";
+    bare.name = ALICE;
+    APR_ARRAY_PUSH(live, okey_owned_key_t) = foreign;
+    APR_ARRAY_PUSH(live, okey_owned_key_t) = mine;
+    APR_ARRAY_PUSH(live, okey_owned_key_t) = bare;
+    fill(ledger, live, t0);
+    ck_assert_int_eq(count(ledger), 1);
+    ck_assert_int_eq(keys_of(ledger, ALICE, NULL, NULL)->nelts, 1);
+}
+END_TEST
+
+START_TEST(names_are_given_back_as_they_were)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    apr_int64_t now = apr_time_sec(t0);
+    okey_owned_key_t tagged = key_of("Alice@Example.com", "sa_1", "proj_1", now, now + 3600,
+                                     "x0x0x");
+    okey_owned_key_t untagged = key_of(ALICE, "sa_2", "proj_1", now + 1, now + 7200, NULL);
+    apr_array_header_t *live = listing();
+    apr_array_header_t *keys;
+
+    APR_ARRAY_PUSH(live, okey_owned_key_t) = untagged;
+    fill(ledger, live, t0);
+    record(ledger, "Alice@Example.com", &tagged, t0 + SEC(1), NULL);
+    keys = keys_of(ledger, ALICE, NULL, NULL);
+    ck_assert_int_eq(keys->nelts, 2);
+    ck_assert_str_eq(find_key(keys, "sa_1")->name, tagged.name);
+    ck_assert_str_eq(find_key(keys, "sa_2")->name, untagged.name);
+    ck_assert_str_eq(find_key(keys, "sa_1")->project_id, "proj_1");
+    ck_assert_int_eq(find_key(keys, "sa_1")->created_at, now);
+    ck_assert_int_eq(find_key(keys, "sa_1")->expires, now + 3600);
+    /* The address in any case is the same person's. */
+    keys = keys_of(ledger, "ALICE@EXAMPLE.COM", NULL, NULL);
+    ck_assert_int_eq(keys->nelts, 2);
+    ck_assert_str_eq(find_key(keys, "sa_1")->name, tagged.name);
+}
+END_TEST
+
+START_TEST(no_one_sees_another_persons_keys)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    apr_int64_t now = apr_time_sec(t0);
+    okey_owned_key_t a1 = key_of(ALICE, "sa_a1", "proj_1", now, now + 3600, "aaaaa");
+    okey_owned_key_t b1 = key_of(BOB, "sa_b1", "proj_1", now, now + 3600, "bbbbb");
+    okey_owned_key_t c1 = key_of("alice@example.co", "sa_c1", "proj_1", now, now + 3600,
+                                 "ccccc");
+    apr_array_header_t *keys;
+
+    fill(ledger, listing(), t0);
+    record(ledger, ALICE, &a1, t0, NULL);
+    keys = record(ledger, BOB, &b1, t0, NULL);
+    ck_assert_int_eq(keys->nelts, 1);
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 0, okey_owned_key_t).service_account_id, "sa_b1");
+    keys = record(ledger, "alice@example.co", &c1, t0, NULL);
+    ck_assert_int_eq(keys->nelts, 1);
+    keys = keys_of(ledger, ALICE, NULL, NULL);
+    ck_assert_int_eq(keys->nelts, 1);
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 0, okey_owned_key_t).service_account_id, "sa_a1");
+    ck_assert_int_eq(keys_of(ledger, "carol@example.com", NULL, NULL)->nelts, 0);
+    ck_assert_int_eq(count(ledger), 3);
+}
+END_TEST
+
+START_TEST(a_record_sees_the_live_keys_of_its_project)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    apr_int64_t now = apr_time_sec(t0);
+    okey_owned_key_t old = key_of(ALICE, "sa_old", "proj_1", now - 7200, now - 1, "aaaaa");
+    okey_owned_key_t ends = key_of(ALICE, "sa_ends", "proj_1", now - 3600, now, "aaaab");
+    okey_owned_key_t other = key_of(ALICE, "sa_other", "proj_2", now - 60, now + 3600, "aaaac");
+    okey_owned_key_t live_b = key_of(ALICE, "sa_b", "proj_1", now - 30, now + 3600, "aaaad");
+    okey_owned_key_t live_a = key_of(ALICE, "sa_a", "proj_1", now - 30, now + 60, "aaaae");
+    okey_owned_key_t fresh_key = key_of(ALICE, "sa_fresh", "proj_1", now, now + 3600,
+                                        "aaaaf");
+    apr_array_header_t *keys;
+    int complete = -1;
+
+    fill(ledger, listing(), t0 - SEC(7200));
+    record(ledger, ALICE, &old, t0 - SEC(7200), NULL);
+    record(ledger, ALICE, &ends, t0 - SEC(3600), NULL);
+    record(ledger, ALICE, &other, t0 - SEC(60), NULL);
+    record(ledger, ALICE, &live_b, t0 - SEC(30), NULL);
+    record(ledger, ALICE, &live_a, t0 - SEC(30), NULL);
+    keys = record(ledger, ALICE, &fresh_key, t0, &complete);
+    ck_assert(complete);
+    /* Expired keys count against nobody; other projects' are not the cap's. */
+    ck_assert_int_eq(keys->nelts, 3);
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 0, okey_owned_key_t).service_account_id, "sa_a");
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 1, okey_owned_key_t).service_account_id, "sa_b");
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 2, okey_owned_key_t).service_account_id, "sa_fresh");
+    /* keys_of has them all, expired too, in the same order. */
+    keys = keys_of(ledger, ALICE, NULL, NULL);
+    ck_assert_int_eq(keys->nelts, 6);
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 0, okey_owned_key_t).service_account_id, "sa_old");
+    keys = keys_of(ledger, ALICE, "proj_1", NULL);
+    ck_assert_int_eq(keys->nelts, 5);
+    ck_assert(!has_key(keys, "sa_other"));
+    keys = keys_of(ledger, ALICE, "proj_2", NULL);
+    ck_assert_int_eq(keys->nelts, 1);
+    ck_assert_int_eq(keys_of(ledger, ALICE, "proj_3", NULL)->nelts, 0);
+}
+END_TEST
+
+START_TEST(forget_removes_one_key)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    apr_int64_t now = apr_time_sec(t0);
+    okey_owned_key_t a1 = key_of(ALICE, "sa_a1", "proj_1", now, now + 3600, "aaaaa");
+    okey_owned_key_t a2 = key_of(ALICE, "sa_a2", "proj_1", now + 1, now + 3600, "aaaab");
+    apr_array_header_t *keys;
+
+    record(ledger, ALICE, &a1, t0, NULL);
+    record(ledger, ALICE, &a2, t0, NULL);
+    ck_assert_int_eq(count(ledger), 2);
+    ck_assert(okey_ledger_forget(ledger, ALICE, "proj_1", "sa_a1", t0 + SEC(1)));
+    keys = keys_of(ledger, ALICE, NULL, NULL);
+    ck_assert_int_eq(keys->nelts, 1);
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 0, okey_owned_key_t).service_account_id, "sa_a2");
+    ck_assert_int_eq(count(ledger), 1);
+    /* A key not recorded: nothing to forget, and no failure. */
+    ck_assert(okey_ledger_forget(ledger, ALICE, "proj_1", "sa_none", t0 + SEC(1)));
+    ck_assert_int_eq(count(ledger), 1);
+}
+END_TEST
+
+/* Records RECORDS_EACH keys of one person, in one project. */
+static void record_keys(racer_t *racer)
+{
+    race_t *race = racer->race;
+    apr_int64_t now = apr_time_sec(race->now);
+    int i;
+
+    for (i = 0; i < RECORDS_EACH; i++) {
+        /* Some created in the same second: the id breaks the tie. */
+        okey_owned_key_t key;
+        apr_array_header_t *view = NULL;
+        int complete = 0;
+
+        key.service_account_id = apr_psprintf(racer->pool, "sa_%d_%d", racer->index, i);
+        key.project_id = "proj_1";
+        key.created_at = now + (racer->index + i) % 3;
+        key.expires = now + 3600;
+        key.name = okey_keys_name(racer->pool, key.expires, "zzzzz", race->what);
+        racer->answered &= okey_ledger_record(race->ledger, racer->pool, race->what, &key,
+                                              race->now, &view, &complete);
+        APR_ARRAY_PUSH(racer->ids, const char *) = key.service_account_id;
+        APR_ARRAY_PUSH(racer->views, apr_array_header_t *) = view;
+        racer->incomplete += !complete;
+    }
+}
+
+START_TEST(each_record_sees_every_record_before_it)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    const apr_array_header_t *by_size[RACERS * RECORDS_EACH + 1];
+    race_t *run;
+    int total = RACERS * RECORDS_EACH;
+    int i, j, k;
+
+    fill(ledger, listing(), t0 - SEC(60));
+    run = race(ledger, RACERS, record_keys, t0, ALICE);
+    memset(by_size, 0, sizeof(by_size));
+    for (i = 0; i < RACERS; i++) {
+        ck_assert_int_eq(run->racers[i].incomplete, 0);
+        for (j = 0; j < RECORDS_EACH; j++) {
+            const apr_array_header_t *view = APR_ARRAY_IDX(run->racers[i].views, j,
+                                                           apr_array_header_t *);
+
+            ck_assert_ptr_nonnull(view);
+            ck_assert(in_order(view));
+            ck_assert(has_key(view, APR_ARRAY_IDX(run->racers[i].ids, j, const char *)));
+            /* One record at a time: each view one larger than the last. */
+            ck_assert_int_ge(view->nelts, 1);
+            ck_assert_int_le(view->nelts, total);
+            ck_assert_msg(!by_size[view->nelts], "two views of %d keys", view->nelts);
+            by_size[view->nelts] = view;
+        }
+    }
+    /* And each holds the one before it. */
+    for (k = 2; k <= total; k++) {
+        for (j = 0; j < by_size[k - 1]->nelts; j++) {
+            ck_assert(has_key(by_size[k], APR_ARRAY_IDX(by_size[k - 1], j,
+                                                        okey_owned_key_t).service_account_id));
+        }
+    }
+    ck_assert_int_eq(keys_of(ledger, ALICE, "proj_1", NULL)->nelts, total);
+}
+END_TEST
+
+/* Racer 0 fills again and again with a listing begun before the others
+ * record; the others record. */
+static void fill_or_record(racer_t *racer)
+{
+    race_t *race = racer->race;
+    int i;
+
+    for (i = 0; racer->index == 0 && i < ROUNDS; i++) {
+        racer->answered &= okey_ledger_fill(race->ledger, racer->pool,
+                                            apr_array_make(racer->pool, 1,
+                                                           sizeof(okey_owned_key_t)),
+                                            race->now - SEC(1));
+    }
+    if (racer->index) {
+        record_keys(racer);
+    }
+}
+
+START_TEST(a_fill_never_loses_a_record_made_while_it_listed)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    race_t *run = race(ledger, RACERS, fill_or_record, start_time(), ALICE);
+    apr_array_header_t *keys = keys_of(ledger, ALICE, NULL, NULL);
+    int i, j;
+
+    ck_assert_int_eq(keys->nelts, (RACERS - 1) * RECORDS_EACH);
+    for (i = 1; i < RACERS; i++) {
+        for (j = 0; j < RECORDS_EACH; j++) {
+            ck_assert(has_key(keys, APR_ARRAY_IDX(run->racers[i].ids, j, const char *)));
+        }
+    }
+}
+END_TEST
+
+/* --- one-time marks and rates ------------------------------------------------------------ */
+
+START_TEST(a_mark_is_first_once_until_it_expires)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+
+    ck_assert(mark(ledger, "state-1", t0, t0 + SEC(600)));
+    ck_assert(!mark(ledger, "state-1", t0 + SEC(1), t0 + SEC(601)));
+    ck_assert(mark(ledger, "state-2", t0 + SEC(1), t0 + SEC(601)));
+    ck_assert(!mark(ledger, "state-1", t0 + SEC(600) - 1, t0 + SEC(1200)));
+    /* Expired, what it marked can no longer be used anyway. */
+    ck_assert(mark(ledger, "state-1", t0 + SEC(600), t0 + SEC(1200)));
+    ck_assert(!mark(ledger, "state-1", t0 + SEC(601), t0 + SEC(1200)));
+}
+END_TEST
+
+static void mark_now(racer_t *racer)
+{
+    race_t *race = racer->race;
+    int first = 0;
+
+    racer->answered = okey_ledger_mark_once(race->ledger, race->what, race->now,
+                                            race->now + SEC(600), &first);
+    racer->won = first;
+}
+
+START_TEST(one_of_concurrent_markers_is_first)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    int round;
+
+    for (round = 0; round < ROUNDS; round++) {
+        const char *what = apr_psprintf(test_pool, "state-%d", round);
+
+        ck_assert_int_eq(winners(race(ledger, RACERS, mark_now, t0, what)), 1);
+    }
+}
+END_TEST
+
+START_TEST(a_person_may_list_once_per_every)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    apr_int64_t retry = -1;
+
+    ck_assert(may_list(ledger, ALICE, t0, SEC(60), &retry));
+    ck_assert_int_eq(retry, 0);
+    ck_assert(!may_list(ledger, ALICE, t0 + SEC(1), SEC(60), &retry));
+    ck_assert_int_eq(retry, 59);
+    /* Rounded up to whole seconds. */
+    ck_assert(!may_list(ledger, "Alice@Example.COM", t0 + SEC(59) + 1, SEC(60), &retry));
+    ck_assert_int_eq(retry, 1);
+    /* Someone else is not held back. */
+    ck_assert(may_list(ledger, BOB, t0 + SEC(2), SEC(60), &retry));
+    ck_assert(may_list(ledger, ALICE, t0 + SEC(60), SEC(60), &retry));
+    ck_assert_int_eq(retry, 0);
+    ck_assert(!may_list(ledger, ALICE, t0 + SEC(61), SEC(60), &retry));
+    ck_assert_int_eq(retry, 59);
+}
+END_TEST
+
+static void list_now(racer_t *racer)
+{
+    race_t *race = racer->race;
+    apr_int64_t retry = 0;
+    int allowed = 0;
+
+    racer->answered = okey_ledger_may_list(race->ledger, race->what, race->now, SEC(60),
+                                           &allowed, &retry);
+    racer->won = allowed;
+}
+
+START_TEST(one_of_concurrent_listings_is_allowed)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    int round;
+
+    for (round = 0; round < ROUNDS; round++) {
+        ck_assert_int_eq(winners(race(ledger, RACERS, list_now, t0 + SEC(60) * round, ALICE)),
+                         1);
+    }
+}
+END_TEST
+
+/* --- the suite --------------------------------------------------------------------------- */
+
+#define GROUPS 5
+#define CASE_NAME_MAX 64
+
+/* Check keeps a test case's name, not a copy. */
+static char case_names[OKEY_LEDGER_CONFORMANCE_MAX][GROUPS][CASE_NAME_MAX];
+
+static void add_group(Suite *suite, int backend, int group, const char *what,
+                      const TTest *const *tests)
+{
+    char *name = case_names[backend][group];
+    TCase *tc;
+
+    apr_snprintf(name, CASE_NAME_MAX, "%s ledger: %s", backends[backend].name, what);
+    tc = test_case(name);
+    /* Races against a server take longer than against memory. */
+    tcase_set_timeout(tc, 120);
+    for (; *tests; tests++) {
+        tcase_add_loop_test(tc, *tests, backend, backend + 1);
+    }
+    suite_add_tcase(suite, tc);
+}
+
+void okey_ledger_conformance_add(Suite *suite, const char *backend,
+                                 okey_ledger_make_fn *make, void *arg)
+{
+    const TTest *projects[] = {
+        project_ids_are_kept_per_project,
+        a_stale_project_id_is_forgotten_only_while_it_is_stored,
+        a_project_lock_excludes_until_unlocked,
+        a_project_lock_lapses_after_its_length,
+        one_creator_at_a_time_holds_a_project_lock,
+        NULL
+    };
+    const TTest *lease[] = {
+        a_lease_is_claimed_when_due_and_held_by_one,
+        forced_and_requested_claims_need_only_a_free_lease,
+        a_renewed_lease_lasts_its_length_from_the_renewal,
+        a_lapsed_lease_is_taken_over_and_its_holder_loses_it,
+        a_lease_left_to_lapse_cannot_be_renewed,
+        a_lease_from_a_clock_set_back_is_free,
+        due_in_says_when_a_claim_succeeds,
+        an_orphan_check_due_makes_a_reap_due,
+        one_of_concurrent_claimers_wins,
+        NULL
+    };
+    const TTest *suspects[] = {
+        suspects_are_due_from_their_time_until_dropped,
+        NULL
+    };
+    const TTest *records[] = {
+        records_answer_for_everyone_once_a_fill_has_run,
+        a_fill_replaces_stale_records,
+        a_fill_keeps_what_was_recorded_since_it_began,
+        a_fill_does_not_bring_back_keys_forgotten_since_it_began,
+        a_fill_skips_names_not_ours,
+        names_are_given_back_as_they_were,
+        no_one_sees_another_persons_keys,
+        a_record_sees_the_live_keys_of_its_project,
+        forget_removes_one_key,
+        each_record_sees_every_record_before_it,
+        a_fill_never_loses_a_record_made_while_it_listed,
+        NULL
+    };
+    const TTest *marks[] = {
+        a_mark_is_first_once_until_it_expires,
+        one_of_concurrent_markers_is_first,
+        a_person_may_list_once_per_every,
+        one_of_concurrent_listings_is_allowed,
+        NULL
+    };
+    int at = backends_added;
+
+    if (at >= OKEY_LEDGER_CONFORMANCE_MAX) {
+        fprintf(stderr, "more than %d ledger backends\n", OKEY_LEDGER_CONFORMANCE_MAX);
+        abort();
+    }
+    backends[at].name = backend;
+    backends[at].make = make;
+    backends[at].arg = arg;
+    backends_added++;
+    add_group(suite, at, 0, "project ids", projects);
+    add_group(suite, at, 1, "the reap lease", lease);
+    add_group(suite, at, 2, "orphan checks", suspects);
+    add_group(suite, at, 3, "records", records);
+    add_group(suite, at, 4, "marks and rates", marks);
+}
