@@ -345,6 +345,20 @@ static int check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     return problems->nelts ? HTTP_INTERNAL_SERVER_ERROR : OK;
 }
 
+static void log_bridge(void *baton, const char *file, int line, int level,
+                       const char *msg)
+{
+    ap_log_error_(file, line, APLOG_MODULE_INDEX, level, 0, (server_rec *)baton,
+                  "%s", msg);
+}
+
+static int log_wants(void *baton, int level)
+{
+    server_rec *s = baton;
+
+    return APLOG_IS_LEVEL(s, level);
+}
+
 /* A key server's own share of the parent's random bytes: a cookie one
  * virtual host sealed never opens at another. */
 static okey_err_t *own_random_key(apr_pool_t *pool, const unsigned char *random,
@@ -402,13 +416,18 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
         okey_err_t *err = conf->cfg ? state_key(pconf, derived, conf->cfg,
                                                 &conf->state_key) : NULL;
 
+        conf->logger.fn = log_bridge;
+        conf->logger.wants = log_wants;
+        conf->logger.baton = s;
+
         if (err) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, OKEY_LOGNO(003) "state key: %s",
                          err->log_msg);
             status = HTTP_INTERNAL_SERVER_ERROR;
         }
     }
-    return status == OK ? okey_shm_post_config(pconf, main_server) : status;
+    status = status == OK ? okey_shm_post_config(pconf, main_server) : status;
+    return status == OK ? okey_ledger_post_config(pconf, main_server) : status;
 }
 
 static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
@@ -416,21 +435,8 @@ static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
     (void)plog;
     (void)ptemp;
     okey_shm_register(pconf);
+    okey_ledger_register(pconf);
     return OK;
-}
-
-static void log_bridge(void *baton, const char *file, int line, int level,
-                       const char *msg)
-{
-    ap_log_error_(file, line, APLOG_MODULE_INDEX, level, 0, (server_rec *)baton,
-                  "%s", msg);
-}
-
-static int log_wants(void *baton, int level)
-{
-    server_rec *s = baton;
-
-    return APLOG_IS_LEVEL(s, level);
 }
 
 /* Half the server's workers, in all its children. */
@@ -458,10 +464,9 @@ static okey_runtime_t *make_runtime(apr_pool_t *pchild, server_rec *s,
     rt->logger.wants = log_wants;
     rt->logger.baton = s;
     rt->server = s;
-    okey_shm_project_store(s, &rt->project_store);
     rt->http = okey_http_create(pchild, &opts);
     rt->oidc = okey_oidc_create(pchild, conf->cfg, rt->http, &rt->logger);
-    rt->keys = okey_keys_create(pchild, conf->cfg, rt->http, &rt->project_store);
+    rt->keys = okey_keys_create(pchild, conf->cfg, rt->http, conf->ledger);
     rt->max_in_flight = conf->cfg->max_in_flight
                         ? (apr_uint32_t)conf->cfg->max_in_flight : default_in_flight();
     return rt;
@@ -477,12 +482,15 @@ static void child_init(apr_pool_t *pchild, server_rec *main_server)
     for (s = main_server; s; s = s->next) {
         okey_server_conf_t *conf = okey_server_conf(s);
 
-        conf->runtime = (conf->cfg && conf->state_key && conf->slot >= 0)
+        conf->runtime = (conf->cfg && conf->state_key && conf->slot >= 0 && conf->ledger)
                         ? make_runtime(pchild, s, conf) : NULL;
         wanted = wanted || conf->runtime;
     }
     if (wanted) {
         rv = okey_shm_child_init(pchild, main_server);
+    }
+    if (wanted && rv == APR_SUCCESS) {
+        rv = okey_ledger_child_init(pchild, main_server);
     }
     if (wanted && rv == APR_SUCCESS) {
         rv = okey_reaper_start(pchild, main_server, &reaper);

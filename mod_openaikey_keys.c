@@ -19,6 +19,10 @@ APLOG_USE_MODULE(openaikey);
 #define KEYS_PATH "/keys"
 /* A revoke form or JSON body is a few hundred bytes. */
 #define BODY_MAX 4096
+/* How often one person may have My keys list the projects: when asked to
+ * refresh, and while the ledger cannot answer. */
+#define REFRESH_EVERY apr_time_from_sec(60)
+#define INCOMPLETE_EVERY apr_time_from_sec(3)
 
 /* --- the session ------------------------------------------------------------ */
 
@@ -122,7 +126,8 @@ static apr_array_header_t *revoke_keys(request_rec *r, okey_server_conf_t *conf,
                           "%s of %s was already gone", each[i]->service_account_id, email);
         }
         if (outcomes[i] == OKEY_DELETE_DONE || outcomes[i] == OKEY_DELETE_GONE) {
-            okey_shm_index_remove(r->server, each[i]->service_account_id);
+            okey_ledger_forget(conf->ledger, email, each[i]->project_id,
+                               each[i]->service_account_id, apr_time_now());
             APR_ARRAY_PUSH(gone, okey_owned_key_t) = *each[i];
         }
         else {
@@ -162,21 +167,39 @@ static void add_listed(apr_array_header_t *view, const apr_array_header_t *liste
     }
 }
 
-/* The address's live keys in the project issued was made in, issued among
- * them: from the cap's index, registered there in the same step, or, when
- * the index cannot answer, from a listing of that project as well. */
-static apr_array_header_t *keys_for_cap(request_rec *r, okey_server_conf_t *conf,
-                                        const okey_issued_t *issued)
+/* Records issued in the ledger and gives, in the same step, the address's
+ * live keys in its project that the ledger knows (issued among them). */
+static apr_array_header_t *record_issued(request_rec *r, okey_server_conf_t *conf,
+                                         const okey_issued_t *issued, int *complete)
 {
-    apr_array_header_t *view = NULL, *listed = NULL;
-    int complete = okey_shm_index_register(r->server, r->pool, issued, &view);
+    okey_owned_key_t key = {issued->service_account_id, issued->name, issued->project_id,
+                            issued->created_at, issued->expires};
+    apr_array_header_t *view = NULL;
+
+    okey_ledger_record(conf->ledger, r->pool, issued->email, &key, apr_time_now(), &view,
+                       complete);
+    if (!*complete) {
+        /* The next listing rebuilds it, as soon as a reaper can run one. */
+        okey_ledger_reap_request(conf->ledger);
+    }
+    return view ? view : apr_array_make(r->pool, 1, sizeof(okey_owned_key_t));
+}
+
+/* The address's live keys in the project issued was made in, issued among
+ * them: from the ledger, or, when the ledger cannot answer, from a listing
+ * of that project as well. */
+static apr_array_header_t *keys_for_cap(request_rec *r, okey_server_conf_t *conf,
+                                        const okey_issued_t *issued,
+                                        apr_array_header_t *view, int complete)
+{
+    apr_array_header_t *listed = NULL;
     okey_err_t *err = NULL;
 
     if (!complete) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, OKEY_LOGNO(110) "the index of live "
-                      "keys cannot answer (no reap has filled it since startup, or the "
-                      "projects hold more live keys than it has room for); listing the "
-                      "keys of %s in project %s instead", issued->email, issued->project);
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, OKEY_LOGNO(110) "the ledger cannot "
+                      "answer (no listing has filled it yet, or the projects hold more "
+                      "live keys than OpenAIKeyLedgerSize); listing the keys of %s in "
+                      "project %s instead", issued->email, issued->project);
         err = okey_keys_owned(conf->runtime->keys, r->pool, issued->email, issued->project,
                               okey_now(), 0, &listed);
     }
@@ -208,7 +231,10 @@ apr_array_header_t *okey_enforce_cap(request_rec *r, okey_server_conf_t *conf,
                                      const okey_issued_t *issued)
 {
     const okey_terms_t *terms = okey_terms_for(r->pool, profile, profile->project);
-    apr_array_header_t *owned = terms->cap > 0 ? keys_for_cap(r, conf, issued) : NULL;
+    int complete = 0;
+    apr_array_header_t *view = record_issued(r, conf, issued, &complete);
+    apr_array_header_t *owned = terms->cap > 0 ? keys_for_cap(r, conf, issued, view, complete)
+                                               : NULL;
 
     return owned ? revoke_keys(r, conf,
                                okey_terms_over_cap(r->pool, terms->cap, owned,
@@ -384,22 +410,51 @@ static okey_err_t *no_session_post(request_rec *r)
     return err;
 }
 
-/* Every view of My keys lists the projects: one person may not make the
- * server do that without a bound. */
-static okey_err_t *listing_allowed(request_rec *r, const char *email)
+/* The person's keys (of okey_owned_key_t), expired ones too: from the
+ * ledger, or from a listing of the projects when the person asks for a
+ * refresh (at most once a REFRESH_EVERY) or the ledger cannot answer (at
+ * most once a INCOMPLETE_EVERY, while a reap is asked to fill it). A
+ * refresh asked sooner shows the ledger. */
+static okey_err_t *keys_of(request_rec *r, okey_server_conf_t *conf, const char *email,
+                           int refresh, apr_array_header_t **owned)
 {
+    int complete = 0;
+    int allowed = 0;
     apr_int64_t wait = 0;
     okey_err_t *err = NULL;
 
-    if (!okey_shm_may_list(r->server, email, &wait)) {
+    okey_ledger_keys_of(conf->ledger, r->pool, email, NULL, owned, &complete);
+    if (!complete) {
+        okey_ledger_reap_request(conf->ledger);
+    }
+    if (!complete || refresh) {
+        okey_ledger_may_list(conf->ledger, email, apr_time_now(),
+                             complete ? REFRESH_EVERY : INCOMPLETE_EVERY, &allowed, &wait);
+    }
+    if (allowed) {
+        err = okey_keys_owned(conf->runtime->keys, r->pool, email, NULL, okey_now(), 1,
+                              owned);
+    }
+    else if (!complete) {
         err = okey_err_make(r->pool, HTTP_TOO_MANY_REQUESTS,
                             apr_psprintf(r->pool, "My keys was opened very often just now. "
                                          "Please wait %" APR_INT64_T_FMT " seconds.", wait),
-                            "My keys of %s: listing limit reached, retry in %" APR_INT64_T_FMT
-                            " s", email, wait);
+                            "My keys of %s: the ledger cannot answer yet and the listing "
+                            "limit is reached, retry in %" APR_INT64_T_FMT " s", email, wait);
         err->retry_after = wait;
     }
     return err;
+}
+
+/* Whether the request asks for a fresh listing: ?refresh=1. */
+static int wants_refresh(request_rec *r)
+{
+    const char *why = NULL;
+    apr_array_header_t *fields = r->args ? okey_query_parse(r->pool, r->args, &why) : NULL;
+    int count = 0;
+    const char *refresh = fields ? okey_query_get(fields, "refresh", &count) : NULL;
+
+    return count == 1 && refresh && !strcmp(refresh, "1");
 }
 
 /* No session: a page that signs in for My keys, or a 401 for scripts. */
@@ -446,13 +501,9 @@ int okey_keys_handler(request_rec *r)
     if (!err && session && r->method_number == M_POST) {
         err = read_revoke(r, conf, session, &target);
     }
-    if (!err && session) {
-        err = listing_allowed(r, session->email);
-    }
     entered = !err && session && okey_in_flight_enter(r, conf->runtime, &err);
     if (entered) {
-        err = okey_keys_owned(conf->runtime->keys, r->pool, session->email, NULL, okey_now(),
-                              1, &owned);
+        err = keys_of(r, conf, session->email, wants_refresh(r) && !target, &owned);
         if (!err && target) {
             err = pick_victims(r, owned, target, &victims);
         }

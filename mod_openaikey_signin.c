@@ -250,6 +250,18 @@ static okey_err_t *read_args(request_rec *r, callback_args_t *args)
     return err;
 }
 
+/* Marks the state used in the ledger, fleet-wide: a state is good once,
+ * for as long as its cookie could be. */
+static int state_first_use(request_rec *r, okey_server_conf_t *conf, const char *state_param)
+{
+    apr_time_t now = apr_time_now();
+    int first = 1;
+
+    okey_ledger_mark_once(conf->ledger, apr_pstrcat(r->pool, "state ", state_param, NULL),
+                          now, now + apr_time_from_sec(OKEY_STATE_LIFETIME + 60), &first);
+    return first;
+}
+
 /* The attempt's sign-in state from its cookie, which is cleared in any case. */
 static okey_err_t *take_state(request_rec *r, okey_server_conf_t *conf,
                               const char *state_param, okey_state_t **state)
@@ -285,6 +297,12 @@ static okey_err_t *take_state(request_rec *r, okey_server_conf_t *conf,
     if (!err && strcmp((*state)->state, state_param)) {
         err = bad_request(r, "This sign-in link is no longer valid. Please "
                           "start again.", "state cookie belongs to another state");
+        err->denied = OKEY_DENIED_STATE;
+        *state = NULL;
+    }
+    if (!err && !state_first_use(r, conf, state_param)) {
+        err = bad_request(r, "This sign-in was completed already. Please start again.",
+                          "the callback's state was used before");
         err->denied = OKEY_DENIED_STATE;
         *state = NULL;
     }
@@ -325,7 +343,7 @@ static void leave_to_reaper(request_rec *r, okey_server_conf_t *conf,
 {
     apr_int64_t wait = 3 * conf->cfg->timeout;
 
-    okey_shm_add_suspect(r->server, unsure->name, okey_now() + wait);
+    okey_ledger_suspect_add(conf->ledger, unsure->name, okey_now() + wait);
     if (conf->runtime->reaper) {
         okey_reaper_wake(conf->runtime->reaper);
     }

@@ -4,6 +4,7 @@
 #define OKEY_KEYS_H
 
 #include "config.h"
+#include "ledger.h"
 #include "openai.h"
 #include "reaper.h"
 #include "terms.h"
@@ -53,32 +54,18 @@ const char *okey_keys_name_tag(apr_pool_t *pool, const char *name);
 int okey_keys_parse_name(apr_pool_t *pool, const char *name,
                          apr_int64_t *expires, const char **email);
 
-/* Where the children of a key server keep the project's id, and the lock
- * that lets one of them at a time find or create the project. */
-typedef struct okey_project_store_t {
-    /* Copies the stored id into buf; empty when none is stored. */
-    void (*get)(void *baton, char *buf, apr_size_t len);
-    /* Stores id; or, when id is NULL, forgets stale if it is still stored. */
-    void (*set)(void *baton, const char *id, const char *stale);
-    /* Takes the creation lock, waiting at most wait; 0 when not taken. */
-    int (*lock)(void *baton, apr_interval_time_t wait);
-    void (*unlock)(void *baton);
-    void *baton;
-} okey_project_store_t;
-
 #define OKEY_KEYS_PROJECT_ID_MAX 128
 
 /* Per-process issuer of one key server. */
 okey_keys_t *okey_keys_create(apr_pool_t *pool, const okey_config_t *cfg,
-                              okey_http_t *http,
-                              const okey_project_store_t *store);
+                              okey_http_t *http, okey_ledger_t *ledger);
 
 /* Makes the issuer's paging stop once *cancel is set (the child stops). */
 void okey_keys_cancel_with(okey_keys_t *keys, volatile const int *cancel);
 
 /* The id of a project the key server issues into: stored, found (the
  * oldest active one of its name) or created. Creation is serialised
- * through the store, and the project list is read again after creating so
+ * through the ledger, and the project list is read again after creating so
  * that racing servers converge on the oldest. */
 okey_err_t *okey_keys_project_id(okey_keys_t *keys, apr_pool_t *pool,
                                  const char *project, const char **project_id);
