@@ -406,6 +406,21 @@ START_TEST(a_project_lock_lapses_after_its_length)
 }
 END_TEST
 
+/* Adds one to a number kept as a project's id, as a creator finds what
+ * the last one stored and stores anew: no update is lost to another. */
+static void count_up(racer_t *racer)
+{
+    okey_ledger_t *ledger = racer->race->ledger;
+    const char *id = NULL;
+    int n;
+
+    racer->answered &= okey_ledger_project_get(ledger, racer->pool, "count", &id);
+    n = id ? atoi(id) : 0;
+    apr_thread_yield();
+    racer->answered &= okey_ledger_project_set(ledger, "count",
+                                               apr_itoa(racer->pool, n + 1), NULL);
+}
+
 static void lock_and_look(racer_t *racer)
 {
     race_t *race = racer->race;
@@ -418,6 +433,7 @@ static void lock_and_look(racer_t *racer)
         racer->won += taken;
         if (taken) {
             racer->overlaps += apr_atomic_inc32(&race->inside) != 0;
+            count_up(racer);
             apr_atomic_dec32(&race->inside);
             racer->answered &= okey_ledger_project_unlock(race->ledger, "team");
         }
@@ -435,6 +451,7 @@ START_TEST(one_creator_at_a_time_holds_a_project_lock)
     }
     /* Each waited its turn, within its wait. */
     ck_assert_int_eq(winners(run), RACERS * ROUNDS);
+    ck_assert_int_eq(atoi(project_id(ledger, "count")), RACERS * ROUNDS);
 }
 END_TEST
 
