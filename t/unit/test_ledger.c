@@ -500,6 +500,22 @@ START_TEST(memory_keeps_every_entry_as_its_tables_are_made_again)
 }
 END_TEST
 
+START_TEST(memory_ledgers_draw_tokens_apart)
+{
+    okey_ledger_t *one = memory_ledger();
+    okey_ledger_t *other = memory_ledger();
+    okey_ledger_lease_t a, b;
+    int claimed = 0;
+
+    /* Both the first claim of their ledger: only the draw tells them apart. */
+    ck_assert(okey_ledger_lease_claim(one, SEC(1000), 600, SEC(30), 1, &a, &claimed));
+    ck_assert(claimed);
+    ck_assert(okey_ledger_lease_claim(other, SEC(1000), 600, SEC(30), 1, &b, &claimed));
+    ck_assert(claimed);
+    ck_assert_str_ne(a.token, b.token);
+}
+END_TEST
+
 Suite *okey_ledger_suite(void)
 {
     Suite *suite = suite_create("ledger");
@@ -519,6 +535,7 @@ Suite *okey_ledger_suite(void)
     tcase_add_test(helpers, a_name_is_rebuilt_from_what_a_record_holds);
     suite_add_tcase(suite, helpers);
     tcase_add_test(memory, memory_keeps_every_entry_as_its_tables_are_made_again);
+    tcase_add_test(memory, memory_ledgers_draw_tokens_apart);
     suite_add_tcase(suite, memory);
     okey_ledger_conformance_add(suite, "memory", make_memory, NULL);
     return suite;
