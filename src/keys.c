@@ -378,7 +378,7 @@ apr_array_header_t *okey_keys_revoke(okey_keys_t *keys, apr_pool_t *pool, const 
     return revokes;
 }
 
-static int holds(const apr_array_header_t *keys, const char *service_account_id)
+int okey_keys_held(const apr_array_header_t *keys, const char *service_account_id)
 {
     int found = 0;
     int i;
@@ -398,7 +398,7 @@ static void add_listed(apr_array_header_t *view, const apr_array_header_t *liste
     for (i = 0; i < listed->nelts; i++) {
         const okey_owned_key_t *key = &APR_ARRAY_IDX(listed, i, okey_owned_key_t);
 
-        if (!holds(view, key->service_account_id)) {
+        if (!okey_keys_held(view, key->service_account_id)) {
             APR_ARRAY_PUSH(view, okey_owned_key_t) = *key;
         }
     }
@@ -429,7 +429,7 @@ okey_err_t *okey_keys_cap(okey_keys_t *keys, apr_pool_t *pool, const okey_issued
     if (listed) {
         add_listed(view, listed);
     }
-    if (!holds(view, issued->service_account_id)) {
+    if (!okey_keys_held(view, issued->service_account_id)) {
         APR_ARRAY_PUSH(view, okey_owned_key_t) = key;
     }
     /* Without the listing, the cap still takes what the ledger knows is

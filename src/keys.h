@@ -96,6 +96,9 @@ okey_err_t *okey_keys_owned(okey_keys_t *keys, apr_pool_t *pool, const char *ema
                             const char *project, apr_int64_t now, int with_expired,
                             apr_array_header_t **owned);
 
+/* Whether keys (of okey_owned_key_t) hold the service account's key. */
+int okey_keys_held(const apr_array_header_t *keys, const char *service_account_id);
+
 /* A key a revoke tried to delete, and what became of it: OKEY_DELETE_DONE
  * (deleted here), OKEY_DELETE_GONE (someone else deleted it first: 404) or
  * OKEY_DELETE_FAILED. */
