@@ -3,7 +3,7 @@ APXS       ?= apxs
 CC         ?= cc
 comma      := ,
 PKGS        = libcurl jansson cjose
-LIB_SRC     = src/okey.c src/json.c src/config.c src/http.c src/state.c src/oidc.c src/reaper.c \
+LIB_SRC     = src/okey.c src/json.c src/config.c src/http.c src/state.c src/jose.c src/oidc.c src/reaper.c \
               src/reap_run.c src/policy.c src/openai.c src/keys.c src/page.c src/query.c \
               src/lifetime.c src/session.c src/cli.c src/terms.c src/lease.c \
               src/ledger.c src/ledger_memory.c src/ledger_shm.c src/ledger_redis.c
