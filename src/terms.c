@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "keys.h"
+#include "name.h"
 #include "policy.h"
 
 const okey_terms_t *okey_terms_of(const apr_array_header_t *terms, const char *project)
