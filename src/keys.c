@@ -208,7 +208,7 @@ okey_err_t *okey_keys_owned(okey_keys_t *keys, apr_pool_t *pool, const char *ema
                             const char *project, apr_int64_t now, int with_expired,
                             apr_array_header_t **owned)
 {
-    apr_array_header_t *names = project ? NULL : okey_config_projects(pool, keys->cfg);
+    apr_array_header_t *names = project ? NULL : okey_terms_projects(pool, keys->cfg);
     owned_listing_t listing = {pool, okey_lower(pool, email), NULL, NULL, now, with_expired,
                                apr_array_make(pool, 8, sizeof(okey_owned_key_t))};
     okey_err_t *err = NULL;
