@@ -21,7 +21,7 @@ APR_LIBS   := $(shell $(call have,apr-1-config) apr-1-config --link-ld) \
 SANITIZE    = -fsanitize=address,undefined -fno-omit-frame-pointer
 
 .PHONY: all install run screenshot test unit unit-sanitize apache-test run-test readme-test browser-test check-sanitize clean bench fuzz \
-        test-run check-sanitize-run fuzz-run bench-run deps-test soak
+        test-run check-sanitize-run fuzz-run bench-run deps-test includes-test soak
 
 all: mod_openaikey.so openaikey
 
@@ -116,7 +116,11 @@ browser-test: mod_openaikey.so openaikey
 deps-test:
 	t/check-deps
 
-test-run: unit readme-test deps-test apache-test run-test browser-test
+# The library's files include one another without a cycle.
+includes-test:
+	t/check-includes
+
+test-run: unit readme-test deps-test includes-test apache-test run-test browser-test
 
 # These install what they lack first (scripts/deps, as make run does), then
 # run in a second make, whose pkg-config and apr-1-config see what was
