@@ -105,8 +105,10 @@ check-sanitize-run: unit-sanitize openaikey-sanitize
 run-test: mod_openaikey.so
 	t/run-make-run-test
 
+# README's directives, packages and log ids against the code.
 readme-test:
 	t/check-readme
+	t/check-logids
 
 # My keys in headless Chromium, against make run's demo.
 browser-test: mod_openaikey.so openaikey
