@@ -7,7 +7,7 @@
 #include <apr_strings.h>
 #include <string.h>
 
-#include "keys.h"
+#include "name.h"
 
 /* Ledgers tried per call: a fallback's own fallback, and no further, so
  * that a chain tied into a loop still ends. */

@@ -5,8 +5,8 @@
  * at 100 000. Whoever owns the segment sizes it with okey_ledger_shm_size,
  * keeps it across restarts, and attaches to it once per configuration. */
 #include "ledger.h"
-#include "keys.h"
 #include "lease.h"
+#include "name.h"
 
 #include <apr_global_mutex.h>
 #include <apr_strings.h>
