@@ -338,15 +338,16 @@ static int is_error(const redisReply *reply)
     return !reply || reply->type == REDIS_REPLY_ERROR;
 }
 
-/* AUTH and SELECT on a fresh connection, in one round trip. */
+/* AUTH, SELECT and the scripts on a fresh connection, in one round trip:
+ * a script's first call then needs no second. */
 static apr_status_t introduce(redis_t *r, conn_t *conn, apr_pool_t *pool)
 {
     const char *auth[] = {"AUTH", r->password};
     const char *select[] = {"SELECT", apr_itoa(pool, r->url.db)};
-    int argc[2];
-    const char **argv[2];
-    size_t *lens[2];
-    redisReply *replies[2] = {NULL, NULL};
+    int argc[S_COUNT + 2];
+    const char **argv[S_COUNT + 2];
+    size_t *lens[S_COUNT + 2];
+    redisReply *replies[S_COUNT + 2];
     int n = 0, i;
     apr_status_t rv;
 
@@ -356,7 +357,15 @@ static apr_status_t introduce(redis_t *r, conn_t *conn, apr_pool_t *pool)
     if (r->url.db) {
         argc[n] = 2, argv[n] = select, lens[n] = lengths(pool, 2, select), n++;
     }
-    rv = n ? exchange(r, conn, pool, n, argc, argv, lens, replies) : APR_SUCCESS;
+    for (i = 0; i < S_COUNT; i++) {
+        const char **load = apr_palloc(pool, sizeof(*load) * 3);
+
+        load[0] = "SCRIPT", load[1] = "LOAD", load[2] = scripts[i];
+        argc[n] = 3, argv[n] = load, lens[n] = lengths(pool, 3, load), n++;
+    }
+    memset(replies, 0, sizeof(replies));
+    rv = exchange(r, conn, pool, n, argc, argv, lens, replies);
+    /* A refused password fails the connection; so does a script refused. */
     for (i = 0; i < n && rv == APR_SUCCESS; i++) {
         rv = is_error(replies[i]) ? APR_EACCES : APR_SUCCESS;
     }
@@ -1329,11 +1338,27 @@ static apr_status_t sweep_batch(redis_t *r, conn_t *conn, apr_pool_t *pool,
     return rv;
 }
 
+/* text with the characters SCAN's MATCH reads as a pattern escaped. */
+static const char *glob_escape(apr_pool_t *pool, const char *text)
+{
+    char *out = apr_palloc(pool, 2 * strlen(text) + 1);
+    char *at = out;
+
+    for (; *text; text++) {
+        if (strchr("*?[]\\", *text)) {
+            *at++ = '\\';
+        }
+        *at++ = *text;
+    }
+    *at = '\0';
+    return out;
+}
+
 /* Walks every person's hash with SCAN, sweeping as it goes. */
 static apr_status_t sweep(redis_t *r, conn_t *conn, apr_pool_t *pool, apr_hash_t *ids,
                           apr_time_t started)
 {
-    const char *match = apr_pstrcat(pool, r->prefix, "u:*", NULL);
+    const char *match = apr_pstrcat(pool, glob_escape(pool, r->prefix), "u:*", NULL);
     const char *cursor = "0";
     apr_status_t rv = APR_SUCCESS;
     apr_pool_t *round = NULL;

@@ -20,7 +20,14 @@
  * process's threads share, and dropped when the process is not the one
  * that made them (after a fork). Every call is bounded by the timeout;
  * after a failure no connection is tried for a wait that grows from one
- * second to thirty, and calls meanwhile fail at once. */
+ * second to thirty, and calls meanwhile fail at once.
+ *
+ * One Redis server, not Redis Cluster: a fill's scripts write many persons'
+ * hashes at once, which a cluster refuses across its slots.
+ *
+ * count is a counter the ledger's own writes keep (record, forget, fill),
+ * read in one GET: each record written into Redis by anything else may
+ * move it by one. */
 #ifndef OKEY_LEDGER_REDIS_H
 #define OKEY_LEDGER_REDIS_H
 

@@ -440,6 +440,73 @@ START_TEST(round_trips_of_a_sign_in)
 }
 END_TEST
 
+/* Round trips of one call since before. */
+#define TRIPS(call) (before = okey_ledger_redis_round_trips(ledger), ck_assert(call), \
+                     okey_ledger_redis_round_trips(ledger) - before)
+
+START_TEST(every_call_but_a_fill_is_one_round_trip)
+{
+    okey_ledger_t *ledger = started();
+    okey_owned_key_t key = key_of("ann@example.org", "sa_1", PROJECT, 100, 1900000000);
+    apr_interval_time_t length = apr_time_from_sec(30);
+    apr_array_header_t *keys = NULL;
+    apr_hash_t *names = NULL;
+    okey_ledger_lease_t lease;
+    apr_uint64_t before;
+    apr_int64_t n;
+    const char *id;
+    int i, flag, other = 0;
+
+    /* The connection made: the scripts are loaded with it. */
+    ck_assert_uint_eq(TRIPS(okey_ledger_count(ledger, &n)), 2);
+    for (i = 0; i < 2; i++) {
+        ck_assert_uint_eq(TRIPS(okey_ledger_project_get(ledger, test_pool, "p", &id)), 1);
+        ck_assert_uint_eq(TRIPS(okey_ledger_project_set(ledger, "p", "proj_1", NULL)), 1);
+        ck_assert_uint_eq(TRIPS(okey_ledger_project_set(ledger, "p", NULL, "proj_1")), 1);
+        ck_assert_uint_eq(TRIPS(okey_ledger_project_lock(ledger, "p", 0, length, &flag)), 1);
+        ck_assert_uint_eq(TRIPS(okey_ledger_project_unlock(ledger, "p")), 1);
+        ck_assert_uint_eq(TRIPS(okey_ledger_lease_claim(ledger, NOW, 300, length, 1, &lease,
+                                                        &flag)), 1);
+        ck_assert_uint_eq(TRIPS(okey_ledger_lease_renew(ledger, &lease, NOW, length, &flag)), 1);
+        ck_assert_uint_eq(TRIPS(okey_ledger_lease_due_in(ledger, NOW, 300, &n, &flag)), 1);
+        ck_assert_uint_eq(TRIPS(okey_ledger_lease_release(ledger, &lease)), 1);
+        ck_assert_uint_eq(TRIPS(okey_ledger_reap_request(ledger)), 1);
+        ck_assert_uint_eq(TRIPS(okey_ledger_suspect_add(ledger, "okey-1-a@example.org", 1)), 1);
+        ck_assert_uint_eq(TRIPS(okey_ledger_suspects_due(ledger, test_pool, 2, &names)), 1);
+        ck_assert_uint_eq(TRIPS(okey_ledger_suspects_drop(ledger, names)), 1);
+        ck_assert_uint_eq(TRIPS(okey_ledger_record(ledger, test_pool, "ann@example.org", &key,
+                                                   NOW, &keys, &flag)), 1);
+        ck_assert_uint_eq(TRIPS(okey_ledger_keys_of(ledger, test_pool, "ann@example.org", NULL,
+                                                    &keys, &flag)), 1);
+        ck_assert_uint_eq(TRIPS(okey_ledger_forget(ledger, "ann@example.org", PROJECT, "sa_1",
+                                                   NOW)), 1);
+        ck_assert_uint_eq(TRIPS(okey_ledger_count(ledger, &n)), 1);
+        ck_assert_uint_eq(TRIPS(okey_ledger_mark_once(ledger, apr_itoa(test_pool, i), NOW,
+                                                      NOW + length, &flag)), 1);
+        ck_assert_uint_eq(TRIPS(okey_ledger_may_list(ledger, "ann@example.org", NOW, length,
+                                                     &flag, &n)), 1);
+        other = i;
+    }
+    ck_assert_int_eq(other, 1);
+}
+END_TEST
+
+START_TEST(scripts_flushed_are_sent_again)
+{
+    okey_ledger_t *ledger = started();
+    apr_uint64_t before;
+    apr_int64_t retry;
+    int allowed;
+
+    ck_assert(okey_ledger_may_list(ledger, "ann@example.org", NOW, 1000, &allowed, &retry));
+    ck_assert_str_eq(redis_do("SCRIPT", "FLUSH", NULL, NULL), "OK");
+    /* Refused by EVALSHA, then run by EVAL. */
+    ck_assert_uint_eq(TRIPS(okey_ledger_may_list(ledger, "bob@example.org", NOW, 1000,
+                                                 &allowed, &retry)), 2);
+    ck_assert_int_eq(allowed, 1);
+}
+END_TEST
+
 START_TEST(password_and_database)
 {
     okey_ledger_t *ledger, *wrong, *in_db;
@@ -693,6 +760,8 @@ Suite *okey_ledger_redis_suite(void)
     tcase_add_test(tc, projects_locks_marks_and_rates);
     tcase_add_test(tc, the_lease_and_suspects);
     tcase_add_test(tc, round_trips_of_a_sign_in);
+    tcase_add_test(tc, every_call_but_a_fill_is_one_round_trip);
+    tcase_add_test(tc, scripts_flushed_are_sent_again);
     tcase_add_test(tc, password_and_database);
     tcase_add_test(tc, unix_socket);
     tcase_add_test(tc, connections_are_not_carried_across_fork);
