@@ -612,6 +612,7 @@ START_TEST(a_silent_server_times_out)
 {
     okey_ledger_t *ledger;
     apr_int64_t records = -1;
+    apr_uint64_t before;
     int port = 0;
     int fd = test_redis_silent(&port);
 
@@ -620,6 +621,10 @@ START_TEST(a_silent_server_times_out)
                   apr_time_from_msec(200));
     /* The test's own timeout is what would catch a wait without end. */
     ck_assert(!okey_ledger_count(ledger, &records));
+    /* Then, within the backoff, no new attempt: the next call fails at once. */
+    before = okey_ledger_redis_round_trips(ledger);
+    ck_assert(!okey_ledger_count(ledger, &records));
+    ck_assert_uint_eq(okey_ledger_redis_round_trips(ledger), before);
     close(fd);
 }
 END_TEST
@@ -726,21 +731,32 @@ END_TEST
 
 /* --- the contract ---------------------------------------------------------------------- */
 
-/* A ledger on a server of the test's own, stopped with pool. arg: a
- * password to require, or NULL. */
+/* How the suite's server listens. */
+typedef struct {
+    int unix_socket;
+    const char *password;
+} variant_t;
+
+static const variant_t over_tcp = {0, NULL};
+static const variant_t over_unix_with_password = {1, "conform pass"};
+
+/* A ledger on a server of the test's own (arg: its variant_t), stopped
+ * with pool. */
 static okey_ledger_t *make_redis(apr_pool_t *pool, void *arg)
 {
+    const variant_t *variant = arg;
     test_redis_t *redis = apr_pcalloc(pool, sizeof(*redis));
     okey_ledger_t *ledger = NULL;
     const char *why = NULL;
 
-    redis->password = arg;
+    redis->unix_socket = variant->unix_socket;
+    redis->password = variant->password;
     if (!test_redis_start(redis)) {
         test_redis_stop(redis);
         return NULL;
     }
     apr_pool_cleanup_register(pool, redis, stop_server, apr_pool_cleanup_null);
-    return okey_ledger_redis_create(pool, redis->url, arg, PREFIX, MAC_KEY,
+    return okey_ledger_redis_create(pool, redis->url, variant->password, PREFIX, MAC_KEY,
                                     apr_time_from_sec(5), &ledger, &why) == APR_SUCCESS
            ? ledger : NULL;
 }
@@ -771,6 +787,8 @@ Suite *okey_ledger_redis_suite(void)
     tcase_add_test(tc, a_forged_record_cannot_hide_a_listed_key);
     tcase_add_test(tc, fill_of_a_hundred_thousand);
     suite_add_tcase(suite, tc);
-    okey_ledger_conformance_add(suite, "redis", make_redis, NULL);
+    okey_ledger_conformance_add(suite, "redis", make_redis, (void *)&over_tcp);
+    okey_ledger_conformance_add(suite, "redis_unix_password", make_redis,
+                                (void *)&over_unix_with_password);
     return suite;
 }
