@@ -262,6 +262,23 @@ static void failed(redis_t *r)
     apr_thread_mutex_unlock(r->mutex);
 }
 
+/* Why an exchange on c failed, as the log line that reports it will say. */
+static apr_status_t cause_of(const redisContext *c)
+{
+    apr_status_t rv = APR_EGENERAL;
+
+    if (c && c->err == REDIS_ERR_EOF) {
+        rv = APR_EOF;
+    }
+    else if (c && c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        rv = APR_TIMEUP;
+    }
+    else if (c && c->err == REDIS_ERR_IO && errno) {
+        rv = APR_FROM_OS_ERROR(errno);
+    }
+    return rv;
+}
+
 static apr_status_t free_reply(void *reply)
 {
     freeReplyObject(reply);
@@ -279,15 +296,16 @@ static apr_status_t exchange(redis_t *r, conn_t *conn, apr_pool_t *pool, int n,
 
     for (i = 0; i < n && rv == APR_SUCCESS; i++) {
         if (redisAppendCommandArgv(conn->c, argc[i], argv[i], lens[i]) != REDIS_OK) {
-            rv = APR_EGENERAL;
+            rv = cause_of(conn->c);
         }
     }
     apr_atomic_inc64(&r->round_trips);
     for (i = 0; i < n && rv == APR_SUCCESS; i++) {
         void *reply = NULL;
 
+        errno = 0;
         if (redisGetReply(conn->c, &reply) != REDIS_OK || !reply) {
-            rv = APR_EGENERAL;
+            rv = cause_of(conn->c);
         }
         else {
             replies[i] = reply;
@@ -309,10 +327,11 @@ static apr_status_t command(redis_t *r, conn_t *conn, apr_pool_t *pool, int argc
 
     *reply = NULL;
     apr_atomic_inc64(&r->round_trips);
+    errno = 0;
     got = redisCommandArgv(conn->c, argc, argv, lens);
     if (!got) {
         conn->broken = 1;
-        rv = APR_EGENERAL;
+        rv = cause_of(conn->c);
     }
     else {
         *reply = got;
@@ -376,10 +395,12 @@ static apr_status_t connect_one(redis_t *r, apr_pool_t *pool, conn_t *conn)
 {
     apr_status_t rv = APR_SUCCESS;
 
+    errno = 0;
     conn->c = r->url.path ? redisConnectUnixWithTimeout(r->url.path, r->timeout)
                           : redisConnectWithTimeout(r->url.host, r->url.port, r->timeout);
     if (!conn->c || conn->c->err || redisSetTimeout(conn->c, r->timeout) != REDIS_OK) {
-        rv = APR_ECONNREFUSED;
+        rv = conn->c && conn->c->err == REDIS_ERR_IO && errno ? APR_FROM_OS_ERROR(errno)
+                                                               : APR_ECONNREFUSED;
     }
     if (rv == APR_SUCCESS) {
         rv = introduce(r, conn, pool);
@@ -409,7 +430,8 @@ static apr_status_t take(redis_t *r, apr_pool_t *pool, conn_t *conn)
         r->backoff = 0;
     }
     if (apr_time_now() < r->retry_at) {
-        rv = APR_ECONNREFUSED;
+        /* Waiting out the backoff: "temporarily unavailable". */
+        rv = APR_EAGAIN;
     }
     else if (r->idle_count > 0) {
         conn->c = r->idle[--r->idle_count];
