@@ -253,10 +253,16 @@ static void drop_idle(redis_t *r)
 
 static void failed(redis_t *r)
 {
+    apr_time_t now = apr_time_now();
+
     apr_thread_mutex_lock(r->mutex);
-    r->backoff = r->backoff ? r->backoff * 2 : BACKOFF_FIRST;
-    r->backoff = r->backoff > BACKOFF_LAST ? BACKOFF_LAST : r->backoff;
-    r->retry_at = apr_time_now() + r->backoff;
+    /* Calls that were under way when Redis went fail together: the wait
+     * grows once per attempt after it, not once per call. */
+    if (now >= r->retry_at) {
+        r->backoff = r->backoff ? r->backoff * 2 : BACKOFF_FIRST;
+        r->backoff = r->backoff > BACKOFF_LAST ? BACKOFF_LAST : r->backoff;
+        r->retry_at = now + r->backoff;
+    }
     /* The others were made to the same server: most likely gone too. */
     drop_idle(r);
     apr_thread_mutex_unlock(r->mutex);
