@@ -6,8 +6,8 @@ PKGS        = libcurl jansson cjose hiredis
 LIB_SRC     = src/okey.c src/json.c src/config.c src/http.c src/state.c src/oidc.c src/reaper.c \
               src/reap_run.c src/policy.c src/openai.c src/keys.c src/page.c src/query.c \
               src/lifetime.c src/session.c src/cli.c src/terms.c src/lease.c \
-              src/ledger.c src/ledger_memory.c src/ledger_redis.c
-LIB_HDR     = $(filter-out src/json.h src/ledger_memory.h,$(LIB_SRC:.c=.h)) src/okey.h
+              src/ledger.c src/ledger_memory.c src/ledger_shm.c src/ledger_redis.c
+LIB_HDR     = $(filter-out src/json.h src/ledger_memory.h src/ledger_shm.h,$(LIB_SRC:.c=.h)) src/okey.h
 WARN        = -Wall -Wextra -Wno-missing-field-initializers
 WERROR     ?= $(if $(CI),-Werror,)
 # Before make test has installed them (scripts/deps), these tools may be
@@ -27,7 +27,7 @@ all: mod_openaikey.so openaikey
 
 GLUE        = mod_openaikey.c mod_openaikey_signin.c mod_openaikey_keys.c \
               mod_openaikey_ops.c \
-              mod_openaikey_shm.c mod_openaikey_reaper.c
+              mod_openaikey_shm.c mod_openaikey_ledger.c mod_openaikey_reaper.c
 
 mod_openaikey.so: $(GLUE) mod_openaikey.h $(LIB_SRC) $(LIB_HDR)
 	$(APXS) -c -o mod_openaikey.la \

@@ -345,6 +345,20 @@ static int check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     return problems->nelts ? HTTP_INTERNAL_SERVER_ERROR : OK;
 }
 
+static void log_bridge(void *baton, const char *file, int line, int level,
+                       const char *msg)
+{
+    ap_log_error_(file, line, APLOG_MODULE_INDEX, level, 0, (server_rec *)baton,
+                  "%s", msg);
+}
+
+static int log_wants(void *baton, int level)
+{
+    server_rec *s = baton;
+
+    return APLOG_IS_LEVEL(s, level);
+}
+
 /* A key server's own share of the parent's random bytes: a cookie one
  * virtual host sealed never opens at another. */
 static okey_err_t *own_random_key(apr_pool_t *pool, const unsigned char *random,
@@ -402,13 +416,18 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
         okey_err_t *err = conf->cfg ? state_key(pconf, derived, conf->cfg,
                                                 &conf->state_key) : NULL;
 
+        conf->logger.fn = log_bridge;
+        conf->logger.wants = log_wants;
+        conf->logger.baton = s;
+
         if (err) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, OKEY_LOGNO(003) "state key: %s",
                          err->log_msg);
             status = HTTP_INTERNAL_SERVER_ERROR;
         }
     }
-    return status == OK ? okey_shm_post_config(pconf, main_server) : status;
+    status = status == OK ? okey_shm_post_config(pconf, main_server) : status;
+    return status == OK ? okey_ledger_post_config(pconf, main_server) : status;
 }
 
 static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
@@ -416,21 +435,8 @@ static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
     (void)plog;
     (void)ptemp;
     okey_shm_register(pconf);
+    okey_ledger_register(pconf);
     return OK;
-}
-
-static void log_bridge(void *baton, const char *file, int line, int level,
-                       const char *msg)
-{
-    ap_log_error_(file, line, APLOG_MODULE_INDEX, level, 0, (server_rec *)baton,
-                  "%s", msg);
-}
-
-static int log_wants(void *baton, int level)
-{
-    server_rec *s = baton;
-
-    return APLOG_IS_LEVEL(s, level);
 }
 
 /* Half the server's workers, in all its children. */
@@ -458,10 +464,9 @@ static okey_runtime_t *make_runtime(apr_pool_t *pchild, server_rec *s,
     rt->logger.wants = log_wants;
     rt->logger.baton = s;
     rt->server = s;
-    okey_shm_project_store(s, &rt->project_store);
     rt->http = okey_http_create(pchild, &opts);
     rt->oidc = okey_oidc_create(pchild, conf->cfg, rt->http, &rt->logger);
-    rt->keys = okey_keys_create(pchild, conf->cfg, rt->http, &rt->project_store);
+    rt->keys = okey_keys_create(pchild, conf->cfg, rt->http, conf->ledger);
     rt->max_in_flight = conf->cfg->max_in_flight
                         ? (apr_uint32_t)conf->cfg->max_in_flight : default_in_flight();
     return rt;
@@ -477,12 +482,15 @@ static void child_init(apr_pool_t *pchild, server_rec *main_server)
     for (s = main_server; s; s = s->next) {
         okey_server_conf_t *conf = okey_server_conf(s);
 
-        conf->runtime = (conf->cfg && conf->state_key && conf->slot >= 0)
+        conf->runtime = (conf->cfg && conf->state_key && conf->slot >= 0 && conf->ledger)
                         ? make_runtime(pchild, s, conf) : NULL;
         wanted = wanted || conf->runtime;
     }
     if (wanted) {
         rv = okey_shm_child_init(pchild, main_server);
+    }
+    if (wanted && rv == APR_SUCCESS) {
+        rv = okey_ledger_child_init(pchild, main_server);
     }
     if (wanted && rv == APR_SUCCESS) {
         rv = okey_reaper_start(pchild, main_server, &reaper);
@@ -500,6 +508,13 @@ static void child_init(apr_pool_t *pchild, server_rec *main_server)
             rt->reaper = reaper;
             okey_keys_cancel_with(rt->keys, okey_reaper_stopping(reaper));
         }
+    }
+}
+
+void okey_runtime_wake_reaper(okey_runtime_t *rt)
+{
+    if (rt->reaper) {
+        okey_reaper_wake(rt->reaper);
     }
 }
 
@@ -633,6 +648,53 @@ okey_server_conf_t *okey_ready_conf(request_rec *r, okey_err_t **err)
         conf = NULL;
     }
     return conf;
+}
+
+/* --- revocations ------------------------------------------------------------- */
+
+void okey_audit_revoked(request_rec *r, const okey_owned_key_t *key, const char *email,
+                        okey_revoked_by_e by)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
+                  OKEY_LOGNO(105) "revoked key: service_account=%s email=%s "
+                  "project_id=%s expires=%s by=%s", key->service_account_id, email,
+                  key->project_id, okey_iso8601(r->pool, key->expires),
+                  okey_revoked_names[by]);
+}
+
+/* Only the keys this request deleted are audited and counted: a key someone
+ * else deleted first (404) is gone for the person, but was not revoked here. */
+apr_array_header_t *okey_report_revokes(request_rec *r, const apr_array_header_t *revokes,
+                                        const char *email, okey_revoked_by_e by)
+{
+    apr_array_header_t *gone = apr_array_make(r->pool, revokes->nelts + 1,
+                                              sizeof(okey_owned_key_t));
+    int deleted = 0;
+    int i;
+
+    for (i = 0; i < revokes->nelts; i++) {
+        const okey_revoke_t *revoke = &APR_ARRAY_IDX(revokes, i, okey_revoke_t);
+
+        if (revoke->outcome == OKEY_DELETE_DONE) {
+            okey_audit_revoked(r, &revoke->key, email, by);
+            deleted++;
+        }
+        else if (revoke->outcome == OKEY_DELETE_GONE) {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, OKEY_LOGNO(111) "service account "
+                          "%s of %s was already gone", revoke->key.service_account_id, email);
+        }
+        else {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, OKEY_LOGNO(108) "could not "
+                          "revoke service account %s of %s (by %s); it stays until it "
+                          "expires or a later attempt", revoke->key.service_account_id,
+                          email, okey_revoked_names[by]);
+        }
+        if (revoke->outcome != OKEY_DELETE_FAILED) {
+            APR_ARRAY_PUSH(gone, okey_owned_key_t) = revoke->key;
+        }
+    }
+    okey_shm_count_revoked(r->server, by, deleted);
+    return gone;
 }
 
 int okey_accepts_json(request_rec *r)

@@ -7,7 +7,8 @@
  *   mod_openaikey_keys.c    openaikey-keys, the My keys session, the cap
  *   mod_openaikey_ops.c     openaikey-cleanup, openaikey-status,
  *                           openaikey-metrics
- *   mod_openaikey_shm.c     shared memory, global mutexes, counters, claims
+ *   mod_openaikey_shm.c     shared memory: counters, places in flight
+ *   mod_openaikey_ledger.c  each key server's ledger (src/ledger.h)
  *   mod_openaikey_reaper.c  the reaper thread of each child
  */
 #ifndef MOD_OPENAIKEY_H
@@ -22,6 +23,7 @@
 
 #include "src/config.h"
 #include "src/keys.h"
+#include "src/ledger.h"
 #include "src/oidc.h"
 #include "src/page.h"
 #include "src/reap_run.h"
@@ -38,7 +40,6 @@ typedef struct okey_runtime_t {
     okey_oidc_t *oidc;
     okey_keys_t *keys;
     okey_logger_t logger;
-    okey_project_store_t project_store;
     server_rec *server;
     apr_uint32_t max_in_flight;       /* of the key server, in all children */
     okey_reaper_thread_t *reaper;     /* the child's, or NULL */
@@ -50,6 +51,8 @@ typedef struct okey_server_conf_t {
     okey_state_key_t *state_key;  /* derived in post_config */
     int slot;                     /* in shared memory, set in post_config */
     unsigned char slot_id[32];    /* what the slot must still hold */
+    okey_ledger_t *ledger;        /* made in post_config */
+    okey_logger_t logger;         /* the server's error log */
     okey_runtime_t *runtime;      /* made in child_init */
 } okey_server_conf_t;
 
@@ -84,6 +87,9 @@ int okey_accepts_json(request_rec *r);
 /* The request body, at most max bytes (else a 413), as a string. */
 okey_err_t *okey_read_body(request_rec *r, apr_size_t max, const char **body);
 
+/* Wakes the child's reaper, if it has one, to look for due reaps now. */
+void okey_runtime_wake_reaper(okey_runtime_t *rt);
+
 /* Takes one of the key server's upstream places, shared by all children,
  * or answers 503 with Retry-After when all are taken (*err). Release with
  * okey_in_flight_leave once done. */
@@ -108,14 +114,12 @@ const okey_session_t *okey_session_start(request_rec *r, okey_server_conf_t *con
                                          const char *email, const char *subject);
 /* The path of this server's My keys, or NULL when it serves none. */
 const char *okey_keys_url(request_rec *r);
-/* Deletes the address's oldest keys beyond its project's cap after issued
- * was made under profile; returns those revoked (of okey_owned_key_t), or
- * NULL. */
-apr_array_header_t *okey_enforce_cap(request_rec *r, okey_server_conf_t *conf,
-                                     const okey_config_t *profile,
-                                     const okey_issued_t *issued);
 void okey_audit_revoked(request_rec *r, const okey_owned_key_t *key, const char *email,
                         okey_revoked_by_e by);
+/* Audits and counts what a revoke did (revokes of okey_revoke_t) for
+ * email; returns the keys that are gone (of okey_owned_key_t). */
+apr_array_header_t *okey_report_revokes(request_rec *r, const apr_array_header_t *revokes,
+                                        const char *email, okey_revoked_by_e by);
 
 /* --- shared memory (mod_openaikey_shm.c) ---------------------------------- */
 
@@ -140,6 +144,9 @@ typedef struct okey_stats_t {
     int last_listed, last_deleted, last_failed, last_kept, last_skipped;
     int last_projects;
     char last_error_class[48];         /* e.g. "upstream 500"; never text */
+    int ledger_up;                     /* the ledger's backend answers */
+    apr_int64_t ledger_records;        /* keys it records */
+    apr_uint64_t ledger_errors;        /* calls its backend failed */
     okey_project_stats_t projects[OKEY_STATS_PROJECTS];
 } okey_stats_t;
 
@@ -167,60 +174,16 @@ int okey_shm_in_flight_enter(server_rec *s, apr_uint32_t max);
 /* Gives back a place this process took. */
 void okey_shm_in_flight_leave(server_rec *s);
 
-/* The project store of a key server: the project id shared by its children
- * and the lock that serialises creating the project. */
-void okey_shm_project_store(server_rec *s, okey_project_store_t *store);
+/* Records that a reap began, and how the reap ended, for /status. */
+void okey_shm_reap_started(server_rec *s);
+void okey_shm_finish_reap(server_rec *s, const okey_reap_summary_t *summary);
 
-/* A reap claim: a lease on the reap of a key server, which lapses at
- * expires unless its holder renews it. */
-typedef struct okey_claim_t {
-    pid_t pid;                /* of its holder: for messages only */
-    apr_uint32_t generation;
-    apr_uint64_t token;       /* who holds it: unique per claim */
-    apr_time_t expires;
-} okey_claim_t;
+/* --- the ledger (mod_openaikey_ledger.c) ------------------------------------ */
 
-/* Claims the key server's reap when it is due, or when forced, and no
- * lease on it is held: a lease that lapsed is free, whoever took it. */
-int okey_shm_claim_reap(server_rec *s, int force, okey_claim_t *claim);
-/* Extends the lease while its reap runs; 0 when another took it over. */
-int okey_shm_renew_reap(server_rec *s, const okey_claim_t *claim);
-/* Records the result of the reap claimed by claim, and releases it. A claim
- * taken over in the meantime records nothing. */
-void okey_shm_finish_reap(server_rec *s, const okey_claim_t *claim,
-                          const okey_reap_summary_t *summary);
-/* Seconds until the key server's next reap is due (0: due now). */
-apr_int64_t okey_shm_reap_due_in(server_rec *s);
-/* Asks for a reap of the key server as soon as a reaper can run it. */
-void okey_shm_request_reap(server_rec *s);
-
-/* Accounts whose creation got no clear answer may exist with a key nobody holds:
- * the reaper looks for them by name once due, and deletes them. */
-void okey_shm_add_suspect(server_rec *s, const char *name, apr_int64_t due);
-/* The names due by now (each mapped to an int, 0), or NULL when none. */
-apr_hash_t *okey_shm_due_suspects(server_rec *s, apr_pool_t *pool, apr_int64_t now);
-/* Forgets the names a finished reap looked for. */
-void okey_shm_drop_suspects(server_rec *s, apr_hash_t *looked_for);
-
-/* The cap's index of each address's live keys, so that a sign-in need not
- * list the project: filled from each reap's listing (live, of
- * okey_owned_key_t; keys that sign-ins added since the reap started stay),
- * kept up to date by sign-ins and revokes. */
-void okey_shm_index_fill(server_rec *s, apr_pool_t *pool,
-                         const apr_array_header_t *live, apr_time_t started);
-/* Registers a key a sign-in just made, ordered after every registration
- * before it, and gives, in the same step, the address's live keys in its
- * project that the index knows (of okey_owned_key_t; the new key among
- * them when there was room). Returns whether that is every such key: 0
- * before the first reap filled the index, or when it overflowed. */
-int okey_shm_index_register(server_rec *s, apr_pool_t *pool, const okey_issued_t *issued,
-                            apr_array_header_t **keys);
-void okey_shm_index_remove(server_rec *s, const char *service_account_id);
-
-/* Whether My keys may list the projects for email now; else 0 with
- * *retry_after the seconds until it may. Bounds what one person's
- * refreshing costs OpenAI and this server. */
-int okey_shm_may_list(server_rec *s, const char *email, apr_int64_t *retry_after);
+void okey_ledger_register(apr_pool_t *pconf);
+/* Makes each key server's ledger (conf->ledger); after okey_shm_post_config. */
+int okey_ledger_post_config(apr_pool_t *pconf, server_rec *main_server);
+apr_status_t okey_ledger_child_init(apr_pool_t *pchild, server_rec *main_server);
 
 /* --- the reaper thread (mod_openaikey_reaper.c) --------------------------- */
 

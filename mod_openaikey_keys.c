@@ -19,6 +19,10 @@ APLOG_USE_MODULE(openaikey);
 #define KEYS_PATH "/keys"
 /* A revoke form or JSON body is a few hundred bytes. */
 #define BODY_MAX 4096
+/* How often one person may have My keys list the projects: when asked to
+ * refresh, and while the ledger cannot answer. */
+#define REFRESH_EVERY apr_time_from_sec(60)
+#define INCOMPLETE_EVERY apr_time_from_sec(3)
 
 /* --- the session ------------------------------------------------------------ */
 
@@ -80,141 +84,6 @@ const char *okey_keys_url(request_rec *r)
 
     ap_destroy_sub_req(sub);
     return served ? KEYS_PATH : NULL;
-}
-
-/* --- revoking ---------------------------------------------------------------- */
-
-void okey_audit_revoked(request_rec *r, const okey_owned_key_t *key, const char *email,
-                        okey_revoked_by_e by)
-{
-    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
-                  OKEY_LOGNO(105) "revoked key: service_account=%s email=%s "
-                  "project_id=%s expires=%s by=%s", key->service_account_id, email,
-                  key->project_id, okey_iso8601(r->pool, key->expires),
-                  okey_revoked_names[by]);
-}
-
-/* Deletes victims (of okey_owned_key_t); returns those that are gone. Only
- * those this request deleted are audited and counted: a key someone else
- * deleted first (404) is gone for the person, but was not revoked here. */
-static apr_array_header_t *revoke_keys(request_rec *r, okey_server_conf_t *conf,
-                                       const apr_array_header_t *victims,
-                                       const char *email,
-                                  okey_revoked_by_e by)
-{
-    int n = victims->nelts;
-    const okey_owned_key_t **each = apr_pcalloc(r->pool, sizeof(*each) * (n + 1));
-    okey_delete_outcome_e *outcomes = apr_pcalloc(r->pool, sizeof(*outcomes) * (n + 1));
-    apr_array_header_t *gone = apr_array_make(r->pool, n + 1, sizeof(okey_owned_key_t));
-    int deleted;
-    int i;
-
-    for (i = 0; i < n; i++) {
-        each[i] = &APR_ARRAY_IDX(victims, i, okey_owned_key_t);
-    }
-    deleted = okey_keys_revoke(conf->runtime->keys, r->pool, each, n, outcomes);
-    for (i = 0; i < n; i++) {
-        if (outcomes[i] == OKEY_DELETE_DONE) {
-            okey_audit_revoked(r, each[i], email, by);
-        }
-        else if (outcomes[i] == OKEY_DELETE_GONE) {
-            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, OKEY_LOGNO(111) "service account "
-                          "%s of %s was already gone", each[i]->service_account_id, email);
-        }
-        if (outcomes[i] == OKEY_DELETE_DONE || outcomes[i] == OKEY_DELETE_GONE) {
-            okey_shm_index_remove(r->server, each[i]->service_account_id);
-            APR_ARRAY_PUSH(gone, okey_owned_key_t) = *each[i];
-        }
-        else {
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, OKEY_LOGNO(108) "could not "
-                          "revoke service account %s of %s (by %s); it stays until it "
-                          "expires or a later attempt", each[i]->service_account_id,
-                          email, okey_revoked_names[by]);
-        }
-    }
-    okey_shm_count_revoked(r->server, by, deleted);
-    return gone;
-}
-
-static int holds(const apr_array_header_t *keys, const char *service_account_id)
-{
-    int found = 0;
-    int i;
-
-    for (i = 0; i < keys->nelts && !found; i++) {
-        found = !strcmp(APR_ARRAY_IDX(keys, i, okey_owned_key_t).service_account_id,
-                        service_account_id);
-    }
-    return found;
-}
-
-/* What a listing adds to the index's view: the keys it does not hold. */
-static void add_listed(apr_array_header_t *view, const apr_array_header_t *listed)
-{
-    int i;
-
-    for (i = 0; i < listed->nelts; i++) {
-        const okey_owned_key_t *key = &APR_ARRAY_IDX(listed, i, okey_owned_key_t);
-
-        if (!holds(view, key->service_account_id)) {
-            APR_ARRAY_PUSH(view, okey_owned_key_t) = *key;
-        }
-    }
-}
-
-/* The address's live keys in the project issued was made in, issued among
- * them: from the cap's index, registered there in the same step, or, when
- * the index cannot answer, from a listing of that project as well. */
-static apr_array_header_t *keys_for_cap(request_rec *r, okey_server_conf_t *conf,
-                                        const okey_issued_t *issued)
-{
-    apr_array_header_t *view = NULL, *listed = NULL;
-    int complete = okey_shm_index_register(r->server, r->pool, issued, &view);
-    okey_err_t *err = NULL;
-
-    if (!complete) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, OKEY_LOGNO(110) "the index of live "
-                      "keys cannot answer (no reap has filled it since startup, or the "
-                      "projects hold more live keys than it has room for); listing the "
-                      "keys of %s in project %s instead", issued->email, issued->project);
-        err = okey_keys_owned(conf->runtime->keys, r->pool, issued->email, issued->project,
-                              okey_now(), 0, &listed);
-    }
-    /* Without the listing, the cap still takes what the index knows is
-     * older than the newest N: that is never a key the listing would keep. */
-    if (err) {
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, OKEY_LOGNO(109) "could not list "
-                      "the keys of %s to enforce OpenAIKeyMaxKeysPerUser beyond those "
-                      "this server issued (the next reap does): %s", issued->email,
-                      err->log_msg);
-    }
-    else if (listed) {
-        add_listed(view, listed);
-    }
-    if (view && !holds(view, issued->service_account_id)) {
-        okey_owned_key_t *newest = apr_array_push(view);
-
-        newest->service_account_id = issued->service_account_id;
-        newest->name = issued->name;
-        newest->project_id = issued->project_id;
-        newest->created_at = issued->created_at;
-        newest->expires = issued->expires;
-    }
-    return view;
-}
-
-apr_array_header_t *okey_enforce_cap(request_rec *r, okey_server_conf_t *conf,
-                                     const okey_config_t *profile,
-                                     const okey_issued_t *issued)
-{
-    const okey_terms_t *terms = okey_terms_for(r->pool, profile, profile->project);
-    apr_array_header_t *owned = terms->cap > 0 ? keys_for_cap(r, conf, issued) : NULL;
-
-    return owned ? revoke_keys(r, conf,
-                               okey_terms_over_cap(r->pool, terms->cap, owned,
-                                                   issued->service_account_id),
-                               issued->email, OKEY_REVOKED_CAP)
-                 : NULL;
 }
 
 /* --- openaikey-keys -------------------------------------------------------- */
@@ -384,22 +253,51 @@ static okey_err_t *no_session_post(request_rec *r)
     return err;
 }
 
-/* Every view of My keys lists the projects: one person may not make the
- * server do that without a bound. */
-static okey_err_t *listing_allowed(request_rec *r, const char *email)
+/* The person's keys (of okey_owned_key_t), expired ones too: from the
+ * ledger, or from a listing of the projects when the person asks for a
+ * refresh (at most once a REFRESH_EVERY) or the ledger cannot answer (at
+ * most once a INCOMPLETE_EVERY, while a reap is asked to fill it). A
+ * refresh asked sooner shows the ledger. */
+static okey_err_t *keys_of(request_rec *r, okey_server_conf_t *conf, const char *email,
+                           int refresh, apr_array_header_t **owned)
 {
+    int complete = 0;
+    int allowed = 0;
     apr_int64_t wait = 0;
     okey_err_t *err = NULL;
 
-    if (!okey_shm_may_list(r->server, email, &wait)) {
+    okey_ledger_keys_of(conf->ledger, r->pool, email, NULL, owned, &complete);
+    if (!complete) {
+        okey_ledger_reap_request(conf->ledger);
+    }
+    if (!complete || refresh) {
+        okey_ledger_may_list(conf->ledger, email, apr_time_now(),
+                             complete ? REFRESH_EVERY : INCOMPLETE_EVERY, &allowed, &wait);
+    }
+    if (allowed) {
+        err = okey_keys_owned(conf->runtime->keys, r->pool, email, NULL, okey_now(), 1,
+                              owned);
+    }
+    else if (!complete) {
         err = okey_err_make(r->pool, HTTP_TOO_MANY_REQUESTS,
                             apr_psprintf(r->pool, "My keys was opened very often just now. "
                                          "Please wait %" APR_INT64_T_FMT " seconds.", wait),
-                            "My keys of %s: listing limit reached, retry in %" APR_INT64_T_FMT
-                            " s", email, wait);
+                            "My keys of %s: the ledger cannot answer yet and the listing "
+                            "limit is reached, retry in %" APR_INT64_T_FMT " s", email, wait);
         err->retry_after = wait;
     }
     return err;
+}
+
+/* Whether the request asks for a fresh listing: ?refresh=1. */
+static int wants_refresh(request_rec *r)
+{
+    const char *why = NULL;
+    apr_array_header_t *fields = r->args ? okey_query_parse(r->pool, r->args, &why) : NULL;
+    int count = 0;
+    const char *refresh = fields ? okey_query_get(fields, "refresh", &count) : NULL;
+
+    return count == 1 && refresh && !strcmp(refresh, "1");
 }
 
 /* No session: a page that signs in for My keys, or a 401 for scripts. */
@@ -446,18 +344,16 @@ int okey_keys_handler(request_rec *r)
     if (!err && session && r->method_number == M_POST) {
         err = read_revoke(r, conf, session, &target);
     }
-    if (!err && session) {
-        err = listing_allowed(r, session->email);
-    }
     entered = !err && session && okey_in_flight_enter(r, conf->runtime, &err);
     if (entered) {
-        err = okey_keys_owned(conf->runtime->keys, r->pool, session->email, NULL, okey_now(),
-                              1, &owned);
+        err = keys_of(r, conf, session->email, wants_refresh(r) && !target, &owned);
         if (!err && target) {
             err = pick_victims(r, owned, target, &victims);
         }
         if (!err && victims) {
-            gone = revoke_keys(r, conf, victims, session->email, OKEY_REVOKED_USER);
+            gone = okey_report_revokes(r, okey_keys_revoke(conf->runtime->keys, r->pool,
+                                                           session->email, victims),
+                                       session->email, OKEY_REVOKED_USER);
             owned = remaining(r->pool, owned, gone);
             err = gone->nelts == victims->nelts ? NULL
                   : okey_err_make(r->pool, HTTP_BAD_GATEWAY, "OpenAI did not confirm "

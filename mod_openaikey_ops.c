@@ -125,10 +125,8 @@ int okey_status_handler(request_rec *r)
 /* Marks a reap as wanted and wakes this child's reaper to run it. */
 static void ask_for_reap(request_rec *r, okey_runtime_t *rt)
 {
-    okey_shm_request_reap(r->server);
-    if (rt->reaper) {
-        okey_reaper_wake(rt->reaper);
-    }
+    okey_ledger_reap_request(okey_server_conf(r->server)->ledger);
+    okey_runtime_wake_reaper(rt);
 }
 
 /* Waits a bounded time for the reap under way to end, or asks this child's
@@ -325,6 +323,15 @@ static void write_metrics(request_rec *r, const char *server, const okey_stats_t
     metric_head(r, "openaikey_reap_running", "gauge", "1 while a reap runs.");
     ap_rprintf(r, "openaikey_reap_running{server=\"%s\"} %d\n", server,
                st->reap_running);
+    metric_head(r, "openaikey_ledger_up", "gauge",
+                "1 while the ledger's backend answers; 0 while this server falls back "
+                "to its own shared memory.");
+    ap_rprintf(r, "openaikey_ledger_up{server=\"%s\"} %d\n", server, st->ledger_up);
+    metric_head(r, "openaikey_ledger_records", "gauge", "Keys the ledger records.");
+    ap_rprintf(r, "openaikey_ledger_records{server=\"%s\"} %" APR_INT64_T_FMT "\n", server,
+               st->ledger_records);
+    counter(r, "openaikey_ledger_errors_total", server, st->ledger_errors,
+            "Calls the ledger's backend failed.");
 }
 
 int okey_metrics_handler(request_rec *r)

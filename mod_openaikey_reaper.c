@@ -1,7 +1,7 @@
 /* The reaper: a thread in every child. It sleeps until a key server's next
- * reap is due (or it is woken, or told to stop), claims the reap through
- * shared memory so that one child at a time runs it, and runs it, while a
- * second thread renews the claim's lease until it ends. */
+ * reap is due (or it is woken, or told to stop), claims the reap's lease in
+ * the ledger so that one child at a time (one server, in a fleet) runs it,
+ * and runs it, while a second thread renews the lease until it ends. */
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
@@ -10,6 +10,7 @@
 #include <apr_strings.h>
 #include <apr_thread_cond.h>
 #include <apr_thread_proc.h>
+#include <unistd.h>
 
 #include "mod_openaikey.h"
 #include "src/lease.h"
@@ -83,7 +84,7 @@ static void count_by_project(server_rec *s, apr_pool_t *pool,
  * being scheduled, stops renewing it, and another child takes it. */
 typedef struct {
     server_rec *s;
-    const okey_claim_t *claim;
+    okey_ledger_lease_t *lease;
     apr_thread_mutex_t *mutex;
     apr_thread_cond_t *ended_cond;
     int ended;                   /* under mutex */
@@ -94,7 +95,8 @@ static void *APR_THREAD_FUNC keep_lease(apr_thread_t *thread, void *data)
 {
     lease_keeper_t *keeper = data;
     okey_server_conf_t *conf = okey_server_conf(keeper->s);
-    apr_interval_time_t every = okey_lease_renew_every(okey_lease_length(conf->cfg->timeout));
+    apr_interval_time_t length = okey_lease_length(conf->cfg->timeout);
+    apr_interval_time_t every = okey_lease_renew_every(length);
     int held = 1;
 
     /* Runs until told the reap ended, with the reaper waiting to join it:
@@ -104,7 +106,8 @@ static void *APR_THREAD_FUNC keep_lease(apr_thread_t *thread, void *data)
         apr_thread_cond_timedwait(keeper->ended_cond, keeper->mutex, every);
         if (!keeper->ended && held) {
             apr_thread_mutex_unlock(keeper->mutex);
-            held = okey_shm_renew_reap(keeper->s, keeper->claim);
+            okey_ledger_lease_renew(conf->ledger, keeper->lease, apr_time_now(), length,
+                                    &held);
             if (!held) {
                 ap_log_error(APLOG_MARK, APLOG_WARNING, 0, keeper->s, OKEY_LOGNO(037)
                              "the reap lease of %s lapsed and was taken over; this "
@@ -120,14 +123,14 @@ static void *APR_THREAD_FUNC keep_lease(apr_thread_t *thread, void *data)
 
 /* NULL when no thread could be started: the lease then lapses while the
  * reap runs, and another child may run one too. */
-static lease_keeper_t *start_keeper(server_rec *s, const okey_claim_t *claim,
+static lease_keeper_t *start_keeper(server_rec *s, okey_ledger_lease_t *lease,
                                     apr_pool_t *pool)
 {
     lease_keeper_t *keeper = apr_pcalloc(pool, sizeof(*keeper));
     apr_status_t rv;
 
     keeper->s = s;
-    keeper->claim = claim;
+    keeper->lease = lease;
     rv = apr_thread_mutex_create(&keeper->mutex, APR_THREAD_MUTEX_DEFAULT, pool);
     if (rv == APR_SUCCESS) {
         rv = apr_thread_cond_create(&keeper->ended_cond, pool);
@@ -155,7 +158,17 @@ static void stop_keeper(lease_keeper_t *keeper)
     }
 }
 
-static void reap(okey_reaper_thread_t *rt, server_rec *s, const okey_claim_t *claim,
+/* Whether the lease is still this reap's: one taken over records nothing. */
+static int still_held(okey_server_conf_t *conf, okey_ledger_lease_t *lease)
+{
+    int held = 0;
+
+    okey_ledger_lease_renew(conf->ledger, lease, apr_time_now(),
+                            okey_lease_length(conf->cfg->timeout), &held);
+    return held;
+}
+
+static void reap(okey_reaper_thread_t *rt, server_rec *s, okey_ledger_lease_t *lease,
                  apr_pool_t *pool)
 {
     okey_server_conf_t *conf = okey_server_conf(s);
@@ -166,20 +179,22 @@ static void reap(okey_reaper_thread_t *rt, server_rec *s, const okey_claim_t *cl
 
     okey_reaper_init(&reaper, conf->cfg, http_of(rt, s), &conf->runtime->logger,
                      &rt->stop);
-    reaper.unsure = okey_shm_due_suspects(s, pool, okey_now());
+    okey_ledger_suspects_due(conf->ledger, pool, okey_now(), &reaper.unsure);
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, OKEY_LOGNO(031) "reap of %s claimed by "
-                 "pid %" APR_PID_T_FMT, conf->cfg->project, claim->pid);
-    keeper = start_keeper(s, claim, pool);
+                 "pid %" APR_PID_T_FMT, conf->cfg->project, getpid());
+    okey_shm_reap_started(s);
+    keeper = start_keeper(s, lease, pool);
     okey_reap(&reaper, pool, apr_time_sec(started), &summary);
     stop_keeper(keeper);
-    okey_shm_finish_reap(s, claim, &summary);
-    count_by_project(s, pool, &summary);
-    if (!summary.error && okey_terms_capped(conf->cfg->terms)) {
-        okey_shm_index_fill(s, pool, summary.live, started);
+    if (still_held(conf, lease)) {
+        okey_shm_finish_reap(s, &summary);
+        okey_ledger_lease_release(conf->ledger, lease);
     }
+    count_by_project(s, pool, &summary);
     if (!summary.error) {
+        okey_ledger_fill(conf->ledger, pool, summary.live, started);
         report_suspects(s, reaper.unsure, pool);
-        okey_shm_drop_suspects(s, reaper.unsure);
+        okey_ledger_suspects_drop(conf->ledger, reaper.unsure);
     }
     ap_log_error(APLOG_MARK, summary.error || summary.failed ? APLOG_WARNING : APLOG_INFO,
                  0, s, OKEY_LOGNO(030) "reap of project %s (%d projects): listed %d, "
@@ -198,17 +213,22 @@ static apr_int64_t reap_due_servers(okey_reaper_thread_t *rt, apr_pool_t *iterat
 
     for (s = rt->main_server; s && !rt->stop; s = s->next) {
         okey_server_conf_t *conf = okey_server_conf(s);
-        okey_claim_t claim;
-        apr_int64_t due;
+        okey_ledger_lease_t lease;
+        apr_int64_t due = MAX_SLEEP;
+        int claimed = 0;
+        int held = 0;
 
         if (!conf->runtime) {
             continue;
         }
-        if (okey_shm_claim_reap(s, 0, &claim)) {
-            reap(rt, s, &claim, iteration);
+        okey_ledger_lease_claim(conf->ledger, apr_time_now(), conf->cfg->cleanup_interval,
+                                okey_lease_length(conf->cfg->timeout), 0, &lease, &claimed);
+        if (claimed) {
+            reap(rt, s, &lease, iteration);
             apr_pool_clear(iteration);
         }
-        due = okey_shm_reap_due_in(s);
+        okey_ledger_lease_due_in(conf->ledger, apr_time_now(), conf->cfg->cleanup_interval,
+                                 &due, &held);
         next = due < next ? due : next;
     }
     return next > 0 ? next : 1;

@@ -313,6 +313,26 @@ static void resolve_lifetimes(resolver_t *res, okey_config_t *cfg)
     }
 }
 
+/* The ledger: this server's shared memory, or a Redis that several
+ * servers share, whose records only a passphrase they share can sign. */
+static void resolve_ledger(resolver_t *res, okey_config_t *cfg)
+{
+    const char *ledger = raw_value(res, OKEY_SET_LEDGER);
+    int redis = !strncmp(ledger, "redis://", 8) || !strncmp(ledger, "redis+unix://", 13);
+
+    cfg->ledger = ledger;
+    cfg->ledger_password = resolve_secret(res, OKEY_SET_LEDGER_PASSWORD);
+    cfg->ledger_size = resolve_number(res, OKEY_SET_LEDGER_SIZE);
+    if (strcmp(ledger, "shm") && !redis) {
+        add_problem(res, OKEY_SET_LEDGER, "must be shm, or a redis:// or redis+unix:// URL");
+    }
+    if (redis && !cfg->passphrase) {
+        add_problem(res, OKEY_SET_LEDGER, "a Redis ledger needs OpenAIKeyPassphrase, the "
+                    "same on every server that shares it: its records are signed with a "
+                    "key derived from it");
+    }
+}
+
 int okey_config_wanted(const okey_raw_config_t *raw, okey_getenv_fn *getenv_fn,
                        void *env_baton)
 {
@@ -362,6 +382,7 @@ int okey_config_resolve(apr_pool_t *pool, const okey_raw_config_t *raw,
     cfg->session_lifetime = resolve_number(&res, OKEY_SET_SESSION_LIFETIME);
     cfg->user_var = raw_value(&res, OKEY_SET_USER_VAR);
     resolve_scope(&res, cfg);
+    resolve_ledger(&res, cfg);
     return problems->nelts - before;
 }
 

@@ -62,7 +62,14 @@
       "for openaikey-issue: the variable holding the address, not r->user")   \
     X(MAX_IN_FLIGHT, "OpenAIKeyMaxInFlight", "MAX_IN_FLIGHT", NULL, NULL, 0,   \
       NUMBER, 1, 100000,                                                       \
-      "requests that may wait on upstream services at once, in all children")
+      "requests that may wait on upstream services at once, in all children") \
+    X(LEDGER, "OpenAIKeyLedger", "OPENAIKEY_LEDGER", NULL, "shm", 0, STRING, 0, \
+      0, "shm, or redis://... or redis+unix://... shared by several servers")  \
+    X(LEDGER_PASSWORD, "OpenAIKeyLedgerPassword", "OPENAIKEY_LEDGER_PASSWORD", \
+      NULL, NULL, 0, SECRET, 0, 0, "Redis password, or file:/path")            \
+    X(LEDGER_SIZE, "OpenAIKeyLedgerSize", "OPENAIKEY_LEDGER_SIZE", NULL,       \
+      "100000", 0, NUMBER, 100, 10000000,                                      \
+      "shm: live keys the ledger holds per key server")
 
 #define OKEY_SETTING_ENUM(name, ...) OKEY_SET_##name,
 typedef enum { OKEY_SETTINGS(OKEY_SETTING_ENUM) OKEY_SET_COUNT } okey_setting_e;
@@ -122,6 +129,9 @@ typedef struct okey_config_t {
     apr_array_header_t *allowed_groups; /* of const char *, lower case */
     const char *groups_claim;
     const char *scope;
+    const char *ledger;            /* "shm", or a redis:// or redis+unix:// URL */
+    const char *ledger_password;   /* NULL: none, or the URL's */
+    apr_int64_t ledger_size;
     /* The terms of every project the server issues into, its own first
      * (of okey_terms_t *, see terms.h), found at startup; NULL: its own
      * settings alone. Shared by the server and its profiles. */

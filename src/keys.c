@@ -10,10 +10,7 @@
 struct okey_keys_t {
     const okey_config_t *cfg;
     okey_openai_t api;
-    okey_project_store_t store;   /* the server's own project */
-    apr_thread_mutex_t *mutex;    /* guards others */
-    apr_pool_t *others_pool;
-    apr_hash_t *others;           /* profiles' projects: name -> id */
+    okey_ledger_t *ledger;        /* keeps project ids */
 };
 
 static const char TAG_CHARS[] = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -133,8 +130,7 @@ int okey_keys_parse_name(apr_pool_t *pool, const char *name,
 }
 
 okey_keys_t *okey_keys_create(apr_pool_t *pool, const okey_config_t *cfg,
-                              okey_http_t *http,
-                              const okey_project_store_t *store)
+                              okey_http_t *http, okey_ledger_t *ledger)
 {
     okey_keys_t *keys = apr_pcalloc(pool, sizeof(*keys));
 
@@ -142,10 +138,7 @@ okey_keys_t *okey_keys_create(apr_pool_t *pool, const okey_config_t *cfg,
     keys->api.http = http;
     keys->api.api_base = cfg->api_base;
     keys->api.management_key = cfg->management_key;
-    keys->store = *store;
-    apr_thread_mutex_create(&keys->mutex, APR_THREAD_MUTEX_DEFAULT, pool);
-    keys->others_pool = okey_pool_for_threads(pool);
-    keys->others = apr_hash_make(keys->others_pool);
+    keys->ledger = ledger;
     return keys;
 }
 
@@ -154,51 +147,20 @@ void okey_keys_cancel_with(okey_keys_t *keys, volatile const int *cancel)
     keys->api.cancel = cancel;
 }
 
-static int is_own(const okey_keys_t *keys, const char *project)
-{
-    return !strcmp(project, keys->cfg->project);
-}
-
-/* The id kept for project: the server's in shared memory, a profile's in
- * this process. */
+/* The id the ledger keeps for project, or NULL. */
 static const char *stored_project(okey_keys_t *keys, apr_pool_t *pool, const char *project)
 {
-    char id[OKEY_KEYS_PROJECT_ID_MAX] = "";
-    const char *kept = NULL;
+    const char *id = NULL;
 
-    if (is_own(keys, project)) {
-        keys->store.get(keys->store.baton, id, sizeof(id));
-    }
-    else {
-        apr_thread_mutex_lock(keys->mutex);
-        kept = apr_hash_get(keys->others, project, APR_HASH_KEY_STRING);
-        apr_cpystrn(id, kept ? kept : "", sizeof(id));
-        apr_thread_mutex_unlock(keys->mutex);
-    }
-    return id[0] ? apr_pstrdup(pool, id) : NULL;
+    okey_ledger_project_get(keys->ledger, pool, project, &id);
+    return id;
 }
 
 /* Keeps id for project, or, when id is NULL, forgets stale. */
 static void store_project(okey_keys_t *keys, const char *project, const char *id,
                           const char *stale)
 {
-    const char *kept;
-
-    if (is_own(keys, project)) {
-        keys->store.set(keys->store.baton, id, stale);
-    }
-    else {
-        apr_thread_mutex_lock(keys->mutex);
-        kept = apr_hash_get(keys->others, project, APR_HASH_KEY_STRING);
-        if (id && !kept) {
-            apr_hash_set(keys->others, apr_pstrdup(keys->others_pool, project),
-                         APR_HASH_KEY_STRING, apr_pstrdup(keys->others_pool, id));
-        }
-        else if (!id && kept && !strcmp(kept, stale)) {
-            apr_hash_set(keys->others, project, APR_HASH_KEY_STRING, NULL);
-        }
-        apr_thread_mutex_unlock(keys->mutex);
-    }
+    okey_ledger_project_set(keys->ledger, project, id, stale);
 }
 
 /* The oldest active project of the name, created when there is none. */
@@ -241,7 +203,8 @@ okey_err_t *okey_keys_project_id(okey_keys_t *keys, apr_pool_t *pool,
     /* A project named by its id is that project: never looked up by name. */
     *id = okey_keys_is_project_id(project) ? project : stored_project(keys, pool, project);
     if (!*id) {
-        locked = keys->store.lock(keys->store.baton, wait);
+        /* Held past its time by a creator that died, the lock lapses. */
+        okey_ledger_project_lock(keys->ledger, project, wait, 2 * wait, &locked);
         err = locked ? NULL
               : okey_err_make(pool, 503, "The key service is busy. Please try "
                               "again in a minute.", "waited %" APR_TIME_T_FMT
@@ -257,7 +220,7 @@ okey_err_t *okey_keys_project_id(okey_keys_t *keys, apr_pool_t *pool,
         if (!err && strlen(*id) < OKEY_KEYS_PROJECT_ID_MAX) {
             store_project(keys, project, *id, NULL);
         }
-        keys->store.unlock(keys->store.baton);
+        okey_ledger_project_unlock(keys->ledger, project);
     }
     return err;
 }
@@ -387,24 +350,94 @@ okey_err_t *okey_keys_owned(okey_keys_t *keys, apr_pool_t *pool, const char *ema
     return err;
 }
 
-int okey_keys_revoke(okey_keys_t *keys, apr_pool_t *pool,
-                     const okey_owned_key_t *const *victims, int n,
-                     okey_delete_outcome_e *outcomes)
+apr_array_header_t *okey_keys_revoke(okey_keys_t *keys, apr_pool_t *pool, const char *email,
+                                     const apr_array_header_t *victims)
 {
-    int deleted = 0;
+    apr_array_header_t *revokes = apr_array_make(pool, victims->nelts + 1,
+                                                 sizeof(okey_revoke_t));
     int i;
 
     /* One at a time: a person revokes a few keys, and the order of the
      * audit lines then follows the order of the deletes. */
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < victims->nelts; i++) {
+        okey_revoke_t *revoke = apr_array_push(revokes);
         okey_openai_deleted_t result;
-        const char *id = victims[i]->service_account_id;
+        const char *id;
 
-        okey_openai_delete_accounts(&keys->api, pool, victims[i]->project_id, &id, 1, 1,
+        revoke->key = APR_ARRAY_IDX(victims, i, okey_owned_key_t);
+        id = revoke->key.service_account_id;
+        okey_openai_delete_accounts(&keys->api, pool, revoke->key.project_id, &id, 1, 1,
                                     &result);
         /* As the reaper's last attempt: never retried here. */
-        outcomes[i] = okey_reap_classify(result.status, OKEY_REAP_ATTEMPTS, 0);
-        deleted += outcomes[i] == OKEY_DELETE_DONE;
+        revoke->outcome = okey_reap_classify(result.status, OKEY_REAP_ATTEMPTS, 0);
+        if (revoke->outcome != OKEY_DELETE_FAILED) {
+            okey_ledger_forget(keys->ledger, email, revoke->key.project_id, id,
+                               apr_time_now());
+        }
     }
-    return deleted;
+    return revokes;
+}
+
+static int holds(const apr_array_header_t *keys, const char *service_account_id)
+{
+    int found = 0;
+    int i;
+
+    for (i = 0; i < keys->nelts && !found; i++) {
+        found = !strcmp(APR_ARRAY_IDX(keys, i, okey_owned_key_t).service_account_id,
+                        service_account_id);
+    }
+    return found;
+}
+
+/* view with the keys of listed it does not hold. */
+static void add_listed(apr_array_header_t *view, const apr_array_header_t *listed)
+{
+    int i;
+
+    for (i = 0; i < listed->nelts; i++) {
+        const okey_owned_key_t *key = &APR_ARRAY_IDX(listed, i, okey_owned_key_t);
+
+        if (!holds(view, key->service_account_id)) {
+            APR_ARRAY_PUSH(view, okey_owned_key_t) = *key;
+        }
+    }
+}
+
+okey_err_t *okey_keys_cap(okey_keys_t *keys, apr_pool_t *pool, const okey_issued_t *issued,
+                          apr_int64_t cap, apr_array_header_t **revokes, int *unanswered)
+{
+    okey_owned_key_t key = {issued->service_account_id, issued->name, issued->project_id,
+                            issued->created_at, issued->expires};
+    apr_array_header_t *view = NULL, *listed = NULL;
+    okey_err_t *err = NULL;
+    int complete = 0;
+
+    okey_ledger_record(keys->ledger, pool, issued->email, &key, apr_time_now(), &view,
+                       &complete);
+    view = view ? view : apr_array_make(pool, 2, sizeof(okey_owned_key_t));
+    *unanswered = !complete && cap > 0;
+    *revokes = NULL;
+    if (!complete) {
+        /* The next listing fills it, as soon as a reaper can run one. */
+        okey_ledger_reap_request(keys->ledger);
+    }
+    if (cap > 0 && !complete) {
+        err = okey_keys_owned(keys, pool, issued->email, issued->project, okey_now(), 0,
+                              &listed);
+    }
+    if (listed) {
+        add_listed(view, listed);
+    }
+    if (!holds(view, issued->service_account_id)) {
+        APR_ARRAY_PUSH(view, okey_owned_key_t) = key;
+    }
+    /* Without the listing, the cap still takes what the ledger knows is
+     * older than the newest N: that is never a key the listing would keep. */
+    if (cap > 0) {
+        *revokes = okey_keys_revoke(keys, pool, issued->email,
+                                    okey_terms_over_cap(pool, cap, view,
+                                                        issued->service_account_id));
+    }
+    return err;
 }

@@ -4,6 +4,7 @@
 #define OKEY_KEYS_H
 
 #include "config.h"
+#include "ledger.h"
 #include "openai.h"
 #include "reaper.h"
 #include "terms.h"
@@ -53,32 +54,18 @@ const char *okey_keys_name_tag(apr_pool_t *pool, const char *name);
 int okey_keys_parse_name(apr_pool_t *pool, const char *name,
                          apr_int64_t *expires, const char **email);
 
-/* Where the children of a key server keep the project's id, and the lock
- * that lets one of them at a time find or create the project. */
-typedef struct okey_project_store_t {
-    /* Copies the stored id into buf; empty when none is stored. */
-    void (*get)(void *baton, char *buf, apr_size_t len);
-    /* Stores id; or, when id is NULL, forgets stale if it is still stored. */
-    void (*set)(void *baton, const char *id, const char *stale);
-    /* Takes the creation lock, waiting at most wait; 0 when not taken. */
-    int (*lock)(void *baton, apr_interval_time_t wait);
-    void (*unlock)(void *baton);
-    void *baton;
-} okey_project_store_t;
-
 #define OKEY_KEYS_PROJECT_ID_MAX 128
 
 /* Per-process issuer of one key server. */
 okey_keys_t *okey_keys_create(apr_pool_t *pool, const okey_config_t *cfg,
-                              okey_http_t *http,
-                              const okey_project_store_t *store);
+                              okey_http_t *http, okey_ledger_t *ledger);
 
 /* Makes the issuer's paging stop once *cancel is set (the child stops). */
 void okey_keys_cancel_with(okey_keys_t *keys, volatile const int *cancel);
 
 /* The id of a project the key server issues into: stored, found (the
  * oldest active one of its name) or created. Creation is serialised
- * through the store, and the project list is read again after creating so
+ * through the ledger, and the project list is read again after creating so
  * that racing servers converge on the oldest. */
 okey_err_t *okey_keys_project_id(okey_keys_t *keys, apr_pool_t *pool,
                                  const char *project, const char **project_id);
@@ -109,11 +96,27 @@ okey_err_t *okey_keys_owned(okey_keys_t *keys, apr_pool_t *pool, const char *ema
                             const char *project, apr_int64_t now, int with_expired,
                             apr_array_header_t **owned);
 
-/* Deletes the n keys victims[i]; outcomes[i] says how: OKEY_DELETE_DONE
- * (deleted), OKEY_DELETE_GONE (someone else deleted it first: 404) or
- * OKEY_DELETE_FAILED. Returns the number this call deleted. */
-int okey_keys_revoke(okey_keys_t *keys, apr_pool_t *pool,
-                     const okey_owned_key_t *const *victims, int n,
-                     okey_delete_outcome_e *outcomes);
+/* A key a revoke tried to delete, and what became of it: OKEY_DELETE_DONE
+ * (deleted here), OKEY_DELETE_GONE (someone else deleted it first: 404) or
+ * OKEY_DELETE_FAILED. */
+typedef struct okey_revoke_t {
+    okey_owned_key_t key;
+    okey_delete_outcome_e outcome;
+} okey_revoke_t;
+
+/* Deletes victims (of okey_owned_key_t), keys of email, one at a time, and
+ * has the ledger forget those that are gone. Returns every attempt (of
+ * okey_revoke_t), in order. */
+apr_array_header_t *okey_keys_revoke(okey_keys_t *keys, apr_pool_t *pool, const char *email,
+                                     const apr_array_header_t *victims);
+
+/* Records issued in the ledger and, when its project has a cap (cap > 0),
+ * deletes the address's oldest keys in that project beyond it: as the
+ * ledger sees them, in the same step as the record, or, when the ledger
+ * cannot answer (*unanswered set), from a listing of that project as well.
+ * A failed listing (returned) still lets the cap take what the ledger knows
+ * is older than the newest cap keys. *revokes: the attempts, or NULL. */
+okey_err_t *okey_keys_cap(okey_keys_t *keys, apr_pool_t *pool, const okey_issued_t *issued,
+                          apr_int64_t cap, apr_array_header_t **revokes, int *unanswered);
 
 #endif

@@ -344,6 +344,7 @@ static apr_array_header_t *person_keys(shm_ledger_t *ledger, apr_pool_t *pool,
         }
         at = record->next_by_person;
     }
+    okey_terms_sort(keys);
     return keys;
 }
 

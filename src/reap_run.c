@@ -59,14 +59,15 @@ typedef struct {
     apr_array_header_t *victims; /* of victim_t, in batch_pool */
     int victim_count;
     okey_reap_summary_t *summary;
-    apr_hash_t *live;            /* with a cap: address -> array of okey_owned_key_t */
+    apr_hash_t *live;            /* address -> array of okey_owned_key_t */
     const okey_terms_t *terms;   /* the project's */
     const char *project;
     const char *project_id;
     failures_t *failures;
 } listing_t;
 
-/* Remembers a live key of ours, for the cap once the listing is done. */
+/* Remembers a live key of ours, for the cap once the listing is done and
+ * for the ledger. */
 static void note_live(listing_t *listing, const victim_t *key)
 {
     apr_array_header_t *keys = apr_hash_get(listing->live, key->email,
@@ -168,7 +169,7 @@ static void consider(void *baton, const json_t *account)
         victim.revoked_by = OKEY_REVOKED_POLICY;
         add_victim(listing, &victim);
     }
-    else if (verdict.state == OKEY_KEY_LIVE && listing->terms->cap > 0) {
+    else if (verdict.state == OKEY_KEY_LIVE) {
         note_live(listing, &victim);
     }
 }

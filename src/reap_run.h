@@ -22,7 +22,8 @@ typedef struct okey_reap_summary_t {
     double seconds;
     const char *error;       /* why the reap could not finish, or NULL */
     const char *error_class; /* a short class of it for /status, or NULL */
-    /* With a cap: the live keys of ours left within it (of okey_owned_key_t). */
+    /* The live keys of ours left within the cap (of okey_owned_key_t): what
+     * the ledger is filled with. */
     apr_array_header_t *live;
     /* Expired keys deleted, by project name (to an int *). */
     apr_hash_t *reaped_by_project;

@@ -1,0 +1,178 @@
+/* Each key server's ledger (src/ledger.h): a shared-memory segment made
+ * once per key server for the parent's life, and, with OpenAIKeyLedger
+ * redis://..., a Redis that several servers share, with the segment as its
+ * fallback. Made in post_config; each child reopens the mutex. */
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "util_mutex.h"
+
+#include <apr_global_mutex.h>
+#include <apr_shm.h>
+#include <apr_strings.h>
+
+#include "mod_openaikey.h"
+#include "src/ledger_redis.h"
+
+APLOG_USE_MODULE(openaikey);
+
+#define LEDGER_MUTEX_TYPE "openaikey-ledger"
+#define LEDGER_IPC_KEY "mod_openaikey ledger ipc"
+
+/* The segment of one key server: kept in the parent's process pool, and
+ * found again by what the key server is, its size and the layout. */
+typedef struct {
+    apr_shm_t *shm;
+} segment_t;
+
+/* Per configuration: the mutex every shared-memory ledger takes. */
+typedef struct {
+    apr_global_mutex_t *mutex;
+} ledger_ipc_t;
+
+static ledger_ipc_t *ledger_ipc(server_rec *s)
+{
+    void *ipc = NULL;
+
+    apr_pool_userdata_get(&ipc, LEDGER_IPC_KEY, s->process->pconf);
+    return ipc;
+}
+
+void okey_ledger_register(apr_pool_t *pconf)
+{
+    ap_mutex_register(pconf, LEDGER_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
+}
+
+static const char *hex(apr_pool_t *pool, const unsigned char *bytes, apr_size_t len)
+{
+    char *text = apr_palloc(pool, 2 * len + 1);
+
+    ap_bin2hex(bytes, len, text);
+    return text;
+}
+
+/* The key server's segment, made on first use, or NULL (logged). */
+static void *segment(apr_pool_t *pconf, server_rec *s, const okey_server_conf_t *conf,
+                     apr_size_t size)
+{
+    apr_uint32_t capacity = (apr_uint32_t)conf->cfg->ledger_size;
+    const char *layout = okey_ledger_shm_layout(pconf);
+    const char *key = apr_psprintf(pconf, "mod_openaikey ledger %s %u %s", layout, capacity,
+                                   hex(pconf, conf->slot_id, sizeof(conf->slot_id)));
+    segment_t *kept = ap_retained_data_get(key);
+    apr_status_t rv = APR_SUCCESS;
+
+    if (!kept) {
+        kept = ap_retained_data_create(key, sizeof(*kept));
+        rv = apr_shm_create(&kept->shm, size, NULL, s->process->pool);
+        if (rv == APR_SUCCESS) {
+            okey_ledger_shm_init(apr_shm_baseaddr_get(kept->shm), capacity, layout);
+        }
+        else {
+            kept->shm = NULL;
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, OKEY_LOGNO(420) "cannot make the "
+                         "ledger's shared memory (%" APR_SIZE_T_FMT " bytes for "
+                         "OpenAIKeyLedgerSize %u) of %s", size, capacity,
+                         conf->cfg->server_name);
+        }
+    }
+    return kept->shm ? apr_shm_baseaddr_get(kept->shm) : NULL;
+}
+
+/* Where the fleet's records live in Redis, and the key that signs them:
+ * both derived from the passphrase every server of the fleet shares. */
+static void redis_names(apr_pool_t *pconf, const okey_server_conf_t *conf,
+                        const char **prefix, unsigned char mac_key[32])
+{
+    unsigned char deployment[32];
+
+    okey_state_key_mac(conf->state_key, apr_pstrcat(pconf, "ledger prefix\n",
+                                                    conf->cfg->api_base, "\n",
+                                                    conf->cfg->project, NULL),
+                       deployment);
+    okey_state_key_mac(conf->state_key, "ledger records", mac_key);
+    *prefix = apr_pstrcat(pconf, "okey:", hex(pconf, deployment, 8), ":", NULL);
+}
+
+static int redis_ledger(apr_pool_t *pconf, okey_server_conf_t *conf,
+                        okey_ledger_t *fallback)
+{
+    const char *prefix = NULL;
+    const char *why = NULL;
+    unsigned char mac_key[32];
+    okey_ledger_t *redis = NULL;
+    apr_status_t rv;
+
+    redis_names(pconf, conf, &prefix, mac_key);
+    rv = okey_ledger_redis_create(pconf, conf->cfg->ledger, conf->cfg->ledger_password,
+                                  prefix, mac_key, apr_time_from_sec(conf->cfg->timeout),
+                                  &redis, &why);
+    if (rv == APR_SUCCESS) {
+        redis->fallback = fallback;
+        redis->health = fallback->health;
+        redis->logger = fallback->logger;
+        conf->ledger = redis;
+    }
+    else {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, NULL, OKEY_LOGNO(421)
+                     "mod_openaikey: OpenAIKeyLedger (environment OPENAIKEY_LEDGER) in "
+                     "server %s: %s", conf->cfg->server_name, why ? why : "is not usable");
+    }
+    return rv == APR_SUCCESS ? OK : HTTP_INTERNAL_SERVER_ERROR;
+}
+
+/* The key server's ledger: its segment, then Redis in front when asked. */
+static int make_ledger(apr_pool_t *pconf, server_rec *s, okey_server_conf_t *conf,
+                       ledger_ipc_t *ipc)
+{
+    apr_size_t size = okey_ledger_shm_size((apr_uint32_t)conf->cfg->ledger_size);
+    char *base = segment(pconf, s, conf, size + sizeof(okey_ledger_health_t));
+    okey_ledger_t *shm = NULL;
+    int status = base ? OK : HTTP_INTERNAL_SERVER_ERROR;
+
+    if (status == OK &&
+        okey_ledger_shm_attach(pconf, base, size, &ipc->mutex, &conf->logger, &shm)) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, OKEY_LOGNO(422) "the ledger's shared "
+                     "memory of %s has another layout", conf->cfg->server_name);
+        status = HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (status == OK) {
+        /* Its health is the key server's, across children: it sits in the segment. */
+        shm->health = (okey_ledger_health_t *)(base + size);
+        shm->health->up = 1;
+        shm->logger = &conf->logger;
+        conf->ledger = shm;
+    }
+    if (status == OK && strcmp(conf->cfg->ledger, "shm")) {
+        status = redis_ledger(pconf, conf, shm);
+    }
+    return status;
+}
+
+int okey_ledger_post_config(apr_pool_t *pconf, server_rec *main_server)
+{
+    ledger_ipc_t *ipc = apr_pcalloc(pconf, sizeof(*ipc));
+    apr_status_t rv = ap_global_mutex_create(&ipc->mutex, NULL, LEDGER_MUTEX_TYPE, NULL,
+                                             main_server, pconf, 0);
+    int status = rv == APR_SUCCESS ? OK : HTTP_INTERNAL_SERVER_ERROR;
+    server_rec *s;
+
+    apr_pool_userdata_set(ipc, LEDGER_IPC_KEY, apr_pool_cleanup_null, pconf);
+    for (s = main_server; s && status == OK; s = s->next) {
+        okey_server_conf_t *conf = okey_server_conf(s);
+
+        if (conf->cfg && conf->slot >= 0) {
+            status = make_ledger(pconf, s, conf, ipc);
+        }
+    }
+    return status;
+}
+
+apr_status_t okey_ledger_child_init(apr_pool_t *pchild, server_rec *main_server)
+{
+    ledger_ipc_t *ipc = ledger_ipc(main_server);
+
+    return ipc ? apr_global_mutex_child_init(&ipc->mutex,
+                                             apr_global_mutex_lockfile(ipc->mutex), pchild)
+               : APR_EGENERAL;
+}
