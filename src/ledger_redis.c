@@ -367,7 +367,8 @@ static int is_error(const redisReply *reply)
  * a script's first call then needs no second. */
 static apr_status_t introduce(redis_t *r, conn_t *conn, apr_pool_t *pool)
 {
-    const char *auth[] = {"AUTH", r->password};
+    const char *auth[] = {"AUTH", r->url.user ? r->url.user : r->password, r->password};
+    int auth_argc = r->url.user ? 3 : 2;
     const char *select[] = {"SELECT", apr_itoa(pool, r->url.db)};
     int argc[S_COUNT + 2];
     const char **argv[S_COUNT + 2];
@@ -377,7 +378,7 @@ static apr_status_t introduce(redis_t *r, conn_t *conn, apr_pool_t *pool)
     apr_status_t rv;
 
     if (r->password) {
-        argc[n] = 2, argv[n] = auth, lens[n] = lengths(pool, 2, auth), n++;
+        argc[n] = auth_argc, argv[n] = auth, lens[n] = lengths(pool, auth_argc, auth), n++;
     }
     if (r->url.db) {
         argc[n] = 2, argv[n] = select, lens[n] = lengths(pool, 2, select), n++;
@@ -1744,13 +1745,17 @@ static int parse_tcp(apr_pool_t *pool, const char *rest, okey_redis_url_t *url,
     const char *hostport;
 
     if (at) {
-        if (rest[0] != ':') {
-            *why = "a user name is not supported, only redis://:password@host";
+        const char *colon_at = memchr(rest, ':', (apr_size_t)(at - rest));
+
+        if (!colon_at) {
+            *why = "a user in the URL needs its password, as in redis://user:password@host";
             return 0;
         }
-        url->password = unescape(pool, rest + 1, (apr_size_t)(at - rest - 1));
-        if (!url->password || !url->password[0]) {
-            *why = "the password in the URL is empty or badly %-escaped";
+        url->user = colon_at > rest ? unescape(pool, rest, (apr_size_t)(colon_at - rest))
+                                    : NULL;
+        url->password = unescape(pool, colon_at + 1, (apr_size_t)(at - colon_at - 1));
+        if (!url->password || !url->password[0] || (colon_at > rest && !url->user)) {
+            *why = "the user or password in the URL is empty or badly %-escaped";
             return 0;
         }
         rest = at + 1;
@@ -1823,7 +1828,7 @@ int okey_redis_url_parse(apr_pool_t *pool, const char *url, okey_redis_url_t *pa
         ok = parse_unix(pool, url + 13, parsed, why);
     }
     else {
-        *why = "a Redis ledger is redis://[:password@]host[:port][/db] "
+        *why = "a Redis ledger is redis://[[user]:password@]host[:port][/db] "
                "or redis+unix:///path/redis.sock[?db=N]";
         ok = 0;
     }

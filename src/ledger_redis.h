@@ -39,10 +39,11 @@ typedef struct okey_redis_url_t {
     int port;
     const char *path;      /* the unix socket, or NULL */
     int db;
+    const char *user;      /* an ACL user from the URL; NULL: the default one */
     const char *password;  /* from the URL; NULL: none */
 } okey_redis_url_t;
 
-/* Splits url, redis://[:password@]host[:port][/db] or
+/* Splits url, redis://[[user]:password@]host[:port][/db] or
  * redis+unix:///path/redis.sock[?db=N]; 0 with *why (never showing the
  * password) when it is neither. */
 int okey_redis_url_parse(apr_pool_t *pool, const char *url, okey_redis_url_t *parsed,

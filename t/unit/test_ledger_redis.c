@@ -139,6 +139,10 @@ START_TEST(url_forms)
     ck_assert_str_eq(url.host, "redis.example");
     ck_assert_int_eq(url.port, 6390);
     ck_assert_int_eq(url.db, 3);
+    ck_assert_ptr_eq(url.user, NULL);
+    ck_assert(okey_redis_url_parse(test_pool, "redis://okey:pw@10.0.0.1", &url, &why));
+    ck_assert_str_eq(url.user, "okey");
+    ck_assert_str_eq(url.password, "pw");
     ck_assert(okey_redis_url_parse(test_pool, "redis://[::1]:6391/", &url, &why));
     ck_assert_str_eq(url.host, "::1");
     ck_assert_int_eq(url.port, 6391);
@@ -155,7 +159,7 @@ START_TEST(url_refused_without_the_password)
     static const char *const bad[] = {
         "http://127.0.0.1", "redis://", "redis://:hunter2@", "redis://:hunter2@h:0",
         "redis://:hunter2@h:70000", "redis://:hunter2@h:12x", "redis://:hunter2@h/x",
-        "redis://user:hunter2@h", "redis://:hunter2@h o", "redis://[::1", "redis://[h]:1",
+        "redis://hunter2@h", "redis://us%zz:hunter2@h", "redis://:hunter2@h o", "redis://[::1", "redis://[h]:1",
         "redis+unix://relative.sock", "redis+unix:///s.sock?database=1",
         "redis+unix:///s.sock?db=-1", "redis://:hunter2%zz@h", "redis://h:1:2",
     };
@@ -531,6 +535,27 @@ START_TEST(password_and_database)
 }
 END_TEST
 
+START_TEST(an_acl_user)
+{
+    const char *setuser[] = {"ACL", "SETUSER", "okey", "on", ">user pass", "~*", "&*",
+                             "+@all", NULL};
+    okey_owned_key_t key = key_of("ann@example.org", "sa_1", PROJECT, 100, 1900000000);
+    okey_ledger_t *ledger, *wrong;
+    apr_int64_t records = -1;
+    char out[64] = "";
+
+    start(0, NULL);
+    ck_assert(test_redis_command(&server, out, sizeof(out), setuser));
+    ck_assert_str_eq(out, "OK");
+    ledger = make(apr_psprintf(test_pool, "redis://okey:user%%20pass@127.0.0.1:%d", server.port),
+                  NULL, apr_time_from_sec(2));
+    wrong = make(apr_psprintf(test_pool, "redis://okey:other@127.0.0.1:%d", server.port),
+                 NULL, apr_time_from_sec(2));
+    record(ledger, "ann@example.org", &key);
+    ck_assert_int_ne(wrong->ops->count(wrong->baton, &records), APR_SUCCESS);
+}
+END_TEST
+
 START_TEST(unix_socket)
 {
     okey_ledger_t *ledger;
@@ -779,6 +804,7 @@ Suite *okey_ledger_redis_suite(void)
     tcase_add_test(tc, every_call_but_a_fill_is_one_round_trip);
     tcase_add_test(tc, scripts_flushed_are_sent_again);
     tcase_add_test(tc, password_and_database);
+    tcase_add_test(tc, an_acl_user);
     tcase_add_test(tc, unix_socket);
     tcase_add_test(tc, connections_are_not_carried_across_fork);
     tcase_add_test(tc, redis_killed_then_back);
