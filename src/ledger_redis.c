@@ -1754,10 +1754,13 @@ static int parse_tcp(apr_pool_t *pool, const char *rest, okey_redis_url_t *url,
         url->user = colon_at > rest ? unescape(pool, rest, (apr_size_t)(colon_at - rest))
                                     : NULL;
         url->password = unescape(pool, colon_at + 1, (apr_size_t)(at - colon_at - 1));
-        if (!url->password || !url->password[0] || (colon_at > rest && !url->user)) {
+        /* A user's password may be left to OpenAIKeyLedgerPassword. */
+        if (!url->password || (!url->password[0] && colon_at == rest) ||
+            (colon_at > rest && !url->user)) {
             *why = "the user or password in the URL is empty or badly %-escaped";
             return 0;
         }
+        url->password = url->password[0] ? url->password : NULL;
         rest = at + 1;
     }
     slash = strchr(rest, '/');
@@ -1922,6 +1925,10 @@ apr_status_t okey_ledger_redis_create(apr_pool_t *pool, const char *url, const c
     }
     r->pool = pool;
     r->password = password ? password : r->url.password;
+    if (r->url.user && !r->password) {
+        *why = "the Redis user in the URL needs a password, there or in OpenAIKeyLedgerPassword";
+        return APR_EINVAL;
+    }
     r->prefix = apr_pstrdup(pool, prefix ? prefix : "");
     memcpy(r->mac_key, mac_key, sizeof(r->mac_key));
     if (!HMAC(EVP_sha256(), mac_key, 32, (const unsigned char *)"okey ledger seal", 16,

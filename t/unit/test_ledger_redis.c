@@ -159,7 +159,7 @@ START_TEST(url_refused_without_the_password)
     static const char *const bad[] = {
         "http://127.0.0.1", "redis://", "redis://:hunter2@", "redis://:hunter2@h:0",
         "redis://:hunter2@h:70000", "redis://:hunter2@h:12x", "redis://:hunter2@h/x",
-        "redis://hunter2@h", "redis://us%zz:hunter2@h", "redis://:hunter2@h o", "redis://[::1", "redis://[h]:1",
+        "redis://hunter2@h", "redis://us%zz:hunter2@h", "redis://:@h", "redis://:hunter2@h o", "redis://[::1", "redis://[h]:1",
         "redis+unix://relative.sock", "redis+unix:///s.sock?database=1",
         "redis+unix:///s.sock?db=-1", "redis://:hunter2%zz@h", "redis://h:1:2",
     };
@@ -540,8 +540,9 @@ START_TEST(an_acl_user)
     const char *setuser[] = {"ACL", "SETUSER", "okey", "on", ">user pass", "~*", "&*",
                              "+@all", NULL};
     okey_owned_key_t key = key_of("ann@example.org", "sa_1", PROJECT, 100, 1900000000);
-    okey_ledger_t *ledger, *wrong;
+    okey_ledger_t *ledger, *wrong, *other = NULL;
     apr_int64_t records = -1;
+    const char *why = NULL;
     char out[64] = "";
 
     start(0, NULL);
@@ -549,8 +550,15 @@ START_TEST(an_acl_user)
     ck_assert_str_eq(out, "OK");
     ledger = make(apr_psprintf(test_pool, "redis://okey:user%%20pass@127.0.0.1:%d", server.port),
                   NULL, apr_time_from_sec(2));
-    wrong = make(apr_psprintf(test_pool, "redis://okey:other@127.0.0.1:%d", server.port),
-                 NULL, apr_time_from_sec(2));
+    wrong = make(apr_psprintf(test_pool, "redis://okey:@127.0.0.1:%d", server.port),
+                 "other", apr_time_from_sec(2));
+    ck_assert_int_eq(okey_ledger_redis_create(test_pool, "redis://okey:@127.0.0.1", NULL,
+                                              PREFIX, MAC_KEY, 0, &other, &why), APR_EINVAL);
+    ck_assert_ptr_ne(strstr(why, "password"), NULL);
+    /* The password from OpenAIKeyLedgerPassword, the user from the URL. */
+    other = make(apr_psprintf(test_pool, "redis://okey:@127.0.0.1:%d", server.port),
+                 "user pass", apr_time_from_sec(2));
+    ck_assert(okey_ledger_count(other, &records));
     record(ledger, "ann@example.org", &key);
     ck_assert_int_ne(wrong->ops->count(wrong->baton, &records), APR_SUCCESS);
 }
