@@ -637,32 +637,34 @@ static int plain(const char *text)
     return text && !strchr(text, '|');
 }
 
-/* The record text of key for the person hexed, added at added; NULL when
- * its name is not ours or a part cannot be filed. */
-static const char *record_text(redis_t *r, apr_pool_t *pool, const char *hexed,
-                               const okey_owned_key_t *key, apr_time_t added,
-                               const char **owner)
+/* The body of key's record, added at added, with its owner as its name
+ * gives it; NULL when its name is not ours or a part cannot be filed. */
+static const char *record_body(apr_pool_t *pool, const okey_owned_key_t *key,
+                               apr_time_t added, const char **owner)
 {
     const char *tag = okey_keys_name_tag(pool, key->name);
     apr_int64_t named = 0;
-    const char *body;
-    char mac[MAC_B64];
 
     if (!tag || !okey_keys_parse_name(pool, key->name, &named, owner) ||
         !plain(key->service_account_id) || !plain(key->project_id) || !plain(tag) ||
         !key->service_account_id[0] || !key->project_id[0]) {
         return NULL;
     }
-    body = apr_psprintf(pool, "v1|%" APR_INT64_T_FMT "|%s|%s|%" APR_INT64_T_FMT
+    return apr_psprintf(pool, "v1|%" APR_INT64_T_FMT "|%s|%s|%" APR_INT64_T_FMT
                         "|%" APR_INT64_T_FMT "|%" APR_INT64_T_FMT,
                         (apr_int64_t)added, key->project_id, tag, named, key->created_at,
                         key->expires);
-    if (hexed) {
-        const char *parts[] = {r->prefix, "record", hexed, key->service_account_id, body};
+}
 
-        mac_of(pool, r->mac_key, parts, 5, mac);
-    }
-    return hexed ? apr_pstrcat(pool, body, "|", mac, NULL) : body;
+/* body as the record of id in the person hexed: with its MAC. */
+static const char *record_signed(redis_t *r, apr_pool_t *pool, const char *hexed,
+                                 const char *id, const char *body)
+{
+    const char *parts[] = {r->prefix, "record", hexed, id, body};
+    char mac[MAC_B64];
+
+    mac_of(pool, r->mac_key, parts, 5, mac);
+    return apr_pstrcat(pool, body, "|", mac, NULL);
 }
 
 typedef struct {
@@ -1291,7 +1293,7 @@ static apr_status_t fill_put(redis_t *r, conn_t *conn, apr_pool_t *pool,
     rv = apr_pool_create(&round, pool);
     for (i = 0; rv == APR_SUCCESS && i < live->nelts; i++) {
         const okey_owned_key_t *key = &APR_ARRAY_IDX(live, i, okey_owned_key_t);
-        const char *owner = NULL;
+        const char *owner = NULL, *body;
         char hexed[PERSON_HEX];
         put_t *put = &batch[n];
 
@@ -1299,15 +1301,16 @@ static apr_status_t fill_put(redis_t *r, conn_t *conn, apr_pool_t *pool,
             continue;
         }
         apr_hash_set(*ids, key->service_account_id, APR_HASH_KEY_STRING, "");
-        /* The owner first: the record's MAC names the person. */
-        if (!record_text(r, round, NULL, key, 0, &owner)) {
+        /* Filed under the owner its name gives, whose hash the MAC names. */
+        body = record_body(round, key, 0, &owner);
+        if (!body) {
             continue;
         }
         person_hex(owner, hexed);
         put->hexed = apr_pstrdup(round, hexed);
         put->key = person_key(r, round, hexed);
         put->id = key->service_account_id;
-        put->text = record_text(r, round, put->hexed, key, 0, &owner);
+        put->text = record_signed(r, round, put->hexed, put->id, body);
         if (++n == FILL_BATCH) {
             rv = fill_batch(r, conn, round, batch, n, started);
             apr_pool_clear(round);
@@ -1520,7 +1523,8 @@ static apr_status_t record(void *baton, apr_pool_t *pool, const char *email,
     apr_status_t rv;
 
     person_hex(email, hexed);
-    text = record_text(r, pool, hexed, key, now, &owner);
+    text = record_body(pool, key, now, &owner);
+    text = text ? record_signed(r, pool, hexed, key->service_account_id, text) : NULL;
     if (text) {
         const char *argv[] = {"3", person_key(r, pool, hexed), r->k_filled, r->k_count,
                               key->service_account_id, text};
