@@ -401,8 +401,10 @@ static apr_status_t shm_project_lock(void *baton, const char *project, apr_inter
         if (tries++) {
             apr_sleep(apr_time_from_msec(10));
         }
-        now = apr_time_now();
+        /* Read under the lock: a time read before it may be older than the
+         * holder's, and would make its lock look taken under a clock set back. */
         lock(ledger);
+        now = apr_time_now();
         entry = project_of(ledger->header, project, 1);
         if (entry && okey_lease_free(entry->lock_expires, now, entry->lock_length)) {
             entry->lock_expires = now + length;
