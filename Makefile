@@ -3,8 +3,8 @@ APXS       ?= apxs
 CC         ?= cc
 comma      := ,
 PKGS        = libcurl jansson cjose hiredis
-LIB_SRC     = src/okey.c src/json.c src/config.c src/http.c src/state.c src/oidc.c src/reaper.c \
-              src/reap_run.c src/policy.c src/openai.c src/keys.c src/page.c src/query.c \
+LIB_SRC     = src/okey.c src/json.c src/config.c src/http.c src/state.c src/jose.c src/oidc.c src/reaper.c \
+              src/reap_run.c src/policy.c src/openai.c src/keys.c src/name.c src/page.c src/query.c \
               src/lifetime.c src/session.c src/cli.c src/terms.c src/lease.c \
               src/ledger.c src/ledger_memory.c src/ledger_shm.c src/ledger_redis.c
 LIB_HDR     = $(filter-out src/json.h src/ledger_memory.h src/ledger_shm.h,$(LIB_SRC:.c=.h)) src/okey.h
@@ -21,7 +21,7 @@ APR_LIBS   := $(shell $(call have,apr-1-config) apr-1-config --link-ld) \
 SANITIZE    = -fsanitize=address,undefined -fno-omit-frame-pointer
 
 .PHONY: all install run screenshot test unit unit-sanitize apache-test run-test readme-test browser-test check-sanitize clean bench fuzz \
-        test-run check-sanitize-run fuzz-run bench-run deps-test soak
+        test-run check-sanitize-run fuzz-run bench-run deps-test includes-test soak
 
 all: mod_openaikey.so openaikey
 
@@ -105,8 +105,10 @@ check-sanitize-run: unit-sanitize openaikey-sanitize
 run-test: mod_openaikey.so
 	t/run-make-run-test
 
+# README's directives, packages and log ids against the code.
 readme-test:
 	t/check-readme
+	t/check-logids
 
 # My keys in headless Chromium, against make run's demo.
 browser-test: mod_openaikey.so openaikey
@@ -116,7 +118,11 @@ browser-test: mod_openaikey.so openaikey
 deps-test:
 	t/check-deps
 
-test-run: unit readme-test deps-test apache-test run-test browser-test
+# The library's files include one another without a cycle.
+includes-test:
+	t/check-includes
+
+test-run: unit readme-test deps-test includes-test apache-test run-test browser-test
 
 # These install what they lack first (scripts/deps, as make run does), then
 # run in a second make, whose pkg-config and apr-1-config see what was

@@ -18,8 +18,6 @@
 
 #include "mod_openaikey.h"
 
-APLOG_USE_MODULE(openaikey);
-
 #define ENV_RETAINED_KEY "mod_openaikey environment"
 /* Seconds a refused request is told to wait. */
 #define BUSY_RETRY_AFTER "5"
@@ -127,6 +125,21 @@ static const char *set_flag(cmd_parms *cmd, void *dir_conf, int flag)
 static const command_rec okey_cmds[] = {
     OKEY_SETTINGS(OKEY_CMD_ROW)
     {NULL}
+};
+
+static void register_hooks(apr_pool_t *pool);
+
+/* The module record, and with it the log's module index
+ * (APLOG_USE_MODULE), which every log call below needs: LogLevel
+ * openaikey:debug. */
+AP_DECLARE_MODULE(openaikey) = {
+    STANDARD20_MODULE_STUFF,
+    create_dir_conf,
+    merge_dir_conf,
+    create_server_conf,
+    merge_server_conf,
+    okey_cmds,
+    register_hooks
 };
 
 /* The module's environment variables as httpd's parent found them at its
@@ -835,13 +848,3 @@ static void register_hooks(apr_pool_t *pool)
     ap_hook_handler(okey_handler, NULL, NULL, APR_HOOK_MIDDLE);
     okey_reaper_hooks();
 }
-
-module AP_MODULE_DECLARE_DATA openaikey_module = {
-    STANDARD20_MODULE_STUFF,
-    create_dir_conf,
-    merge_dir_conf,
-    create_server_conf,
-    merge_server_conf,
-    okey_cmds,
-    register_hooks
-};

@@ -20,9 +20,9 @@ APLOG_USE_MODULE(openaikey);
 /* A revoke form or JSON body is a few hundred bytes. */
 #define BODY_MAX 4096
 /* How often one person may have My keys list the projects: when asked to
- * refresh, and while the ledger cannot answer. */
+ * refresh, and when the ledger cannot answer or vouch for a revoke. */
 #define REFRESH_EVERY apr_time_from_sec(60)
-#define INCOMPLETE_EVERY apr_time_from_sec(3)
+#define LISTING_EVERY apr_time_from_sec(3)
 
 /* --- the session ------------------------------------------------------------ */
 
@@ -253,42 +253,6 @@ static okey_err_t *no_session_post(request_rec *r)
     return err;
 }
 
-/* The person's keys (of okey_owned_key_t), expired ones too: from the
- * ledger, or from a listing of the projects when the person asks for a
- * refresh (at most once a REFRESH_EVERY) or the ledger cannot answer (at
- * most once a INCOMPLETE_EVERY, while a reap is asked to fill it). A
- * refresh asked sooner shows the ledger. */
-static okey_err_t *keys_of(request_rec *r, okey_server_conf_t *conf, const char *email,
-                           int refresh, apr_array_header_t **owned)
-{
-    int complete = 0;
-    int allowed = 0;
-    apr_int64_t wait = 0;
-    okey_err_t *err = NULL;
-
-    okey_ledger_keys_of(conf->ledger, r->pool, email, NULL, owned, &complete);
-    if (!complete) {
-        okey_ledger_reap_request(conf->ledger);
-    }
-    if (!complete || refresh) {
-        okey_ledger_may_list(conf->ledger, email, apr_time_now(),
-                             complete ? REFRESH_EVERY : INCOMPLETE_EVERY, &allowed, &wait);
-    }
-    if (allowed) {
-        err = okey_keys_owned(conf->runtime->keys, r->pool, email, NULL, okey_now(), 1,
-                              owned);
-    }
-    else if (!complete) {
-        err = okey_err_make(r->pool, HTTP_TOO_MANY_REQUESTS,
-                            apr_psprintf(r->pool, "My keys was opened very often just now. "
-                                         "Please wait %" APR_INT64_T_FMT " seconds.", wait),
-                            "My keys of %s: the ledger cannot answer yet and the listing "
-                            "limit is reached, retry in %" APR_INT64_T_FMT " s", email, wait);
-        err->retry_after = wait;
-    }
-    return err;
-}
-
 /* Whether the request asks for a fresh listing: ?refresh=1. */
 static int wants_refresh(request_rec *r)
 {
@@ -299,6 +263,95 @@ static int wants_refresh(request_rec *r)
 
     return count == 1 && refresh && !strcmp(refresh, "1");
 }
+
+/* How much a view of My keys trusts the ledger. */
+typedef enum {
+    VIEW_LEDGER,   /* the ledger, unless it cannot answer */
+    VIEW_REFRESH,  /* asked for a refresh: a listing, once a REFRESH_EVERY */
+    VIEW_LISTING   /* a revoke the ledger cannot vouch for: a listing */
+} view_e;
+
+/* Records listed keys the ledger lacks, so that the next view and revoke
+ * need no listing. */
+static void record_listed(request_rec *r, okey_server_conf_t *conf, const char *email,
+                          const apr_array_header_t *known, const apr_array_header_t *listed)
+{
+    apr_array_header_t *view = NULL;
+    int complete = 0;
+    int i;
+
+    for (i = 0; i < listed->nelts; i++) {
+        const okey_owned_key_t *key = &APR_ARRAY_IDX(listed, i, okey_owned_key_t);
+
+        if (!okey_keys_held(known, key->service_account_id)) {
+            okey_ledger_record(conf->ledger, r->pool, email, key, apr_time_now(), &view,
+                               &complete);
+        }
+    }
+}
+
+/* The person's keys (of okey_owned_key_t), expired ones too: from the
+ * ledger, or from a listing of the projects, at most once a REFRESH_EVERY
+ * per person for a refresh and once a LISTING_EVERY otherwise. A listing
+ * asked sooner gets the ledger's answer, or, when it cannot answer, 429. */
+static okey_err_t *keys_of(request_rec *r, okey_server_conf_t *conf, const char *email,
+                           view_e view, apr_array_header_t **owned)
+{
+    apr_array_header_t *known = NULL;
+    int complete = 0;
+    int allowed = 0;
+    apr_int64_t wait = 0;
+    okey_err_t *err = NULL;
+
+    okey_ledger_keys_of(conf->ledger, r->pool, email, NULL, &known, &complete);
+    *owned = known;
+    if (!complete) {
+        okey_ledger_reap_request(conf->ledger);
+        view = VIEW_LISTING;
+    }
+    if (view != VIEW_LEDGER) {
+        okey_ledger_may_list(conf->ledger, email, apr_time_now(),
+                             view == VIEW_REFRESH ? REFRESH_EVERY : LISTING_EVERY, &allowed,
+                             &wait);
+    }
+    if (allowed) {
+        err = okey_keys_owned(conf->runtime->keys, r->pool, email, NULL, okey_now(), 1,
+                              owned);
+    }
+    else if (!complete) {
+        err = okey_err_make(r->pool, HTTP_TOO_MANY_REQUESTS,
+                            apr_psprintf(r->pool, "My keys was opened very often just now. "
+                                         "Please wait %" APR_INT64_T_FMT " seconds.", wait),
+                            "My keys of %s: a listing is needed and the listing limit is "
+                            "reached, retry in %" APR_INT64_T_FMT " s", email, wait);
+        err->retry_after = wait;
+    }
+    if (allowed && !err) {
+        record_listed(r, conf, email, known, *owned);
+    }
+    return err;
+}
+
+/* What a request must see: "Revoke all" and a key the ledger does not hold
+ * are judged by a listing, so that no key a person means to be rid of
+ * survives a stale ledger. */
+static view_e view_for(request_rec *r, okey_server_conf_t *conf, const char *email,
+                       const char *target)
+{
+    apr_array_header_t *known = NULL;
+    int complete = 0;
+    view_e view = wants_refresh(r) ? VIEW_REFRESH : VIEW_LEDGER;
+
+    if (target && !strcmp(target, "all")) {
+        view = VIEW_LISTING;
+    }
+    else if (target) {
+        okey_ledger_keys_of(conf->ledger, r->pool, email, NULL, &known, &complete);
+        view = okey_keys_held(known, target) ? VIEW_LEDGER : VIEW_LISTING;
+    }
+    return view;
+}
+
 
 /* No session: a page that signs in for My keys, or a 401 for scripts. */
 static int send_sign_in(request_rec *r, const okey_config_t *cfg)
@@ -346,7 +399,8 @@ int okey_keys_handler(request_rec *r)
     }
     entered = !err && session && okey_in_flight_enter(r, conf->runtime, &err);
     if (entered) {
-        err = keys_of(r, conf, session->email, wants_refresh(r) && !target, &owned);
+        err = keys_of(r, conf, session->email, view_for(r, conf, session->email, target),
+                      &owned);
         if (!err && target) {
             err = pick_victims(r, owned, target, &victims);
         }

@@ -8,6 +8,7 @@
 #include "util_mutex.h"
 
 #include <apr_global_mutex.h>
+#include <apr_hash.h>
 #include <apr_shm.h>
 #include <apr_strings.h>
 
@@ -19,11 +20,52 @@ APLOG_USE_MODULE(openaikey);
 #define LEDGER_MUTEX_TYPE "openaikey-ledger"
 #define LEDGER_IPC_KEY "mod_openaikey ledger ipc"
 
-/* The segment of one key server: kept in the parent's process pool, and
- * found again by what the key server is, its size and the layout. */
+/* The segments of the key servers, kept in the parent's process pool and
+ * found again by what each key server is, its size and the layout: a
+ * graceful restart keeps every record. A segment no configuration uses any
+ * more is destroyed in the parent; children of older generations keep
+ * their own mapping of it until they exit. */
+#define SEGMENTS_KEY "mod_openaikey ledger segments 1"
+
 typedef struct {
     apr_shm_t *shm;
+    apr_uint32_t generation;  /* the last configuration that used it */
 } segment_t;
+
+typedef struct {
+    apr_hash_t *segments;     /* name -> segment_t *, in the process pool */
+    apr_uint32_t generation;
+} segments_t;
+
+static segments_t *segments_of(server_rec *s)
+{
+    segments_t *kept = ap_retained_data_get(SEGMENTS_KEY);
+
+    if (!kept) {
+        kept = ap_retained_data_create(SEGMENTS_KEY, sizeof(*kept));
+        kept->segments = apr_hash_make(s->process->pool);
+    }
+    return kept;
+}
+
+/* Destroys the segments the configuration just loaded does not use. */
+static void drop_unused(segments_t *kept)
+{
+    apr_hash_index_t *hi;
+
+    for (hi = apr_hash_first(NULL, kept->segments); hi; hi = apr_hash_next(hi)) {
+        const void *name;
+        void *value;
+        segment_t *segment;
+
+        apr_hash_this(hi, &name, NULL, &value);
+        segment = value;
+        if (segment->generation != kept->generation) {
+            apr_shm_destroy(segment->shm);
+            apr_hash_set(kept->segments, name, APR_HASH_KEY_STRING, NULL);
+        }
+    }
+}
 
 /* Per configuration: the mutex every shared-memory ledger takes. */
 typedef struct {
@@ -52,31 +94,39 @@ static const char *hex(apr_pool_t *pool, const unsigned char *bytes, apr_size_t 
 }
 
 /* The key server's segment, made on first use, or NULL (logged). */
-static void *segment(apr_pool_t *pconf, server_rec *s, const okey_server_conf_t *conf,
-                     apr_size_t size)
+static void *segment(server_rec *s, const okey_server_conf_t *conf, apr_size_t size)
 {
+    apr_pool_t *process = s->process->pool;
     apr_uint32_t capacity = (apr_uint32_t)conf->cfg->ledger_size;
-    const char *layout = okey_ledger_shm_layout(pconf);
-    const char *key = apr_psprintf(pconf, "mod_openaikey ledger %s %u %s", layout, capacity,
-                                   hex(pconf, conf->slot_id, sizeof(conf->slot_id)));
-    segment_t *kept = ap_retained_data_get(key);
+    const char *layout = okey_ledger_shm_layout(s->process->pconf);
+    segments_t *kept = segments_of(s);
+    char name[256];
+    segment_t *found;
     apr_status_t rv = APR_SUCCESS;
 
-    if (!kept) {
-        kept = ap_retained_data_create(key, sizeof(*kept));
-        rv = apr_shm_create(&kept->shm, size, NULL, s->process->pool);
+    apr_snprintf(name, sizeof(name), "%s %u %s", layout, capacity,
+                 hex(s->process->pconf, conf->slot_id, sizeof(conf->slot_id)));
+    found = apr_hash_get(kept->segments, name, APR_HASH_KEY_STRING);
+    if (!found) {
+        found = apr_pcalloc(process, sizeof(*found));
+        rv = apr_shm_create(&found->shm, size, NULL, process);
         if (rv == APR_SUCCESS) {
-            okey_ledger_shm_init(apr_shm_baseaddr_get(kept->shm), capacity, layout);
+            okey_ledger_shm_init(apr_shm_baseaddr_get(found->shm), capacity, layout);
+            apr_hash_set(kept->segments, apr_pstrdup(process, name), APR_HASH_KEY_STRING,
+                         found);
         }
         else {
-            kept->shm = NULL;
             ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, OKEY_LOGNO(420) "cannot make the "
                          "ledger's shared memory (%" APR_SIZE_T_FMT " bytes for "
                          "OpenAIKeyLedgerSize %u) of %s", size, capacity,
                          conf->cfg->server_name);
+            found = NULL;
         }
     }
-    return kept->shm ? apr_shm_baseaddr_get(kept->shm) : NULL;
+    if (found) {
+        found->generation = kept->generation;
+    }
+    return found ? apr_shm_baseaddr_get(found->shm) : NULL;
 }
 
 /* Where the fleet's records live in Redis, and the key that signs them:
@@ -126,7 +176,7 @@ static int make_ledger(apr_pool_t *pconf, server_rec *s, okey_server_conf_t *con
                        ledger_ipc_t *ipc)
 {
     apr_size_t size = okey_ledger_shm_size((apr_uint32_t)conf->cfg->ledger_size);
-    char *base = segment(pconf, s, conf, size + sizeof(okey_ledger_health_t));
+    char *base = segment(s, conf, size + sizeof(okey_ledger_health_t));
     okey_ledger_t *shm = NULL;
     int status = base ? OK : HTTP_INTERNAL_SERVER_ERROR;
 
@@ -157,6 +207,9 @@ int okey_ledger_post_config(apr_pool_t *pconf, server_rec *main_server)
     int status = rv == APR_SUCCESS ? OK : HTTP_INTERNAL_SERVER_ERROR;
     server_rec *s;
 
+    segments_t *kept = segments_of(main_server);
+
+    kept->generation++;
     apr_pool_userdata_set(ipc, LEDGER_IPC_KEY, apr_pool_cleanup_null, pconf);
     for (s = main_server; s && status == OK; s = s->next) {
         okey_server_conf_t *conf = okey_server_conf(s);
@@ -164,6 +217,9 @@ int okey_ledger_post_config(apr_pool_t *pconf, server_rec *main_server)
         if (conf->cfg && conf->slot >= 0) {
             status = make_ledger(pconf, s, conf, ipc);
         }
+    }
+    if (status == OK) {
+        drop_unused(kept);
     }
     return status;
 }

@@ -68,7 +68,7 @@ static okey_project_stats_t project_stats(const okey_stats_t *stats, const char 
 static json_t *projects_json(apr_pool_t *pool, const okey_config_t *cfg,
                              const okey_stats_t *stats)
 {
-    apr_array_header_t *names = okey_config_projects(pool, cfg);
+    apr_array_header_t *names = okey_terms_projects(pool, cfg);
     json_t *list = json_array();
     int i;
 
@@ -280,7 +280,7 @@ static void project_counter(request_rec *r, const char *name, const char *help,
 static void write_project_metrics(request_rec *r, const char *server,
                                   const okey_config_t *cfg, const okey_stats_t *st)
 {
-    apr_array_header_t *projects = okey_config_projects(r->pool, cfg);
+    apr_array_header_t *projects = okey_terms_projects(r->pool, cfg);
 
     project_counter(r, "openaikey_project_keys_issued_total", "Keys issued, by project.",
                     server, projects, st, 0);

@@ -1,7 +1,7 @@
 /* The command-line helper's protocol, both ends: what the module accepts
  * from a login URL and seals for the helper, and what the helper opens. */
 #include "cli.h"
-#include "state.h"
+#include "jose.h"
 
 #include <apr_lib.h>
 #include <apr_strings.h>

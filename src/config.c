@@ -1,6 +1,5 @@
 /* Resolution and validation of the settings of one key server. */
 #include "config.h"
-#include "terms.h"
 
 #include <apr_file_io.h>
 #include <apr_lib.h>
@@ -490,20 +489,4 @@ int okey_config_profile(apr_pool_t *pool, const okey_config_t *base,
                           : base->allowed_groups;
     cfg->user_var = value[OKEY_SET_USER_VAR] ? value[OKEY_SET_USER_VAR] : base->user_var;
     return problems->nelts - before;
-}
-
-apr_array_header_t *okey_config_projects(apr_pool_t *pool, const okey_config_t *cfg)
-{
-    apr_array_header_t *names = apr_array_make(pool, 2, sizeof(const char *));
-
-    int i;
-
-    for (i = 0; cfg->terms && i < cfg->terms->nelts; i++) {
-        APR_ARRAY_PUSH(names, const char *) =
-            APR_ARRAY_IDX(cfg->terms, i, const okey_terms_t *)->project;
-    }
-    if (!names->nelts) {
-        APR_ARRAY_PUSH(names, const char *) = cfg->project;
-    }
-    return names;
 }

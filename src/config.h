@@ -180,10 +180,6 @@ int okey_config_profile(apr_pool_t *pool, const okey_config_t *base,
                         const okey_raw_config_t *profile, const char *where,
                         okey_config_t *cfg, apr_array_header_t *problems);
 
-/* Every project cfg issues into (a name or a proj_ id): its own first, then
- * its profiles'. */
-apr_array_header_t *okey_config_projects(apr_pool_t *pool, const okey_config_t *cfg);
-
 /* Splits a comma-separated list into trimmed, lower-cased, non-empty items. */
 apr_array_header_t *okey_config_split_list(apr_pool_t *pool, const char *list);
 

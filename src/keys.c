@@ -3,7 +3,6 @@
 
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,122 +11,6 @@ struct okey_keys_t {
     okey_openai_t api;
     okey_ledger_t *ledger;        /* keeps project ids */
 };
-
-static const char TAG_CHARS[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-
-/* The check characters of a tag: drawn, expiry and address digested. */
-static void tag_check(apr_int64_t expires, const char *drawn, const char *email,
-                      char check[OKEY_KEYS_TAG_CHECK])
-{
-    char text[40];
-    unsigned char digest[32];
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned int len = sizeof(digest);
-    int i;
-
-    apr_snprintf(text, sizeof(text), "%" APR_INT64_T_FMT "-%.*s-", expires,
-                 OKEY_KEYS_TAG_DRAWN, drawn);
-    memset(digest, 0, sizeof(digest));
-    if (ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
-        EVP_DigestUpdate(ctx, text, strlen(text)) &&
-        EVP_DigestUpdate(ctx, email, strlen(email))) {
-        EVP_DigestFinal_ex(ctx, digest, &len);
-    }
-    EVP_MD_CTX_free(ctx);
-    for (i = 0; i < OKEY_KEYS_TAG_CHECK; i++) {
-        check[i] = TAG_CHARS[digest[i] % (sizeof(TAG_CHARS) - 1)];
-    }
-}
-
-const char *okey_keys_name(apr_pool_t *pool, apr_int64_t expires, const char *drawn,
-                           const char *email)
-{
-    const char *lower = okey_lower(pool, email);
-    char check[OKEY_KEYS_TAG_CHECK];
-
-    tag_check(expires, drawn, lower, check);
-    return apr_psprintf(pool, OKEY_KEYS_NAME_PREFIX "%" APR_INT64_T_FMT "-%.*s%.*s-%s",
-                        expires, OKEY_KEYS_TAG_DRAWN, drawn, OKEY_KEYS_TAG_CHECK, check,
-                        lower);
-}
-
-const char *okey_keys_name_tagged(apr_pool_t *pool, apr_int64_t expires, const char *tag,
-                                  const char *email)
-{
-    return apr_psprintf(pool, OKEY_KEYS_NAME_PREFIX "%" APR_INT64_T_FMT "-%s-%s", expires,
-                        tag, email);
-}
-
-okey_err_t *okey_keys_new_name(apr_pool_t *pool, apr_int64_t expires, const char *email,
-                               const char **name)
-{
-    char drawn[OKEY_KEYS_TAG_DRAWN + 1];
-    unsigned char byte;
-    int n = 0;
-    int tries = 0;
-    apr_status_t rv = APR_SUCCESS;
-
-    /* 252 is the largest multiple of 36 below 256: no character is likelier. */
-    while (n < OKEY_KEYS_TAG_DRAWN && rv == APR_SUCCESS && tries++ < 1000) {
-        rv = apr_generate_random_bytes(&byte, 1);
-        if (rv == APR_SUCCESS && byte < 252) {
-            drawn[n++] = TAG_CHARS[byte % 36];
-        }
-    }
-    drawn[n] = '\0';
-    *name = n == OKEY_KEYS_TAG_DRAWN ? okey_keys_name(pool, expires, drawn, email) : NULL;
-    return *name ? NULL
-                 : okey_err_make(pool, 500, NULL, "no random bytes from the system for a "
-                                 "service account's tag (%d)", rv);
-}
-
-/* Whether text starts with a tag of ours for expires and the address after
- * it. */
-static int tagged(const char *text, apr_int64_t expires)
-{
-    apr_size_t len = strspn(text, TAG_CHARS);
-    char check[OKEY_KEYS_TAG_CHECK];
-    int ok = len >= OKEY_KEYS_TAG_LEN && text[OKEY_KEYS_TAG_LEN] == '-';
-
-    if (ok) {
-        tag_check(expires, text, text + OKEY_KEYS_TAG_LEN + 1, check);
-        ok = !memcmp(check, text + OKEY_KEYS_TAG_DRAWN, OKEY_KEYS_TAG_CHECK);
-    }
-    return ok;
-}
-
-const char *okey_keys_name_tag(apr_pool_t *pool, const char *name)
-{
-    apr_int64_t expires = 0;
-    const char *email = NULL;
-    const char *digits = name + strlen(OKEY_KEYS_NAME_PREFIX);
-    int ours = okey_keys_parse_name(pool, name, &expires, &email);
-
-    digits += ours ? strspn(digits, "0123456789") + 1 : 0;
-    return !ours ? NULL
-           : tagged(digits, expires) ? apr_pstrndup(pool, digits, OKEY_KEYS_TAG_LEN) : "";
-}
-
-int okey_keys_parse_name(apr_pool_t *pool, const char *name,
-                         apr_int64_t *expires, const char **email)
-{
-    apr_size_t prefix = strlen(OKEY_KEYS_NAME_PREFIX);
-    int ok = strncmp(name, OKEY_KEYS_NAME_PREFIX, prefix) == 0;
-    const char *digits = ok ? name + prefix : "";
-    apr_size_t ndigits = strspn(digits, "0123456789");
-    const char *address = digits + ndigits + (digits[ndigits] == '-');
-
-    /* At most 12 digits keep the expiry far from overflow. */
-    ok = ok && ndigits > 0 && ndigits <= 12 && digits[ndigits] == '-';
-    *expires = ok ? (apr_int64_t)strtoll(digits, NULL, 10) : 0;
-    if (ok && tagged(address, *expires)) {
-        address += OKEY_KEYS_TAG_LEN + 1;
-    }
-    ok = ok && address[0] != '@' && strchr(address, '@');
-    *expires = ok ? *expires : 0;
-    *email = ok ? apr_pstrdup(pool, address) : NULL;
-    return ok;
-}
 
 okey_keys_t *okey_keys_create(apr_pool_t *pool, const okey_config_t *cfg,
                               okey_http_t *http, okey_ledger_t *ledger)
@@ -325,7 +208,7 @@ okey_err_t *okey_keys_owned(okey_keys_t *keys, apr_pool_t *pool, const char *ema
                             const char *project, apr_int64_t now, int with_expired,
                             apr_array_header_t **owned)
 {
-    apr_array_header_t *names = project ? NULL : okey_config_projects(pool, keys->cfg);
+    apr_array_header_t *names = project ? NULL : okey_terms_projects(pool, keys->cfg);
     owned_listing_t listing = {pool, okey_lower(pool, email), NULL, NULL, now, with_expired,
                                apr_array_make(pool, 8, sizeof(okey_owned_key_t))};
     okey_err_t *err = NULL;
@@ -378,7 +261,7 @@ apr_array_header_t *okey_keys_revoke(okey_keys_t *keys, apr_pool_t *pool, const 
     return revokes;
 }
 
-static int holds(const apr_array_header_t *keys, const char *service_account_id)
+int okey_keys_held(const apr_array_header_t *keys, const char *service_account_id)
 {
     int found = 0;
     int i;
@@ -398,7 +281,7 @@ static void add_listed(apr_array_header_t *view, const apr_array_header_t *liste
     for (i = 0; i < listed->nelts; i++) {
         const okey_owned_key_t *key = &APR_ARRAY_IDX(listed, i, okey_owned_key_t);
 
-        if (!holds(view, key->service_account_id)) {
+        if (!okey_keys_held(view, key->service_account_id)) {
             APR_ARRAY_PUSH(view, okey_owned_key_t) = *key;
         }
     }
@@ -429,7 +312,7 @@ okey_err_t *okey_keys_cap(okey_keys_t *keys, apr_pool_t *pool, const okey_issued
     if (listed) {
         add_listed(view, listed);
     }
-    if (!holds(view, issued->service_account_id)) {
+    if (!okey_keys_held(view, issued->service_account_id)) {
         APR_ARRAY_PUSH(view, okey_owned_key_t) = key;
     }
     /* Without the listing, the cap still takes what the ledger knows is

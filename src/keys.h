@@ -1,15 +1,14 @@
-/* Key issuance: the project that holds the keys, the service account that
- * carries one, and the naming scheme that lets the reaper find it again. */
+/* Key issuance: the project that holds the keys and the service account
+ * that carries one, named as name.h says. */
 #ifndef OKEY_KEYS_H
 #define OKEY_KEYS_H
 
 #include "config.h"
 #include "ledger.h"
+#include "name.h"
 #include "openai.h"
 #include "reaper.h"
 #include "terms.h"
-
-#define OKEY_KEYS_NAME_PREFIX "okey-"
 
 typedef struct okey_keys_t okey_keys_t;
 
@@ -24,35 +23,6 @@ typedef struct okey_issued_t {
     apr_int64_t lifetime; /* seconds, as asked for */
     apr_int64_t created_at; /* as the creation answered, within the clock skew */
 } okey_issued_t;
-
-/* A tag: OKEY_KEYS_TAG_DRAWN characters drawn at random, then
- * OKEY_KEYS_TAG_CHECK that a digest of the expiry, the drawn part and the
- * address gives, so that a name from before tags, whose address happens to
- * begin like a tag, is not read as a tagged one. */
-#define OKEY_KEYS_TAG_DRAWN 5
-#define OKEY_KEYS_TAG_CHECK 3
-#define OKEY_KEYS_TAG_LEN (OKEY_KEYS_TAG_DRAWN + OKEY_KEYS_TAG_CHECK)
-
-/* okey-<expires>-<tag>-<email in lower case>, the tag made from drawn
- * (OKEY_KEYS_TAG_DRAWN characters of [a-z0-9]). */
-const char *okey_keys_name(apr_pool_t *pool, apr_int64_t expires, const char *drawn,
-                           const char *email);
-
-/* The same with a tag drawn from the system's generator. */
-okey_err_t *okey_keys_new_name(apr_pool_t *pool, apr_int64_t expires, const char *email,
-                               const char **name);
-
-/* A name from its parts, as okey_keys_name_tag gives the tag. */
-const char *okey_keys_name_tagged(apr_pool_t *pool, apr_int64_t expires, const char *tag,
-                                  const char *email);
-
-/* The tag of a name of ours; "" for an untagged one, NULL when not ours. */
-const char *okey_keys_name_tag(apr_pool_t *pool, const char *name);
-
-/* Splits a name of the form above, or of the untagged form of releases 1
- * and 2 (okey-<expires>-<email>); 0 when it is neither. */
-int okey_keys_parse_name(apr_pool_t *pool, const char *name,
-                         apr_int64_t *expires, const char **email);
 
 #define OKEY_KEYS_PROJECT_ID_MAX 128
 
@@ -95,6 +65,9 @@ okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool, const char *pro
 okey_err_t *okey_keys_owned(okey_keys_t *keys, apr_pool_t *pool, const char *email,
                             const char *project, apr_int64_t now, int with_expired,
                             apr_array_header_t **owned);
+
+/* Whether keys (of okey_owned_key_t) hold the service account's key. */
+int okey_keys_held(const apr_array_header_t *keys, const char *service_account_id);
 
 /* A key a revoke tried to delete, and what became of it: OKEY_DELETE_DONE
  * (deleted here), OKEY_DELETE_GONE (someone else deleted it first: 404) or

@@ -7,7 +7,7 @@
 #include <apr_strings.h>
 #include <string.h>
 
-#include "keys.h"
+#include "name.h"
 
 /* Ledgers tried per call: a fallback's own fallback, and no further, so
  * that a chain tied into a loop still ends. */
@@ -44,15 +44,19 @@ static void complain(const okey_ledger_t *ledger, const char *op, apr_status_t r
     }
 }
 
-/* Whether ledger answered op with rv; keeps its health either way. */
-static int heard(okey_ledger_t *ledger, const char *op, apr_status_t rv)
+/* Whether ledger answered op with rv; keeps its health either way. A
+ * health shared with a ledger that failed this call (failed) stays down:
+ * the fallback answering does not make the ledger asked first up. */
+static int heard(okey_ledger_t *ledger, const char *op, apr_status_t rv,
+                 okey_ledger_health_t **failed)
 {
     okey_ledger_health_t *health = ledger->health;
 
-    if (health && rv == APR_SUCCESS) {
+    if (health && rv == APR_SUCCESS && health != *failed) {
         apr_atomic_set32((volatile apr_uint32_t *)&health->up, 1);
     }
     if (health && rv != APR_SUCCESS) {
+        *failed = health;
         apr_atomic_inc64(&health->errors);
         apr_atomic_set32((volatile apr_uint32_t *)&health->up, 0);
         if (ledger->logger && complaint_due(health, apr_time_now())) {
@@ -73,11 +77,12 @@ static okey_ledger_t *next_of(okey_ledger_t *each, int n)
 #define OKEY_LEDGER_TRY(ledger, answered, op, reset, call)                          \
     do {                                                                          \
         okey_ledger_t *each = (ledger);                                           \
+        okey_ledger_health_t *failed = NULL;                                      \
         int tried = 0;                                                            \
         for ((answered) = 0; each && !(answered);                                 \
              each = next_of(each->fallback, ++tried)) {                           \
             reset;                                                                \
-            (answered) = heard(each, op, each->ops->call);                        \
+            (answered) = heard(each, op, each->ops->call, &failed);               \
         }                                                                         \
         if (!(answered)) {                                                        \
             reset;                                                                \

@@ -197,7 +197,8 @@ apr_status_t okey_ledger_memory_create(apr_pool_t *pool, okey_ledger_t **ledger)
 
 /* The shared-memory ledger of one key server, for the children of one
  * httpd. Its segment, of okey_ledger_shm_size bytes for capacity records,
- * is made once by its owner, set up once with okey_ledger_shm_init, and
+ * is made once by its owner, zeroed (as fresh shared memory is), set up
+ * once with okey_ledger_shm_init (which touches only its header), and
  * attached to by each configuration; mutex guards it (a pointer to the
  * owner's, which child_init may reopen). A segment of another layout
  * (okey_ledger_shm_layout) is refused: APR_EINVAL. */

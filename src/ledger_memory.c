@@ -9,8 +9,8 @@
 #include <apr_thread_mutex.h>
 #include <string.h>
 
-#include "keys.h"
 #include "lease.h"
+#include "name.h"
 
 /* Deleted keys are remembered this long before a fill's start: no listing
  * takes longer. */

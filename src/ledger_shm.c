@@ -5,8 +5,8 @@
  * at 100 000. Whoever owns the segment sizes it with okey_ledger_shm_size,
  * keeps it across restarts, and attaches to it once per configuration. */
 #include "ledger.h"
-#include "keys.h"
 #include "lease.h"
+#include "name.h"
 
 #include <apr_global_mutex.h>
 #include <apr_strings.h>
@@ -23,7 +23,7 @@
 #define LISTERS 1024
 #define MARKS 4096
 #define MARK_PROBES 16
-#define NIL (-1)
+#define NIL 0             /* records are numbered from 1: zeroed memory is empty */
 
 typedef enum {
     STATE_EMPTY,   /* no fill yet: the ledger cannot answer for anyone */
@@ -38,7 +38,7 @@ typedef struct {
     char tag[OKEY_KEYS_TAG_LEN + 1];
     apr_int64_t named, created_at, expires;
     apr_time_t added;             /* by record, when; 0: by a fill */
-    apr_int32_t next_by_id, next_by_person; /* chains; next free when free */
+    apr_uint32_t next_by_id, next_by_person; /* chains; next free when free */
 } record_t;
 
 typedef struct {
@@ -72,7 +72,9 @@ typedef struct {
     char layout[64];
     apr_uint32_t capacity, buckets;
     ledger_state_e state;
-    apr_int32_t count, free_head;
+    apr_int32_t count;
+    apr_uint32_t free_head;       /* a freed record, or NIL */
+    apr_uint32_t used;            /* records 1..used were ever taken */
     apr_uint64_t next_token;
     okey_ledger_lease_t lease;
     apr_interval_time_t lease_length;
@@ -89,7 +91,7 @@ typedef struct {
 typedef struct {
     header_t *header;
     record_t *records;
-    apr_int32_t *by_id, *by_person;
+    apr_uint32_t *by_id, *by_person;
     apr_global_mutex_t **mutex;
     const okey_logger_t *logger;
 } shm_ledger_t;
@@ -113,7 +115,7 @@ static apr_size_t align8(apr_size_t size)
 apr_size_t okey_ledger_shm_size(apr_uint32_t capacity)
 {
     return align8(sizeof(header_t)) + align8(sizeof(record_t) * capacity) +
-           2 * align8(sizeof(apr_int32_t) * buckets_for(capacity));
+           2 * align8(sizeof(apr_uint32_t) * buckets_for(capacity));
 }
 
 static const char *hex(apr_pool_t *pool, const unsigned char *bytes, apr_size_t len)
@@ -184,66 +186,50 @@ static apr_uint32_t person_bucket(const shm_ledger_t *ledger, const unsigned cha
     return bucket_of(ledger, person, 16);
 }
 
-/* Every record free, every chain empty. */
-static void clear_records(shm_ledger_t *ledger)
-{
-    header_t *header = ledger->header;
-    apr_uint32_t i;
-
-    for (i = 0; i < header->capacity; i++) {
-        ledger->records[i].id[0] = '\0';
-        ledger->records[i].next_by_id = NIL;
-        ledger->records[i].next_by_person = i + 1 < header->capacity ? (apr_int32_t)i + 1 : NIL;
-    }
-    for (i = 0; i < header->buckets; i++) {
-        ledger->by_id[i] = NIL;
-        ledger->by_person[i] = NIL;
-    }
-    header->free_head = header->capacity ? 0 : NIL;
-    header->count = 0;
-}
-
 void okey_ledger_shm_init(void *base, apr_uint32_t capacity, const char *layout)
 {
-    shm_ledger_t view;
+    header_t *header = base;
 
-    memset(base, 0, sizeof(header_t));
-    view.header = base;
-    view.records = (record_t *)((char *)base + align8(sizeof(header_t)));
-    view.by_id = (apr_int32_t *)((char *)view.records + align8(sizeof(record_t) * capacity));
-    view.by_person = view.by_id + align8(sizeof(apr_int32_t) * buckets_for(capacity)) /
-                                  sizeof(apr_int32_t);
-    apr_cpystrn(view.header->layout, layout, sizeof(view.header->layout));
-    view.header->capacity = capacity;
-    view.header->buckets = buckets_for(capacity);
-    view.header->state = STATE_EMPTY;
-    clear_records(&view);
+    /* The rest is zero, as fresh shared memory is: every chain empty. */
+    memset(header, 0, sizeof(*header));
+    apr_cpystrn(header->layout, layout, sizeof(header->layout));
+    header->capacity = capacity;
+    header->buckets = buckets_for(capacity);
+    header->state = STATE_EMPTY;
 }
 
-static apr_int32_t find_id(const shm_ledger_t *ledger, const char *id)
+static record_t *rec(const shm_ledger_t *ledger, apr_uint32_t at)
 {
-    apr_int32_t at = ledger->by_id[id_bucket(ledger, id)];
+    return &ledger->records[at - 1];
+}
+
+static apr_uint32_t find_id(const shm_ledger_t *ledger, const char *id)
+{
+    apr_uint32_t at = ledger->by_id[id_bucket(ledger, id)];
     apr_uint32_t steps = 0;
 
-    while (at != NIL && strcmp(ledger->records[at].id, id) &&
+    while (at != NIL && strcmp(rec(ledger, at)->id, id) &&
            steps++ < ledger->header->capacity) {
-        at = ledger->records[at].next_by_id;
+        at = rec(ledger, at)->next_by_id;
     }
     return at;
 }
 
 /* Puts a copy of entry in a free record, chained; NIL when none is free. */
-static apr_int32_t insert(shm_ledger_t *ledger, const record_t *entry)
+static apr_uint32_t insert(shm_ledger_t *ledger, const record_t *entry)
 {
     header_t *header = ledger->header;
-    apr_int32_t at = header->free_head;
-    record_t *record = at != NIL ? &ledger->records[at] : NULL;
+    apr_uint32_t at = header->free_head ? header->free_head
+                      : header->used < header->capacity ? header->used + 1 : NIL;
+    record_t *record = at != NIL ? rec(ledger, at) : NULL;
 
     if (record) {
         apr_uint32_t by_id = id_bucket(ledger, entry->id);
         apr_uint32_t by_person = person_bucket(ledger, entry->person);
 
-        header->free_head = record->next_by_person;
+        header->free_head = at == header->free_head ? record->next_by_person
+                                                    : header->free_head;
+        header->used = at > header->used ? at : header->used;
         *record = *entry;
         record->next_by_id = ledger->by_id[by_id];
         ledger->by_id[by_id] = at;
@@ -255,22 +241,22 @@ static apr_int32_t insert(shm_ledger_t *ledger, const record_t *entry)
 }
 
 /* Unlinks the record at from chain *head through the link at offset. */
-static void unchain(shm_ledger_t *ledger, apr_int32_t *head, apr_int32_t at, size_t link)
+static void unchain(shm_ledger_t *ledger, apr_uint32_t *head, apr_uint32_t at, size_t link)
 {
-    apr_int32_t *next = head;
+    apr_uint32_t *next = head;
     apr_uint32_t steps = 0;
 
     while (*next != NIL && *next != at && steps++ < ledger->header->capacity) {
-        next = (apr_int32_t *)((char *)&ledger->records[*next] + link);
+        next = (apr_uint32_t *)((char *)rec(ledger, *next) + link);
     }
     if (*next == at) {
-        *next = *(apr_int32_t *)((char *)&ledger->records[at] + link);
+        *next = *(apr_uint32_t *)((char *)rec(ledger, at) + link);
     }
 }
 
-static void remove_at(shm_ledger_t *ledger, apr_int32_t at)
+static void remove_at(shm_ledger_t *ledger, apr_uint32_t at)
 {
-    record_t *record = &ledger->records[at];
+    record_t *record = rec(ledger, at);
 
     unchain(ledger, &ledger->by_id[id_bucket(ledger, record->id)], at,
             offsetof(record_t, next_by_id));
@@ -330,13 +316,13 @@ static apr_array_header_t *person_keys(shm_ledger_t *ledger, apr_pool_t *pool,
 {
     apr_array_header_t *keys = apr_array_make(pool, 4, sizeof(okey_owned_key_t));
     unsigned char person[16];
-    apr_int32_t at;
+    apr_uint32_t at;
     apr_uint32_t steps = 0;
 
     okey_ledger_person(email, person);
     at = ledger->by_person[person_bucket(ledger, person)];
     while (at != NIL && steps++ < ledger->header->capacity) {
-        const record_t *record = &ledger->records[at];
+        const record_t *record = rec(ledger, at);
 
         if (!memcmp(record->person, person, 16) && (!now || record->expires > now) &&
             (!project_id || !strcmp(record->project_id, project_id))) {
@@ -673,9 +659,9 @@ static apr_status_t shm_fill(void *baton, apr_pool_t *pool, const apr_array_head
 
     lock(ledger);
     /* Records added since the listing began may be missing from it. */
-    for (at = 0; at < header->capacity; at++) {
-        if (ledger->records[at].id[0] && ledger->records[at].added < started) {
-            remove_at(ledger, (apr_int32_t)at);
+    for (at = 1; at <= header->used; at++) {
+        if (rec(ledger, at)->id[0] && rec(ledger, at)->added < started) {
+            remove_at(ledger, at);
         }
     }
     for (i = 0; i < made && fits; i++) {
@@ -713,7 +699,7 @@ static apr_status_t shm_forget(void *baton, const char *email, const char *proje
 {
     shm_ledger_t *ledger = baton;
     header_t *header = ledger->header;
-    apr_int32_t at;
+    apr_uint32_t at;
 
     (void)email;
     (void)project_id;
@@ -842,10 +828,10 @@ apr_status_t okey_ledger_shm_attach(apr_pool_t *pool, void *base, apr_size_t siz
     if (rv == APR_SUCCESS) {
         ledger->header = header;
         ledger->records = (record_t *)((char *)base + align8(sizeof(header_t)));
-        ledger->by_id = (apr_int32_t *)((char *)ledger->records +
-                                        align8(sizeof(record_t) * header->capacity));
+        ledger->by_id = (apr_uint32_t *)((char *)ledger->records +
+                                         align8(sizeof(record_t) * header->capacity));
         ledger->by_person = ledger->by_id +
-                            align8(sizeof(apr_int32_t) * header->buckets) / sizeof(apr_int32_t);
+                            align8(sizeof(apr_uint32_t) * header->buckets) / sizeof(apr_uint32_t);
         ledger->mutex = mutex;
         ledger->logger = logger;
         *out = apr_pcalloc(pool, sizeof(**out));

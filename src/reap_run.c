@@ -470,7 +470,7 @@ static okey_terms_t *both_terms(const okey_reaper_t *reaper, apr_pool_t *pool,
 static okey_err_t *projects_to_reap(const okey_reaper_t *reaper, apr_pool_t *pool,
                                     apr_array_header_t *ids, apr_array_header_t *terms_of)
 {
-    apr_array_header_t *names = okey_config_projects(pool, reaper->cfg);
+    apr_array_header_t *names = okey_terms_projects(pool, reaper->cfg);
     apr_hash_t *seen = apr_hash_make(pool);   /* id -> its index (int *) */
     okey_err_t *err = NULL;
     int i, j;

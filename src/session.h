@@ -3,7 +3,7 @@
 #ifndef OKEY_SESSION_H
 #define OKEY_SESSION_H
 
-#include "state.h"
+#include "jose.h"
 
 #define OKEY_SESSION_COOKIE "okey_session"
 

@@ -4,10 +4,10 @@
 #define OKEY_STATE_H
 
 #include "cli.h"
+#include "jose.h"
 #include "okey.h"
 
 #include <apr_time.h>
-#include <cjose/cjose.h>
 
 #define OKEY_STATE_COOKIE_PREFIX "okey_state_"
 #define OKEY_STATE_LIFETIME 600
@@ -15,10 +15,7 @@
 /* State cookies of one request looked at, at most. */
 #define OKEY_STATE_MAX_SEEN 16
 #define OKEY_STATE_TOKEN_BYTES 32
-#define OKEY_STATE_IV_BYTES 12
-#define OKEY_STATE_KEY_BYTES 32
-
-typedef struct okey_state_key_t okey_state_key_t;
+#define OKEY_STATE_IV_BYTES OKEY_SEAL_IV_BYTES
 
 typedef struct okey_state_t {
     const char *state;
@@ -33,18 +30,6 @@ typedef struct okey_state_t {
     /* AES-GCM nonce for sealing this state, drawn with it: sealed once. */
     unsigned char iv[OKEY_STATE_IV_BYTES];
 } okey_state_t;
-
-/* Derives the 256-bit cookie key from a passphrase (PBKDF2-HMAC-SHA256), or
- * from fresh random bytes when passphrase is NULL. The key lives as long as
- * pool. Costly by design: call once at startup. */
-okey_err_t *okey_state_key_create(apr_pool_t *pool, const char *passphrase,
-                                  okey_state_key_t **key);
-
-/* The cookie key from key bytes drawn elsewhere: random ones need no
- * stretching. */
-okey_err_t *okey_state_key_from_bytes(apr_pool_t *pool,
-                                      const unsigned char bytes[OKEY_STATE_KEY_BYTES],
-                                      okey_state_key_t **key);
 
 /* A new attempt: random state, nonce and verifier, created now. */
 okey_err_t *okey_state_new(apr_pool_t *pool, apr_time_t now,
@@ -64,29 +49,8 @@ okey_err_t *okey_state_open(apr_pool_t *pool, const okey_state_key_t *key,
                             const char *sealed, apr_time_t now,
                             okey_state_t **state);
 
-/* Seals plain text under key as a JWE (dir + A256GCM), with iv or, when
- * iv is NULL, a fresh random one. */
-okey_err_t *okey_seal(apr_pool_t *pool, const okey_state_key_t *key,
-                      const char *plain, const unsigned char *iv, const char **sealed);
-
-/* The plain text of a compact JWE whose protected header names exactly alg
- * and A256GCM, decrypted with jwk; NULL otherwise. Callers check the
- * segments' lengths first: cjose reads past short ones. */
-const char *okey_jwe_open(apr_pool_t *pool, const cjose_jwk_t *jwk, const char *alg,
-                          const char *compact);
-
-/* The plain text of what okey_seal made under key, or NULL. */
-const char *okey_unseal(apr_pool_t *pool, const okey_state_key_t *key,
-                        const char *sealed);
-
-/* HMAC-SHA256 of data under a subkey derived from key for MACs alone. */
-void okey_state_key_mac(const okey_state_key_t *key, const char *data,
-                        unsigned char mac[32]);
-
 /* Whether a state parameter has the shape this module issues. */
 int okey_state_token_valid(const char *token);
-
-
 
 /* One sign-in state cookie found in a request. */
 typedef struct okey_state_cookie_t {

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "keys.h"
+#include "name.h"
 #include "policy.h"
 
 const okey_terms_t *okey_terms_of(const apr_array_header_t *terms, const char *project)
@@ -34,6 +34,21 @@ const okey_terms_t *okey_terms_for(apr_pool_t *pool, const okey_config_t *cfg,
         found = APR_ARRAY_IDX(made, 0, const okey_terms_t *);
     }
     return found;
+}
+
+apr_array_header_t *okey_terms_projects(apr_pool_t *pool, const okey_config_t *cfg)
+{
+    apr_array_header_t *names = apr_array_make(pool, 2, sizeof(const char *));
+    int i;
+
+    for (i = 0; cfg->terms && i < cfg->terms->nelts; i++) {
+        APR_ARRAY_PUSH(names, const char *) =
+            APR_ARRAY_IDX(cfg->terms, i, const okey_terms_t *)->project;
+    }
+    if (!names->nelts) {
+        APR_ARRAY_PUSH(names, const char *) = cfg->project;
+    }
+    return names;
 }
 
 static int disagree(apr_pool_t *pool, const okey_terms_t *kept, apr_int64_t cap,

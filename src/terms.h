@@ -54,6 +54,10 @@ const okey_terms_t *okey_terms_of(const apr_array_header_t *terms, const char *p
 const okey_terms_t *okey_terms_for(apr_pool_t *pool, const okey_config_t *cfg,
                                    const char *project);
 
+/* Every project cfg issues into (a name or a proj_ id): its own first, then
+ * its profiles'. */
+apr_array_header_t *okey_terms_projects(apr_pool_t *pool, const okey_config_t *cfg);
+
 typedef enum {
     OKEY_KEY_FOREIGN,    /* not named by this module: never touched */
     OKEY_KEY_LIVE,       /* ours, within its terms */

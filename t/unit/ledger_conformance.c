@@ -406,6 +406,21 @@ START_TEST(a_project_lock_lapses_after_its_length)
 }
 END_TEST
 
+/* Adds one to a number kept as a project's id, as a creator finds what
+ * the last one stored and stores anew: no update is lost to another. */
+static void count_up(racer_t *racer)
+{
+    okey_ledger_t *ledger = racer->race->ledger;
+    const char *id = NULL;
+    int n;
+
+    racer->answered &= okey_ledger_project_get(ledger, racer->pool, "count", &id);
+    n = id ? atoi(id) : 0;
+    apr_thread_yield();
+    racer->answered &= okey_ledger_project_set(ledger, "count",
+                                               apr_itoa(racer->pool, n + 1), NULL);
+}
+
 static void lock_and_look(racer_t *racer)
 {
     race_t *race = racer->race;
@@ -418,6 +433,7 @@ static void lock_and_look(racer_t *racer)
         racer->won += taken;
         if (taken) {
             racer->overlaps += apr_atomic_inc32(&race->inside) != 0;
+            count_up(racer);
             apr_atomic_dec32(&race->inside);
             racer->answered &= okey_ledger_project_unlock(race->ledger, "team");
         }
@@ -435,6 +451,7 @@ START_TEST(one_creator_at_a_time_holds_a_project_lock)
     }
     /* Each waited its turn, within its wait. */
     ck_assert_int_eq(winners(run), RACERS * ROUNDS);
+    ck_assert_int_eq(atoi(project_id(ledger, "count")), RACERS * ROUNDS);
 }
 END_TEST
 
@@ -890,6 +907,23 @@ START_TEST(a_record_sees_the_live_keys_of_its_project)
     keys = keys_of(ledger, ALICE, "proj_2", NULL);
     ck_assert_int_eq(keys->nelts, 1);
     ck_assert_int_eq(keys_of(ledger, ALICE, "proj_3", NULL)->nelts, 0);
+    ck_assert_int_eq(count(ledger), 6);
+}
+END_TEST
+
+START_TEST(a_key_recorded_again_is_recorded_once)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    apr_int64_t now = apr_time_sec(t0);
+    okey_owned_key_t a1 = key_of(ALICE, "sa_a1", "proj_1", now, now + 3600, "aaaaa");
+    apr_array_header_t *keys;
+
+    record(ledger, ALICE, &a1, t0, NULL);
+    keys = record(ledger, ALICE, &a1, t0 + SEC(1), NULL);
+    ck_assert_int_eq(keys->nelts, 1);
+    ck_assert_int_eq(keys_of(ledger, ALICE, NULL, NULL)->nelts, 1);
+    ck_assert_int_eq(count(ledger), 1);
 }
 END_TEST
 
@@ -1162,6 +1196,7 @@ void okey_ledger_conformance_add(Suite *suite, const char *backend,
         names_are_given_back_as_they_were,
         no_one_sees_another_persons_keys,
         a_record_sees_the_live_keys_of_its_project,
+        a_key_recorded_again_is_recorded_once,
         forget_removes_one_key,
         each_record_sees_every_record_before_it,
         a_fill_never_loses_a_record_made_while_it_listed,

@@ -23,7 +23,10 @@
  * all ended before the pool goes.
  *
  * The ledger's health and logger are left as make sets them; its
- * fallback must be NULL, so that every answer is the backend's own.
+ * fallback must be NULL, so that every answer is the backend's own. Tests
+ * call through okey_ledger_*, and a call the backend fails fails the test.
+ * Races call one ledger from up to 8 threads at once, a bounded number of
+ * times each.
  *
  * Times: every operation that takes a now is given one, from the wall
  * clock at the start of the test and moved forward (by up to a few hours)

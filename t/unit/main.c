@@ -32,6 +32,7 @@ int main(void)
 
     apr_initialize();
     runner = srunner_create(okey_state_suite());
+    srunner_add_suite(runner, okey_jose_suite());
     srunner_add_suite(runner, okey_oidc_suite());
     srunner_add_suite(runner, okey_policy_suite());
     srunner_add_suite(runner, okey_keys_suite());

@@ -326,6 +326,26 @@ START_TEST(the_fallback_answers_when_the_backend_fails)
 }
 END_TEST
 
+START_TEST(a_health_shared_with_the_fallback_stays_down)
+{
+    apr_array_header_t *lines;
+    okey_ledger_t *ledger = down_ledger(&lines);
+    okey_ledger_t *fallback = memory_ledger();
+    apr_int64_t records = -1;
+
+    /* As a server keeps one health for its ledger and the one it falls back on. */
+    fallback->health = ledger->health;
+    ledger->fallback = fallback;
+    ck_assert(okey_ledger_count(ledger, &records));
+    ck_assert_int_eq(records, 0);
+    ck_assert_int_eq(ledger->health->up, 0);
+    ck_assert_int_eq(ledger->health->errors, 1);
+    /* Asked alone, the fallback is up. */
+    ck_assert(okey_ledger_count(fallback, &records));
+    ck_assert_int_eq(ledger->health->up, 1);
+}
+END_TEST
+
 START_TEST(failures_are_logged_once_a_minute_without_secrets)
 {
     apr_array_header_t *lines;
@@ -500,6 +520,22 @@ START_TEST(memory_keeps_every_entry_as_its_tables_are_made_again)
 }
 END_TEST
 
+START_TEST(memory_ledgers_draw_tokens_apart)
+{
+    okey_ledger_t *one = memory_ledger();
+    okey_ledger_t *other = memory_ledger();
+    okey_ledger_lease_t a, b;
+    int claimed = 0;
+
+    /* Both the first claim of their ledger: only the draw tells them apart. */
+    ck_assert(okey_ledger_lease_claim(one, SEC(1000), 600, SEC(30), 1, &a, &claimed));
+    ck_assert(claimed);
+    ck_assert(okey_ledger_lease_claim(other, SEC(1000), 600, SEC(30), 1, &b, &claimed));
+    ck_assert(claimed);
+    ck_assert_str_ne(a.token, b.token);
+}
+END_TEST
+
 Suite *okey_ledger_suite(void)
 {
     Suite *suite = suite_create("ledger");
@@ -510,6 +546,7 @@ Suite *okey_ledger_suite(void)
     tcase_add_test(calls, with_no_ledger_answering_every_output_is_safe);
     tcase_add_test(calls, a_missing_ledger_answers_nothing);
     tcase_add_test(calls, the_fallback_answers_when_the_backend_fails);
+    tcase_add_test(calls, a_health_shared_with_the_fallback_stays_down);
     tcase_add_test(calls, failures_are_logged_once_a_minute_without_secrets);
     tcase_add_test(calls, a_backend_that_answers_again_is_up_again);
     tcase_add_test(calls, fallbacks_tied_in_a_loop_still_end);
@@ -519,6 +556,7 @@ Suite *okey_ledger_suite(void)
     tcase_add_test(helpers, a_name_is_rebuilt_from_what_a_record_holds);
     suite_add_tcase(suite, helpers);
     tcase_add_test(memory, memory_keeps_every_entry_as_its_tables_are_made_again);
+    tcase_add_test(memory, memory_ledgers_draw_tokens_apart);
     suite_add_tcase(suite, memory);
     okey_ledger_conformance_add(suite, "memory", make_memory, NULL);
     return suite;

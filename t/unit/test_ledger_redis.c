@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "keys.h"
+#include "name.h"
 #include "ledger.h"
 #include "ledger_conformance.h"
 #include "ledger_redis.h"

@@ -126,9 +126,9 @@ START_TEST(every_segment_is_checked)
 }
 END_TEST
 
-/* The cookie is a standard JWE (dir, A256GCM): another implementation
- * opens it with the same key, and what that one seals opens here. */
-START_TEST(sealed_cookies_are_standard_jwe)
+/* The state cookie is a standard JWE (dir, A256GCM): another
+ * implementation opens it with the same key. */
+START_TEST(state_cookies_are_standard_jwe)
 {
     unsigned char raw[OKEY_STATE_KEY_BYTES];
     okey_state_key_t *key = NULL;
@@ -138,54 +138,19 @@ START_TEST(sealed_cookies_are_standard_jwe)
     uint8_t *plain;
     const char *sealed = NULL;
     okey_state_t *state = NULL;
-    int i;
 
     memset(raw, 7, sizeof(raw));
     ck_assert_ptr_null(okey_state_key_from_bytes(test_pool, raw, &key));
     jwk = cjose_jwk_create_oct_spec(raw, sizeof(raw), NULL);
-    /* Many seals in a row reuse the contexts: every one must open. */
-    for (i = 0; i < 40; i++) {
-        ck_assert_ptr_null(okey_seal(test_pool, key, "{\"a\":1}", NULL, &sealed));
-        jwe = cjose_jwe_import(sealed, strlen(sealed), NULL);
-        plain = cjose_jwe_decrypt(jwe, jwk, &len, NULL);
-        ck_assert_ptr_nonnull(plain);
-        ck_assert_int_eq(len, 7);
-        ck_assert_int_eq(memcmp(plain, "{\"a\":1}", 7), 0);
-        cjose_get_dealloc()(plain);
-        cjose_jwe_release(jwe);
-        ck_assert_str_eq(okey_unseal(test_pool, key, sealed), "{\"a\":1}");
-    }
     ck_assert_ptr_null(okey_state_new(test_pool, apr_time_now(), &state));
     ck_assert_ptr_null(okey_state_seal(test_pool, key, state, &sealed));
     jwe = cjose_jwe_import(sealed, strlen(sealed), NULL);
     plain = cjose_jwe_decrypt(jwe, jwk, &len, NULL);
     ck_assert_ptr_nonnull(plain);
+    ck_assert_ptr_nonnull(strstr(apr_pstrndup(test_pool, (const char *)plain, len),
+                                 state->verifier));
     cjose_get_dealloc()(plain);
     cjose_jwe_release(jwe);
-    /* Headers another implementation writes open; ones that ask for what
-     * this reader does not do (compression, critical extensions) do not. */
-    for (i = 0; i < 3; i++) {
-        static const char *const extra[] = {"kid", "zip", "crit"};
-        cjose_header_t *header = cjose_header_new(NULL);
-        char *other;
-
-        cjose_header_set(header, CJOSE_HDR_ALG, CJOSE_HDR_ALG_DIR, NULL);
-        cjose_header_set(header, CJOSE_HDR_ENC, CJOSE_HDR_ENC_A256GCM, NULL);
-        cjose_header_set(header, extra[i], "DEF", NULL);
-        jwe = cjose_jwe_encrypt(jwk, header, (const uint8_t *)"{}", 2, NULL);
-        other = cjose_jwe_export(jwe, NULL);
-        ck_assert_ptr_nonnull(other);
-        if (i == 0) {
-            ck_assert_str_eq(okey_unseal(test_pool, key, other), "{}");
-        }
-        else {
-            ck_assert_msg(okey_unseal(test_pool, key, other) == NULL, "opened with %s",
-                          extra[i]);
-        }
-        cjose_get_dealloc()(other);
-        cjose_jwe_release(jwe);
-        cjose_header_release(header);
-    }
     cjose_jwk_release(jwk);
 }
 END_TEST
@@ -325,7 +290,7 @@ Suite *okey_state_suite(void)
     tcase_add_test(tc, lifetime_and_destination_travel_sealed);
     tcase_add_test(tc, tampered_state_is_refused);
     tcase_add_test(tc, every_segment_is_checked);
-    tcase_add_test(tc, sealed_cookies_are_standard_jwe);
+    tcase_add_test(tc, state_cookies_are_standard_jwe);
     tcase_add_test(tc, expired_state_is_refused);
     tcase_add_test(tc, state_under_another_key_is_refused);
     tcase_add_test(tc, challenge_is_s256_of_the_verifier);

@@ -12,6 +12,7 @@ void test_pool_setup(void);
 void test_pool_teardown(void);
 
 Suite *okey_state_suite(void);
+Suite *okey_jose_suite(void);
 Suite *okey_oidc_suite(void);
 Suite *okey_policy_suite(void);
 Suite *okey_keys_suite(void);
