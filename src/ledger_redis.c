@@ -25,8 +25,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "keys.h"
 #include "lease.h"
+#include "name.h"
 
 #define IDLE_MAX 64
 #define BACKOFF_FIRST apr_time_from_sec(1)

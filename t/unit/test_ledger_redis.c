@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "keys.h"
+#include "name.h"
 #include "ledger.h"
 #include "ledger_conformance.h"
 #include "ledger_redis.h"
@@ -704,6 +704,37 @@ START_TEST(records_it_did_not_write_are_ignored)
 }
 END_TEST
 
+START_TEST(project_ids_and_records_it_did_not_sign_are_ignored)
+{
+    okey_ledger_t *ledger = started();
+    okey_ledger_t *elsewhere = NULL;
+    okey_owned_key_t a = key_of("ann@example.org", "sa_a", PROJECT, 100, 1900000000);
+    const char *why = NULL, *id = NULL;
+    const char *text;
+    int complete;
+
+    ck_assert(okey_ledger_project_set(ledger, "team", "proj_1", NULL));
+    text = redis_do("HGET", PREFIX "projects", "team", NULL);
+    /* Another project's id, or another id under this one's MAC. */
+    redis_do("HSET", PREFIX "projects", "other", text);
+    redis_do("HSET", PREFIX "projects", "team",
+             apr_pstrcat(test_pool, "v1|proj_evil", strrchr(text, '|'), NULL));
+    ck_assert(okey_ledger_project_get(ledger, test_pool, "team", &id));
+    ck_assert_ptr_eq(id, NULL);
+    ck_assert(okey_ledger_project_get(ledger, test_pool, "other", &id));
+    ck_assert_ptr_eq(id, NULL);
+    /* Another deployment's records: the prefix is signed too. */
+    ck_assert_int_eq(okey_ledger_redis_create(test_pool, server.url, NULL, "other:", MAC_KEY,
+                                              apr_time_from_sec(2), &elsewhere, &why),
+                     APR_SUCCESS);
+    record(elsewhere, "ann@example.org", &a);
+    text = redis_do("HGET", apr_pstrcat(test_pool, "other:", person_key("ann@example.org") +
+                                        strlen(PREFIX), NULL), "sa_a", NULL);
+    redis_do("HSET", person_key("ann@example.org"), "sa_a", text);
+    ck_assert_int_eq(keys_of(ledger, "ann@example.org", &complete)->nelts, 0);
+}
+END_TEST
+
 START_TEST(a_forged_record_cannot_hide_a_listed_key)
 {
     okey_ledger_t *ledger = started();
@@ -818,6 +849,7 @@ Suite *okey_ledger_redis_suite(void)
     tcase_add_test(tc, redis_killed_then_back);
     tcase_add_test(tc, a_silent_server_times_out);
     tcase_add_test(tc, records_it_did_not_write_are_ignored);
+    tcase_add_test(tc, project_ids_and_records_it_did_not_sign_are_ignored);
     tcase_add_test(tc, a_forged_record_cannot_hide_a_listed_key);
     tcase_add_test(tc, fill_of_a_hundred_thousand);
     suite_add_tcase(suite, tc);
