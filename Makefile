@@ -2,7 +2,7 @@
 APXS       ?= apxs
 CC         ?= cc
 comma      := ,
-PKGS        = libcurl jansson cjose
+PKGS        = libcurl jansson cjose hiredis
 LIB_SRC     = src/okey.c src/json.c src/config.c src/http.c src/state.c src/oidc.c src/reaper.c \
               src/reap_run.c src/policy.c src/openai.c src/keys.c src/page.c src/query.c \
               src/lifetime.c src/session.c src/cli.c src/terms.c src/lease.c \
@@ -61,8 +61,8 @@ screenshot: mod_openaikey.so
 	scripts/screenshot
 
 # --- unit tests of the library (Check), no httpd ---------------------------
-UNIT_SRC   = $(wildcard t/unit/test_*.c) t/unit/ledger_conformance.c
-UNIT_HDR   = t/unit/testutil.h t/unit/ledger_conformance.h
+UNIT_SRC   = $(wildcard t/unit/test_*.c) t/unit/ledger_conformance.c t/unit/redis_fixture.c
+UNIT_HDR   = t/unit/testutil.h t/unit/ledger_conformance.h t/unit/redis_fixture.h
 UNIT_CFLAGS = -std=c99 -g $(WARN) $(WERROR) $(APR_CFLAGS) $(PKG_CFLAGS) \
               $(shell pkg-config --cflags check) -Isrc
 UNIT_LIBS  = $(APR_LIBS) $(PKG_LIBS) $(shell pkg-config --libs check)
