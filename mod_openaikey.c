@@ -511,6 +511,13 @@ static void child_init(apr_pool_t *pchild, server_rec *main_server)
     }
 }
 
+void okey_runtime_wake_reaper(okey_runtime_t *rt)
+{
+    if (rt->reaper) {
+        okey_reaper_wake(rt->reaper);
+    }
+}
+
 /* --- responses ----------------------------------------------------------- */
 
 static void security_headers(request_rec *r, const char *csp)
@@ -641,6 +648,53 @@ okey_server_conf_t *okey_ready_conf(request_rec *r, okey_err_t **err)
         conf = NULL;
     }
     return conf;
+}
+
+/* --- revocations ------------------------------------------------------------- */
+
+void okey_audit_revoked(request_rec *r, const okey_owned_key_t *key, const char *email,
+                        okey_revoked_by_e by)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
+                  OKEY_LOGNO(105) "revoked key: service_account=%s email=%s "
+                  "project_id=%s expires=%s by=%s", key->service_account_id, email,
+                  key->project_id, okey_iso8601(r->pool, key->expires),
+                  okey_revoked_names[by]);
+}
+
+/* Only the keys this request deleted are audited and counted: a key someone
+ * else deleted first (404) is gone for the person, but was not revoked here. */
+apr_array_header_t *okey_report_revokes(request_rec *r, const apr_array_header_t *revokes,
+                                        const char *email, okey_revoked_by_e by)
+{
+    apr_array_header_t *gone = apr_array_make(r->pool, revokes->nelts + 1,
+                                              sizeof(okey_owned_key_t));
+    int deleted = 0;
+    int i;
+
+    for (i = 0; i < revokes->nelts; i++) {
+        const okey_revoke_t *revoke = &APR_ARRAY_IDX(revokes, i, okey_revoke_t);
+
+        if (revoke->outcome == OKEY_DELETE_DONE) {
+            okey_audit_revoked(r, &revoke->key, email, by);
+            deleted++;
+        }
+        else if (revoke->outcome == OKEY_DELETE_GONE) {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, OKEY_LOGNO(111) "service account "
+                          "%s of %s was already gone", revoke->key.service_account_id, email);
+        }
+        else {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, OKEY_LOGNO(108) "could not "
+                          "revoke service account %s of %s (by %s); it stays until it "
+                          "expires or a later attempt", revoke->key.service_account_id,
+                          email, okey_revoked_names[by]);
+        }
+        if (revoke->outcome != OKEY_DELETE_FAILED) {
+            APR_ARRAY_PUSH(gone, okey_owned_key_t) = revoke->key;
+        }
+    }
+    okey_shm_count_revoked(r->server, by, deleted);
+    return gone;
 }
 
 int okey_accepts_json(request_rec *r)

@@ -87,6 +87,9 @@ int okey_accepts_json(request_rec *r);
 /* The request body, at most max bytes (else a 413), as a string. */
 okey_err_t *okey_read_body(request_rec *r, apr_size_t max, const char **body);
 
+/* Wakes the child's reaper, if it has one, to look for due reaps now. */
+void okey_runtime_wake_reaper(okey_runtime_t *rt);
+
 /* Takes one of the key server's upstream places, shared by all children,
  * or answers 503 with Retry-After when all are taken (*err). Release with
  * okey_in_flight_leave once done. */
@@ -111,14 +114,12 @@ const okey_session_t *okey_session_start(request_rec *r, okey_server_conf_t *con
                                          const char *email, const char *subject);
 /* The path of this server's My keys, or NULL when it serves none. */
 const char *okey_keys_url(request_rec *r);
-/* Deletes the address's oldest keys beyond its project's cap after issued
- * was made under profile; returns those revoked (of okey_owned_key_t), or
- * NULL. */
-apr_array_header_t *okey_enforce_cap(request_rec *r, okey_server_conf_t *conf,
-                                     const okey_config_t *profile,
-                                     const okey_issued_t *issued);
 void okey_audit_revoked(request_rec *r, const okey_owned_key_t *key, const char *email,
                         okey_revoked_by_e by);
+/* Audits and counts what a revoke did (revokes of okey_revoke_t) for
+ * email; returns the keys that are gone (of okey_owned_key_t). */
+apr_array_header_t *okey_report_revokes(request_rec *r, const apr_array_header_t *revokes,
+                                        const char *email, okey_revoked_by_e by);
 
 /* --- shared memory (mod_openaikey_shm.c) ---------------------------------- */
 

@@ -126,9 +126,7 @@ int okey_status_handler(request_rec *r)
 static void ask_for_reap(request_rec *r, okey_runtime_t *rt)
 {
     okey_ledger_reap_request(okey_server_conf(r->server)->ledger);
-    if (rt->reaper) {
-        okey_reaper_wake(rt->reaper);
-    }
+    okey_runtime_wake_reaper(rt);
 }
 
 /* Waits a bounded time for the reap under way to end, or asks this child's

@@ -344,9 +344,7 @@ static void leave_to_reaper(request_rec *r, okey_server_conf_t *conf,
     apr_int64_t wait = 3 * conf->cfg->timeout;
 
     okey_ledger_suspect_add(conf->ledger, unsure->name, okey_now() + wait);
-    if (conf->runtime->reaper) {
-        okey_reaper_wake(conf->runtime->reaper);
-    }
+    okey_runtime_wake_reaper(conf->runtime);
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, OKEY_LOGNO(102) "creation of "
                   "service account %s in project %s got no clear answer; if it was made, "
                   "the reaper deletes it in about %" APR_INT64_T_FMT " s",
@@ -399,6 +397,34 @@ static const okey_config_t *sign_in_profile(request_rec *r, okey_server_conf_t *
     return profile;
 }
 
+/* Records issued in the ledger and deletes the address's oldest keys
+ * beyond its project's cap; returns those revoked (of okey_owned_key_t), or
+ * NULL. */
+static apr_array_header_t *apply_cap(request_rec *r, okey_server_conf_t *conf,
+                                     const okey_config_t *profile,
+                                     const okey_issued_t *issued)
+{
+    const okey_terms_t *terms = okey_terms_for(r->pool, profile, profile->project);
+    apr_array_header_t *revokes = NULL;
+    int unanswered = 0;
+    okey_err_t *err = okey_keys_cap(conf->runtime->keys, r->pool, issued, terms->cap,
+                                    &revokes, &unanswered);
+
+    if (unanswered) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, OKEY_LOGNO(110) "the ledger cannot "
+                      "answer (no listing has filled it yet, or the projects hold more "
+                      "live keys than OpenAIKeyLedgerSize); listing the keys of %s in "
+                      "project %s instead", issued->email, issued->project);
+    }
+    if (err) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, OKEY_LOGNO(109) "could not list "
+                      "the keys of %s to enforce OpenAIKeyMaxKeysPerUser beyond those "
+                      "this server recorded (the next reap does): %s", issued->email,
+                      err->log_msg);
+    }
+    return revokes ? okey_report_revokes(r, revokes, issued->email, OKEY_REVOKED_CAP) : NULL;
+}
+
 /* What a sign-in made. */
 typedef struct {
     okey_oidc_identity_t *identity;
@@ -425,7 +451,7 @@ static okey_err_t *issue_key(request_rec *r, okey_server_conf_t *conf,
         okey_shm_count_project(r->server, done->issued->project, 1, 0);
     }
     if (done->issued) {
-        done->revoked = okey_enforce_cap(r, conf, profile, done->issued);
+        done->revoked = apply_cap(r, conf, profile, done->issued);
     }
     return err;
 }

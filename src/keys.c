@@ -350,24 +350,94 @@ okey_err_t *okey_keys_owned(okey_keys_t *keys, apr_pool_t *pool, const char *ema
     return err;
 }
 
-int okey_keys_revoke(okey_keys_t *keys, apr_pool_t *pool,
-                     const okey_owned_key_t *const *victims, int n,
-                     okey_delete_outcome_e *outcomes)
+apr_array_header_t *okey_keys_revoke(okey_keys_t *keys, apr_pool_t *pool, const char *email,
+                                     const apr_array_header_t *victims)
 {
-    int deleted = 0;
+    apr_array_header_t *revokes = apr_array_make(pool, victims->nelts + 1,
+                                                 sizeof(okey_revoke_t));
     int i;
 
     /* One at a time: a person revokes a few keys, and the order of the
      * audit lines then follows the order of the deletes. */
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < victims->nelts; i++) {
+        okey_revoke_t *revoke = apr_array_push(revokes);
         okey_openai_deleted_t result;
-        const char *id = victims[i]->service_account_id;
+        const char *id;
 
-        okey_openai_delete_accounts(&keys->api, pool, victims[i]->project_id, &id, 1, 1,
+        revoke->key = APR_ARRAY_IDX(victims, i, okey_owned_key_t);
+        id = revoke->key.service_account_id;
+        okey_openai_delete_accounts(&keys->api, pool, revoke->key.project_id, &id, 1, 1,
                                     &result);
         /* As the reaper's last attempt: never retried here. */
-        outcomes[i] = okey_reap_classify(result.status, OKEY_REAP_ATTEMPTS, 0);
-        deleted += outcomes[i] == OKEY_DELETE_DONE;
+        revoke->outcome = okey_reap_classify(result.status, OKEY_REAP_ATTEMPTS, 0);
+        if (revoke->outcome != OKEY_DELETE_FAILED) {
+            okey_ledger_forget(keys->ledger, email, revoke->key.project_id, id,
+                               apr_time_now());
+        }
     }
-    return deleted;
+    return revokes;
+}
+
+static int holds(const apr_array_header_t *keys, const char *service_account_id)
+{
+    int found = 0;
+    int i;
+
+    for (i = 0; i < keys->nelts && !found; i++) {
+        found = !strcmp(APR_ARRAY_IDX(keys, i, okey_owned_key_t).service_account_id,
+                        service_account_id);
+    }
+    return found;
+}
+
+/* view with the keys of listed it does not hold. */
+static void add_listed(apr_array_header_t *view, const apr_array_header_t *listed)
+{
+    int i;
+
+    for (i = 0; i < listed->nelts; i++) {
+        const okey_owned_key_t *key = &APR_ARRAY_IDX(listed, i, okey_owned_key_t);
+
+        if (!holds(view, key->service_account_id)) {
+            APR_ARRAY_PUSH(view, okey_owned_key_t) = *key;
+        }
+    }
+}
+
+okey_err_t *okey_keys_cap(okey_keys_t *keys, apr_pool_t *pool, const okey_issued_t *issued,
+                          apr_int64_t cap, apr_array_header_t **revokes, int *unanswered)
+{
+    okey_owned_key_t key = {issued->service_account_id, issued->name, issued->project_id,
+                            issued->created_at, issued->expires};
+    apr_array_header_t *view = NULL, *listed = NULL;
+    okey_err_t *err = NULL;
+    int complete = 0;
+
+    okey_ledger_record(keys->ledger, pool, issued->email, &key, apr_time_now(), &view,
+                       &complete);
+    view = view ? view : apr_array_make(pool, 2, sizeof(okey_owned_key_t));
+    *unanswered = !complete && cap > 0;
+    *revokes = NULL;
+    if (!complete) {
+        /* The next listing fills it, as soon as a reaper can run one. */
+        okey_ledger_reap_request(keys->ledger);
+    }
+    if (cap > 0 && !complete) {
+        err = okey_keys_owned(keys, pool, issued->email, issued->project, okey_now(), 0,
+                              &listed);
+    }
+    if (listed) {
+        add_listed(view, listed);
+    }
+    if (!holds(view, issued->service_account_id)) {
+        APR_ARRAY_PUSH(view, okey_owned_key_t) = key;
+    }
+    /* Without the listing, the cap still takes what the ledger knows is
+     * older than the newest N: that is never a key the listing would keep. */
+    if (cap > 0) {
+        *revokes = okey_keys_revoke(keys, pool, issued->email,
+                                    okey_terms_over_cap(pool, cap, view,
+                                                        issued->service_account_id));
+    }
+    return err;
 }

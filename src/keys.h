@@ -96,11 +96,27 @@ okey_err_t *okey_keys_owned(okey_keys_t *keys, apr_pool_t *pool, const char *ema
                             const char *project, apr_int64_t now, int with_expired,
                             apr_array_header_t **owned);
 
-/* Deletes the n keys victims[i]; outcomes[i] says how: OKEY_DELETE_DONE
- * (deleted), OKEY_DELETE_GONE (someone else deleted it first: 404) or
- * OKEY_DELETE_FAILED. Returns the number this call deleted. */
-int okey_keys_revoke(okey_keys_t *keys, apr_pool_t *pool,
-                     const okey_owned_key_t *const *victims, int n,
-                     okey_delete_outcome_e *outcomes);
+/* A key a revoke tried to delete, and what became of it: OKEY_DELETE_DONE
+ * (deleted here), OKEY_DELETE_GONE (someone else deleted it first: 404) or
+ * OKEY_DELETE_FAILED. */
+typedef struct okey_revoke_t {
+    okey_owned_key_t key;
+    okey_delete_outcome_e outcome;
+} okey_revoke_t;
+
+/* Deletes victims (of okey_owned_key_t), keys of email, one at a time, and
+ * has the ledger forget those that are gone. Returns every attempt (of
+ * okey_revoke_t), in order. */
+apr_array_header_t *okey_keys_revoke(okey_keys_t *keys, apr_pool_t *pool, const char *email,
+                                     const apr_array_header_t *victims);
+
+/* Records issued in the ledger and, when its project has a cap (cap > 0),
+ * deletes the address's oldest keys in that project beyond it: as the
+ * ledger sees them, in the same step as the record, or, when the ledger
+ * cannot answer (*unanswered set), from a listing of that project as well.
+ * A failed listing (returned) still lets the cap take what the ledger knows
+ * is older than the newest cap keys. *revokes: the attempts, or NULL. */
+okey_err_t *okey_keys_cap(okey_keys_t *keys, apr_pool_t *pool, const okey_issued_t *issued,
+                          apr_int64_t cap, apr_array_header_t **revokes, int *unanswered);
 
 #endif
