@@ -158,9 +158,13 @@ static int redis_ledger(apr_pool_t *pconf, okey_server_conf_t *conf,
                                   prefix, mac_key, apr_time_from_sec(conf->cfg->timeout),
                                   &redis, &why);
     if (rv == APR_SUCCESS) {
+        /* The health in the segment becomes Redis's alone: were the
+         * fallback to keep it too, each answer of the fallback would mark
+         * Redis up again while it is down. */
         redis->fallback = fallback;
         redis->health = fallback->health;
         redis->logger = fallback->logger;
+        fallback->health = NULL;
         conf->ledger = redis;
     }
     else {

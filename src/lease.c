@@ -18,5 +18,5 @@ apr_interval_time_t okey_lease_renew_every(apr_interval_time_t length)
 
 int okey_lease_free(apr_time_t expires, apr_time_t now, apr_interval_time_t length)
 {
-    return expires <= now || expires - now > length;
+    return expires <= now || expires - now > length + OKEY_LEASE_SKEW;
 }

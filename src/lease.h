@@ -9,6 +9,11 @@
 /* The shortest and longest lease, whatever the timeout. */
 #define OKEY_LEASE_MIN apr_time_from_sec(5)
 #define OKEY_LEASE_MAX apr_time_from_sec(120)
+/* How far apart two claimants may read the clock: the one that read it
+ * first may ask last, and then sees the lease end, and the last reap begin,
+ * up to this much further ahead than they could. A lease or reap further
+ * ahead than that is taken for a clock set back. */
+#define OKEY_LEASE_SKEW apr_time_from_sec(1)
 
 /* How long a reap lease lasts from its last renewal, for upstream calls of
  * timeout_seconds: two timeouts and five seconds, within the bounds above. */

@@ -283,7 +283,7 @@ static apr_int64_t due_in(memory_t *m, apr_time_t now, apr_int64_t interval)
     apr_int64_t wait = 0;
     apr_hash_index_t *hi;
 
-    if (!m->reap_requested && m->last_claim && now >= m->last_claim) {
+    if (!m->reap_requested && m->last_claim && now + OKEY_LEASE_SKEW >= m->last_claim) {
         wait = seconds_until(m->last_claim + apr_time_from_sec(interval), now);
     }
     for (hi = apr_hash_first(NULL, m->suspects.hash); hi && wait > 0; hi = apr_hash_next(hi)) {

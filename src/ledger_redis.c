@@ -51,13 +51,15 @@ enum {
     S_SWEEP, S_MAY_LIST, S_MARK, S_DEL_IF, S_SUSPECTS_DUE, S_COUNT
 };
 
+/* OKEY_LEASE_SKEW in microseconds. */
+#define LUA_SKEW "1000000"
 #define LUA_NUM "local function num(v) if v then return tonumber(v) end return nil end\n"
 /* Whether a lease (token, expires) is held at now for length: as
- * okey_lease_free, a lease further ahead than length is free. */
+ * okey_lease_free, a lease further ahead than length and the skew is free. */
 #define LUA_HELD \
     "local function held(l, now, length)\n" \
     "  local e = num(l[2])\n" \
-    "  return l[1] and e and e > now and e - now <= length\n" \
+    "  return l[1] and e and e > now and e - now <= length + " LUA_SKEW "\n" \
     "end\n"
 /* Whether a reap is due at now (usec) by the interval, the request, or the
  * first suspect; KEYS[2] reap, KEYS[3] suspects. Returns the wait (s). */
@@ -66,7 +68,7 @@ enum {
     "  local r = redis.call('HMGET', KEYS[2], 'last', 'requested')\n" \
     "  local last = num(r[1])\n" \
     "  local w = 0\n" \
-    "  if r[2] ~= '1' and last and now >= last then\n" \
+    "  if r[2] ~= '1' and last and now + " LUA_SKEW " >= last then\n" \
     "    w = math.max(0, math.ceil((last + interval - now) / 1000000))\n" \
     "  end\n" \
     "  if w > 0 then\n" \

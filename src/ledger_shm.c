@@ -435,7 +435,8 @@ static apr_status_t shm_project_unlock(void *baton, const char *project)
 static apr_int64_t due_in(const header_t *header, apr_int64_t interval, apr_int64_t now)
 {
     apr_int64_t since = now - header->last_claim;
-    apr_int64_t wait = (header->requested || since < 0 || since >= interval)
+    apr_int64_t wait = (header->requested || since < -apr_time_sec(OKEY_LEASE_SKEW) ||
+                        since >= interval)
                        ? 0 : interval - since;
     int i;
 

@@ -14,7 +14,8 @@ package OkeyFake;
 #                               field left out of the normal answer
 #   after                       as done, but the wait comes after the work
 # Each tenant logs its service accounts' creations and deletions (created,
-# deleted: id, name, project, time), for tests that must tell what happened.
+# deleted: id, name, project, time) and when each listing of a project began
+# (list_starts), for tests that must tell what happened.
 use strict;
 use warnings;
 
@@ -552,6 +553,8 @@ sub openai_answer {
             my $list = $o->{accounts}{$pid} ||= [];
             if (!defined $sid && $method eq 'GET') {
                 org_count($s, $tenant, 'openai.list_service_accounts');
+                # When each listing of the project began (its first page).
+                push @{ $o->{list_starts}{$pid} }, Time::HiRes::time() unless defined one($q, 'after');
                 return (200, page_of($list, $q, $o->{loop_accounts}));
             }
             if (!defined $sid && $method eq 'POST') {

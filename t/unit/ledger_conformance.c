@@ -553,6 +553,24 @@ START_TEST(a_lease_left_to_lapse_cannot_be_renewed)
 }
 END_TEST
 
+START_TEST(reapers_that_read_the_clock_a_moment_apart_do_not_both_claim)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    okey_ledger_lease_t lease;
+
+    /* Two reapers read the time; the one that read it later claims first.
+     * To the other the lease ends a moment further ahead than one lasts,
+     * and it is held all the same. */
+    ck_assert(claim(ledger, t0, 0, &lease));
+    ck_assert(!claim(ledger, t0 - 1000, 0, NULL));
+    ck_assert(!claim(ledger, t0 - 1000, 1, NULL));
+    /* Released, the reap it did is not due again a moment before it began. */
+    ck_assert(okey_ledger_lease_release(ledger, &lease));
+    ck_assert(!claim(ledger, t0 - 1000, 0, NULL));
+}
+END_TEST
+
 START_TEST(a_lease_from_a_clock_set_back_is_free)
 {
     okey_ledger_t *ledger = fresh(_i);
@@ -1177,6 +1195,7 @@ void okey_ledger_conformance_add(Suite *suite, const char *backend,
         a_renewed_lease_lasts_its_length_from_the_renewal,
         a_lapsed_lease_is_taken_over_and_its_holder_loses_it,
         a_lease_left_to_lapse_cannot_be_renewed,
+        reapers_that_read_the_clock_a_moment_apart_do_not_both_claim,
         a_lease_from_a_clock_set_back_is_free,
         due_in_says_when_a_claim_succeeds,
         an_orphan_check_due_makes_a_reap_due,

@@ -34,8 +34,15 @@ END_TEST
 
 START_TEST(a_lease_from_a_clock_set_back_is_free)
 {
-    ck_assert(okey_lease_free(NOW + LENGTH + 1, NOW, LENGTH));
+    ck_assert(okey_lease_free(NOW + LENGTH + OKEY_LEASE_SKEW + 1, NOW, LENGTH));
     ck_assert(okey_lease_free(NOW + apr_time_from_sec(86400), NOW, LENGTH));
+}
+END_TEST
+
+START_TEST(a_claimant_that_read_the_clock_a_moment_earlier_sees_it_held)
+{
+    ck_assert(!okey_lease_free(NOW + LENGTH, NOW - 1000, LENGTH));
+    ck_assert(!okey_lease_free(NOW + LENGTH, NOW - OKEY_LEASE_SKEW, LENGTH));
 }
 END_TEST
 
@@ -61,6 +68,7 @@ Suite *okey_lease_suite(void)
     tcase_add_test(tc, a_lease_never_taken_is_free);
     tcase_add_test(tc, a_holder_that_stops_renewing_loses_the_lease_within_its_length);
     tcase_add_test(tc, a_lease_from_a_clock_set_back_is_free);
+    tcase_add_test(tc, a_claimant_that_read_the_clock_a_moment_earlier_sees_it_held);
     tcase_add_test(tc, the_length_follows_the_timeout_within_bounds);
     suite_add_tcase(suite, tc);
     return suite;
