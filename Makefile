@@ -148,6 +148,7 @@ bench-run: mod_openaikey.so
 	bench/redirect
 	bench/reap
 	bench/memory
+	bench/scale
 
 clean:
 	rm -rf .libs *.la *.lo *.slo *.o src/*.lo src/*.slo src/*.o src/.libs \

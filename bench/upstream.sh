@@ -1,12 +1,14 @@
 # Sourced by the benchmarks that sign in: the suite's fakes of the OpenID
 # provider and the Admin API in an httpd of their own (outside what is
 # measured), a key server's configuration for them, and one sign-in by curl.
-# Expects top, work, mods, httpd and user_lines; sets up and base.
+# Expects top, work, mods, httpd and user_lines; sets up and base. The Admin
+# API may be another fake's: api_base, set before sourcing.
 
 up_port=${BENCH_UPSTREAM_PORT:-18090}
 port=${BENCH_PORT:-18091}
 up="http://127.0.0.1:$up_port"
 base="http://127.0.0.1:$port"
+api_base=${api_base:-$up/openai/v1}
 
 # Starts the fakes, as make run's demo serves them; stops them on exit.
 start_upstream() {
@@ -65,7 +67,7 @@ OpenAIKeyRedirectURI $base/oauth2/callback
 OpenAIKeyAllowedDomains example.com
 OpenAIKeyManagementKey bench-admin-key
 OpenAIKeyIssuer $up/oidc
-OpenAIKeyAPIBase $up/openai/v1
+OpenAIKeyAPIBase $api_base
 OpenAIKeyPassphrase bench
 <Location "/login">
     SetHandler openaikey-login
@@ -77,12 +79,13 @@ Redirect 302 /plain https://example.com/
 CONF
 }
 
-# One whole sign-in: login, the provider, the callback; fails loudly.
+# One whole sign-in as user $1 of example.com (default bench): login, the
+# provider, the callback; fails loudly.
 sign_in() {
     local jar="$work/jar" authorize callback page
     rm -f "$jar"
     authorize=$(curl -s -c "$jar" -o /dev/null -w '%{redirect_url}' "$base/login")
-    callback=$(curl -s -o /dev/null -w '%{redirect_url}' "$authorize&login_hint=bench%40example.com")
+    callback=$(curl -s -o /dev/null -w '%{redirect_url}' "$authorize&login_hint=${1:-bench}%40example.com")
     page=$(curl -s -b "$jar" "$callback")
     case "$page" in *"sk-bench-"*) ;; *) echo "a sign-in failed: $page" >&2; exit 1 ;; esac
 }
