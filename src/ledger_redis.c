@@ -41,7 +41,6 @@
 #define LOCK_POLL apr_time_from_msec(50)
 #define PERSON_HEX 33
 #define MAC_B64 44
-#define PASSWORD_FILE_MAX 4096
 #define RECORD_FIELDS 8
 
 /* --- the scripts ------------------------------------------------------------------ */
@@ -1842,42 +1841,6 @@ int okey_redis_url_parse(apr_pool_t *pool, const char *url, okey_redis_url_t *pa
         ok = 0;
     }
     return ok;
-}
-
-const char *okey_redis_password(apr_pool_t *pool, const char *value, const char **why)
-{
-    apr_file_t *file = NULL;
-    char *buf = apr_pcalloc(pool, PASSWORD_FILE_MAX + 1);
-    apr_size_t len = PASSWORD_FILE_MAX;
-    const char *password = value;
-    apr_status_t rv;
-
-    *why = NULL;
-    if (strncmp(value, "file:", 5)) {
-        return value[0] ? value : (*why = "the password is empty", NULL);
-    }
-    rv = apr_file_open(&file, value + 5, APR_FOPEN_READ, APR_FPROT_OS_DEFAULT, pool);
-    if (rv == APR_SUCCESS) {
-        rv = apr_file_read_full(file, buf, len, &len);
-        rv = rv == APR_EOF ? APR_SUCCESS : rv;
-        apr_file_close(file);
-    }
-    if (rv != APR_SUCCESS) {
-        char cause[120];
-
-        *why = apr_psprintf(pool, "cannot read the password file %s: %s", value + 5,
-                            apr_strerror(rv, cause, sizeof(cause)));
-        return NULL;
-    }
-    buf[len] = '\0';
-    /* The first line: editors end a file with a line end. */
-    buf[strcspn(buf, "\r\n")] = '\0';
-    password = buf;
-    if (!password[0]) {
-        *why = apr_psprintf(pool, "the password file %s holds no password", value + 5);
-        return NULL;
-    }
-    return password;
 }
 
 static void digest_hex(const char *text, char out[41])

@@ -49,11 +49,6 @@ typedef struct okey_redis_url_t {
 int okey_redis_url_parse(apr_pool_t *pool, const char *url, okey_redis_url_t *parsed,
                          const char **why);
 
-/* The password value names: itself, or with file:/path the first line of
- * that file (its trailing line end stripped). NULL with *why when the file
- * cannot be read or holds no password. */
-const char *okey_redis_password(apr_pool_t *pool, const char *value, const char **why);
-
 /* A Redis ledger for url, in pool. password (NULL: the URL's) overrides the
  * URL's; prefix starts every key; mac_key authenticates records; timeout
  * bounds each connection and each exchange. Nothing is connected here.

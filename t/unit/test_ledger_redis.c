@@ -180,31 +180,6 @@ START_TEST(url_refused_without_the_password)
 }
 END_TEST
 
-START_TEST(password_from_a_file)
-{
-    const char *path = apr_pstrcat(test_pool, "/tmp/okey-pw-", apr_itoa(test_pool, getpid()),
-                                   NULL);
-    const char *why = NULL;
-    FILE *file = fopen(path, "w");
-
-    ck_assert_ptr_ne(file, NULL);
-    fputs("pass word\n", file);
-    fclose(file);
-    ck_assert_str_eq(okey_redis_password(test_pool, apr_pstrcat(test_pool, "file:", path, NULL),
-                                         &why), "pass word");
-    ck_assert_str_eq(okey_redis_password(test_pool, "plain", &why), "plain");
-    file = fopen(path, "w");
-    fputs("\n", file);
-    fclose(file);
-    ck_assert_ptr_eq(okey_redis_password(test_pool, apr_pstrcat(test_pool, "file:", path, NULL),
-                                         &why), NULL);
-    ck_assert_ptr_ne(why, NULL);
-    unlink(path);
-    ck_assert_ptr_eq(okey_redis_password(test_pool, apr_pstrcat(test_pool, "file:", path, NULL),
-                                         &why), NULL);
-    ck_assert_ptr_ne(strstr(why, path), NULL);
-}
-END_TEST
 
 /* --- what it stores --------------------------------------------------------------------- */
 
@@ -833,7 +808,6 @@ Suite *okey_ledger_redis_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, url_forms);
     tcase_add_test(tc, url_refused_without_the_password);
-    tcase_add_test(tc, password_from_a_file);
     tcase_add_test(tc, records_answer_once_filled);
     tcase_add_test(tc, forgotten_keys_stay_forgotten);
     tcase_add_test(tc, record_gives_the_live_keys_of_the_project);
