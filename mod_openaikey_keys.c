@@ -290,13 +290,24 @@ static void record_listed(request_rec *r, okey_server_conf_t *conf, const char *
     }
 }
 
-/* The person's keys (of okey_owned_key_t), expired ones too: from the
- * ledger, or from a listing of the projects, at most once a REFRESH_EVERY
- * per person for a refresh and once a LISTING_EVERY otherwise. A listing
- * asked sooner gets the ledger's answer, or, when it cannot answer, 429. */
-static okey_err_t *keys_of(request_rec *r, okey_server_conf_t *conf, const char *email,
-                           view_e view, apr_array_header_t **owned)
+/* What a request must see, given what the ledger holds (known): "Revoke
+ * all" and a key the ledger does not hold are judged by a listing, so that
+ * no key a person means to be rid of survives a stale ledger. */
+static view_e view_for(request_rec *r, const apr_array_header_t *known, const char *target)
 {
+    return target && (!strcmp(target, "all") || !okey_keys_held(known, target))
+           ? VIEW_LISTING : wants_refresh(r) ? VIEW_REFRESH : VIEW_LEDGER;
+}
+
+/* The person's keys (of okey_owned_key_t), expired ones too, for target (a
+ * key to revoke, all, or NULL): from the ledger, or from a listing of the
+ * projects, at most once a REFRESH_EVERY per person for a refresh and once
+ * a LISTING_EVERY otherwise. A listing asked sooner gets the ledger's
+ * answer, or, when it cannot answer, 429. */
+static okey_err_t *keys_of(request_rec *r, okey_server_conf_t *conf, const char *email,
+                           const char *target, apr_array_header_t **owned)
+{
+    view_e view;
     apr_array_header_t *known = NULL;
     int complete = 0;
     int allowed = 0;
@@ -305,6 +316,7 @@ static okey_err_t *keys_of(request_rec *r, okey_server_conf_t *conf, const char 
 
     okey_ledger_keys_of(conf->ledger, r->pool, email, NULL, &known, &complete);
     *owned = known;
+    view = view_for(r, known, target);
     if (!complete) {
         okey_ledger_reap_request(conf->ledger);
         view = VIEW_LISTING;
@@ -331,27 +343,6 @@ static okey_err_t *keys_of(request_rec *r, okey_server_conf_t *conf, const char 
     }
     return err;
 }
-
-/* What a request must see: "Revoke all" and a key the ledger does not hold
- * are judged by a listing, so that no key a person means to be rid of
- * survives a stale ledger. */
-static view_e view_for(request_rec *r, okey_server_conf_t *conf, const char *email,
-                       const char *target)
-{
-    apr_array_header_t *known = NULL;
-    int complete = 0;
-    view_e view = wants_refresh(r) ? VIEW_REFRESH : VIEW_LEDGER;
-
-    if (target && !strcmp(target, "all")) {
-        view = VIEW_LISTING;
-    }
-    else if (target) {
-        okey_ledger_keys_of(conf->ledger, r->pool, email, NULL, &known, &complete);
-        view = okey_keys_held(known, target) ? VIEW_LEDGER : VIEW_LISTING;
-    }
-    return view;
-}
-
 
 /* No session: a page that signs in for My keys, or a 401 for scripts. */
 static int send_sign_in(request_rec *r, const okey_config_t *cfg)
@@ -399,8 +390,7 @@ int okey_keys_handler(request_rec *r)
     }
     entered = !err && session && okey_in_flight_enter(r, conf->runtime, &err);
     if (entered) {
-        err = keys_of(r, conf, session->email, view_for(r, conf, session->email, target),
-                      &owned);
+        err = keys_of(r, conf, session->email, target, &owned);
         if (!err && target) {
             err = pick_victims(r, owned, target, &victims);
         }
