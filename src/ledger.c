@@ -312,6 +312,11 @@ void okey_ledger_person(const char *email, unsigned char hash[16])
     }
 }
 
+apr_time_t okey_ledger_added(apr_time_t now, apr_int64_t newest)
+{
+    return newest >= now && newest < APR_INT64_MAX ? newest + 1 : now;
+}
+
 const char *okey_ledger_name(apr_pool_t *pool, const char *email, apr_int64_t named,
                              const char *tag)
 {

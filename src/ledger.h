@@ -85,10 +85,12 @@ typedef struct okey_ledger_ops_t {
      * it had no room. */
     apr_status_t (*fill)(void *baton, apr_pool_t *pool, const apr_array_header_t *live,
                          apr_time_t started);
-    /* Records a key just issued to email, after every record before it, and
+    /* Records a key just issued to email, after every record before it,
+     * ranked (okey_ledger_added) after every key of email it holds, and
      * gives, in the same atomic step, email's keys in key's project that
-     * expire after now (key among them when there was room). *complete:
-     * whether that is every such key (a fill has made the ledger answer). */
+     * expire after now (key among them, the newest, when there was room).
+     * *complete: whether that is every such key (a fill has made the
+     * ledger answer). A fill keeps the rank of a key recorded before. */
     apr_status_t (*record)(void *baton, apr_pool_t *pool, const char *email,
                            const okey_owned_key_t *key, apr_time_t now,
                            apr_array_header_t **keys, int *complete);
@@ -183,6 +185,10 @@ int okey_ledger_may_list(okey_ledger_t *ledger, const char *email, apr_time_t no
 /* The first 16 bytes of SHA-256 of email in lower case: how every backend
  * files a person, so that no address is stored where a hash will do. */
 void okey_ledger_person(const char *email, unsigned char hash[16]);
+
+/* When a record made at now is said to be added, so that it ranks after
+ * newest, the highest rank among its owner's keys: now, or just after. */
+apr_time_t okey_ledger_added(apr_time_t now, apr_int64_t newest);
 
 /* key's name for email, rebuilt from what a record holds: the expiry its
  * name gives (named) and its tag (empty: an untagged name). */

@@ -461,7 +461,25 @@ static okey_owned_key_t *push_key(apr_pool_t *pool, apr_array_header_t *keys,
     key->project_id = apr_pstrdup(pool, record->project_id);
     key->created_at = record->created_at;
     key->expires = record->expires;
+    key->rank = okey_terms_rank(record->added, record->created_at);
     return key;
+}
+
+/* The highest rank among the records of person; 0 when none. */
+static apr_int64_t newest_rank(memory_t *m, const unsigned char *person)
+{
+    apr_int64_t newest = 0;
+    apr_hash_index_t *hi;
+
+    for (hi = apr_hash_first(NULL, m->records.hash); hi; hi = apr_hash_next(hi)) {
+        const record_t *record = apr_hash_this_val(hi);
+        apr_int64_t rank = okey_terms_rank(record->added, record->created_at);
+
+        if (!memcmp(record->person, person, PERSON_LEN) && rank > newest) {
+            newest = rank;
+        }
+    }
+    return newest;
 }
 
 /* email's records in project_id (NULL: any) that expire after after
@@ -509,11 +527,14 @@ static apr_status_t fill(void *baton, apr_pool_t *pool, const apr_array_header_t
         const okey_owned_key_t *key = &APR_ARRAY_IDX(live, i, okey_owned_key_t);
         const entry_t *gone = table_get(&m->gone, key->service_account_id,
                                         APR_HASH_KEY_STRING);
+        const record_t *recorded = table_get(&m->records, key->service_account_id,
+                                             APR_HASH_KEY_STRING);
         record_t *record = NULL;
 
+        /* A recorded key keeps its rank. */
         if (!table_get(&fresh, key->service_account_id, APR_HASH_KEY_STRING) &&
             !(gone && gone->number >= started)) {
-            record = make_record(pool, NULL, key, 0);
+            record = make_record(pool, NULL, key, recorded ? recorded->added : 0);
         }
         if (record) {
             table_put(&fresh, record->id, APR_HASH_KEY_STRING,
@@ -535,10 +556,11 @@ static apr_status_t record(void *baton, apr_pool_t *pool, const char *email,
                            apr_array_header_t **keys, int *complete)
 {
     memory_t *m = baton;
-    const record_t *made = make_record(pool, email, key, now);
+    record_t *made = make_record(pool, email, key, now);
 
     apr_thread_mutex_lock(m->mutex);
     if (made) {
+        made->added = okey_ledger_added(now, newest_rank(m, made->person));
         table_put(&m->records, made->id, APR_HASH_KEY_STRING,
                   copy_record(m->records.pool, made));
         table_compact(&m->records);

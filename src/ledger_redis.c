@@ -11,6 +11,7 @@
 
 #include <apr_atomic.h>
 #include <apr_file_io.h>
+#include <apr_hash.h>
 #include <apr_lib.h>
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
@@ -42,6 +43,12 @@
 #define PERSON_HEX 33
 #define MAC_B64 44
 #define RECORD_FIELDS 8
+/* Writes a record tries, each after the newest rank the last one met:
+ * each try that fails lost to another record of the same person, and one
+ * person signs in far fewer times at once than this. */
+#define RECORD_TRIES 16
+/* How far past the newest, in microseconds, a record tried again lands. */
+#define RECORD_SPREAD 997u
 
 /* --- the scripts ------------------------------------------------------------------ */
 
@@ -50,6 +57,16 @@ enum {
     S_SWEEP, S_MAY_LIST, S_MARK, S_DEL_IF, S_SUSPECTS_DUE, S_COUNT
 };
 
+/* A record's rank, as okey_terms_rank gives it. Ranks are microseconds
+ * since 1970, well inside the integers a Lua number holds exactly. */
+#define LUA_RANK \
+    "local function rank(v)\n" \
+    "  local a, c = string.match(v, '^v1|(%d+)|[^|]*|[^|]*|[^|]*|(%-?%d+)|')\n" \
+    "  a, c = num(a) or 0, num(c) or 0\n" \
+    "  if a > 0 then return a end\n" \
+    "  if c > 0 and c < 9000000000 then return c * 1000000 end\n" \
+    "  return 0\n" \
+    "end\n"
 /* OKEY_LEASE_SKEW in microseconds. */
 #define LUA_SKEW "1000000"
 #define LUA_NUM "local function num(v) if v then return tonumber(v) end return nil end\n"
@@ -119,7 +136,15 @@ static const char *const scripts[S_COUNT] = {
     "  return {w, 1}\n"
     "end\n"
     "return {w, 0}\n",
-    /* S_RECORD: KEYS person, filled, count; ARGV id, record */
+    /* S_RECORD: KEYS person, filled, count; ARGV id, record, its added.
+     * A record that would not rank after every record of the person is
+     * not written: {-1, the highest rank} asks for one added later. */
+    LUA_NUM LUA_RANK
+    "local newest = 0\n"
+    "for _, v in ipairs(redis.call('HVALS', KEYS[1])) do\n"
+    "  newest = math.max(newest, rank(v))\n"
+    "end\n"
+    "if tonumber(ARGV[3]) <= newest then return {-1, newest} end\n"
     "if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1 then\n"
     "  redis.call('INCR', KEYS[3])\n"
     "end\n"
@@ -138,8 +163,10 @@ static const char *const scripts[S_COUNT] = {
     "return 1\n",
     /* S_FILL_PUT: KEYS gone, count, person...; ARGV started, then id and
      * record for each person. Returns, for each record kept because it
-     * was added since started, its place (1-based) and its text. */
+     * was added since started, or is the listed one but for when it was
+     * added (it keeps its rank), its place (1-based) and its text. */
     LUA_NUM
+    "local function body(v) return string.match(v, '^v1|%d+|(.*)|[^|]*$') end\n"
     "local started = tonumber(ARGV[1])\n"
     "local kept = {}\n"
     "for i = 3, #KEYS do\n"
@@ -148,7 +175,7 @@ static const char *const scripts[S_COUNT] = {
     "  if not g or g < started then\n"
     "    local old = redis.call('HGET', KEYS[i], id)\n"
     "    local added = old and num(string.match(old, '^v1|(%d+)|'))\n"
-    "    if added and added >= started then\n"
+    "    if added and (added >= started or (added > 0 and body(old) == body(v))) then\n"
     "      kept[#kept + 1] = i - 2\n"
     "      kept[#kept + 1] = old\n"
     "    elseif redis.call('HSET', KEYS[i], id, v) == 1 then\n"
@@ -751,6 +778,7 @@ static apr_array_header_t *view(redis_t *r, apr_pool_t *pool, const char *email,
             key->project_id = rec.project_id;
             key->created_at = rec.created_at;
             key->expires = rec.expires;
+            key->rank = okey_terms_rank(rec.added, rec.created_at);
         }
     }
     okey_terms_sort(keys);
@@ -1511,6 +1539,41 @@ static apr_status_t read_person(redis_t *r, apr_pool_t *pool, const char *email,
     return rv;
 }
 
+/* Writes key's record, added at added, unless a record of the person
+ * ranks as late: then *newer holds the highest rank and nothing changed.
+ * Else *all is the person's hash after the write. */
+static apr_status_t record_once(redis_t *r, apr_pool_t *pool, const char *hexed,
+                                const okey_owned_key_t *key, apr_time_t added,
+                                redisReply **all, int *filled, apr_int64_t *newer)
+{
+    const char *owner = NULL;
+    const char *text = record_body(pool, key, added, &owner);
+    const char *argv[] = {"3", person_key(r, pool, hexed), r->k_filled, r->k_count,
+                          key->service_account_id,
+                          record_signed(r, pool, hexed, key->service_account_id, text),
+                          i64(pool, added)};
+    redisReply *reply = NULL;
+    apr_status_t rv = run(r, pool, S_RECORD, 7, argv, &reply);
+
+    *newer = 0;
+    if (rv == APR_SUCCESS &&
+        (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+         reply->element[0]->type != REDIS_REPLY_INTEGER)) {
+        rv = APR_EGENERAL;
+    }
+    if (rv == APR_SUCCESS && reply->element[0]->integer == -1) {
+        const redisReply *rank = reply->element[1];
+
+        *newer = rank->type == REDIS_REPLY_INTEGER ? rank->integer : 0;
+        rv = *newer > 0 ? APR_SUCCESS : APR_EGENERAL;
+    }
+    else if (rv == APR_SUCCESS) {
+        *filled = reply->element[0]->integer == 1;
+        *all = reply->element[1];
+    }
+    return rv;
+}
+
 static apr_status_t record(void *baton, apr_pool_t *pool, const char *email,
                            const okey_owned_key_t *key, apr_time_t now,
                            apr_array_header_t **keys, int *complete)
@@ -1518,28 +1581,27 @@ static apr_status_t record(void *baton, apr_pool_t *pool, const char *email,
     redis_t *r = baton;
     char hexed[PERSON_HEX];
     const char *owner = NULL;
-    const char *text;
-    redisReply *reply = NULL, *all = NULL;
+    redisReply *all = NULL;
     int filled = 0;
     apr_status_t rv;
 
     person_hex(email, hexed);
-    text = record_body(pool, key, now, &owner);
-    text = text ? record_signed(r, pool, hexed, key->service_account_id, text) : NULL;
-    if (text) {
-        const char *argv[] = {"3", person_key(r, pool, hexed), r->k_filled, r->k_count,
-                              key->service_account_id, text};
+    if (record_body(pool, key, now, &owner)) {
+        apr_time_t added = now;
+        apr_int64_t newer = 0;
+        apr_ssize_t id_len = APR_HASH_KEY_STRING;
+        unsigned int spread = apr_hashfunc_default(key->service_account_id, &id_len);
+        int tries = 0;
 
-        rv = run(r, pool, S_RECORD, 6, argv, &reply);
-        if (rv == APR_SUCCESS &&
-            (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-             reply->element[0]->type != REDIS_REPLY_INTEGER)) {
-            rv = APR_EGENERAL;
-        }
-        if (rv == APR_SUCCESS) {
-            filled = reply->element[0]->integer == 1;
-            all = reply->element[1];
-        }
+        /* Another server's clock ahead of ours, or records of the person
+         * at once: try again after the newest, each a different way after
+         * it, so that racers that lost together do not lose again. */
+        do {
+            added = okey_ledger_added(added, newer);
+            added += newer ? (spread + 7919u * (unsigned int)tries) % RECORD_SPREAD : 0;
+            rv = record_once(r, pool, hexed, key, added, &all, &filled, &newer);
+        } while (rv == APR_SUCCESS && newer && ++tries < RECORD_TRIES);
+        rv = rv == APR_SUCCESS && newer ? APR_EAGAIN : rv;
     }
     else {
         /* A key whose name is not ours is not recorded, nor complete. */

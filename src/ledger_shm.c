@@ -306,6 +306,26 @@ static void push_key(apr_pool_t *pool, apr_array_header_t *keys, const record_t 
     key->project_id = apr_pstrdup(pool, record->project_id);
     key->created_at = record->created_at;
     key->expires = record->expires;
+    key->rank = okey_terms_rank(record->added, record->created_at);
+}
+
+/* The highest rank among the records of person; 0 when none. */
+static apr_int64_t newest_rank(shm_ledger_t *ledger, const unsigned char *person)
+{
+    apr_int64_t newest = 0;
+    apr_uint32_t at = ledger->by_person[person_bucket(ledger, person)];
+    apr_uint32_t steps = 0;
+
+    while (at != NIL && steps++ < ledger->header->capacity) {
+        const record_t *record = rec(ledger, at);
+        apr_int64_t rank = okey_terms_rank(record->added, record->created_at);
+
+        if (!memcmp(record->person, person, 16) && rank > newest) {
+            newest = rank;
+        }
+        at = record->next_by_person;
+    }
+    return newest;
 }
 
 /* The person's records in project_id (NULL: any) expiring after now (0:
@@ -661,6 +681,11 @@ static apr_status_t shm_fill(void *baton, apr_pool_t *pool, const apr_array_head
     int i;
 
     lock(ledger);
+    /* A recorded key keeps its rank. */
+    for (i = 0; i < made; i++) {
+        at = find_id(ledger, entries[i].id);
+        entries[i].added = at != NIL ? rec(ledger, at)->added : 0;
+    }
     /* Records added since the listing began may be missing from it. */
     for (at = 1; at <= header->used; at++) {
         if (rec(ledger, at)->id[0] && rec(ledger, at)->added < started) {
@@ -687,6 +712,7 @@ static apr_status_t shm_record(void *baton, apr_pool_t *pool, const char *email,
     int fits = make_entry(pool, email, key, now, &entry);
 
     lock(ledger);
+    entry.added = okey_ledger_added(now, newest_rank(ledger, entry.person));
     if (fits && find_id(ledger, entry.id) == NIL && insert(ledger, &entry) == NIL) {
         ledger->header->state = STATE_OVERFLOW;
         fits = 0;

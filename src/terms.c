@@ -213,11 +213,27 @@ apr_int64_t okey_terms_created(apr_int64_t created_at, apr_int64_t now)
     return created_at > 0 && created_at <= now + OKEY_TERMS_CLOCK_SKEW ? created_at : 0;
 }
 
+apr_int64_t okey_terms_rank(apr_time_t added, apr_int64_t created_at)
+{
+    /* A created_at that would overflow in microseconds ranks as unknown. */
+    int usable = created_at > 0 && created_at < APR_INT64_MAX / APR_USEC_PER_SEC;
+
+    return added > 0 ? added : usable ? created_at * APR_USEC_PER_SEC : 0;
+}
+
+apr_int64_t okey_terms_rank_listed(apr_int64_t created_at, apr_int64_t now,
+                                   apr_int64_t timeout)
+{
+    int in_flight = created_at > now - OKEY_TERMS_CLOCK_SKEW - 2 * timeout;
+
+    return in_flight ? APR_INT64_MAX : okey_terms_rank(0, created_at);
+}
+
 static int oldest_first(const void *a, const void *b)
 {
     const okey_owned_key_t *x = a, *y = b;
 
-    return x->created_at != y->created_at ? (x->created_at < y->created_at ? -1 : 1)
+    return x->rank != y->rank ? (x->rank < y->rank ? -1 : 1)
            : strcmp(x->service_account_id, y->service_account_id);
 }
 

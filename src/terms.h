@@ -87,22 +87,39 @@ int okey_terms_capped(const apr_array_header_t *terms);
 int okey_terms_admits(const okey_terms_t *terms, const char *email);
 
 /* A key of one address, as listed upstream or registered by a sign-in.
- * Keys are ordered by created_at, then by id: the same order for the
- * reaper and every sign-in, so that no two of them disagree on which keys
- * are the newest N. */
+ * Keys are ordered by rank, then by id: the same order for the reaper and
+ * every sign-in, so that no two of them disagree on which keys are the
+ * newest N. A ledger ranks a key it records after every key of its owner
+ * it holds, so that each sign-in's own key is the newest it sees, whatever
+ * the seconds its creation and the others' carry; a key the ledger did not
+ * record ranks by its created_at. */
 typedef struct okey_owned_key_t {
     const char *service_account_id;
     const char *name;
     const char *project_id;
     apr_int64_t created_at;
     apr_int64_t expires;
+    apr_int64_t rank;       /* microseconds: see okey_terms_rank */
 } okey_owned_key_t;
+
+/* The rank of a key recorded at added (microseconds; 0: not recorded, only
+ * listed) and created at created_at (seconds). */
+apr_int64_t okey_terms_rank(apr_time_t added, apr_int64_t created_at);
 
 /* An upstream created_at as the judgement may use it: 0 (unknown) when it
  * is absent or lies ahead of now by more than the clock skew. */
 apr_int64_t okey_terms_created(apr_int64_t created_at, apr_int64_t now);
 
-/* Sorts keys (of okey_owned_key_t) oldest first. */
+/* The rank of a key seen in a listing but not among its owner's records,
+ * created at created_at, seen at now (seconds): a key created within the
+ * longest an issue may take (two upstream timeouts, upstream's clock
+ * allowing) may be on its way to its record, which will rank it after
+ * every key of its owner, and so ranks as the newest now; an older one
+ * ranks by its creation. */
+apr_int64_t okey_terms_rank_listed(apr_int64_t created_at, apr_int64_t now,
+                                   apr_int64_t timeout);
+
+/* Sorts keys (of okey_owned_key_t) oldest first: by rank, then id. */
 void okey_terms_sort(apr_array_header_t *keys);
 
 /* The keys of owned (one person's live keys in one project, of

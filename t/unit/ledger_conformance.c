@@ -66,6 +66,7 @@ static okey_owned_key_t key_of(const char *email, const char *id, const char *pr
     key.project_id = apr_pstrdup(test_pool, project_id);
     key.created_at = created_at;
     key.expires = expires;
+    key.rank = okey_terms_rank(0, created_at);
     return key;
 }
 
@@ -98,7 +99,7 @@ static const okey_owned_key_t *find_key(const apr_array_header_t *keys, const ch
     return found;
 }
 
-/* Whether keys are in okey_owned_key_t's order: created_at, then id. */
+/* Whether keys are in okey_owned_key_t's order: rank, then id. */
 static int in_order(const apr_array_header_t *keys)
 {
     int ordered = 1;
@@ -108,8 +109,8 @@ static int in_order(const apr_array_header_t *keys)
         const okey_owned_key_t *a = &APR_ARRAY_IDX(keys, i - 1, okey_owned_key_t);
         const okey_owned_key_t *b = &APR_ARRAY_IDX(keys, i, okey_owned_key_t);
 
-        ordered = a->created_at < b->created_at ||
-                  (a->created_at == b->created_at &&
+        ordered = a->rank < b->rank ||
+                  (a->rank == b->rank &&
                    strcmp(a->service_account_id, b->service_account_id) < 0);
     }
     return ordered;
@@ -910,10 +911,11 @@ START_TEST(a_record_sees_the_live_keys_of_its_project)
     record(ledger, ALICE, &live_a, t0 - SEC(30), NULL);
     keys = record(ledger, ALICE, &fresh_key, t0, &complete);
     ck_assert(complete);
-    /* Expired keys count against nobody; other projects' are not the cap's. */
+    /* Expired keys count against nobody; other projects' are not the cap's.
+     * Recorded in one microsecond, sa_b then sa_a rank in that order. */
     ck_assert_int_eq(keys->nelts, 3);
-    ck_assert_str_eq(APR_ARRAY_IDX(keys, 0, okey_owned_key_t).service_account_id, "sa_a");
-    ck_assert_str_eq(APR_ARRAY_IDX(keys, 1, okey_owned_key_t).service_account_id, "sa_b");
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 0, okey_owned_key_t).service_account_id, "sa_b");
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 1, okey_owned_key_t).service_account_id, "sa_a");
     ck_assert_str_eq(APR_ARRAY_IDX(keys, 2, okey_owned_key_t).service_account_id, "sa_fresh");
     /* keys_of has them all, expired too, in the same order. */
     keys = keys_of(ledger, ALICE, NULL, NULL);
@@ -926,6 +928,68 @@ START_TEST(a_record_sees_the_live_keys_of_its_project)
     ck_assert_int_eq(keys->nelts, 1);
     ck_assert_int_eq(keys_of(ledger, ALICE, "proj_3", NULL)->nelts, 0);
     ck_assert_int_eq(count(ledger), 6);
+}
+END_TEST
+
+START_TEST(a_record_ranks_after_every_key_of_its_owner_whatever_the_clocks)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    apr_int64_t now = apr_time_sec(t0);
+    /* late was created a second after early but reaches the ledger first;
+     * then a server whose clock is behind records slow. */
+    okey_owned_key_t late = key_of(ALICE, "sa_late", "proj_1", now + 1, now + 3600, "aaaaa");
+    okey_owned_key_t early = key_of(ALICE, "sa_early", "proj_1", now, now + 3600, "aaaab");
+    okey_owned_key_t slow = key_of(ALICE, "sa_slow", "proj_1", now, now + 3600, "aaaac");
+    okey_owned_key_t bob = key_of(BOB, "sa_bob", "proj_1", now + 9, now + 3600, "aaaad");
+    apr_array_header_t *keys;
+
+    fill(ledger, listing(), t0 - SEC(60));
+    record(ledger, BOB, &bob, t0 + SEC(9), NULL);
+    record(ledger, ALICE, &late, t0 + SEC(1), NULL);
+    keys = record(ledger, ALICE, &early, t0 + SEC(1), NULL);
+    ck_assert_int_eq(keys->nelts, 2);
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 1, okey_owned_key_t).service_account_id, "sa_early");
+    keys = record(ledger, ALICE, &slow, t0 - SEC(30), NULL);
+    ck_assert_int_eq(keys->nelts, 3);
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 0, okey_owned_key_t).service_account_id, "sa_late");
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 2, okey_owned_key_t).service_account_id, "sa_slow");
+    /* Another person's keys do not push hers along. */
+    ck_assert_int_lt(APR_ARRAY_IDX(keys, 0, okey_owned_key_t).rank, SEC(now + 9));
+    /* keys_of gives them in the same order. */
+    keys = keys_of(ledger, ALICE, "proj_1", NULL);
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 0, okey_owned_key_t).service_account_id, "sa_late");
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 2, okey_owned_key_t).service_account_id, "sa_slow");
+}
+END_TEST
+
+START_TEST(a_fill_keeps_the_rank_of_a_recorded_key)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    apr_int64_t now = apr_time_sec(t0);
+    okey_owned_key_t late = key_of(ALICE, "sa_late", "proj_1", now - 9, now + 3600, "aaaaa");
+    okey_owned_key_t early = key_of(ALICE, "sa_early", "proj_1", now - 10, now + 3600,
+                                    "aaaab");
+    okey_owned_key_t listed_only = key_of(ALICE, "sa_listed", "proj_1", now - 5, now + 3600,
+                                          "aaaac");
+    apr_array_header_t *live = listing();
+    apr_array_header_t *keys;
+
+    record(ledger, ALICE, &late, t0 - SEC(8), NULL);
+    record(ledger, ALICE, &early, t0 - SEC(8), NULL);
+    /* A listing that saw all three, ranked by their creation. */
+    APR_ARRAY_PUSH(live, okey_owned_key_t) = early;
+    APR_ARRAY_PUSH(live, okey_owned_key_t) = late;
+    APR_ARRAY_PUSH(live, okey_owned_key_t) = listed_only;
+    fill(ledger, live, t0);
+    keys = keys_of(ledger, ALICE, "proj_1", NULL);
+    ck_assert_int_eq(keys->nelts, 3);
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 0, okey_owned_key_t).service_account_id, "sa_late");
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 1, okey_owned_key_t).service_account_id, "sa_early");
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 2, okey_owned_key_t).service_account_id, "sa_listed");
+    ck_assert_int_eq(APR_ARRAY_IDX(keys, 2, okey_owned_key_t).rank, SEC(now - 5));
+    ck_assert_int_eq(count(ledger), 3);
 }
 END_TEST
 
@@ -994,6 +1058,38 @@ static void record_keys(racer_t *racer)
     }
 }
 
+/* How many of the keys of by_size[total] no view's cap of cap takes, each
+ * view keeping its own key, the newest; asserts the last cap recorded are
+ * among them. */
+static int survivors_of_cap(const apr_array_header_t *const *by_size, int total,
+                            apr_int64_t cap)
+{
+    apr_hash_t *taken = apr_hash_make(test_pool);
+    const apr_array_header_t *all = by_size[total];
+    int left = 0;
+    int k, i;
+
+    for (k = 1; k <= total; k++) {
+        const apr_array_header_t *view = by_size[k];
+        const char *own = APR_ARRAY_IDX(view, view->nelts - 1,
+                                        okey_owned_key_t).service_account_id;
+        apr_array_header_t *victims = okey_terms_over_cap(test_pool, cap, view, own);
+
+        for (i = 0; i < victims->nelts; i++) {
+            apr_hash_set(taken, APR_ARRAY_IDX(victims, i, okey_owned_key_t).service_account_id,
+                         APR_HASH_KEY_STRING, "");
+        }
+    }
+    for (i = 0; i < all->nelts; i++) {
+        const char *id = APR_ARRAY_IDX(all, i, okey_owned_key_t).service_account_id;
+        int survives = !apr_hash_get(taken, id, APR_HASH_KEY_STRING);
+
+        ck_assert_msg(survives || i < all->nelts - cap, "the cap took %s, among the newest", id);
+        left += survives;
+    }
+    return left;
+}
+
 START_TEST(each_record_sees_every_record_before_it)
 {
     okey_ledger_t *ledger = fresh(_i);
@@ -1014,7 +1110,10 @@ START_TEST(each_record_sees_every_record_before_it)
 
             ck_assert_ptr_nonnull(view);
             ck_assert(in_order(view));
-            ck_assert(has_key(view, APR_ARRAY_IDX(run->racers[i].ids, j, const char *)));
+            /* Each record's own key is the newest of its view. */
+            ck_assert_str_eq(APR_ARRAY_IDX(view, view->nelts - 1,
+                                           okey_owned_key_t).service_account_id,
+                             APR_ARRAY_IDX(run->racers[i].ids, j, const char *));
             /* One record at a time: each view one larger than the last. */
             ck_assert_int_ge(view->nelts, 1);
             ck_assert_int_le(view->nelts, total);
@@ -1030,6 +1129,9 @@ START_TEST(each_record_sees_every_record_before_it)
         }
     }
     ck_assert_int_eq(keys_of(ledger, ALICE, "proj_1", NULL)->nelts, total);
+    /* Under a cap of two, what every sign-in takes from its view leaves
+     * exactly the last two recorded. */
+    ck_assert_int_eq(survivors_of_cap(by_size, total, 2), 2);
 }
 END_TEST
 
@@ -1210,11 +1312,13 @@ void okey_ledger_conformance_add(Suite *suite, const char *backend,
         records_answer_for_everyone_once_a_fill_has_run,
         a_fill_replaces_stale_records,
         a_fill_keeps_what_was_recorded_since_it_began,
+        a_fill_keeps_the_rank_of_a_recorded_key,
         a_fill_does_not_bring_back_keys_forgotten_since_it_began,
         a_fill_skips_names_not_ours,
         names_are_given_back_as_they_were,
         no_one_sees_another_persons_keys,
         a_record_sees_the_live_keys_of_its_project,
+        a_record_ranks_after_every_key_of_its_owner_whatever_the_clocks,
         a_key_recorded_again_is_recorded_once,
         forget_removes_one_key,
         each_record_sees_every_record_before_it,

@@ -262,9 +262,10 @@ START_TEST(record_gives_the_live_keys_of_the_project)
     record(ledger, "ann@example.org", &k1);
     ck_assert(okey_ledger_record(ledger, test_pool, "ann@example.org", &k2, NOW, &keys,
                                  &complete));
+    /* In the order recorded, whatever their creation says. */
     ck_assert_int_eq(keys->nelts, 2);
-    ck_assert_str_eq(APR_ARRAY_IDX(keys, 0, okey_owned_key_t).service_account_id, "sa_a");
-    ck_assert_str_eq(APR_ARRAY_IDX(keys, 1, okey_owned_key_t).service_account_id, "sa_b");
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 0, okey_owned_key_t).service_account_id, "sa_b");
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 1, okey_owned_key_t).service_account_id, "sa_a");
     ck_assert_int_eq(complete, 0);
     /* keys_of gives the expired one too, and every project. */
     ck_assert_int_eq(keys_of(ledger, "ann@example.org", &complete)->nelts, 4);

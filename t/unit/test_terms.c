@@ -196,6 +196,7 @@ static apr_array_header_t *keys_in_order(int n)
 
         key->service_account_id = apr_psprintf(test_pool, "svc_%d", i);
         key->created_at = 100 + i;
+        key->rank = okey_terms_rank(0, key->created_at);
     }
     return owned;
 }
@@ -219,7 +220,7 @@ START_TEST(the_cap_takes_the_oldest_beyond_the_newest_n)
     /* The reaper keeps no key in particular. */
     ck_assert_int_eq(okey_terms_over_cap(test_pool, 1, keys_in_order(3), NULL)->nelts, 2);
     /* In any order given, the oldest go first. */
-    APR_ARRAY_IDX(shuffled, 0, okey_owned_key_t).created_at = 500;
+    APR_ARRAY_IDX(shuffled, 0, okey_owned_key_t).rank = okey_terms_rank(0, 500);
     victims = okey_terms_over_cap(test_pool, 2, shuffled, NULL);
     ck_assert_int_eq(victims->nelts, 2);
     ck_assert_str_eq(victim(victims, 0), "svc_1");
@@ -238,10 +239,45 @@ START_TEST(concurrent_issues_converge_on_the_newest_n_never_fewer)
     ck_assert_int_eq(first->nelts, 0);
     ck_assert_int_eq(second->nelts, 1);
     ck_assert_str_eq(victim(second, 0), "svc_0");
-    /* Created in one second, the id decides, the same way for everyone. */
-    APR_ARRAY_IDX(both, 1, okey_owned_key_t).created_at = 100;
+    /* Ranked alike, the id decides, the same way for everyone. */
+    APR_ARRAY_IDX(both, 1, okey_owned_key_t).rank = APR_ARRAY_IDX(both, 0, okey_owned_key_t).rank;
     ck_assert_int_eq(okey_terms_over_cap(test_pool, 1, both, "svc_0")->nelts, 0);
     ck_assert_str_eq(victim(okey_terms_over_cap(test_pool, 1, both, NULL), 0), "svc_0");
+}
+END_TEST
+
+START_TEST(a_recorded_key_ranks_by_when_it_was_recorded_not_created)
+{
+    /* svc_1 was created a second after svc_0 but recorded before it: the
+     * last recorded is the newest, so the sign-in recording it keeps it. */
+    apr_array_header_t *both = keys_in_order(2);
+    apr_array_header_t *victims;
+
+    APR_ARRAY_IDX(both, 1, okey_owned_key_t).rank = okey_terms_rank(apr_time_from_sec(101) + 5, 101);
+    APR_ARRAY_IDX(both, 0, okey_owned_key_t).rank = okey_terms_rank(apr_time_from_sec(101) + 9, 100);
+    victims = okey_terms_over_cap(test_pool, 1, both, "svc_0");
+    ck_assert_int_eq(victims->nelts, 1);
+    ck_assert_str_eq(victim(victims, 0), "svc_1");
+    ck_assert_int_eq(okey_terms_over_cap(test_pool, 1, both, "svc_1")->nelts, 0);
+    /* Unrecorded, a key ranks by its creation; unusable, as unknown. */
+    ck_assert_int_eq(okey_terms_rank(0, 100), apr_time_from_sec(100));
+    ck_assert_int_eq(okey_terms_rank(0, 0), 0);
+    ck_assert_int_eq(okey_terms_rank(0, APR_INT64_MAX), 0);
+}
+END_TEST
+
+START_TEST(a_listed_key_not_recorded_ranks_newest_while_it_may_be_in_flight)
+{
+    apr_int64_t window = OKEY_TERMS_CLOCK_SKEW + 2 * 10;
+
+    /* Created within two timeouts (and the clock skew): its record, on its
+     * way, will rank it after every other key; a sign-in leaves it be. */
+    ck_assert_int_eq(okey_terms_rank_listed(NOW - window + 1, NOW, 10), APR_INT64_MAX);
+    ck_assert_int_eq(okey_terms_rank_listed(NOW + 60, NOW, 10), APR_INT64_MAX);
+    ck_assert_int_eq(okey_terms_rank_listed(NOW - window, NOW, 10),
+                     apr_time_from_sec(NOW - window));
+    ck_assert_int_eq(okey_terms_rank_listed(NOW - window, NOW, 20), APR_INT64_MAX);
+    ck_assert_int_eq(okey_terms_rank_listed(0, NOW, 10), 0);
 }
 
 START_TEST(no_order_of_partial_views_leaves_fewer_than_n)
@@ -302,6 +338,8 @@ Suite *okey_terms_suite(void)
     tcase_add_test(tc, concurrent_issues_converge_on_the_newest_n_never_fewer);
     tcase_add_test(tc, no_order_of_partial_views_leaves_fewer_than_n);
     tcase_add_test(tc, a_created_at_far_ahead_is_unknown);
+    tcase_add_test(tc, a_recorded_key_ranks_by_when_it_was_recorded_not_created);
+    tcase_add_test(tc, a_listed_key_not_recorded_ranks_newest_while_it_may_be_in_flight);
     suite_add_tcase(suite, tc);
     return suite;
 }
