@@ -179,6 +179,7 @@ static void reap(okey_reaper_thread_t *rt, server_rec *s, okey_ledger_lease_t *l
 
     okey_reaper_init(&reaper, conf->cfg, http_of(rt, s), &conf->runtime->logger,
                      &rt->stop);
+    reaper.ledger = conf->ledger;
     okey_ledger_suspects_due(conf->ledger, pool, okey_now(), &reaper.unsure);
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, OKEY_LOGNO(031) "reap of %s claimed by "
                  "pid %" APR_PID_T_FMT, conf->cfg->project, getpid());

@@ -201,6 +201,7 @@ static void note_owned(void *baton, const json_t *account)
         key->project_id = listing->project_id;
         key->created_at = okey_terms_created(created_at, listing->now);
         key->expires = verdict.expires;
+        key->rank = okey_terms_rank(0, key->created_at);
     }
 }
 
@@ -273,8 +274,25 @@ int okey_keys_held(const apr_array_header_t *keys, const char *service_account_i
     return found;
 }
 
-/* view with the keys of listed it does not hold. */
-static void add_listed(apr_array_header_t *view, const apr_array_header_t *listed)
+/* The rank a key issued at now takes in view: after every key there, as
+ * the ledger would have ranked it. */
+static apr_int64_t rank_after(const apr_array_header_t *view, apr_time_t now)
+{
+    apr_int64_t newest = 0;
+    int i;
+
+    for (i = 0; i < view->nelts; i++) {
+        apr_int64_t rank = APR_ARRAY_IDX(view, i, okey_owned_key_t).rank;
+
+        newest = rank > newest ? rank : newest;
+    }
+    return okey_ledger_added(now, newest);
+}
+
+/* view with the keys of listed it does not hold, ranked as keys the
+ * ledger has not recorded (yet). */
+static void add_listed(apr_array_header_t *view, const apr_array_header_t *listed,
+                       apr_int64_t now, apr_int64_t timeout)
 {
     int i;
 
@@ -282,7 +300,10 @@ static void add_listed(apr_array_header_t *view, const apr_array_header_t *liste
         const okey_owned_key_t *key = &APR_ARRAY_IDX(listed, i, okey_owned_key_t);
 
         if (!okey_keys_held(view, key->service_account_id)) {
-            APR_ARRAY_PUSH(view, okey_owned_key_t) = *key;
+            okey_owned_key_t *added = apr_array_push(view);
+
+            *added = *key;
+            added->rank = okey_terms_rank_listed(key->created_at, now, timeout);
         }
     }
 }
@@ -291,7 +312,7 @@ okey_err_t *okey_keys_cap(okey_keys_t *keys, apr_pool_t *pool, const okey_issued
                           apr_int64_t cap, apr_array_header_t **revokes, int *unanswered)
 {
     okey_owned_key_t key = {issued->service_account_id, issued->name, issued->project_id,
-                            issued->created_at, issued->expires};
+                            issued->created_at, issued->expires, 0};
     apr_array_header_t *view = NULL, *listed = NULL;
     okey_err_t *err = NULL;
     int complete = 0;
@@ -309,11 +330,13 @@ okey_err_t *okey_keys_cap(okey_keys_t *keys, apr_pool_t *pool, const okey_issued
         err = okey_keys_owned(keys, pool, issued->email, issued->project, okey_now(), 0,
                               &listed);
     }
-    if (listed) {
-        add_listed(view, listed);
-    }
+    /* Not recorded: newest of what the ledger holds, as a record is. */
     if (!okey_keys_held(view, issued->service_account_id)) {
+        key.rank = rank_after(view, apr_time_now());
         APR_ARRAY_PUSH(view, okey_owned_key_t) = key;
+    }
+    if (listed) {
+        add_listed(view, listed, okey_now(), keys->cfg->timeout);
     }
     /* Without the listing, the cap still takes what the ledger knows is
      * older than the newest N: that is never a key the listing would keep. */

@@ -85,6 +85,46 @@ static void note_live(listing_t *listing, const victim_t *key)
     owned->project_id = listing->project_id;
     owned->created_at = key->created_at;
     owned->expires = key->expires;
+    owned->rank = okey_terms_rank(0, key->created_at);
+}
+
+/* Whether one of keys may still be on its way to its sign-in's record:
+ * the cap of its owner is then that sign-in's to apply. */
+static int settling(const listing_t *listing, const apr_array_header_t *keys)
+{
+    int young = 0;
+    int i;
+
+    for (i = 0; i < keys->nelts && !young; i++) {
+        young = okey_terms_rank_listed(APR_ARRAY_IDX(keys, i, okey_owned_key_t).created_at,
+                                       listing->now, listing->reaper->cfg->timeout) ==
+                APR_INT64_MAX;
+    }
+    return young;
+}
+
+/* keys with the ranks the ledger gave those it recorded, so that the
+ * reaper's newest N are the sign-ins'. */
+static void rank_as_recorded(listing_t *listing, const char *email,
+                             apr_array_header_t *keys)
+{
+    apr_array_header_t *recorded = NULL;
+    int complete = 0;
+    int i, j;
+
+    okey_ledger_keys_of(listing->reaper->ledger, listing->pool, email, listing->project_id,
+                        &recorded, &complete);
+    for (i = 0; recorded && i < recorded->nelts; i++) {
+        const okey_owned_key_t *known = &APR_ARRAY_IDX(recorded, i, okey_owned_key_t);
+
+        for (j = 0; j < keys->nelts; j++) {
+            okey_owned_key_t *key = &APR_ARRAY_IDX(keys, j, okey_owned_key_t);
+
+            if (!strcmp(key->service_account_id, known->service_account_id)) {
+                key->rank = known->rank;
+            }
+        }
+    }
 }
 
 static void add_victim(listing_t *listing, const victim_t *victim)
@@ -102,15 +142,26 @@ static void apply_cap(listing_t *listing)
     for (hi = apr_hash_first(listing->pool, listing->live); hi; hi = apr_hash_next(hi)) {
         const char *email = apr_hash_this_key(hi);
         apr_array_header_t *keys = apr_hash_this_val(hi);
-        apr_array_header_t *over = okey_terms_over_cap(listing->pool, listing->terms->cap,
-                                                       keys, NULL);
+        apr_array_header_t *over;
         int i, j;
+
+        /* Within the cap, or left to the sign-in still recording a key. */
+        if (keys->nelts <= listing->terms->cap || listing->terms->cap <= 0 ||
+            settling(listing, keys)) {
+            over = NULL;
+        }
+        else {
+            if (listing->reaper->ledger) {
+                rank_as_recorded(listing, email, keys);
+            }
+            over = okey_terms_over_cap(listing->pool, listing->terms->cap, keys, NULL);
+        }
 
         for (i = 0; i < keys->nelts; i++) {
             const okey_owned_key_t *key = &APR_ARRAY_IDX(keys, i, okey_owned_key_t);
             int taken = 0;
 
-            for (j = 0; j < over->nelts && !taken; j++) {
+            for (j = 0; over && j < over->nelts && !taken; j++) {
                 taken = !strcmp(APR_ARRAY_IDX(over, j, okey_owned_key_t).service_account_id,
                                 key->service_account_id);
             }

@@ -39,6 +39,9 @@ typedef struct okey_reaper_t {
      * listed, live or not; each value is an int set to 1 once found. NULL:
      * none. */
     apr_hash_t *unsure;
+    /* Where sign-ins record their keys, and so rank them, for the cap.
+     * NULL: keys rank by their creation. */
+    okey_ledger_t *ledger;
 } okey_reaper_t;
 
 void okey_reaper_init(okey_reaper_t *reaper, const okey_config_t *cfg,

@@ -10,7 +10,7 @@ use JSON::PP ();
 use MIME::Base64 qw(encode_base64url);
 use Time::HiRes ();
 
-plan tests => 45;
+plan tests => 49;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $now = time;
@@ -86,6 +86,25 @@ ok(first_reaps_done('okey_terms', 'okey_byid'), 'the first reaps have ended');
            "round $round: three sign-ins at once under a cap of one leave exactly one key ("
            . scalar(@alice) . ')');
     }
+}
+
+# --- the reaper's cap keeps what the sign-ins keep -----------------------------
+# A key a sign-in recorded ranks after the keys its owner held then, as the
+# sign-in judged it, whatever second its creation carries: the reaper ranks
+# it so too, and takes the key it never recorded instead.
+{
+    seed('terms', proj_terms => { name => 'terms-project' });
+    reap_now('okey_terms');
+    is(sign_in(browser(), 'alice@example.com', vhost => 'okey_terms')->code, 200, 'a sign-in records its key');
+    my ($recorded) = @{ fake_state()->{tenants}{terms}{accounts}{proj_terms} || [] };
+    # Upstream now dates it before a key of hers the ledger never saw.
+    my $unrecorded = account('svc_unrecorded', 'alice@example.com', $now + 3600, time - 400);
+    seed('terms', proj_terms => { name => 'terms-project',
+                                  accounts => [{ %$recorded, created_at => time - 600 }, $unrecorded] });
+    is(reap_now('okey_terms')->code, 200, 'a reap with two keys of hers under a cap of one');
+    is_deeply(ids_in('terms', 'proj_terms'), [$recorded->{id}],
+              'keeps the key the sign-in recorded and showed, not the one upstream dates later');
+    like(error_log(), qr/revoked key: service_account=svc_unrecorded .*by=cap/, 'the cap took the other');
 }
 
 # --- openaikey-issue applies its profile's allow rules -----------------------

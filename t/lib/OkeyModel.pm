@@ -568,11 +568,14 @@ sub justify {
         return 'holder';
     }
     my $project = $PROJECTS{ $acct->{project} } or return undef;
+    # Which keys the cap keeps follows the order the ledger recorded them
+    # in, which the model does not see: a cap deletion is justified by as
+    # many other live keys then; that the keys a sign-in showed survive is
+    # invariant 5's.
     if ($project->{cap} > 0) {
         my @newer = grep {
             $_->{id} ne $acct->{id} && $_->{ours} && ($_->{email} // '') eq $acct->{email}
             && $_->{project} eq $acct->{project} && $_->{expires} > $time
-            && ($_->{created_at} // 0) >= ($acct->{created_at} // 0)
             && (!defined $_->{deleted_at} || $_->{deleted_at} >= $time)
             && ($_->{created_seen_at} // 0) <= $time + 0.001
         } values %{ $self->{acct} };
