@@ -32,6 +32,17 @@ my $KEY_PREFIX = 'sk-model-';
 my $PASSPHRASE = "the model's passphrase, shared by both servers";
 my @SERVERS = ('okey_model', 'okey_model2');
 
+# Which pair of servers the model drives, their fake organisation, and
+# whether they share one ledger (a fleet): okey_model and okey_model2, each
+# its own shared-memory ledger, tenant "model", unless told otherwise.
+my $SHARED_LEDGER = 0;
+sub configure {
+    my (%how) = @_;
+    @SERVERS = @{ $how{servers} } if $how{servers};
+    $TENANT = $how{tenant} if $how{tenant};
+    $SHARED_LEDGER = $how{shared_ledger} // $SHARED_LEDGER;
+}
+
 # The configuration of t/conf/extra.conf.in, as the model knows it.
 my %PROJECTS = (
     'model-a' => { id => 'proj_model_a', cap => 2, max => 3600 },
@@ -342,7 +353,10 @@ sub reset_world {
     $self->{deleted_seen} = scalar @{ $state->{deleted} || [] };
 }
 
-# A reap that started after now, on $server; waits for it, bounded.
+# A reap that started after now, asked of $server; waits for it, bounded.
+# Servers that share a ledger share the lease too: whichever of them runs
+# the reap (in one httpd, the reaper thread that wakes claims it for the
+# first of them it comes to), it is the reap asked for.
 sub forced_reap {
     my ($self, $server) = @_;
     # Whole seconds: a reap that began in the second of the last step may
@@ -351,21 +365,22 @@ sub forced_reap {
     Time::HiRes::sleep(0.05) while time < $t0;
     my $deadline = Time::HiRes::time() + 90;
     my $ua = LWP::UserAgent->new(timeout => 60);
-    my $status;
-    while (Time::HiRes::time() < $deadline) {
+    my @watched = $SHARED_LEDGER ? (0 .. $#SERVERS) : ($server);
+    my $last;
+    while (!$last && Time::HiRes::time() < $deadline) {
         my $res = $ua->request(HTTP::Request->new(POST => url($server, '/revoke'), [Accept => 'application/json']));
-        if ($res->code == 200) {
-            $status = $JSON->decode($ua->get(url($server, '/status'))->decoded_content);
-            my $start = iso_to_epoch($status->{last_reap}{start});
-            last if defined $start && $start >= $t0;
+        # Shared, the reap may run under the other server while this one
+        # answers 202: both are watched whatever the answer.
+        if ($res->code == 200 || ($SHARED_LEDGER && $res->code == 202)) {
+            ($last) = grep { my $start = iso_to_epoch($_->{start}); defined $start && $start >= $t0 }
+                      map { $JSON->decode($ua->get(url($_, '/status'))->decoded_content)->{last_reap} } @watched;
         } elsif ($res->code != 202 && $res->code != 503) {
             return { healthy => 0, error => 'answer ' . $res->code };
         }
-        Time::HiRes::sleep(0.25);
+        Time::HiRes::sleep(0.25) unless $last;
     }
-    my $last = $status ? $status->{last_reap} : {};
+    return { healthy => 0, error => 'no reap after the request' } unless $last;
     my $start = iso_to_epoch($last->{start});
-    return { healthy => 0, error => 'no reap after the request' } unless defined $start && $start >= $t0;
     $self->{last_reap}[$server] = $start;
     return { healthy => (($last->{result} // '') eq 'ok' && !$last->{failed}), start => $start,
              error => $last->{result} };
@@ -894,6 +909,7 @@ sub run_ops {
     my $failure = eval { $self->execute($ops) };
     if ($@) {
         $failure = { invariant => 'driver', message => "the driver died: $@", step => $self->{step} };
+        push @{ $self->{failures} }, $failure;
     }
     return { failure => $failure, failures => $self->{failures} || [], stats => $self->{stats},
              steps => $self->{steps_done} // 0 };
@@ -961,6 +977,63 @@ sub summary {
     my $total = 0;
     $total += $_ for values %{ $stats->{checks} };
     return "seed $seed: $steps steps; ops: $ops; faults injected: $stats->{faults}; checks: $total ($checks)";
+}
+
+# The model test: each seed of OKEY_MODEL_SEEDS (or @$seeds) run for
+# OKEY_MODEL_STEPS (or $steps) steps, one test each; a failing seed is
+# shrunk within OKEY_MODEL_SHRINK replays over all (twenty, about three
+# minutes), its first failure, or with OKEY_MODEL_SHRINK_ALL=1 each way an
+# invariant failed. $note reports as it goes (Test::More's diag).
+sub run_test {
+    my (%how) = @_;
+    my ($note, $pass, $fail) = @how{qw(note pass fail)};
+    my @seeds = $ENV{OKEY_MODEL_SEEDS} ? split(/,/, $ENV{OKEY_MODEL_SEEDS}) : @{ $how{seeds} };
+    my $steps = $ENV{OKEY_MODEL_STEPS} // $how{steps};
+    my $budget = $ENV{OKEY_MODEL_SHRINK} // 20;
+    my $began = Time::HiRes::time();
+    my (%total, $total_steps, $total_faults);
+    for my $seed (@seeds) {
+        my $ops = draw_ops($seed, $steps);
+        my $started = Time::HiRes::time();
+        my $run = run_ops($seed, $ops);
+        $note->(summary($seed, $run->{steps}, $run->{stats}) . sprintf(' in %.0f s', Time::HiRes::time() - $started));
+        $total_steps += $run->{steps};
+        $total_faults += $run->{stats}{faults};
+        $total{$_} += $run->{stats}{ops}{$_} for keys %{ $run->{stats}{ops} };
+        $total{"check $_"} += $run->{stats}{checks}{$_} for keys %{ $run->{stats}{checks} };
+        my @failures = @{ $run->{failures} };
+        if (!@failures) {
+            $pass->("seed $seed: $steps steps, every invariant held");
+            next;
+        }
+        $note->("seed $seed fails invariant $_->{invariant}" . ($_->{kind} ? " ($_->{kind})" : '')
+                . ' first at step ' . ($_->{step} // 'setup') . ": $_->{message}") for @failures;
+        # A driver that died (a server that never answered) is not shrunk.
+        for my $failure (grep { $_->{invariant} ne 'driver' } $ENV{OKEY_MODEL_SHRINK_ALL} ? @failures : $failures[0]) {
+            last if $budget <= 0;
+            my ($shortest, $last, $replays) = shrink($seed, $ops, $failure, $budget,
+                                                     $ENV{OKEY_MODEL_VERBOSE} ? $note : undef);
+            $budget -= $replays;
+            $note->(sprintf('seed %d: the shortest sequence found in %d replays (%d steps) fails invariant %s: %s',
+                            $seed, $replays, scalar @$shortest, $last->{invariant}, $last->{message}));
+            $note->(sprintf('  %2d. %s', $_ + 1, describe($shortest->[$_]))) for 0 .. $#$shortest;
+            $note->('      then the end of every run: each deadline passes, a reap at each server') if $last->{step} eq 'end';
+        }
+        my %seen;
+        $fail->("seed $seed: invariant " . join(', ', grep { !$seen{$_}++ } map { $_->{invariant} } @failures) . ' failed');
+    }
+    $note->(sprintf('model (%s): %d seeds, %d steps, %d faults injected in %.0f s; ops: %s; checks: %s',
+                    join(' ', @SERVERS), scalar @seeds, $total_steps, $total_faults, Time::HiRes::time() - $began,
+                    join(' ', map { "$_=$total{$_}" } sort grep { !/^check / } keys %total),
+                    join(' ', map { my $k = $_; $k =~ s/^check //; (split / /, $k)[0] . "=$total{$_}" }
+                              sort grep { /^check / } keys %total)));
+}
+
+# How many seeds run_test runs.
+sub seed_count {
+    my (@default) = @_;
+    my @seeds = $ENV{OKEY_MODEL_SEEDS} ? split(/,/, $ENV{OKEY_MODEL_SEEDS}) : @default;
+    return scalar @seeds;
 }
 
 1;
