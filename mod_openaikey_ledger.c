@@ -97,7 +97,7 @@ static const char *hex(apr_pool_t *pool, const unsigned char *bytes, apr_size_t 
 static void *segment(server_rec *s, const okey_server_conf_t *conf, apr_size_t size)
 {
     apr_pool_t *process = s->process->pool;
-    apr_uint32_t capacity = (apr_uint32_t)conf->cfg->ledger_size;
+    apr_uint32_t capacity = okey_ledger_shm_capacity(conf->cfg->ledger_size);
     const char *layout = okey_ledger_shm_layout(s->process->pconf);
     segments_t *kept = segments_of(s);
     char name[256];
@@ -179,7 +179,7 @@ static int redis_ledger(apr_pool_t *pconf, okey_server_conf_t *conf,
 static int make_ledger(apr_pool_t *pconf, server_rec *s, okey_server_conf_t *conf,
                        ledger_ipc_t *ipc)
 {
-    apr_size_t size = okey_ledger_shm_size((apr_uint32_t)conf->cfg->ledger_size);
+    apr_size_t size = okey_ledger_shm_size(okey_ledger_shm_capacity(conf->cfg->ledger_size));
     char *base = segment(s, conf, size + sizeof(okey_ledger_health_t));
     okey_ledger_t *shm = NULL;
     int status = base ? OK : HTTP_INTERNAL_SERVER_ERROR;

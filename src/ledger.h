@@ -209,6 +209,10 @@ apr_status_t okey_ledger_memory_create(apr_pool_t *pool, okey_ledger_t **ledger)
  * owner's, which child_init may reopen). A segment of another layout
  * (okey_ledger_shm_layout) is refused: APR_EINVAL. */
 apr_size_t okey_ledger_shm_size(apr_uint32_t capacity);
+/* The records a segment holds for a key server whose listing may hold
+ * live_keys (OpenAIKeyLedgerSize): an eighth more, so that the sign-ins
+ * between two reaps of a project that full still find room. */
+apr_uint32_t okey_ledger_shm_capacity(apr_int64_t live_keys);
 const char *okey_ledger_shm_layout(apr_pool_t *pool);
 void okey_ledger_shm_init(void *base, apr_uint32_t capacity, const char *layout);
 apr_status_t okey_ledger_shm_attach(apr_pool_t *pool, void *base, apr_size_t size,

@@ -112,6 +112,14 @@ static apr_size_t align8(apr_size_t size)
     return (size + 7) & ~(apr_size_t)7;
 }
 
+apr_uint32_t okey_ledger_shm_capacity(apr_int64_t live_keys)
+{
+    apr_int64_t capacity = live_keys + live_keys / 8;
+
+    return capacity > 0 && capacity < (apr_int64_t)(1u << 30) ? (apr_uint32_t)capacity
+                                                               : 1u << 30;
+}
+
 apr_size_t okey_ledger_shm_size(apr_uint32_t capacity)
 {
     return align8(sizeof(header_t)) + align8(sizeof(record_t) * capacity) +

@@ -119,6 +119,35 @@ START_TEST(a_record_without_room_says_the_view_is_incomplete)
 }
 END_TEST
 
+START_TEST(a_ledger_as_full_as_its_size_still_records_sign_ins)
+{
+    /* OpenAIKeyLedgerSize 100, and a project of 100 live keys: the
+     * sign-ins until the next reap are recorded, and answer complete. */
+    okey_ledger_t *ledger = shm_ledger(test_pool, okey_ledger_shm_capacity(100));
+    apr_array_header_t *live = apr_array_make(test_pool, 100, sizeof(okey_owned_key_t));
+    apr_array_header_t *view = NULL;
+    apr_time_t now = apr_time_now();
+    int complete = 0;
+    int i;
+
+    for (i = 0; i < 100; i++) {
+        APR_ARRAY_PUSH(live, okey_owned_key_t) =
+            key_of(test_pool, apr_psprintf(test_pool, "p%d@example.com", i), i,
+                   apr_time_sec(now));
+    }
+    okey_ledger_fill(ledger, test_pool, live, now);
+    for (i = 0; i < 12; i++) {
+        okey_owned_key_t key = key_of(test_pool, "p1@example.com", 100 + i, apr_time_sec(now));
+
+        okey_ledger_record(ledger, test_pool, "p1@example.com", &key, now, &view, &complete);
+        ck_assert_int_eq(complete, 1);
+        ck_assert_int_eq(view->nelts, 2 + i);
+    }
+    ck_assert_int_eq(okey_ledger_shm_capacity(100), 112);
+    ck_assert_int_eq(okey_ledger_shm_capacity(10000000), 11250000);
+}
+END_TEST
+
 START_TEST(a_segment_of_another_layout_is_refused)
 {
     apr_size_t size = okey_ledger_shm_size(100);
@@ -139,8 +168,8 @@ END_TEST
 
 START_TEST(memory_grows_with_the_room_and_stays_within_bounds)
 {
-    apr_size_t small = okey_ledger_shm_size(1000);
-    apr_size_t large = okey_ledger_shm_size(100000);
+    apr_size_t small = okey_ledger_shm_size(okey_ledger_shm_capacity(1000));
+    apr_size_t large = okey_ledger_shm_size(okey_ledger_shm_capacity(100000));
 
     ck_assert(large > small);
     ck_assert_msg(large <= 32u * 1024 * 1024, "100 000 records take %lu bytes",
@@ -270,6 +299,7 @@ Suite *okey_ledger_shm_suite(void)
 
     tcase_add_test(room, a_fill_larger_than_the_room_leaves_the_ledger_unable_to_answer);
     tcase_add_test(room, a_record_without_room_says_the_view_is_incomplete);
+    tcase_add_test(room, a_ledger_as_full_as_its_size_still_records_sign_ins);
     tcase_add_test(room, a_segment_of_another_layout_is_refused);
     tcase_add_test(room, memory_grows_with_the_room_and_stays_within_bounds);
     suite_add_tcase(suite, room);
