@@ -186,17 +186,19 @@ static void reap(okey_reaper_thread_t *rt, server_rec *s, okey_ledger_lease_t *l
     okey_shm_reap_started(s);
     keeper = start_keeper(s, lease, pool);
     okey_reap(&reaper, pool, apr_time_sec(started), &summary);
+    /* The ledger is filled before the reap is said to have ended, under
+     * the lease: whoever waits for the reap then finds it answering. */
+    if (!summary.error) {
+        okey_ledger_fill(conf->ledger, pool, summary.live, started);
+        report_suspects(s, reaper.unsure, pool);
+        okey_ledger_suspects_drop(conf->ledger, reaper.unsure);
+    }
     stop_keeper(keeper);
     if (still_held(conf, lease)) {
         okey_shm_finish_reap(s, &summary);
         okey_ledger_lease_release(conf->ledger, lease);
     }
     count_by_project(s, pool, &summary);
-    if (!summary.error) {
-        okey_ledger_fill(conf->ledger, pool, summary.live, started);
-        report_suspects(s, reaper.unsure, pool);
-        okey_ledger_suspects_drop(conf->ledger, reaper.unsure);
-    }
     ap_log_error(APLOG_MARK, summary.error || summary.failed ? APLOG_WARNING : APLOG_INFO,
                  0, s, OKEY_LOGNO(030) "reap of project %s (%d projects): listed %d, "
                  "deleted %d, revoked %d (cap) %d (policy), failed %d, kept %d, "
