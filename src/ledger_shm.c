@@ -718,10 +718,17 @@ static apr_status_t shm_record(void *baton, apr_pool_t *pool, const char *email,
     shm_ledger_t *ledger = baton;
     record_t entry;
     int fits = make_entry(pool, email, key, now, &entry);
+    apr_uint32_t at;
 
     lock(ledger);
     entry.added = okey_ledger_added(now, newest_rank(ledger, entry.person));
-    if (fits && find_id(ledger, entry.id) == NIL && insert(ledger, &entry) == NIL) {
+    at = fits ? find_id(ledger, entry.id) : NIL;
+    if (at != NIL) {
+        /* Filled from a listing before its sign-in got here: it ranks as
+         * recorded now, as a new record would. */
+        rec(ledger, at)->added = entry.added;
+    }
+    else if (fits && insert(ledger, &entry) == NIL) {
         ledger->header->state = STATE_OVERFLOW;
         fits = 0;
     }

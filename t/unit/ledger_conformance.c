@@ -993,6 +993,28 @@ START_TEST(a_fill_keeps_the_rank_of_a_recorded_key)
 }
 END_TEST
 
+START_TEST(a_key_a_fill_saw_first_ranks_as_recorded_when_its_sign_in_records_it)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_time_t t0 = start_time();
+    apr_int64_t now = apr_time_sec(t0);
+    /* One second, and ids that put sa_a first: the listing of a reap saw
+     * sa_a before its sign-in recorded it, and sa_b was recorded between. */
+    okey_owned_key_t a = key_of(ALICE, "sa_a", "proj_1", now, now + 3600, "aaaaa");
+    okey_owned_key_t b = key_of(ALICE, "sa_b", "proj_1", now, now + 3600, "aaaab");
+    apr_array_header_t *live = listing();
+    apr_array_header_t *keys;
+
+    APR_ARRAY_PUSH(live, okey_owned_key_t) = a;
+    fill(ledger, live, t0 - SEC(1));
+    record(ledger, ALICE, &b, t0 + SEC(1), NULL);
+    keys = record(ledger, ALICE, &a, t0 + SEC(1), NULL);
+    ck_assert_int_eq(keys->nelts, 2);
+    ck_assert_str_eq(APR_ARRAY_IDX(keys, 1, okey_owned_key_t).service_account_id, "sa_a");
+    ck_assert_int_eq(count(ledger), 2);
+}
+END_TEST
+
 START_TEST(a_key_recorded_again_is_recorded_once)
 {
     okey_ledger_t *ledger = fresh(_i);
@@ -1319,6 +1341,7 @@ void okey_ledger_conformance_add(Suite *suite, const char *backend,
         no_one_sees_another_persons_keys,
         a_record_sees_the_live_keys_of_its_project,
         a_record_ranks_after_every_key_of_its_owner_whatever_the_clocks,
+        a_key_a_fill_saw_first_ranks_as_recorded_when_its_sign_in_records_it,
         a_key_recorded_again_is_recorded_once,
         forget_removes_one_key,
         each_record_sees_every_record_before_it,
