@@ -136,13 +136,17 @@ static const char *const scripts[S_COUNT] = {
     "  return {w, 1}\n"
     "end\n"
     "return {w, 0}\n",
-    /* S_RECORD: KEYS person, filled, count; ARGV id, record, its added.
-     * A record that would not rank after every record of the person is
-     * not written: {-1, the highest rank} asks for one added later. */
+    /* S_RECORD: KEYS person, filled, count; ARGV id, record, its added,
+     * the latest rank believed. A record that would not rank after every
+     * record of the person is not written: {-1, the highest rank} asks for
+     * one added later. Ranks past the latest believed are not counted: the
+     * script cannot verify a record, and one forged far ahead would push
+     * every later record of the person after it. */
     LUA_NUM LUA_RANK
-    "local newest = 0\n"
+    "local newest, latest = 0, tonumber(ARGV[4])\n"
     "for _, v in ipairs(redis.call('HVALS', KEYS[1])) do\n"
-    "  newest = math.max(newest, rank(v))\n"
+    "  local k = rank(v)\n"
+    "  if k <= latest then newest = math.max(newest, k) end\n"
     "end\n"
     "if tonumber(ARGV[3]) <= newest then return {-1, newest} end\n"
     "if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1 then\n"
@@ -1540,20 +1544,22 @@ static apr_status_t read_person(redis_t *r, apr_pool_t *pool, const char *email,
 }
 
 /* Writes key's record, added at added, unless a record of the person
- * ranks as late: then *newer holds the highest rank and nothing changed.
- * Else *all is the person's hash after the write. */
+ * ranks as late (counting none past latest): then *newer holds the
+ * highest rank and nothing changed. Else *all is the person's hash after
+ * the write. */
 static apr_status_t record_once(redis_t *r, apr_pool_t *pool, const char *hexed,
                                 const okey_owned_key_t *key, apr_time_t added,
-                                redisReply **all, int *filled, apr_int64_t *newer)
+                                apr_time_t latest, redisReply **all, int *filled,
+                                apr_int64_t *newer)
 {
     const char *owner = NULL;
     const char *text = record_body(pool, key, added, &owner);
     const char *argv[] = {"3", person_key(r, pool, hexed), r->k_filled, r->k_count,
                           key->service_account_id,
                           record_signed(r, pool, hexed, key->service_account_id, text),
-                          i64(pool, added)};
+                          i64(pool, added), i64(pool, latest)};
     redisReply *reply = NULL;
-    apr_status_t rv = run(r, pool, S_RECORD, 7, argv, &reply);
+    apr_status_t rv = run(r, pool, S_RECORD, 8, argv, &reply);
 
     *newer = 0;
     if (rv == APR_SUCCESS &&
@@ -1588,6 +1594,8 @@ static apr_status_t record(void *baton, apr_pool_t *pool, const char *email,
     person_hex(email, hexed);
     if (record_body(pool, key, now, &owner)) {
         apr_time_t added = now;
+        /* Another server's clock may be this far ahead of ours. */
+        apr_time_t latest = now + apr_time_from_sec(OKEY_TERMS_CLOCK_SKEW);
         apr_int64_t newer = 0;
         apr_ssize_t id_len = APR_HASH_KEY_STRING;
         unsigned int spread = apr_hashfunc_default(key->service_account_id, &id_len);
@@ -1599,7 +1607,7 @@ static apr_status_t record(void *baton, apr_pool_t *pool, const char *email,
         do {
             added = okey_ledger_added(added, newer);
             added += newer ? (spread + 7919u * (unsigned int)tries) % RECORD_SPREAD : 0;
-            rv = record_once(r, pool, hexed, key, added, &all, &filled, &newer);
+            rv = record_once(r, pool, hexed, key, added, latest, &all, &filled, &newer);
         } while (rv == APR_SUCCESS && newer && ++tries < RECORD_TRIES);
         rv = rv == APR_SUCCESS && newer ? APR_EAGAIN : rv;
     }

@@ -729,6 +729,28 @@ START_TEST(a_forged_record_cannot_hide_a_listed_key)
 }
 END_TEST
 
+START_TEST(a_record_forged_far_ahead_does_not_rank_later_records)
+{
+    okey_ledger_t *ledger = started();
+    okey_owned_key_t a = key_of("ann@example.org", "sa_a", PROJECT, 100, 1900000000);
+    apr_array_header_t *keys = NULL;
+    const char *ann = person_key("ann@example.org");
+    int complete;
+
+    /* A day ahead, and past what a Lua number holds exactly: neither
+     * pushes her next record's rank, nor stops it being written. */
+    redis_do("HSET", ann, "sa_ahead", apr_psprintf(test_pool, "v1|%" APR_INT64_T_FMT "|"
+             PROJECT "|x|1|1|1|AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+             NOW + apr_time_from_sec(86400)));
+    redis_do("HSET", ann, "sa_huge", "v1|99999999999999999999|" PROJECT "|x|1|1|1|"
+             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    ck_assert(okey_ledger_record(ledger, test_pool, "ann@example.org", &a, NOW, &keys,
+                                 &complete));
+    ck_assert_int_eq(keys->nelts, 1);
+    ck_assert_int_eq(APR_ARRAY_IDX(keys, 0, okey_owned_key_t).rank, NOW);
+}
+END_TEST
+
 START_TEST(fill_of_a_hundred_thousand)
 {
     okey_ledger_t *ledger = started();
@@ -826,6 +848,7 @@ Suite *okey_ledger_redis_suite(void)
     tcase_add_test(tc, records_it_did_not_write_are_ignored);
     tcase_add_test(tc, project_ids_and_records_it_did_not_sign_are_ignored);
     tcase_add_test(tc, a_forged_record_cannot_hide_a_listed_key);
+    tcase_add_test(tc, a_record_forged_far_ahead_does_not_rank_later_records);
     tcase_add_test(tc, fill_of_a_hundred_thousand);
     suite_add_tcase(suite, tc);
     okey_ledger_conformance_add(suite, "redis", make_redis, (void *)&over_tcp);
