@@ -274,25 +274,11 @@ int okey_keys_held(const apr_array_header_t *keys, const char *service_account_i
     return found;
 }
 
-/* The rank a key issued at now takes in view: after every key there, as
- * the ledger would have ranked it. */
-static apr_int64_t rank_after(const apr_array_header_t *view, apr_time_t now)
-{
-    apr_int64_t newest = 0;
-    int i;
-
-    for (i = 0; i < view->nelts; i++) {
-        apr_int64_t rank = APR_ARRAY_IDX(view, i, okey_owned_key_t).rank;
-
-        newest = rank > newest ? rank : newest;
-    }
-    return okey_ledger_added(now, newest);
-}
-
 /* view with the keys of listed it does not hold, ranked as keys the
- * ledger has not recorded (yet). */
+ * ledger has not recorded (yet): a young one as on its way to its record
+ * when the ledger recorded ours (in_flight), else each by its creation. */
 static void add_listed(apr_array_header_t *view, const apr_array_header_t *listed,
-                       apr_int64_t now, apr_int64_t timeout)
+                       apr_int64_t now, apr_int64_t timeout, int in_flight)
 {
     int i;
 
@@ -303,7 +289,8 @@ static void add_listed(apr_array_header_t *view, const apr_array_header_t *liste
             okey_owned_key_t *added = apr_array_push(view);
 
             *added = *key;
-            added->rank = okey_terms_rank_listed(key->created_at, now, timeout);
+            added->rank = in_flight ? okey_terms_rank_listed(key->created_at, now, timeout)
+                                    : okey_terms_rank(0, key->created_at);
         }
     }
 }
@@ -316,6 +303,7 @@ okey_err_t *okey_keys_cap(okey_keys_t *keys, apr_pool_t *pool, const okey_issued
     apr_array_header_t *view = NULL, *listed = NULL;
     okey_err_t *err = NULL;
     int complete = 0;
+    int recorded;
 
     okey_ledger_record(keys->ledger, pool, issued->email, &key, apr_time_now(), &view,
                        &complete);
@@ -330,13 +318,15 @@ okey_err_t *okey_keys_cap(okey_keys_t *keys, apr_pool_t *pool, const okey_issued
         err = okey_keys_owned(keys, pool, issued->email, issued->project, okey_now(), 0,
                               &listed);
     }
-    /* Not recorded: newest of what the ledger holds, as a record is. */
-    if (!okey_keys_held(view, issued->service_account_id)) {
-        key.rank = rank_after(view, apr_time_now());
+    /* Not recorded, the others' records likely failed too: every key
+     * ranks by its creation, the one order all such sign-ins agree on. */
+    recorded = okey_keys_held(view, issued->service_account_id);
+    if (!recorded) {
+        key.rank = okey_terms_rank(0, key.created_at);
         APR_ARRAY_PUSH(view, okey_owned_key_t) = key;
     }
     if (listed) {
-        add_listed(view, listed, okey_now(), keys->cfg->timeout);
+        add_listed(view, listed, okey_now(), keys->cfg->timeout, recorded);
     }
     /* Without the listing, the cap still takes what the ledger knows is
      * older than the newest N: that is never a key the listing would keep. */

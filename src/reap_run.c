@@ -88,33 +88,22 @@ static void note_live(listing_t *listing, const victim_t *key)
     owned->rank = okey_terms_rank(0, key->created_at);
 }
 
-/* Whether one of keys may still be on its way to its sign-in's record:
- * the cap of its owner is then that sign-in's to apply. */
-static int settling(const listing_t *listing, const apr_array_header_t *keys)
-{
-    int young = 0;
-    int i;
-
-    for (i = 0; i < keys->nelts && !young; i++) {
-        young = okey_terms_rank_listed(APR_ARRAY_IDX(keys, i, okey_owned_key_t).created_at,
-                                       listing->now, listing->reaper->cfg->timeout) ==
-                APR_INT64_MAX;
-    }
-    return young;
-}
-
-/* keys with the ranks the ledger gave those it recorded, so that the
+/* The ledger's records of email's keys in the project being listed (none
+ * without a ledger), and keys ranked as it ranked those, so that the
  * reaper's newest N are the sign-ins'. */
-static void rank_as_recorded(listing_t *listing, const char *email,
-                             apr_array_header_t *keys)
+static apr_array_header_t *rank_as_recorded(listing_t *listing, const char *email,
+                                            apr_array_header_t *keys)
 {
     apr_array_header_t *recorded = NULL;
     int complete = 0;
     int i, j;
 
-    okey_ledger_keys_of(listing->reaper->ledger, listing->pool, email, listing->project_id,
-                        &recorded, &complete);
-    for (i = 0; recorded && i < recorded->nelts; i++) {
+    if (listing->reaper->ledger) {
+        okey_ledger_keys_of(listing->reaper->ledger, listing->pool, email,
+                            listing->project_id, &recorded, &complete);
+    }
+    recorded = recorded ? recorded : apr_array_make(listing->pool, 1, sizeof(okey_owned_key_t));
+    for (i = 0; i < recorded->nelts; i++) {
         const okey_owned_key_t *known = &APR_ARRAY_IDX(recorded, i, okey_owned_key_t);
 
         for (j = 0; j < keys->nelts; j++) {
@@ -125,6 +114,25 @@ static void rank_as_recorded(listing_t *listing, const char *email,
             }
         }
     }
+    return recorded;
+}
+
+/* Whether one of keys, not among recorded, may still be on its way to its
+ * sign-in's record: the cap of its owner is then that sign-in's to apply. */
+static int settling(const listing_t *listing, const apr_array_header_t *keys,
+                    const apr_array_header_t *recorded)
+{
+    int young = 0;
+    int i;
+
+    for (i = 0; i < keys->nelts && !young; i++) {
+        const okey_owned_key_t *key = &APR_ARRAY_IDX(keys, i, okey_owned_key_t);
+
+        young = !okey_keys_held(recorded, key->service_account_id) &&
+                okey_terms_rank_listed(key->created_at, listing->now,
+                                       listing->reaper->cfg->timeout) == APR_INT64_MAX;
+    }
+    return young;
 }
 
 static void add_victim(listing_t *listing, const victim_t *victim)
@@ -146,14 +154,9 @@ static void apply_cap(listing_t *listing)
         int i, j;
 
         /* Within the cap, or left to the sign-in still recording a key. */
-        if (keys->nelts <= listing->terms->cap || listing->terms->cap <= 0 ||
-            settling(listing, keys)) {
-            over = NULL;
-        }
-        else {
-            if (listing->reaper->ledger) {
-                rank_as_recorded(listing, email, keys);
-            }
+        over = NULL;
+        if (keys->nelts > listing->terms->cap && listing->terms->cap > 0 &&
+            !settling(listing, keys, rank_as_recorded(listing, email, keys))) {
             over = okey_terms_over_cap(listing->pool, listing->terms->cap, keys, NULL);
         }
 
