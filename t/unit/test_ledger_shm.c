@@ -68,20 +68,28 @@ static okey_owned_key_t key_of(apr_pool_t *pool, const char *email, int n, apr_i
     return key;
 }
 
-START_TEST(a_fill_larger_than_the_room_leaves_the_ledger_unable_to_answer)
+/* A listing of n people's keys, one each: p0@example.com, p1@... */
+static apr_array_header_t *one_key_each(int n, apr_time_t now)
 {
-    okey_ledger_t *ledger = shm_ledger(test_pool, 100);
-    apr_array_header_t *live = apr_array_make(test_pool, 120, sizeof(okey_owned_key_t));
-    apr_array_header_t *view = NULL;
-    apr_time_t now = apr_time_now();
-    int complete = 1;
+    apr_array_header_t *live = apr_array_make(test_pool, n, sizeof(okey_owned_key_t));
     int i;
 
-    for (i = 0; i < 120; i++) {
+    for (i = 0; i < n; i++) {
         APR_ARRAY_PUSH(live, okey_owned_key_t) =
             key_of(test_pool, apr_psprintf(test_pool, "p%d@example.com", i), i,
                    apr_time_sec(now));
     }
+    return live;
+}
+
+START_TEST(a_fill_larger_than_the_room_leaves_the_ledger_unable_to_answer)
+{
+    okey_ledger_t *ledger = shm_ledger(test_pool, 100);
+    apr_time_t now = apr_time_now();
+    apr_array_header_t *live = one_key_each(120, now);
+    apr_array_header_t *view = NULL;
+    int complete = 1;
+
     ck_assert(okey_ledger_fill(ledger, test_pool, live, now));
     ck_assert(okey_ledger_keys_of(ledger, test_pool, "p1@example.com", NULL, &view, &complete));
     ck_assert_int_eq(complete, 0);
@@ -124,18 +132,12 @@ START_TEST(a_ledger_as_full_as_its_size_still_records_sign_ins)
     /* OpenAIKeyLedgerSize 100, and a project of 100 live keys: the
      * sign-ins until the next reap are recorded, and answer complete. */
     okey_ledger_t *ledger = shm_ledger(test_pool, okey_ledger_shm_capacity(100));
-    apr_array_header_t *live = apr_array_make(test_pool, 100, sizeof(okey_owned_key_t));
     apr_array_header_t *view = NULL;
     apr_time_t now = apr_time_now();
     int complete = 0;
     int i;
 
-    for (i = 0; i < 100; i++) {
-        APR_ARRAY_PUSH(live, okey_owned_key_t) =
-            key_of(test_pool, apr_psprintf(test_pool, "p%d@example.com", i), i,
-                   apr_time_sec(now));
-    }
-    okey_ledger_fill(ledger, test_pool, live, now);
+    okey_ledger_fill(ledger, test_pool, one_key_each(100, now), now);
     for (i = 0; i < 12; i++) {
         okey_owned_key_t key = key_of(test_pool, "p1@example.com", 100 + i, apr_time_sec(now));
 
