@@ -110,6 +110,14 @@ static const char *set_flag(cmd_parms *cmd, void *dir_conf, int flag)
     return set_value(cmd, dir_conf, flag ? "On" : "Off");
 }
 
+/* A budget is written as two words, or as one quoted string. */
+static const char *set_two_words(cmd_parms *cmd, void *dir_conf, const char *first,
+                                 const char *second)
+{
+    return set_value(cmd, dir_conf,
+                     second ? apr_pstrcat(cmd->pool, first, " ", second, NULL) : first);
+}
+
 #define OKEY_CMD_FOR_KIND_FLAG(directive, setting, help) \
     AP_INIT_FLAG(directive, set_flag, (void *)setting, RSRC_CONF | ACCESS_CONF, help)
 #define OKEY_CMD_FOR_KIND_OTHER(directive, setting, help) \
@@ -119,6 +127,9 @@ static const char *set_flag(cmd_parms *cmd, void *dir_conf, int flag)
 #define OKEY_CMD_FOR_KIND_URL OKEY_CMD_FOR_KIND_OTHER
 #define OKEY_CMD_FOR_KIND_NUMBER OKEY_CMD_FOR_KIND_OTHER
 #define OKEY_CMD_FOR_KIND_PATH OKEY_CMD_FOR_KIND_OTHER
+#define OKEY_CMD_FOR_KIND_DIR OKEY_CMD_FOR_KIND_OTHER
+#define OKEY_CMD_FOR_KIND_BUDGET(directive, setting, help) \
+    AP_INIT_TAKE12(directive, set_two_words, (void *)setting, RSRC_CONF | ACCESS_CONF, help)
 #define OKEY_CMD_ROW(name, directive, env, env2, def, required, kind, min, max, help) \
     OKEY_CMD_FOR_KIND_##kind(directive, OKEY_SET_##name, help),
 

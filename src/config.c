@@ -232,6 +232,15 @@ const char *okey_config_check_value(apr_pool_t *pool, okey_setting_e setting,
     case OKEY_KIND_SECRET:
         why = strcmp(value, "file:") ? NULL : "file: names no file";
         break;
+    case OKEY_KIND_DIR:
+        why = *value == '/' ? NULL : apr_psprintf(pool, "'%s' is not an absolute path", value);
+        break;
+    case OKEY_KIND_BUDGET: {
+        okey_budget_t budget;
+
+        why = okey_budget_parse(pool, value, &budget);
+        break;
+    }
     default:
         why = *value ? NULL : "is empty";
         break;
@@ -332,6 +341,38 @@ static void resolve_ledger(resolver_t *res, okey_config_t *cfg)
     }
 }
 
+/* A budget as written, or none; a bad one is a problem. */
+static void resolve_budget(resolver_t *res, okey_budget_t *budget)
+{
+    const char *text = raw_value(res, OKEY_SET_BUDGET);
+    const char *why = text ? okey_budget_parse(res->pool, text, budget) : NULL;
+
+    if (!text) {
+        memset(budget, 0, sizeof(*budget));
+    }
+    if (why) {
+        add_problem(res, OKEY_SET_BUDGET, why);
+    }
+}
+
+static void resolve_spend(resolver_t *res, okey_config_t *cfg)
+{
+    const char *dir = raw_value(res, OKEY_SET_STATE_DIR);
+    const char *why = okey_config_check_value(res->pool, OKEY_SET_STATE_DIR, dir);
+
+    cfg->state_dir = dir;
+    if (why) {
+        add_problem(res, OKEY_SET_STATE_DIR, why);
+    }
+    cfg->usage_interval = resolve_number(res, OKEY_SET_USAGE_INTERVAL);
+    resolve_budget(res, &cfg->budget);
+    cfg->revoke_over_budget = resolve_flag(res, OKEY_SET_REVOKE_OVER_BUDGET);
+    if ((cfg->budget.set || cfg->revoke_over_budget) && !cfg->usage_interval) {
+        add_problem(res, cfg->budget.set ? OKEY_SET_BUDGET : OKEY_SET_REVOKE_OVER_BUDGET,
+                    "needs usage polls, which OpenAIKeyUsageInterval 0 turns off");
+    }
+}
+
 int okey_config_wanted(const okey_raw_config_t *raw, okey_getenv_fn *getenv_fn,
                        void *env_baton)
 {
@@ -382,6 +423,7 @@ int okey_config_resolve(apr_pool_t *pool, const okey_raw_config_t *raw,
     cfg->user_var = raw_value(&res, OKEY_SET_USER_VAR);
     resolve_scope(&res, cfg);
     resolve_ledger(&res, cfg);
+    resolve_spend(&res, cfg);
     return problems->nelts - before;
 }
 
@@ -442,7 +484,8 @@ int okey_setting_in_profile(okey_setting_e setting)
     return setting == OKEY_SET_PROJECT || setting == OKEY_SET_EXPIRATION ||
            setting == OKEY_SET_MAX_EXPIRATION || setting == OKEY_SET_MAX_KEYS_PER_USER ||
            setting == OKEY_SET_ALLOWED_USERS || setting == OKEY_SET_ALLOWED_DOMAINS ||
-           setting == OKEY_SET_ALLOWED_GROUPS || setting == OKEY_SET_USER_VAR;
+           setting == OKEY_SET_ALLOWED_GROUPS || setting == OKEY_SET_USER_VAR ||
+           setting == OKEY_SET_BUDGET || setting == OKEY_SET_REVOKE_OVER_BUDGET;
 }
 
 static const char *no_environment(void *baton, const char *name)
@@ -488,5 +531,15 @@ int okey_config_profile(apr_pool_t *pool, const okey_config_t *base,
                           ? okey_config_split_list(pool, value[OKEY_SET_ALLOWED_GROUPS])
                           : base->allowed_groups;
     cfg->user_var = value[OKEY_SET_USER_VAR] ? value[OKEY_SET_USER_VAR] : base->user_var;
+    if (value[OKEY_SET_BUDGET]) {
+        resolve_budget(&res, &cfg->budget);
+    }
+    cfg->revoke_over_budget = value[OKEY_SET_REVOKE_OVER_BUDGET]
+                              ? resolve_flag(&res, OKEY_SET_REVOKE_OVER_BUDGET)
+                              : base->revoke_over_budget;
+    if ((cfg->budget.set || cfg->revoke_over_budget) && !cfg->usage_interval) {
+        add_problem(&res, cfg->budget.set ? OKEY_SET_BUDGET : OKEY_SET_REVOKE_OVER_BUDGET,
+                    "needs usage polls, which OpenAIKeyUsageInterval 0 turns off");
+    }
     return problems->nelts - before;
 }

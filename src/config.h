@@ -4,6 +4,7 @@
 #define OKEY_CONFIG_H
 
 #include "okey.h"
+#include "spend.h"
 
 /* The one table of settings. The enum, the resolution table and httpd's
  * directive table are generated from it, so they cannot drift apart.
@@ -69,7 +70,18 @@
       NULL, NULL, 0, SECRET, 0, 0, "Redis password, or file:/path")            \
     X(LEDGER_SIZE, "OpenAIKeyLedgerSize", "OPENAIKEY_LEDGER_SIZE", NULL,       \
       "100000", 0, NUMBER, 100, 10000000,                                      \
-      "shm: live keys the ledger holds per key server")
+      "shm: live keys the ledger holds per key server")                       \
+    X(STATE_DIR, "OpenAIKeyStateDir", "OPENAIKEY_STATE_DIR", NULL,             \
+      "/var/lib/apache2/openaikey", 0, DIR, 0, 0,                              \
+      "shm: where records that must outlive a stop are kept")                 \
+    X(USAGE_INTERVAL, "OpenAIKeyUsageInterval", "USAGE_INTERVAL", NULL, "900", \
+      0, NUMBER, 0, 86400,                                                     \
+      "seconds between usage and cost polls; 0 turns spend features off")     \
+    X(BUDGET, "OpenAIKeyBudget", "BUDGET", NULL, NULL, 0, BUDGET, 0, 0,        \
+      "what one person may spend: <amount> day|week|month (USD)")             \
+    X(REVOKE_OVER_BUDGET, "OpenAIKeyRevokeOverBudget", "REVOKE_OVER_BUDGET",   \
+      NULL, "Off", 0, FLAG, 0, 0,                                              \
+      "On to also reap live keys of people at or over their budget")
 
 #define OKEY_SETTING_ENUM(name, ...) OKEY_SET_##name,
 typedef enum { OKEY_SETTINGS(OKEY_SETTING_ENUM) OKEY_SET_COUNT } okey_setting_e;
@@ -81,7 +93,9 @@ typedef enum {
     OKEY_KIND_URL,    /* absolute http(s) */
     OKEY_KIND_NUMBER, /* whole seconds or a count, within minimum..maximum */
     OKEY_KIND_PATH,   /* an existing file */
-    OKEY_KIND_FLAG    /* On or Off */
+    OKEY_KIND_FLAG,   /* On or Off */
+    OKEY_KIND_DIR,    /* an absolute path */
+    OKEY_KIND_BUDGET  /* <amount> day|week|month */
 } okey_setting_kind_e;
 
 typedef struct okey_setting_t {
@@ -132,6 +146,10 @@ typedef struct okey_config_t {
     const char *ledger;            /* "shm", or a redis:// or redis+unix:// URL */
     const char *ledger_password;   /* NULL: none, or the URL's */
     apr_int64_t ledger_size;
+    const char *state_dir;
+    apr_int64_t usage_interval;    /* 0: no spend features */
+    okey_budget_t budget;          /* set 0: none */
+    int revoke_over_budget;
     /* The terms of every project the server issues into, its own first
      * (of okey_terms_t *, see terms.h), found at startup; NULL: its own
      * settings alone. Shared by the server and its profiles. */

@@ -30,6 +30,20 @@ typedef struct okey_ledger_lease_t {
     apr_time_t expires;
 } okey_ledger_lease_t;
 
+/* What the ledger keeps beyond a stop (Redis; shm: files under
+ * OpenAIKeyStateDir; memory: the process), in two kinds of named texts:
+ *   OKEY_STORE_KEYS   a key id (key_...) -> the attribution of that key
+ *                     (spend.h): whose it was, which account, which project
+ *   OKEY_STORE_SPEND  "index", or a person (okey_ledger_person, hexed) ->
+ *                     a spend document (spend.h)
+ * A name is 1 to OKEY_STORE_NAME_MAX of [A-Za-z0-9_.-]; a text holds no NUL
+ * and at most OKEY_STORE_TEXT_MAX bytes. Where others may write (Redis) each
+ * text is stored with a MAC under the ledger's key, and one that fails it
+ * reads as absent. */
+#define OKEY_STORE_NAME_MAX 64
+#define OKEY_STORE_TEXT_MAX (4 * 1024 * 1024)
+typedef enum { OKEY_STORE_KEYS, OKEY_STORE_SPEND, OKEY_STORE_KINDS } okey_store_e;
+
 /* The operations of a backend. Each returns APR_SUCCESS, or an error when
  * the backend could not be reached or answered nonsense: then nothing it
  * was asked to change is assumed changed, and the outputs are unset. */
@@ -116,6 +130,22 @@ typedef struct okey_ledger_ops_t {
     apr_status_t (*may_list)(void *baton, const char *email, apr_time_t now,
                              apr_interval_time_t every, int *allowed,
                              apr_int64_t *retry_after);
+
+    /* --- what outlives a stop (see okey_store_e) --- */
+    /* Stores text under name, replacing what it held. */
+    apr_status_t (*store_put)(void *baton, okey_store_e kind, const char *name,
+                              const char *text);
+    /* *text: what name holds, or NULL. */
+    apr_status_t (*store_get)(void *baton, apr_pool_t *pool, okey_store_e kind,
+                              const char *name, const char **text);
+    /* Every entry of kind: name -> text (const char *). */
+    apr_status_t (*store_all)(void *baton, apr_pool_t *pool, okey_store_e kind,
+                              apr_hash_t **entries);
+    /* Removes the names (the keys of names) from kind. */
+    apr_status_t (*store_drop)(void *baton, okey_store_e kind, apr_hash_t *names);
+    /* Makes entries (name -> text) all that kind holds, in one step as
+     * readers see it: a reader gets all of the old or all of the new. */
+    apr_status_t (*store_replace)(void *baton, okey_store_e kind, apr_hash_t *entries);
 } okey_ledger_ops_t;
 
 /* What a ledger has been through, for /status and /metrics. */
@@ -179,6 +209,18 @@ int okey_ledger_mark_once(okey_ledger_t *ledger, const char *what, apr_time_t no
                           apr_time_t expires, int *first);
 int okey_ledger_may_list(okey_ledger_t *ledger, const char *email, apr_time_t now,
                          apr_interval_time_t every, int *allowed, apr_int64_t *retry_after);
+
+int okey_ledger_store_put(okey_ledger_t *ledger, okey_store_e kind, const char *name,
+                          const char *text);
+int okey_ledger_store_get(okey_ledger_t *ledger, apr_pool_t *pool, okey_store_e kind,
+                          const char *name, const char **text);
+int okey_ledger_store_all(okey_ledger_t *ledger, apr_pool_t *pool, okey_store_e kind,
+                          apr_hash_t **entries);
+int okey_ledger_store_drop(okey_ledger_t *ledger, okey_store_e kind, apr_hash_t *names);
+int okey_ledger_store_replace(okey_ledger_t *ledger, okey_store_e kind, apr_hash_t *entries);
+
+/* Whether name may name an entry of the store. */
+int okey_store_name_valid(const char *name);
 
 /* --- helpers the backends share ---------------------------------------------- */
 
