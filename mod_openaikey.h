@@ -147,6 +147,8 @@ typedef struct okey_stats_t {
     int ledger_up;                     /* the ledger's backend answers */
     apr_int64_t ledger_records;        /* keys it records */
     apr_uint64_t ledger_errors;        /* calls its backend failed */
+    apr_uint64_t usage_poll_failures;
+    apr_int64_t last_usage_poll;       /* this server's last good poll; 0: none */
     okey_project_stats_t projects[OKEY_STATS_PROJECTS];
 } okey_stats_t;
 
@@ -160,6 +162,8 @@ apr_status_t okey_shm_child_init(apr_pool_t *pchild, server_rec *main_server);
 const unsigned char *okey_shm_random_key(void);
 
 void okey_shm_count_issue(server_rec *s, int issued);
+/* Records how a usage poll this server ran went. */
+void okey_shm_usage_polled(server_rec *s, int ok);
 void okey_shm_count_denied(server_rec *s, okey_denied_e reason);
 void okey_shm_count_upstream_error(server_rec *s, okey_endpoint_e endpoint);
 void okey_shm_count_revoked(server_rec *s, okey_revoked_by_e by, int n);

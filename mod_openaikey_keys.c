@@ -10,6 +10,7 @@
 #include <apr_strings.h>
 
 #include "mod_openaikey.h"
+#include "src/usage.h"
 #include "src/query.h"
 #include "src/session.h"
 
@@ -180,22 +181,71 @@ static apr_array_header_t *remaining(apr_pool_t *pool, const apr_array_header_t 
     return left;
 }
 
-static json_t *keys_json(const apr_array_header_t *keys)
+/* -1 (unknown) as null. */
+static json_t *known(apr_int64_t figure)
+{
+    return figure < 0 ? json_null() : json_integer(figure);
+}
+
+/* A key's usage members, null where no report has said. */
+static void add_figures(json_t *doc, const okey_key_spend_t *figures)
+{
+    json_object_set_new(doc, "api_key_id", figures ? json_string(figures->api_key_id)
+                                                   : json_null());
+    json_object_set_new(doc, "last_used_at", known(figures ? figures->last_used_at : -1));
+    json_object_set_new(doc, "requests", known(figures ? figures->requests : -1));
+    json_object_set_new(doc, "input_tokens", known(figures ? figures->input_tokens : -1));
+    json_object_set_new(doc, "output_tokens", known(figures ? figures->output_tokens : -1));
+    json_object_set_new(doc, "cost_usd", figures && figures->cost_usd >= 0
+                                         ? json_real(figures->cost_usd) : json_null());
+}
+
+static json_t *keys_json(const apr_array_header_t *keys, const okey_person_spend_t *person)
 {
     json_t *list = json_array();
     int i;
 
     for (i = 0; i < keys->nelts; i++) {
         const okey_owned_key_t *key = &APR_ARRAY_IDX(keys, i, okey_owned_key_t);
+        json_t *doc = json_pack("{s:s, s:s, s:s, s:I, s:I}",
+                                "service_account_id", key->service_account_id,
+                                "name", key->name, "project_id", key->project_id,
+                                "created_at", (json_int_t)key->created_at, "expires_at",
+                                (json_int_t)key->expires);
 
-        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:I, s:I}",
-                                              "service_account_id", key->service_account_id,
-                                              "name", key->name, "project_id",
-                                              key->project_id, "created_at",
-                                              (json_int_t)key->created_at, "expires_at",
-                                              (json_int_t)key->expires));
+        add_figures(doc, okey_spend_key(person, key->service_account_id));
+        json_array_append_new(list, doc);
     }
     return list;
+}
+
+static json_t *spend_json(const okey_spend_view_t *spend)
+{
+    return json_pack("{s:s, s:o, s:o, s:I}", "period", okey_period_names[spend->period],
+                     "amount_usd", spend->person ? json_real(spend->amount_usd) : json_null(),
+                     "budget_usd", spend->budget->set ? json_real(spend->budget->amount)
+                                                      : json_null(),
+                     "resets_at", (json_int_t)spend->resets_at);
+}
+
+/* What the last usage poll found email spent: in the server's project
+ * when it has a budget, else in all its projects. */
+static void spend_of(request_rec *r, okey_server_conf_t *conf, const char *email,
+                     okey_spend_view_t *spend)
+{
+    const okey_config_t *cfg = conf->cfg;
+    okey_person_spend_t *person = cfg->usage_interval
+                                  ? okey_usage_person(conf->ledger, r->pool, email) : NULL;
+    const char *project_id = NULL;
+
+    if (cfg->budget.set) {
+        project_id = okey_keys_is_project_id(cfg->project) ? cfg->project : NULL;
+        if (!project_id) {
+            okey_ledger_project_get(conf->ledger, r->pool, cfg->project, &project_id);
+        }
+    }
+    okey_spend_view(spend, person, project_id ? project_id : (cfg->budget.set ? "" : NULL),
+                    &cfg->budget, okey_now());
 }
 
 static int send_keys(request_rec *r, okey_server_conf_t *conf,
@@ -205,15 +255,18 @@ static int send_keys(request_rec *r, okey_server_conf_t *conf,
     const char *nonce = NULL;
     okey_err_t *err = NULL;
     int status = OK;
+    okey_spend_view_t spend;
 
+    spend_of(r, conf, session->email, &spend);
     if (okey_accepts_json(r)) {
-        json_t *doc = okey_json_own(r->pool, json_pack("{s:s, s:s, s:o}", "email",
+        json_t *doc = okey_json_own(r->pool, json_pack("{s:s, s:s, s:o, s:o}", "email",
                                                        session->email, "project",
                                                        conf->cfg->project, "keys",
-                                                       keys_json(owned)));
+                                                       keys_json(owned, spend.person),
+                                                       "spend", spend_json(&spend)));
 
         if (gone) {
-            json_object_set_new(doc, "revoked", keys_json(gone));
+            json_object_set_new(doc, "revoked", keys_json(gone, spend.person));
         }
         okey_send_json(r, doc);
     }
@@ -232,7 +285,8 @@ static int send_keys(request_rec *r, okey_server_conf_t *conf,
         status = okey_send_html(r, HTTP_OK,
                                 okey_page_my_keys(r->pool, session->email,
                                                   conf->cfg->project, owned, okey_now(),
-                                                  message, &links, &lifetimes, nonce));
+                                                  message, &links, &lifetimes, nonce,
+                                                  &spend));
     }
     return status;
 }

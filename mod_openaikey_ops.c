@@ -9,6 +9,7 @@
 #include <apr_strings.h>
 
 #include "mod_openaikey.h"
+#include "src/usage.h"
 
 APLOG_USE_MODULE(openaikey);
 
@@ -276,6 +277,61 @@ static void project_counter(request_rec *r, const char *name, const char *help,
     }
 }
 
+/* The period a project's spend is reported for: its budget's, else a month. */
+static okey_period_e spend_period(const okey_terms_t *terms)
+{
+    okey_period_e period = OKEY_PERIOD_MONTH;
+    int i;
+
+    for (i = 0; terms && terms->issuers && i < terms->issuers->nelts; i++) {
+        const okey_config_t *issuer = APR_ARRAY_IDX(terms->issuers, i, const okey_config_t *);
+
+        period = issuer->budget.set ? issuer->budget.period : period;
+    }
+    return period;
+}
+
+/* What the fleet's last usage poll found each project cost this period,
+ * read from the ledger (never from OpenAI), and how polls went. */
+static void write_spend_metrics(request_rec *r, const char *server, okey_server_conf_t *conf,
+                                const okey_stats_t *st)
+{
+    apr_array_header_t *projects = okey_terms_projects(r->pool, conf->cfg);
+    apr_int64_t polled_at = 0;
+    apr_hash_t *spend[OKEY_PERIOD_COUNT];
+    int i;
+
+    for (i = 0; i < OKEY_PERIOD_COUNT; i++) {
+        spend[i] = okey_usage_project_spend(conf->ledger, r->pool, (okey_period_e)i,
+                                            okey_now(), &polled_at);
+    }
+    metric_head(r, "openaikey_spend_usd", "gauge",
+                "Cost OpenAI reported for the project's keys this period, USD.");
+    for (i = 0; i < projects->nelts; i++) {
+        const char *project = APR_ARRAY_IDX(projects, i, const char *);
+        okey_period_e period = spend_period(okey_terms_for(r->pool, conf->cfg, project));
+        const char *id = okey_keys_is_project_id(project) ? project : NULL;
+        double *usd;
+
+        if (!id) {
+            okey_ledger_project_get(conf->ledger, r->pool, project, &id);
+        }
+        usd = id ? apr_hash_get(spend[period], id, APR_HASH_KEY_STRING) : NULL;
+        ap_rprintf(r, "openaikey_spend_usd{server=\"%s\",project=\"%s\",period=\"%s\"} "
+                   "%.6f\n", server, label(r->pool, project), okey_period_names[period],
+                   usd ? *usd : 0.0);
+    }
+    counter(r, "openaikey_budget_refusals_total", server, st->denied[OKEY_DENIED_BUDGET],
+            "Sign-ins and issues refused: the person was at or over their budget.");
+    counter(r, "openaikey_usage_poll_failures_total", server, st->usage_poll_failures,
+            "Usage polls this server ran that failed.");
+    metric_head(r, "openaikey_last_usage_poll_timestamp_seconds", "gauge",
+                "When the last usage poll of the fleet ended, Unix seconds (0: none yet).");
+    ap_rprintf(r, "openaikey_last_usage_poll_timestamp_seconds{server=\"%s\"} %"
+               APR_INT64_T_FMT "\n", server,
+               polled_at > st->last_usage_poll ? polled_at : st->last_usage_poll);
+}
+
 /* Keys issued into and reaped from each project the server issues into. */
 static void write_project_metrics(request_rec *r, const char *server,
                                   const okey_config_t *cfg, const okey_stats_t *st)
@@ -349,6 +405,9 @@ int okey_metrics_handler(request_rec *r)
     if (!r->header_only) {
         write_metrics(r, label(r->pool, conf->cfg->server_name), &stats);
         write_project_metrics(r, label(r->pool, conf->cfg->server_name), conf->cfg, &stats);
+        if (conf->cfg->usage_interval) {
+            write_spend_metrics(r, label(r->pool, conf->cfg->server_name), conf, &stats);
+        }
     }
     return OK;
 }

@@ -14,6 +14,7 @@
 
 #include "mod_openaikey.h"
 #include "src/lease.h"
+#include "src/usage.h"
 
 APLOG_USE_MODULE(openaikey);
 
@@ -208,6 +209,43 @@ static void reap(okey_reaper_thread_t *rt, server_rec *s, okey_ledger_lease_t *l
                  summary.error ? "; " : "", summary.error ? summary.error : "");
 }
 
+/* Polls usage and costs for s when its interval has come round and no
+ * other child or server took this round; returns the seconds until the
+ * next round. A round is marked once in the ledger, so that one poll runs
+ * per interval across a fleet. */
+static apr_int64_t poll_usage(okey_reaper_thread_t *rt, server_rec *s, apr_pool_t *pool)
+{
+    okey_server_conf_t *conf = okey_server_conf(s);
+    apr_int64_t interval = conf->cfg->usage_interval;
+    apr_int64_t now = okey_now();
+    apr_int64_t round = interval ? now / interval : 0;
+    okey_usage_report_t report;
+    okey_reaper_t reaper;
+    int first = 0;
+
+    if (!interval) {
+        return MAX_SLEEP;
+    }
+    okey_ledger_mark_once(conf->ledger,
+                          apr_psprintf(pool, "usage:%s:%" APR_INT64_T_FMT,
+                                       okey_spend_name(pool, conf->cfg->project), round),
+                          apr_time_now(), apr_time_from_sec((round + 2) * interval), &first);
+    if (first) {
+        okey_reaper_init(&reaper, conf->cfg, http_of(rt, s), &conf->runtime->logger,
+                         &rt->stop);
+        reaper.ledger = conf->ledger;
+        okey_usage_poll(&reaper, pool, now, &report);
+        okey_shm_usage_polled(s, report.error == NULL);
+        ap_log_error(APLOG_MARK, report.error ? APLOG_WARNING : APLOG_INFO, 0, s,
+                     OKEY_LOGNO(040) "usage poll of %s (%d projects): %d keys of %d "
+                     "people%s%s", conf->cfg->project, report.projects, report.keys,
+                     report.people, report.error ? "; failed: " : "",
+                     report.error ? report.error : "");
+        apr_pool_clear(pool);
+    }
+    return (round + 1) * interval - okey_now();
+}
+
 /* Runs the reaps that are due; returns the seconds until the next one. */
 static apr_int64_t reap_due_servers(okey_reaper_thread_t *rt, apr_pool_t *iteration)
 {
@@ -232,6 +270,8 @@ static apr_int64_t reap_due_servers(okey_reaper_thread_t *rt, apr_pool_t *iterat
         }
         okey_ledger_lease_due_in(conf->ledger, apr_time_now(), conf->cfg->cleanup_interval,
                                  &due, &held);
+        next = due < next ? due : next;
+        due = rt->stop ? MAX_SLEEP : poll_usage(rt, s, iteration);
         next = due < next ? due : next;
     }
     return next > 0 ? next : 1;

@@ -286,6 +286,22 @@ static void unlock_slot(ipc_t *ipc)
 
 /* --- counters ---------------------------------------------------------------- */
 
+void okey_shm_usage_polled(server_rec *s, int ok)
+{
+    ipc_t *ipc;
+    slot_t *slot = lock_slot(s, &ipc);
+
+    if (slot) {
+        if (ok) {
+            slot->stats.last_usage_poll = okey_now();
+        }
+        else {
+            slot->stats.usage_poll_failures++;
+        }
+        unlock_slot(ipc);
+    }
+}
+
 void okey_shm_count_issue(server_rec *s, int issued)
 {
     ipc_t *ipc;

@@ -432,16 +432,21 @@ typedef struct {
     apr_array_header_t *revoked;    /* by the cap, or NULL */
 } sign_in_t;
 
-/* Issues a key to email in the profile's project, audits it and applies
- * the cap; a creation without a clear answer is left to the reaper. Called
+/* Issues a key to email in the profile's project, unless they are over its
+ * budget, audits it and applies the cap; a creation without a clear answer is left to the reaper. Called
  * within the in-flight limit. */
 static okey_err_t *issue_key(request_rec *r, okey_server_conf_t *conf,
                              const okey_config_t *profile, const char *email,
                              apr_int64_t lifetime, sign_in_t *done)
 {
     const okey_issued_t *unsure = NULL;
-    okey_err_t *err = okey_keys_issue(conf->runtime->keys, r->pool, profile->project, email,
-                                      okey_now(), lifetime, &done->issued, &unsure);
+    okey_err_t *err = okey_keys_within_budget(conf->runtime->keys, r->pool, profile, email,
+                                              okey_now());
+
+    if (!err) {
+        err = okey_keys_issue(conf->runtime->keys, r->pool, profile->project, email,
+                              okey_now(), lifetime, &done->issued, &unsure);
+    }
 
     if (unsure) {
         leave_to_reaper(r, conf, unsure);

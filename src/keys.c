@@ -1,5 +1,6 @@
 /* Key issuance. */
 #include "keys.h"
+#include "usage.h"
 
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
@@ -115,6 +116,18 @@ static int project_gone(const okey_err_t *err)
            (err->upstream_status == 400 && strstr(err->log_msg, "archived"));
 }
 
+/* Files whose the new key is, for as long as its cost may count. */
+static void attribute(okey_keys_t *keys, apr_pool_t *pool, const okey_issued_t *made)
+{
+    okey_attribution_t who = {made->service_account_id, made->email, made->project_id, NULL,
+                              made->created_at, made->expires};
+
+    if (made->api_key_id && okey_store_name_valid(made->api_key_id)) {
+        okey_ledger_store_put(keys->ledger, OKEY_STORE_KEYS, made->api_key_id,
+                              okey_attribution_text(pool, &who));
+    }
+}
+
 okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool, const char *project,
                             const char *email, apr_int64_t now, apr_int64_t lifetime,
                             okey_issued_t **issued, const okey_issued_t **unsure)
@@ -146,7 +159,9 @@ okey_err_t *okey_keys_issue(okey_keys_t *keys, apr_pool_t *pool, const char *pro
     if (!err) {
         made->service_account_id = account->id;
         made->api_key = account->api_key;
+        made->api_key_id = account->api_key_id;
         made->created_at = okey_terms_created(account->created_at, now);
+        attribute(keys, pool, made);
     }
     *issued = err ? NULL : made;
     *unsure = (err && made->project_id && err->endpoint == OKEY_ENDPOINT_SERVICE_ACCOUNTS &&
@@ -334,6 +349,38 @@ okey_err_t *okey_keys_cap(okey_keys_t *keys, apr_pool_t *pool, const okey_issued
         *revokes = okey_keys_revoke(keys, pool, issued->email,
                                     okey_terms_over_cap(pool, cap, view,
                                                         issued->service_account_id));
+    }
+    return err;
+}
+
+okey_err_t *okey_keys_within_budget(okey_keys_t *keys, apr_pool_t *pool,
+                                    const okey_config_t *cfg, const char *email,
+                                    apr_int64_t now)
+{
+    const char *project_id = NULL;
+    okey_err_t *err = NULL;
+    okey_person_spend_t *person;
+    double spent;
+
+    if (!cfg->budget.set) {
+        return NULL;
+    }
+    err = okey_keys_project_id(keys, pool, cfg->project, &project_id);
+    person = err ? NULL : okey_usage_person(keys->ledger, pool, email);
+    spent = okey_spend_in_period(person, project_id, cfg->budget.period, now);
+    if (!err && okey_spend_over(person, project_id, &cfg->budget, now)) {
+        const char *resets = okey_iso8601(pool, okey_period_next(cfg->budget.period, now));
+
+        err = okey_err_make(pool, 403,
+                            apr_psprintf(pool, "You have spent %s of your %s budget per %s "
+                                         "for this project. It resets at %s.",
+                                         okey_usd(pool, spent),
+                                         okey_usd(pool, cfg->budget.amount),
+                                         okey_period_names[cfg->budget.period], resets),
+                            "%s is at or over the budget of project %s: spent %.4f of "
+                            "%.2f USD this %s", email, cfg->project, spent,
+                            cfg->budget.amount, okey_period_names[cfg->budget.period]);
+        err->denied = OKEY_DENIED_BUDGET;
     }
     return err;
 }

@@ -22,6 +22,7 @@ typedef struct okey_issued_t {
     apr_int64_t expires; /* Unix seconds */
     apr_int64_t lifetime; /* seconds, as asked for */
     apr_int64_t created_at; /* as the creation answered, within the clock skew */
+    const char *api_key_id; /* key_...: what usage and costs name it by; NULL: not given */
 } okey_issued_t;
 
 #define OKEY_KEYS_PROJECT_ID_MAX 128
@@ -91,5 +92,13 @@ apr_array_header_t *okey_keys_revoke(okey_keys_t *keys, apr_pool_t *pool, const 
  * is older than the newest cap keys. *revokes: the attempts, or NULL. */
 okey_err_t *okey_keys_cap(okey_keys_t *keys, apr_pool_t *pool, const okey_issued_t *issued,
                           apr_int64_t cap, apr_array_header_t **revokes, int *unanswered);
+
+/* NULL when email may be issued a key under cfg's budget at now; else the
+ * 403 that says what was spent, the budget and when its period resets (a
+ * refusal counted with err->denied OKEY_DENIED_BUDGET). Reads only the
+ * ledger: what the last usage poll found. */
+okey_err_t *okey_keys_within_budget(okey_keys_t *keys, apr_pool_t *pool,
+                                    const okey_config_t *cfg, const char *email,
+                                    apr_int64_t now);
 
 #endif

@@ -27,14 +27,15 @@ okey_err_t *okey_err_make(apr_pool_t *pool, int status, const char *user_msg,
 }
 
 const char *const okey_endpoint_names[OKEY_ENDPOINT_COUNT] = {
-    "none", "discovery", "jwks", "token", "projects", "service_accounts"
+    "none", "discovery", "jwks", "token", "projects", "service_accounts", "usage"
 };
 
-const char *const okey_revoked_names[OKEY_REVOKED_COUNT] = {"user", "cap", "policy"};
+const char *const okey_revoked_names[OKEY_REVOKED_COUNT] = {"user", "cap", "policy", "budget",
+                                                             "admin"};
 
 const char *const okey_denied_names[OKEY_DENIED_COUNT] = {
     "none", "provider_error", "bad_request", "state", "id_token",
-    "email_unverified", "not_allowed", "busy"
+    "email_unverified", "not_allowed", "busy", "budget"
 };
 
 void okey_log_at(const char *file, int line, const okey_logger_t *logger,

@@ -32,6 +32,7 @@ typedef enum {
     OKEY_ENDPOINT_TOKEN,
     OKEY_ENDPOINT_PROJECTS,
     OKEY_ENDPOINT_SERVICE_ACCOUNTS,
+    OKEY_ENDPOINT_USAGE,  /* API-key listings, usage and costs */
     OKEY_ENDPOINT_COUNT
 } okey_endpoint_e;
 
@@ -45,6 +46,7 @@ typedef enum {
     OKEY_DENIED_EMAIL_UNVERIFIED,
     OKEY_DENIED_NOT_ALLOWED,
     OKEY_DENIED_BUSY,           /* no upstream place left in the child */
+    OKEY_DENIED_BUDGET,         /* at or over the budget */
     OKEY_DENIED_COUNT
 } okey_denied_e;
 
@@ -56,6 +58,8 @@ typedef enum {
     OKEY_REVOKED_USER,   /* its holder, through My keys */
     OKEY_REVOKED_CAP,    /* a newer key of the address, past the cap */
     OKEY_REVOKED_POLICY, /* the reaper: the policy no longer allows the address */
+    OKEY_REVOKED_BUDGET, /* the reaper: the owner is at or over their budget */
+    OKEY_REVOKED_ADMIN,  /* an administrator, through the admin console */
     OKEY_REVOKED_COUNT
 } okey_revoked_by_e;
 

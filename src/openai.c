@@ -99,6 +99,7 @@ okey_err_t *okey_openai_service_account_parse(apr_pool_t *pool, const char *text
     made->name = okey_json_str(doc, "name");
     made->created_at = created_at(doc);
     made->api_key = okey_json_str(json_object_get(doc, "api_key"), "value");
+    made->api_key_id = okey_json_str(json_object_get(doc, "api_key"), "id");
     *account = made->id ? made : NULL;
     return made->id ? NULL
                     : malformed(pool, OKEY_ENDPOINT_SERVICE_ACCOUNTS, "service account");
@@ -306,6 +307,96 @@ okey_err_t *okey_openai_pager_next(okey_openai_pager_t *pager,
         }
         *page = err ? NULL : &pager->page;
     }
+    return err;
+}
+
+/* --- buckets of usage and costs ------------------------------------------- */
+
+typedef struct {
+    const okey_openai_t *api;
+    apr_pool_t *page_pool;
+    const char *path;
+    const char *what;
+    apr_hash_t *seen;   /* next_page cursors had */
+    int pages;
+} bucket_walk_t;
+
+/* Visits every result of one page; sets *next to its cursor, or NULL. */
+static okey_err_t *visit_buckets(bucket_walk_t *walk, const json_t *doc,
+                                 okey_openai_bucket_fn *visit, void *baton,
+                                 const char **next)
+{
+    const json_t *data = json_object_get(doc, "data");
+    const json_t *bucket;
+    const char *why = NULL;
+    size_t i;
+
+    *next = json_is_true(json_object_get(doc, "has_more")) ? okey_json_str(doc, "next_page")
+                                                          : NULL;
+    why = !json_is_array(data) ? "no data"
+          : json_is_true(json_object_get(doc, "has_more")) && (!*next || !**next)
+            ? "has_more without a next_page"
+          : *next && apr_hash_get(walk->seen, *next, APR_HASH_KEY_STRING)
+            ? "the same next_page twice"
+          : *next && walk->pages >= OKEY_OPENAI_PAGE_MAX ? "more pages than the limit" : NULL;
+    json_array_foreach(why ? NULL : data, i, bucket) {
+        const json_t *results = json_object_get(bucket, "results");
+        const json_t *start = json_object_get(bucket, "start_time");
+        const json_t *result;
+        size_t j;
+
+        json_array_foreach(json_is_integer(start) ? results : NULL, j, result) {
+            if (json_is_object(result)) {
+                visit(baton, json_integer_value(start), result);
+            }
+        }
+    }
+    if (*next) {
+        *next = apr_pstrdup(apr_hash_pool_get(walk->seen), *next);
+        apr_hash_set(walk->seen, *next, APR_HASH_KEY_STRING, "");
+    }
+    return why ? okey_err_make(walk->page_pool, 502, KEY_FAILED, "OpenAI %s: stopped after "
+                               "%d pages: %s", walk->what, walk->pages, why)
+               : NULL;
+}
+
+okey_err_t *okey_openai_buckets(const okey_openai_t *api, apr_pool_t *pool, const char *path,
+                                const char *what, okey_openai_bucket_fn *visit, void *baton)
+{
+    bucket_walk_t walk = {api, NULL, path, what, apr_hash_make(pool), 0};
+    const char *next = NULL;
+    okey_err_t *err = NULL;
+
+    apr_pool_create(&walk.page_pool, pool);
+    do {
+        okey_http_response_t resp;
+        json_t *doc = NULL;
+
+        apr_pool_clear(walk.page_pool);
+        err = api->cancel && *api->cancel
+              ? okey_err_make(pool, 502, KEY_FAILED, "OpenAI %s: cancelled", what) : NULL;
+        if (!err) {
+            err = call(api, walk.page_pool, "GET",
+                       next ? apr_pstrcat(walk.page_pool, path, "&page=",
+                                          okey_form_escape(walk.page_pool, next), NULL)
+                            : path, NULL, OKEY_ENDPOINT_USAGE, what, &resp);
+        }
+        if (!err) {
+            walk.pages++;
+            doc = okey_json_parse(walk.page_pool, resp.body, resp.body_len, NULL);
+            err = json_is_object(doc) ? visit_buckets(&walk, doc, visit, baton, &next)
+                                      : malformed(pool, OKEY_ENDPOINT_USAGE, what);
+        }
+        if (err) {
+            /* Out of the page's pool, which goes with the walk. */
+            err = apr_pmemdup(pool, err, sizeof(*err));
+            err->user_msg = apr_pstrdup(pool, err->user_msg);
+            err->log_msg = apr_pstrdup(pool, err->log_msg);
+            err->endpoint = OKEY_ENDPOINT_USAGE;
+            next = NULL;
+        }
+    } while (next);
+    apr_pool_destroy(walk.page_pool);
     return err;
 }
 

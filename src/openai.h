@@ -34,6 +34,7 @@ typedef struct okey_service_account_t {
     const char *name;
     apr_int64_t created_at;
     const char *api_key;        /* only when just created */
+    const char *api_key_id;     /* key_...: only when just created */
 } okey_service_account_t;
 
 /* Parses one page of a list answer. */
@@ -86,6 +87,14 @@ okey_err_t *okey_openai_each(const okey_openai_t *api, apr_pool_t *pool,
 /* Whether a paged answer must stop here (the rules above); *why says why. */
 int okey_openai_page_loops(const okey_openai_page_t *page, int pages,
                            apr_hash_t *seen_cursors, const char **why);
+
+/* Walks a page-of-buckets answer (usage, costs) page by page through
+ * next_page, calling visit for every result of every bucket with the
+ * bucket's start_time. Bounded as a pager: OKEY_OPENAI_PAGE_MAX pages, a
+ * repeated or missing cursor, a page claiming more with none, cancel. */
+typedef void okey_openai_bucket_fn(void *baton, apr_int64_t start_time, const json_t *result);
+okey_err_t *okey_openai_buckets(const okey_openai_t *api, apr_pool_t *pool, const char *path,
+                                const char *what, okey_openai_bucket_fn *visit, void *baton);
 
 /* The ids of every active project named name, oldest first (an array of
  * const char *, empty when there is none). */

@@ -8,7 +8,7 @@
 
 static const char STYLE[] =
     "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;"
-    "max-width:44rem;margin:3rem auto;padding:0 1rem;color:#1d1d1f;"
+    "max-width:60rem;margin:3rem auto;padding:0 1rem;color:#1d1d1f;"
     "line-height:1.5}"
     "h1{font-size:1.5rem}h2{font-size:1.1rem;margin-top:2rem}"
     "select{font:inherit;padding:.3rem}"
@@ -21,6 +21,7 @@ static const char STYLE[] =
     "form{display:inline;margin:0}table{border-collapse:collapse;width:100%}"
     "th,td{text-align:left;padding:.4rem;border-bottom:1px solid #ddd;"
     "vertical-align:top;font-size:.9rem}"
+    "td.n{text-align:right;white-space:nowrap}.unknown{color:#6e6e73;font-style:italic}"
     ".note{color:#555;font-size:.9rem}.actions{margin:1rem 0}";
 
 static const char SCRIPT[] =
@@ -154,8 +155,53 @@ okey_page_t okey_page_key(apr_pool_t *pool, const okey_issued_t *issued,
     return page;
 }
 
+/* A figure, or "unknown": never 0 for what no report has said. */
+static const char *count_text(apr_pool_t *pool, apr_int64_t count)
+{
+    return count < 0 ? "<span class=\"unknown\">unknown</span>"
+                     : apr_psprintf(pool, "%" APR_INT64_T_FMT, count);
+}
+
+/* The usage columns of one key's row. */
+static const char *usage_cells(apr_pool_t *pool, const okey_key_spend_t *figures)
+{
+    apr_int64_t used = figures ? figures->last_used_at : -1;
+
+    return apr_pstrcat(pool, "<td>", used < 0 ? count_text(pool, -1)
+                                     : used == 0 ? "never" : okey_iso8601(pool, used),
+                       "</td><td class=\"n\">", count_text(pool, figures ? figures->requests : -1),
+                       "</td><td class=\"n\">",
+                       count_text(pool, figures ? figures->input_tokens : -1), " / ",
+                       count_text(pool, figures ? figures->output_tokens : -1),
+                       "</td><td class=\"n\">",
+                       figures && figures->cost_usd >= 0 ? okey_usd(pool, figures->cost_usd)
+                                                         : count_text(pool, -1),
+                       "</td>", NULL);
+}
+
+/* What the person spent this period, against their budget. */
+static const char *spend_summary(apr_pool_t *pool, const okey_spend_view_t *spend)
+{
+    const char *period = okey_period_names[spend->period];
+    const char *text = !spend->person
+        ? "<p id=\"spend\">Spend: <span class=\"unknown\">unknown</span> (no usage "
+          "report has named your keys yet).</p>\n"
+        : apr_pstrcat(pool, "<p id=\"spend\">Spent this ", period, ": <strong>",
+                      okey_usd(pool, spend->amount_usd), "</strong>",
+                      spend->budget->set
+                          ? apr_pstrcat(pool, " of your <strong>",
+                                        okey_usd(pool, spend->budget->amount),
+                                        "</strong> budget", NULL) : "",
+                      "; the ", period, " ends at ", okey_iso8601(pool, spend->resets_at),
+                      ". Figures as of ", okey_iso8601(pool, spend->person->polled_at),
+                      ", as OpenAI reports them (with a delay).</p>\n", NULL);
+
+    return text;
+}
+
 static const char *key_rows(apr_pool_t *pool, const apr_array_header_t *owned,
-                            apr_int64_t now, const okey_page_links_t *links)
+                            apr_int64_t now, const okey_page_links_t *links,
+                            const okey_spend_view_t *spend)
 {
     const char *rows = "";
     int i;
@@ -172,7 +218,10 @@ static const char *key_rows(apr_pool_t *pool, const apr_array_header_t *owned,
                            okey_html_escape(pool, key->service_account_id),
                            "</code></td><td>", okey_iso8601(pool, key->created_at),
                            "</td><td>", okey_iso8601(pool, key->expires), "<br>",
-                           left, "</td><td>",
+                           left, "</td>",
+                           usage_cells(pool, okey_spend_key(spend->person,
+                                                            key->service_account_id)),
+                           "<td>",
                            revoke_form(pool, links, key->service_account_id, "Revoke"),
                            "</td></tr>\n", NULL);
     }
@@ -249,7 +298,8 @@ okey_page_t okey_page_my_keys(apr_pool_t *pool, const char *email,
                               const char *project, const apr_array_header_t *owned,
                               apr_int64_t now, const char *message,
                               const okey_page_links_t *links,
-                              const okey_lifetimes_t *lifetimes, const char *nonce)
+                              const okey_lifetimes_t *lifetimes, const char *nonce,
+                              const okey_spend_view_t *spend)
 {
     okey_page_t page;
 
@@ -263,9 +313,12 @@ okey_page_t okey_page_my_keys(apr_pool_t *pool, const char *email,
         message ? apr_pstrcat(pool, "<p id=\"message\" role=\"status\">",
                               okey_html_escape(pool, message), "</p>\n", NULL) : "",
         owned->nelts
-            ? apr_pstrcat(pool, "<table id=\"keys\"><thead><tr><th>Service account"
-                          "</th><th>Created (UTC)</th><th>Expires (UTC)</th><th></th>"
-                          "</tr></thead><tbody>\n", key_rows(pool, owned, now, links),
+            ? apr_pstrcat(pool, spend_summary(pool, spend),
+                          "<table id=\"keys\"><thead><tr><th>Service account"
+                          "</th><th>Created (UTC)</th><th>Expires (UTC)</th>"
+                          "<th>Last used</th><th>Requests</th><th>Tokens in / out</th>"
+                          "<th>Cost</th><th></th>"
+                          "</tr></thead><tbody>\n", key_rows(pool, owned, now, links, spend),
                           "</tbody></table>\n<div class=\"actions\">",
                           revoke_form(pool, links, "all", "Revoke all my keys"), "</div>\n",
                           NULL)

@@ -3,6 +3,7 @@
 #define OKEY_PAGE_H
 
 #include "keys.h"
+#include "spend.h"
 
 typedef struct okey_page_t {
     const char *html;
@@ -47,7 +48,8 @@ okey_page_t okey_page_my_keys(apr_pool_t *pool, const char *email,
                               const char *project, const apr_array_header_t *owned,
                               apr_int64_t now, const char *message,
                               const okey_page_links_t *links,
-                              const okey_lifetimes_t *lifetimes, const char *nonce);
+                              const okey_lifetimes_t *lifetimes, const char *nonce,
+                              const okey_spend_view_t *spend);
 
 /* A message with one link to follow; refresh follows it at once. */
 okey_page_t okey_page_link(apr_pool_t *pool, const char *title, const char *message,

@@ -521,8 +521,8 @@ static okey_terms_t *both_terms(const okey_reaper_t *reaper, apr_pool_t *pool,
 
 /* The ids of every project the server's terms name, each once, with the
  * terms to judge its keys by. */
-static okey_err_t *projects_to_reap(const okey_reaper_t *reaper, apr_pool_t *pool,
-                                    apr_array_header_t *ids, apr_array_header_t *terms_of)
+okey_err_t *okey_reap_projects(const okey_reaper_t *reaper, apr_pool_t *pool,
+                               apr_array_header_t *ids, apr_array_header_t *terms_of)
 {
     apr_array_header_t *names = okey_terms_projects(pool, reaper->cfg);
     apr_hash_t *seen = apr_hash_make(pool);   /* id -> its index (int *) */
@@ -574,7 +574,7 @@ void okey_reap(const okey_reaper_t *reaper, apr_pool_t *pool, apr_int64_t now,
     memset(summary, 0, sizeof(*summary));
     summary->live = apr_array_make(pool, 16, sizeof(okey_owned_key_t));
     summary->reaped_by_project = apr_hash_make(pool);
-    err = projects_to_reap(reaper, pool, projects, terms_of);
+    err = okey_reap_projects(reaper, pool, projects, terms_of);
     /* Every active project of each name: racing servers may have made two. */
     for (i = 0; !err && i < projects->nelts && !cancelled(reaper); i++) {
         err = reap_project(reaper, pool, APR_ARRAY_IDX(terms_of, i, const okey_terms_t *),

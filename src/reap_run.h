@@ -53,4 +53,10 @@ void okey_reaper_init(okey_reaper_t *reaper, const okey_config_t *cfg,
 void okey_reap(const okey_reaper_t *reaper, apr_pool_t *pool, apr_int64_t now,
                okey_reap_summary_t *summary);
 
+/* The ids of every project the server's terms name, each once (ids, of
+ * const char *), with the terms to judge its keys by (terms_of, of const
+ * okey_terms_t *, in the same order). */
+okey_err_t *okey_reap_projects(const okey_reaper_t *reaper, apr_pool_t *pool,
+                               apr_array_header_t *ids, apr_array_header_t *terms_of);
+
 #endif

@@ -41,6 +41,7 @@ int main(void)
     srunner_add_suite(runner, okey_openai_suite());
     srunner_add_suite(runner, okey_config_suite());
     srunner_add_suite(runner, okey_page_suite());
+    srunner_add_suite(runner, okey_spend_suite());
     srunner_add_suite(runner, okey_reaper_suite());
     srunner_add_suite(runner, okey_query_suite());
     srunner_add_suite(runner, okey_session_suite());

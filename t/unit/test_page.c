@@ -65,10 +65,26 @@ START_TEST(my_keys_page_lists_keys_with_forms)
     okey_lifetimes_t lifetimes = {3600, 86400};
     okey_page_t page;
 
+    okey_person_spend_t person = {"a@x", 1500, 0, NULL, apr_hash_make(test_pool), 1};
+    okey_key_spend_t figures = {"key_1", {"svc_1", "a@x", "proj_1", NULL, 1000, 2000}, 1,
+                                1400, 7, 1200, 340, 0.126};
+    okey_budget_t budget = {1, 5, OKEY_PERIOD_MONTH};
+    okey_spend_view_t spend = {&person, OKEY_PERIOD_MONTH, 1.5, &budget, 2678400};
+    okey_spend_view_t unknown = {NULL, OKEY_PERIOD_MONTH, 0, &budget, 2678400};
+
+    person.keys = apr_array_make(test_pool, 1, sizeof(okey_key_spend_t));
+    APR_ARRAY_PUSH(person.keys, okey_key_spend_t) = figures;
     APR_ARRAY_PUSH(owned, okey_owned_key_t) = dead;
     APR_ARRAY_PUSH(owned, okey_owned_key_t) = live;
     page = okey_page_my_keys(test_pool, "a<@x", "p", owned, 1600, "Revoked 1 key.",
-                             &links, &lifetimes, "n");
+                             &links, &lifetimes, "n", &spend);
+    /* The reported key's figures; the other's unknown, never 0. */
+    ck_assert_ptr_nonnull(strstr(page.html, "<td class=\"n\">7</td><td class=\"n\">1200 / "
+                                 "340</td><td class=\"n\">$0.13</td>"));
+    ck_assert_ptr_nonnull(strstr(page.html, "<td><span class=\"unknown\">unknown</span></td>"));
+    ck_assert_ptr_nonnull(strstr(page.html, "Spent this month: <strong>$1.50</strong> of "
+                                 "your <strong>$5.00</strong> budget"));
+    ck_assert_ptr_nonnull(strstr(page.html, "ends at 1970-02-01T00:00:00Z"));
     ck_assert_ptr_nonnull(strstr(page.html, "a&lt;@x"));
     ck_assert_ptr_nonnull(strstr(page.html, "expired; being deleted"));
     ck_assert_ptr_nonnull(strstr(page.html, "in 6 minutes 40 seconds"));
@@ -78,7 +94,7 @@ START_TEST(my_keys_page_lists_keys_with_forms)
     ck_assert_ptr_nonnull(strstr(page.csp, "form-action 'self'"));
     page = okey_page_my_keys(test_pool, "a@x", "p",
                              apr_array_make(test_pool, 1, sizeof(okey_owned_key_t)), 1600,
-                             NULL, &links, &lifetimes, "n");
+                             NULL, &links, &lifetimes, "n", &unknown);
     ck_assert_ptr_nonnull(strstr(page.html, "You have no keys."));
     ck_assert_ptr_null(strstr(page.html, "method=\"post\""));
     /* The default lifetime first and chosen, then the common ones allowed. */

@@ -19,6 +19,7 @@ Suite *okey_keys_suite(void);
 Suite *okey_openai_suite(void);
 Suite *okey_config_suite(void);
 Suite *okey_page_suite(void);
+Suite *okey_spend_suite(void);
 Suite *okey_reaper_suite(void);
 Suite *okey_terms_suite(void);
 Suite *okey_rate_suite(void);
