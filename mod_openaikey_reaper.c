@@ -202,10 +202,11 @@ static void reap(okey_reaper_thread_t *rt, server_rec *s, okey_ledger_lease_t *l
     count_by_project(s, pool, &summary);
     ap_log_error(APLOG_MARK, summary.error || summary.failed ? APLOG_WARNING : APLOG_INFO,
                  0, s, OKEY_LOGNO(030) "reap of project %s (%d projects): listed %d, "
-                 "deleted %d, revoked %d (cap) %d (policy), failed %d, kept %d, "
-                 "not attempted %d in %.2f s%s%s",
+                 "deleted %d, revoked %d (cap) %d (policy) %d (budget), failed %d, "
+                 "kept %d, not attempted %d in %.2f s%s%s",
                  conf->cfg->project, summary.projects, summary.listed, summary.deleted,
-                 summary.revoked_cap, summary.revoked_policy, summary.failed, summary.kept, summary.skipped, summary.seconds,
+                 summary.revoked_cap, summary.revoked_policy, summary.revoked_budget,
+                 summary.failed, summary.kept, summary.skipped, summary.seconds,
                  summary.error ? "; " : "", summary.error ? summary.error : "");
 }
 

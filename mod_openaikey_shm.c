@@ -515,6 +515,7 @@ void okey_shm_finish_reap(server_rec *s, const okey_reap_summary_t *sum)
         stats->keys_reaped += (apr_uint64_t)sum->deleted;
         stats->keys_revoked[OKEY_REVOKED_CAP] += (apr_uint64_t)sum->revoked_cap;
         stats->keys_revoked[OKEY_REVOKED_POLICY] += (apr_uint64_t)sum->revoked_policy;
+        stats->keys_revoked[OKEY_REVOKED_BUDGET] += (apr_uint64_t)sum->revoked_budget;
         /* A reap cut short by a stop did not fail. */
         stats->reap_failures += ((sum->error && !sum->cancelled) || sum->failed) ? 1 : 0;
         unlock_slot(ipc);

@@ -1,5 +1,6 @@
 /* One reap of a key server. */
 #include "reap_run.h"
+#include "usage.h"
 #include "terms.h"
 
 #include <apr_hash.h>
@@ -64,7 +65,31 @@ typedef struct {
     const char *project;
     const char *project_id;
     failures_t *failures;
+    apr_hash_t *over_budget;     /* address -> "1" or "0", once looked up */
 } listing_t;
+
+/* Whether the owner of a live key is to lose it for spending their budget:
+ * only where the project's terms say so, by what the last usage poll
+ * found. */
+static int over_budget(listing_t *listing, const char *email)
+{
+    const okey_terms_t *terms = listing->terms;
+    const char *over = NULL;
+
+    if (terms->revoke_over_budget && terms->budget.set && listing->reaper->ledger && email) {
+        over = apr_hash_get(listing->over_budget, email, APR_HASH_KEY_STRING);
+        if (!over) {
+            okey_person_spend_t *person = okey_usage_person(listing->reaper->ledger,
+                                                            listing->pool, email);
+
+            over = okey_spend_over(person, listing->project_id, &terms->budget, listing->now)
+                   ? "1" : "0";
+            apr_hash_set(listing->over_budget, apr_pstrdup(listing->pool, email),
+                         APR_HASH_KEY_STRING, over);
+        }
+    }
+    return over && *over == '1';
+}
 
 /* Remembers a live key of ours, for the cap once the listing is done and
  * for the ledger. */
@@ -223,6 +248,10 @@ static void consider(void *baton, const json_t *account)
         victim.revoked_by = OKEY_REVOKED_POLICY;
         add_victim(listing, &victim);
     }
+    else if (verdict.state == OKEY_KEY_LIVE && over_budget(listing, verdict.email)) {
+        victim.revoked_by = OKEY_REVOKED_BUDGET;
+        add_victim(listing, &victim);
+    }
     else if (verdict.state == OKEY_KEY_LIVE) {
         note_live(listing, &victim);
     }
@@ -239,6 +268,8 @@ static void audit_revoked(const okey_reaper_t *reaper, apr_pool_t *pool,
              okey_revoked_names[victim->revoked_by],
              victim->revoked_by == OKEY_REVOKED_CAP
              ? "the address holds more keys than the cap"
+             : victim->revoked_by == OKEY_REVOKED_BUDGET
+             ? "the address is at or over its budget"
              : "the policy no longer allows the address");
 }
 
@@ -338,6 +369,7 @@ static void delete_victims(const okey_reaper_t *reaper, apr_pool_t *pool,
                 summary->deleted += victim->revoked_by < 0;
                 summary->revoked_cap += victim->revoked_by == OKEY_REVOKED_CAP;
                 summary->revoked_policy += victim->revoked_by == OKEY_REVOKED_POLICY;
+                summary->revoked_budget += victim->revoked_by == OKEY_REVOKED_BUDGET;
                 audit(reaper, pool, victim, project, project_id);
             }
             else if (outcome == OKEY_DELETE_GONE) {
@@ -428,7 +460,8 @@ static okey_err_t *reap_project(const okey_reaper_t *reaper, apr_pool_t *pool,
                                 okey_reap_summary_t *summary)
 {
     listing_t listing = {reaper, pool, NULL, NULL, now, NULL, 0, summary,
-                         apr_hash_make(pool), terms, terms->project, project_id, failures};
+                         apr_hash_make(pool), terms, terms->project, project_id, failures,
+                         apr_hash_make(pool)};
     okey_openai_pager_t *pager = okey_openai_pager(
         &reaper->api, pool, okey_openai_accounts_path(pool, project_id),
         OKEY_ENDPOINT_SERVICE_ACCOUNTS, "service account list");

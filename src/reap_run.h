@@ -18,6 +18,7 @@ typedef struct okey_reap_summary_t {
     int skipped;    /* to delete, but not attempted: the reap was cancelled */
     int revoked_cap;    /* live keys deleted: their address held too many */
     int revoked_policy; /* live keys deleted: the policy no longer allows */
+    int revoked_budget; /* live keys deleted: their owner spent their budget */
     int cancelled;  /* stopped by its child's stop */
     double seconds;
     const char *error;       /* why the reap could not finish, or NULL */

@@ -51,21 +51,59 @@ apr_array_header_t *okey_terms_projects(apr_pool_t *pool, const okey_config_t *c
     return names;
 }
 
-static int disagree(apr_pool_t *pool, const okey_terms_t *kept, apr_int64_t cap,
-                    apr_int64_t max_lifetime, const char *where,
-                    apr_array_header_t *problems)
+static int same_budget(const okey_budget_t *a, const okey_budget_t *b)
 {
-    const char *what = kept->cap != cap ? "OpenAIKeyMaxKeysPerUser"
-                       : kept->max_lifetime != max_lifetime ? "OpenAIKeyMaxExpiration"
-                       : NULL;
+    return a->set == b->set &&
+           (!a->set || (a->period == b->period && a->amount == b->amount));
+}
+
+static const char *budget_text(apr_pool_t *pool, const okey_budget_t *budget)
+{
+    return budget->set ? apr_psprintf(pool, "%.2f %s", budget->amount,
+                                      okey_period_names[budget->period])
+                       : "none";
+}
+
+/* The one setting other holds that kept differs on, with both values, or
+ * NULL. */
+static const char *difference(apr_pool_t *pool, const okey_terms_t *kept,
+                              const okey_terms_t *other, const char **values)
+{
+    const char *what = NULL;
+
+    if (kept->cap != other->cap) {
+        what = "OpenAIKeyMaxKeysPerUser";
+        *values = apr_psprintf(pool, "%" APR_INT64_T_FMT " and %" APR_INT64_T_FMT,
+                               kept->cap, other->cap);
+    }
+    else if (kept->max_lifetime != other->max_lifetime) {
+        what = "OpenAIKeyMaxExpiration";
+        *values = apr_psprintf(pool, "%" APR_INT64_T_FMT " and %" APR_INT64_T_FMT,
+                               kept->max_lifetime, other->max_lifetime);
+    }
+    else if (!same_budget(&kept->budget, &other->budget)) {
+        what = "OpenAIKeyBudget";
+        *values = apr_pstrcat(pool, budget_text(pool, &kept->budget), " and ",
+                              budget_text(pool, &other->budget), NULL);
+    }
+    else if (kept->revoke_over_budget != other->revoke_over_budget) {
+        what = "OpenAIKeyRevokeOverBudget";
+        *values = kept->revoke_over_budget ? "On and Off" : "Off and On";
+    }
+    return what;
+}
+
+static int disagree(apr_pool_t *pool, const okey_terms_t *kept, const okey_terms_t *other,
+                    const char *where, apr_array_header_t *problems)
+{
+    const char *values = NULL;
+    const char *what = difference(pool, kept, other, &values);
 
     if (what) {
         APR_ARRAY_PUSH(problems, const char *) = apr_psprintf(
-            pool, "%s and %s issue into project %s but set different %s (%" APR_INT64_T_FMT
-            " and %" APR_INT64_T_FMT "): a key's terms must not depend on where it was "
-            "issued", kept->where, where, kept->project, what,
-            kept->cap != cap ? kept->cap : kept->max_lifetime,
-            kept->cap != cap ? cap : max_lifetime);
+            pool, "%s and %s issue into project %s but set different %s (%s): a key's "
+            "terms must not depend on where it was issued", kept->where, where,
+            kept->project, what, values);
     }
     return what != NULL;
 }
@@ -73,8 +111,7 @@ static int disagree(apr_pool_t *pool, const okey_terms_t *kept, apr_int64_t cap,
 int okey_terms_merge(apr_pool_t *pool, okey_terms_t *into, const okey_terms_t *other,
                      apr_array_header_t *problems)
 {
-    int problem = into != other && disagree(pool, into, other->cap, other->max_lifetime,
-                                            other->where, problems);
+    int problem = into != other && disagree(pool, into, other, other->where, problems);
 
     if (into != other) {
         apr_array_cat(into->issuers, other->issuers);
@@ -88,23 +125,25 @@ int okey_terms_add(apr_pool_t *pool, apr_array_header_t *terms, const okey_confi
                    const char *where, apr_array_header_t *problems)
 {
     okey_terms_t *kept = (okey_terms_t *)okey_terms_of(terms, cfg->project);
+    okey_terms_t *mine = apr_pcalloc(pool, sizeof(*mine));
     int problem = 0;
 
+    mine->project = apr_pstrdup(pool, cfg->project);
+    mine->where = apr_pstrdup(pool, where);
+    mine->cap = cfg->max_keys_per_user;
+    mine->max_lifetime = cfg->max_expiration;
+    mine->legacy_lifetime = cfg->expiration;
+    mine->reap_legacy = cfg->reap_legacy;
+    mine->revoke_disallowed = cfg->revoke_disallowed;
+    mine->budget = cfg->budget;
+    mine->revoke_over_budget = cfg->revoke_over_budget;
     if (!kept) {
-        kept = apr_pcalloc(pool, sizeof(*kept));
-        kept->project = apr_pstrdup(pool, cfg->project);
-        kept->where = apr_pstrdup(pool, where);
-        kept->cap = cfg->max_keys_per_user;
-        kept->max_lifetime = cfg->max_expiration;
-        kept->legacy_lifetime = cfg->expiration;
-        kept->reap_legacy = cfg->reap_legacy;
-        kept->revoke_disallowed = cfg->revoke_disallowed;
+        kept = mine;
         kept->issuers = apr_array_make(pool, 2, sizeof(const okey_config_t *));
         APR_ARRAY_PUSH(terms, okey_terms_t *) = kept;
     }
     else {
-        problem = disagree(pool, kept, cfg->max_keys_per_user, cfg->max_expiration, where,
-                           problems);
+        problem = disagree(pool, kept, mine, where, problems);
     }
     kept->keeps_groups |= cfg->allowed_groups && cfg->allowed_groups->nelts > 0;
     APR_ARRAY_PUSH(kept->issuers, const okey_config_t *) = cfg;
@@ -136,7 +175,9 @@ int okey_terms_known(const apr_array_header_t *terms, const okey_config_t *cfg)
                 same_list(issuer->allowed_groups, cfg->allowed_groups);
     }
     return known && entry->cap == cfg->max_keys_per_user &&
-           entry->max_lifetime == cfg->max_expiration;
+           entry->max_lifetime == cfg->max_expiration &&
+           same_budget(&entry->budget, &cfg->budget) &&
+           entry->revoke_over_budget == cfg->revoke_over_budget;
 }
 
 int okey_terms_capped(const apr_array_header_t *terms)

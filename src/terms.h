@@ -23,6 +23,8 @@ struct okey_terms_t {
     int reap_legacy;
     int revoke_disallowed;
     int keeps_groups;             /* an issuer admits by groups: keep every key */
+    okey_budget_t budget;         /* per person; set 0: none */
+    int revoke_over_budget;
     apr_array_header_t *issuers;  /* of const okey_config_t *: who issues here */
 };
 
