@@ -75,6 +75,44 @@ START_TEST(profiles_override_and_inherit)
 }
 END_TEST
 
+START_TEST(budgets_are_read_per_profile_and_need_polls)
+{
+    static const char *const no_env[] = {NULL};
+    okey_raw_config_t raw = complete();
+    okey_raw_config_t profile = {{0}};
+    apr_array_header_t *problems = NULL;
+    okey_config_t cfg, ml;
+
+    ck_assert_int_eq(resolve(&raw, no_env, &cfg, &problems), 0);
+    ck_assert_int_eq(cfg.budget.set, 0);
+    ck_assert_int_eq(cfg.usage_interval, 900);
+    ck_assert_str_eq(cfg.state_dir, "/var/lib/apache2/openaikey");
+    profile.value[OKEY_SET_BUDGET] = "12.50 week";
+    profile.value[OKEY_SET_REVOKE_OVER_BUDGET] = "On";
+    ck_assert_int_eq(okey_config_profile(test_pool, &cfg, &profile, "<Location /ml>", &ml,
+                                         problems), 0);
+    ck_assert(ml.budget.set && ml.budget.period == OKEY_PERIOD_WEEK);
+    ck_assert(ml.revoke_over_budget);
+    ck_assert(okey_setting_in_profile(OKEY_SET_BUDGET));
+
+    profile.value[OKEY_SET_BUDGET] = "lots";
+    ck_assert_int_eq(okey_config_profile(test_pool, &cfg, &profile, "<Location /ml>", &ml,
+                                         problems), 1);
+    ck_assert_ptr_nonnull(strstr(APR_ARRAY_IDX(problems, 0, const char *), "OpenAIKeyBudget"));
+
+    raw.value[OKEY_SET_BUDGET] = "10 month";
+    raw.value[OKEY_SET_USAGE_INTERVAL] = "0";
+    ck_assert_int_eq(resolve(&raw, no_env, &cfg, &problems), 1);
+    ck_assert_ptr_nonnull(strstr(APR_ARRAY_IDX(problems, 0, const char *),
+                                 "needs usage polls"));
+    raw.value[OKEY_SET_BUDGET] = NULL;
+    raw.value[OKEY_SET_STATE_DIR] = "relative/dir";
+    ck_assert_int_eq(resolve(&raw, no_env, &cfg, &problems), 1);
+    ck_assert_ptr_nonnull(strstr(APR_ARRAY_IDX(problems, 0, const char *),
+                                 "not an absolute path"));
+}
+END_TEST
+
 START_TEST(defaults_apply)
 {
     okey_raw_config_t raw = complete();
@@ -208,6 +246,7 @@ Suite *okey_config_suite(void)
     TCase *tc = test_case("resolve");
 
     tcase_add_test(tc, defaults_apply);
+    tcase_add_test(tc, budgets_are_read_per_profile_and_need_polls);
     tcase_add_test(tc, directive_beats_environment_beats_default);
     tcase_add_test(tc, problems_name_directive_environment_and_server);
     tcase_add_test(tc, wanted_only_when_configured);

@@ -186,6 +186,35 @@ START_TEST(profiles_sharing_a_project_must_agree)
 }
 END_TEST
 
+START_TEST(profiles_sharing_a_project_agree_on_its_budget)
+{
+    apr_array_header_t *problems = apr_array_make(test_pool, 2, sizeof(const char *));
+    apr_array_header_t *terms = profile_terms(problems);
+    okey_config_t *budgeted = config("contractors", DAY, 2 * DAY, 5, "", "", "");
+    okey_config_t *revoking = config("contractors", DAY, 2 * DAY, 5, "", "", "");
+    okey_config_t *own = config("own", DAY, 2 * DAY, 5, "", "", "");
+    okey_config_t *same = config("own", DAY, 2 * DAY, 5, "", "", "");
+
+    okey_budget_parse(test_pool, "20 month", &budgeted->budget);
+    ck_assert_int_eq(okey_terms_add(test_pool, terms, budgeted, "<Location /b>", problems), 1);
+    ck_assert_ptr_nonnull(strstr(APR_ARRAY_IDX(problems, 0, const char *),
+                                 "OpenAIKeyBudget (none and 20.00 month)"));
+    revoking->revoke_over_budget = 1;
+    ck_assert_int_eq(okey_terms_add(test_pool, terms, revoking, "<Location /r>", problems), 1);
+    ck_assert_ptr_nonnull(strstr(APR_ARRAY_IDX(problems, 1, const char *),
+                                 "OpenAIKeyRevokeOverBudget (Off and On)"));
+    /* Equal budgets agree, and the project's terms carry them. */
+    okey_budget_parse(test_pool, "5 week", &own->budget);
+    okey_budget_parse(test_pool, "5.00 week", &same->budget);
+    ck_assert_int_eq(okey_terms_add(test_pool, terms, own, "<Location /o>", problems), 0);
+    ck_assert_int_eq(okey_terms_add(test_pool, terms, same, "<Location /s>", problems), 0);
+    ck_assert_int_eq(okey_terms_of(terms, "own")->budget.period, OKEY_PERIOD_WEEK);
+    ck_assert(okey_terms_known(terms, same));
+    same->budget.amount = 6;
+    ck_assert(!okey_terms_known(terms, same));
+}
+END_TEST
+
 static apr_array_header_t *keys_in_order(int n)
 {
     apr_array_header_t *owned = apr_array_make(test_pool, n, sizeof(okey_owned_key_t));
@@ -334,6 +363,7 @@ Suite *okey_terms_suite(void)
     tcase_add_test(tc, bare_addresses_are_old_only_with_legacy_on);
     tcase_add_test(tc, a_profiles_keys_are_judged_by_the_profile);
     tcase_add_test(tc, profiles_sharing_a_project_must_agree);
+    tcase_add_test(tc, profiles_sharing_a_project_agree_on_its_budget);
     tcase_add_test(tc, the_cap_takes_the_oldest_beyond_the_newest_n);
     tcase_add_test(tc, concurrent_issues_converge_on_the_newest_n_never_fewer);
     tcase_add_test(tc, no_order_of_partial_views_leaves_fewer_than_n);
