@@ -13,6 +13,9 @@ package OkeyFake;
 #                               with drop, not at all); without names a
 #                               field left out of the normal answer
 #   after                       as done, but the wait comes after the work
+# path is a pattern matched against the path alone (no query string); an
+# optional query, a pattern too, must match the query string as well (a
+# fault on a report's later pages only: path => 'costs', query => 'page=').
 # Each tenant logs its service accounts' creations and deletions (created,
 # deleted: id, name, project, time) and when each listing of a project began
 # (list_starts), for tests that must tell what happened.
@@ -449,11 +452,12 @@ sub page_of {
 
 # The first fault that matches this request, consumed.
 sub take_fault {
-    my ($o, $method, $path) = @_;
+    my ($o, $method, $path, $query) = @_;
     my $faults = $o->{faults} || [];
     for my $i (0 .. $#$faults) {
         my $f = $faults->[$i];
         next unless $method eq ($f->{method} // $method) && $path =~ /$f->{path}/;
+        next if defined $f->{query} && ($query // '') !~ /$f->{query}/;
         splice(@$faults, $i, 1) if --$f->{times} <= 0;
         return {%$f};
     }
@@ -487,7 +491,7 @@ sub openai {
         org_count($s, $tenant, "openai.$method");
         $o->{in_flight}++;
         $o->{max_in_flight} = $o->{in_flight} if $o->{in_flight} > $o->{max_in_flight};
-        take_fault($o, $method, $path);
+        take_fault($o, $method, $path, $r->args);
     });
     my $result = eval { openai_answer($r, $tenant, $method, $path, $body, $fault) };
     my $error = $@;
