@@ -19,6 +19,22 @@ package OkeyFake;
 # Each tenant logs its service accounts' creations and deletions (created,
 # deleted: id, name, project, time) and when each listing of a project began
 # (list_starts), for tests that must tell what happened.
+#
+# Project API keys. Each service account's key is remembered (api_keys: key
+# id => project, service_account or user, redacted_value, created_at,
+# last_used_at, access), also after the account is deleted (deleted_at), so
+# that its usage stays reported. An account seeded without one gets a key
+# when first asked about. GET .../projects/{id}/api_keys lists the keys of
+# the project's live accounts, and the user-owned keys added to it, in
+# creation order; keys whose access is not "active" only with
+# owner_project_access=any. redacted_value is the key's first 11 characters,
+# "..." and its last 4 (sk-test-abc...wxyz).
+#   POST /fake/api_key {tenant?, id?, project?, access?, last_used_at?, user?}
+#       id of a key already known: sets the fields given (access
+#       "disabled" hides it from listings without owner_project_access=any).
+#       Otherwise adds a key owned by a user (owner.type "user") to project;
+#       user is merged into a default organization.project.user. Answers
+#       the key as listed.
 use strict;
 use warnings;
 
@@ -60,6 +76,9 @@ sub default_state {
             key_prefix => $ENV{OKEY_FAKE_KEY_PREFIX} // 'sk-test-',
             projects => [],
             accounts => {},          # project id => [ service accounts ]
+            api_keys => {},          # key id => its record (see key_object)
+            key_order => [],         # key ids in creation order
+            account_keys => {},      # service account id => its key id
             next_id => 1,
             faults => [],
             in_flight => 0,
@@ -208,6 +227,26 @@ sub control {
             push @{ $o->{accounts}{ $seed->{project} } }, @{ $seed->{accounts} };
         });
         return reply($r, 200, { ok => JSON::PP::true });
+    }
+    if ($path eq '/api_key') {
+        my $req = $JSON->decode(read_body($r) || '{}');
+        my ($status, $doc) = with_state(sub {
+            my $o = org($_[0], $req->{tenant} // '');
+            if (defined $req->{id} && (my $k = $o->{api_keys}{ $req->{id} })) {
+                for my $field (qw(access last_used_at)) { $k->{$field} = $req->{$field} if exists $req->{$field} }
+                $k->{user} = { %{ $k->{user} }, %{ $req->{user} } } if $k->{user} && ref $req->{user};
+                return (200, key_object($o, $k));
+            }
+            my $pid = $req->{project} // '';
+            return (404, { error => "no such project $pid" }) unless grep { $_->{id} eq $pid } @{ $o->{projects} };
+            my $n = $o->{next_id}++;
+            my $k = new_key($o, $req->{id} // "key_$n", $pid, time, user => {
+                object => 'organization.project.user', id => "user_$n", name => "User $n",
+                email => "user$n\@example.com", role => 'owner', added_at => time, %{ $req->{user} || {} } });
+            for my $field (qw(access last_used_at)) { $k->{$field} = $req->{$field} if exists $req->{$field} }
+            return (200, key_object($o, $k));
+        });
+        return reply($r, $status, $doc);
     }
     if ($path eq '/rotate') {
         my $kid = $r->args // 'rsa-2';
@@ -450,6 +489,52 @@ sub page_of {
              has_more => ($start + $limit < @$items ? JSON::PP::true : JSON::PP::false) };
 }
 
+# OpenAI shows a key only by its start and end.
+sub redact { my ($value) = @_; return substr($value, 0, 11) . '...' . substr($value, -4) }
+
+sub random_key { my ($o) = @_; return $o->{key_prefix} . join('', map { ('a' .. 'z', 0 .. 9)[rand 36] } 1 .. 32) }
+
+# Remembers a new key of project $pid; %owner is service_account => id or
+# user => {...}.
+sub new_key {
+    my ($o, $id, $pid, $created, %owner) = @_;
+    my $k = { id => $id, name => 'Secret Key', project => $pid, redacted_value => redact($owner{value} // random_key($o)),
+              created_at => $created, last_used_at => undef, access => 'active' };
+    $k->{service_account} = $owner{service_account} if $owner{service_account};
+    $k->{user} = $owner{user} if $owner{user};
+    $o->{api_keys}{$id} = $k;
+    push @{ $o->{key_order} }, $id;
+    $o->{account_keys}{ $owner{service_account} } = $id if $owner{service_account};
+    return $k;
+}
+
+# The key of a service account of project $pid: one seeded without a key
+# gets one now.
+sub account_key {
+    my ($o, $pid, $account) = @_;
+    my $id = $o->{account_keys}{ $account->{id} };
+    return $o->{api_keys}{$id} if defined $id && $o->{api_keys}{$id};
+    do { $id = 'key_' . $o->{next_id}++ } while $o->{api_keys}{$id};
+    return new_key($o, $id, $pid, $account->{created_at} // time, service_account => $account->{id});
+}
+
+# A key as GET .../api_keys lists it.
+sub key_object {
+    my ($o, $k) = @_;
+    my $owner;
+    if (defined $k->{service_account}) {
+        my ($a) = grep { $_->{id} eq $k->{service_account} } @{ $o->{accounts}{ $k->{project} } || [] };
+        $a ||= { id => $k->{service_account} };
+        $owner = { type => 'service_account', service_account => {
+            id => $a->{id}, name => $a->{name}, created_at => $a->{created_at}, role => $a->{role} } };
+    } else {
+        $owner = { type => 'user', user => $k->{user} };
+    }
+    return { object => 'organization.project.api_key', id => $k->{id}, name => $k->{name},
+             redacted_value => $k->{redacted_value}, created_at => $k->{created_at},
+             last_used_at => $k->{last_used_at}, owner_project_access => $k->{access}, owner => $owner };
+}
+
 # The first fault that matches this request, consumed.
 sub take_fault {
     my ($o, $method, $path, $query) = @_;
@@ -549,6 +634,22 @@ sub openai_answer {
             push @{ $o->{projects} }, $p;
             return (200, $p);
         }
+        if ($path =~ m{^/organization/projects/([^/]+)/api_keys$} && $method eq 'GET') {
+            my $pid = $1;
+            org_count($s, $tenant, 'openai.list_api_keys');
+            my ($project) = grep { $_->{id} eq $pid } @{ $o->{projects} };
+            return (404, "No such project $pid") unless $project;
+            my $limit = one($q, 'limit');
+            return (400, "Invalid limit: $limit") if defined $limit && !($limit =~ /^\d+$/ && $limit >= 1 && $limit <= 100);
+            my %live = map { $_->{id} => 1 } @{ $o->{accounts}{$pid} || [] };
+            account_key($o, $pid, $_) for @{ $o->{accounts}{$pid} || [] };
+            my $any = (one($q, 'owner_project_access') // '') eq 'any';
+            my @keys = grep { $_->{project} eq $pid && !$_->{deleted_at}
+                              && (!defined $_->{service_account} || $live{ $_->{service_account} })
+                              && ($any || ($_->{access} // 'active') eq 'active') }
+                       map { $o->{api_keys}{$_} } @{ $o->{key_order} };
+            return (200, page_of([map { key_object($o, $_) } @keys], $q));
+        }
         if ($path =~ m{^/organization/projects/([^/]+)/service_accounts(?:/([^/]+))?$}) {
             my ($pid, $sid) = ($1, $2);
             my ($project) = grep { $_->{id} eq $pid } @{ $o->{projects} };
@@ -566,22 +667,27 @@ sub openai_answer {
                 my $req = eval { $JSON->decode($body) } || {};
                 return (400, 'name is required') unless defined $req->{name};
                 my $n = $o->{next_id}++;
-                my $key = $o->{key_prefix} . join('', map { ('a' .. 'z', 0 .. 9)[rand 36] } 1 .. 32);
+                my $key = random_key($o);
+                my $now = time;
                 my $account = { object => 'organization.project.service_account', id => "svc_acct_$n",
-                                name => $req->{name}, role => 'member', created_at => time };
+                                name => $req->{name}, role => 'member', created_at => $now };
                 push @$list, $account;
+                new_key($o, "key_$n", $pid, $now, service_account => $account->{id}, value => $key);
                 $o->{issued_keys}{$account->{id}} = $key;
                 push @{ $o->{created} }, { id => $account->{id}, name => $account->{name}, project => $pid,
                                            time => Time::HiRes::time() };
                 return (200, { %$account, api_key => { object => 'organization.project.service_account.api_key',
                                                        value => $key, name => 'Secret Key',
-                                                       created_at => time, id => "key_$n" } });
+                                                       created_at => $now, id => "key_$n" } });
             }
             if (defined $sid && $method eq 'DELETE') {
                 org_count($s, $tenant, 'openai.delete_service_account');
                 my ($gone) = grep { $_->{id} eq $sid } @$list;
                 return (404, "No such service account $sid") unless $gone;
                 @$list = grep { $_->{id} ne $sid } @$list;
+                # The key goes with it, but its usage is still reported.
+                my $kid = $o->{account_keys}{$sid};
+                $o->{api_keys}{$kid}{deleted_at} = time if defined $kid && $o->{api_keys}{$kid};
                 push @{ $o->{deleted} }, { id => $sid, name => $gone->{name}, project => $pid,
                                            created_at => $gone->{created_at}, time => Time::HiRes::time() };
                 return (200, { object => 'organization.project.service_account.deleted', id => $sid, deleted => JSON::PP::true });
