@@ -21,7 +21,7 @@ use OkeyFleet qw(start_redis kill_redis restart_redis redis_cli start_servers fl
 
 plan skip_all => 'redis-server is not installed (scripts/deps)'
     unless grep { -x "$_/redis-server" } split /:/, $ENV{PATH};
-plan tests => 22;
+plan tests => 23;
 
 my $JSON = JSON::PP->new->canonical->utf8;
 our $TODO;
@@ -214,6 +214,19 @@ sub at_once {
     ok(defined $shortest && $shortest >= 1, sprintf('never twice within an interval across three servers '
                                                    . '(shortest gap %.2f s)', $shortest // 0))
         or diag(join ' ', map { sprintf '%.2f', $_ } @gaps);
+}
+
+# --- one usage poll per interval, across the fleet -----------------------------
+# Every server polls usage every two seconds unless another took the round:
+# three servers, one cost report per round.
+{
+    my $costs = sub { fake_state()->{tenants}{fleetreap}{counters}{'openai.costs'} // 0 };
+    my ($first, $started) = ($costs->(), Time::HiRes::time());
+    Time::HiRes::sleep(0.2) while Time::HiRes::time() < $started + 12;
+    my $polls = $costs->() - $first;
+    my $rounds = (Time::HiRes::time() - $started) / 2;
+    ok($polls >= $rounds - 2 && $polls <= $rounds + 2,
+       sprintf('%d cost reports in %.0f rounds of two seconds across three servers', $polls, $rounds));
 }
 
 # --- Redis killed, and back empty ----------------------------------------------
