@@ -214,7 +214,7 @@ static void reap(okey_reaper_thread_t *rt, server_rec *s, okey_ledger_lease_t *l
  * other child or server took this round; returns the seconds until the
  * next round. A round is marked once in the ledger, so that one poll runs
  * per interval across a fleet. */
-static apr_int64_t poll_usage(okey_reaper_thread_t *rt, server_rec *s, apr_pool_t *pool)
+static apr_int64_t poll_usage(okey_reaper_thread_t *rt, server_rec *s, apr_pool_t *parent)
 {
     okey_server_conf_t *conf = okey_server_conf(s);
     apr_int64_t interval = conf->cfg->usage_interval;
@@ -222,11 +222,13 @@ static apr_int64_t poll_usage(okey_reaper_thread_t *rt, server_rec *s, apr_pool_
     apr_int64_t round = interval ? now / interval : 0;
     okey_usage_report_t report;
     okey_reaper_t reaper;
+    apr_pool_t *pool = NULL;
     int first = 0;
 
     if (!interval) {
         return MAX_SLEEP;
     }
+    apr_pool_create(&pool, parent);
     okey_ledger_mark_once(conf->ledger,
                           apr_psprintf(pool, "usage:%s:%" APR_INT64_T_FMT,
                                        okey_spend_name(pool, conf->cfg->project), round),
@@ -242,8 +244,8 @@ static apr_int64_t poll_usage(okey_reaper_thread_t *rt, server_rec *s, apr_pool_
                      "people%s%s", conf->cfg->project, report.projects, report.keys,
                      report.people, report.error ? "; failed: " : "",
                      report.error ? report.error : "");
-        apr_pool_clear(pool);
     }
+    apr_pool_destroy(pool);
     return (round + 1) * interval - okey_now();
 }
 
