@@ -185,7 +185,8 @@ static int make_ledger(apr_pool_t *pconf, server_rec *s, okey_server_conf_t *con
     int status = base ? OK : HTTP_INTERNAL_SERVER_ERROR;
 
     if (status == OK &&
-        okey_ledger_shm_attach(pconf, base, size, &ipc->mutex, &conf->logger, &shm)) {
+        okey_ledger_shm_attach(pconf, base, size, &ipc->mutex, NULL, &conf->logger,
+                               &shm)) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, OKEY_LOGNO(422) "the ledger's shared "
                      "memory of %s has another layout", conf->cfg->server_name);
         status = HTTP_INTERNAL_SERVER_ERROR;
