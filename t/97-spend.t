@@ -10,7 +10,7 @@ use JSON::PP ();
 use MIME::Base64 qw(encode_base64url);
 use Time::HiRes ();
 
-plan tests => 48;
+plan tests => 49;
 
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 my $VHOST = 'okey_spend';
@@ -159,7 +159,8 @@ like($refused->decoded_content, qr/resets at \d{4}-\d\d-01T00:00:00Z/, 'and when
 is(counter('openai.create_service_account'), $creates, 'nothing was created');
 my $issue = $control->request(HTTP::Request->new(
     POST => vhost_url($VHOST, '/b/issue'),
-    [Accept => 'application/json', 'X-Test-User' => encode_base64url('bob@corp.example')]));
+    [Accept => 'application/json', 'Content-Type' => 'application/json',
+     'X-Test-User' => encode_base64url('bob@corp.example')], '{}'));
 is($issue->code, 403, 'openaikey-issue refuses him too');
 like($issue->decoded_content, qr/spent \$1\.20/, 'with the figures');
 is(metric('openaikey_budget_refusals_total', ''), 2, 'both refusals are counted');
