@@ -15,7 +15,7 @@ async function signInThroughForm(page, email) {
 
 const browser = await launch();
 try {
-  const context = await browser.newContext({ viewport: { width: 900, height: 700 } });
+  const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
   const violations = [];
   await context.exposeFunction('reportViolation', (v) => violations.push(v));
   await context.addInitScript(() => {
@@ -28,7 +28,7 @@ try {
     if (/Content Security Policy/i.test(msg.text())) violations.push(msg.text());
   });
 
-  console.log('1..12');
+  console.log('1..14');
   await page.goto(`${base}/keys`);
   ok(await page.isVisible('#sign-in'), 'My keys without a session offers a sign-in');
   await page.selectOption('#ttl', { label: '8 hours' });
@@ -53,7 +53,28 @@ try {
   await Promise.all([page.waitForNavigation(), page.click('#my-keys')]);
   rows = await page.$$eval('#keys tbody tr td:first-child', (tds) => tds.map((td) => td.textContent));
   ok(rows.length === 2, 'My keys lists both');
-  if (shots) await page.screenshot({ path: `${shots}/my-keys.png` });
+
+  // What the stand-in for OpenAI reports for each key, once polled.
+  for (const [i, id] of rows.entries()) {
+    const res = await fetch(`${base}/fake/usage`, {
+      method: 'POST',
+      body: JSON.stringify({ service_account_id: id.trim(), requests: 12 + i, input_tokens: 48000,
+                             output_tokens: 9100, cost_usd: 0.37 + i }),
+    });
+    if (!res.ok) throw new Error(`recording usage: ${res.status}`);
+  }
+  let costs = [];
+  for (let tries = 0; tries < 60 && !(costs.length === 2 && costs.every((c) => c.startsWith('$'))); tries++) {
+    await page.waitForTimeout(500);
+    await page.goto(`${base}/keys`);
+    costs = await page.$$eval('#keys tbody tr td:nth-child(7)', (tds) => tds.map((td) => td.textContent));
+  }
+  ok(costs.length === 2 && costs.includes('$0.37') && costs.includes('$1.37'),
+     `My keys shows what each key cost once usage is polled (${costs.join(', ')})`);
+  ok(((await page.textContent('#spend')) || '').includes('$1.74') &&
+     ((await page.textContent('#spend')) || '').includes('$5.00'),
+     'and the spend this month against the budget');
+  if (shots) await page.screenshot({ path: `${shots}/my-keys.png`, fullPage: true });
 
   const first = rows[0];
   await Promise.all([page.waitForNavigation(),
