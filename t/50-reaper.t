@@ -89,7 +89,7 @@ seed_tenant('reap', 'reap-project', @expired, @live, $outlived, @foreign);
     my $log = error_log();
     like($log, qr/\[openaikey:notice\].*reaped key: service_account=svc_acct_old7 email=user007\@example\.com project=reap-project \(proj_reap\) expires=\d{4}-/,
          'one audit line per reaped key');
-    like($log, qr/OKEY030: reap of project reap-project \(1 projects\): listed 157, deleted 151, revoked 0 \(cap\) 0 \(policy\), failed 0, kept 6, not attempted 0 in [\d.]+ s/,
+    like($log, qr/OKEY030: reap of project reap-project \(1 projects\): listed 157, deleted 151, revoked 0 \(cap\) 0 \(policy\) 0 \(budget\), failed 0, kept 6, not attempted 0 in [\d.]+ s/,
          'one summary line per reap');
 
     # Right after it, another call reports that reap instead of reaping again.

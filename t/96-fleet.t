@@ -21,7 +21,7 @@ use OkeyFleet qw(start_redis kill_redis restart_redis redis_cli start_servers fl
 
 plan skip_all => 'redis-server is not installed (scripts/deps)'
     unless grep { -x "$_/redis-server" } split /:/, $ENV{PATH};
-plan tests => 23;
+plan tests => 25;
 
 my $JSON = JSON::PP->new->canonical->utf8;
 our $TODO;
@@ -259,4 +259,23 @@ sub at_once {
     my ($after, $made) = accounts_of($alice);
     ok($res->code == 200 && same_set($after, [@$made[-2, -1]]), 'and the cap is exact again')
         or diag("live @$after; before the sign-in $live_now");
+}
+
+# --- a budget holds across the fleet -------------------------------------------------
+# What alice spent, reported once, refuses her at every server: the poll
+# that saw it ran on one of them, and its figures are in the Redis.
+{
+    my ($live) = accounts_of($alice);
+    my $key = fake_state()->{tenants}{fleet}{account_keys}{ $live->[-1] };
+    my $res = LWP::UserAgent->new(timeout => 10)->post(
+        main_url('/fake/usage'), Content => $JSON->encode({ tenant => 'fleet', api_key_id => $key,
+                                                            cost_usd => 1.5 }));
+    ok($res->is_success, 'alice spends $1.50 against a budget of $1 a month');
+    my $costs = sub { fake_state()->{tenants}{fleet}{counters}{'openai.costs'} // 0 };
+    my $before = $costs->();
+    my $seen = wait_until(30, sub { $costs->() >= $before + 2 });
+    my $refused = $seen && wait_until(30, sub { sign_in_at($fleet[0], $alice)->code == 403 });
+    my @codes = map { sign_in_at($_, $alice)->code } @fleet;
+    ok($refused && "@codes" eq '403 403 403', 'once polled, every server of the fleet refuses her')
+        or diag("codes @codes");
 }

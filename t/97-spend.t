@@ -9,8 +9,9 @@ use HTTP::Request ();
 use JSON::PP ();
 use MIME::Base64 qw(encode_base64url);
 use Time::HiRes ();
+use Time::Local ();
 
-plan tests => 49;
+plan tests => 51;
 
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 my $VHOST = 'okey_spend';
@@ -166,6 +167,14 @@ like($issue->decoded_content, qr/spent \$1\.20/, 'with the figures');
 is(metric('openaikey_budget_refusals_total', ''), 2, 'both refusals are counted');
 is(signed_in(browser(), 'carol@example.org', vhost => $VHOST, login => '/b')->code, 200,
    'someone else under the budget still gets a key there');
+# What carol spent in the last hour of last month is not this month's.
+my $carols_first = (grep { $_->{name} =~ /carol/ } @{ accounts_in('proj_budget') })[0];
+my @now = gmtime;
+my $month_start = Time::Local::timegm(0, 0, 0, 1, $now[4], $now[5] + 1900);
+record_usage(service_account_id => $carols_first->{id}, time => $month_start - 3600, cost_usd => 5);
+ok(poll_since_now(), 'a poll ran after carol\'s spending last month');
+is(signed_in(browser(), 'carol@example.org', vhost => $VHOST, login => '/b')->code, 200,
+   'a new month starts her budget afresh');
 is(signed_in(browser(), 'bob@corp.example', vhost => $VHOST)->code, 200,
    'and bob still gets one in the project without a budget');
 ok(near(metric('openaikey_spend_usd', 'project="budget-project",period="month"'), 1.2),
