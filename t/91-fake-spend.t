@@ -14,7 +14,7 @@ use URI ();
 plan tests => 130;
 
 my $JSON = JSON::PP->new->utf8->canonical;
-my $T = 'spend';
+my $T = 'fakespend';
 my $PID = "proj_$T";
 my $DAY = 86400;
 my $now = time;
