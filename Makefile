@@ -25,7 +25,7 @@ SANITIZE    = -fsanitize=address,undefined -fno-omit-frame-pointer
 
 all: mod_openaikey.so openaikey
 
-GLUE        = mod_openaikey.c mod_openaikey_signin.c mod_openaikey_keys.c \
+GLUE        = mod_openaikey.c mod_openaikey_signin.c mod_openaikey_keys.c mod_openaikey_admin.c \
               mod_openaikey_ops.c \
               mod_openaikey_shm.c mod_openaikey_ledger.c mod_openaikey_reaper.c
 
