@@ -13,9 +13,44 @@ package OkeyFake;
 #                               with drop, not at all); without names a
 #                               field left out of the normal answer
 #   after                       as done, but the wait comes after the work
+# path is a pattern matched against the path alone (no query string); an
+# optional query, a pattern too, must match the query string as well (a
+# fault on a report's later pages only: path => 'costs', query => 'page=').
 # Each tenant logs its service accounts' creations and deletions (created,
 # deleted: id, name, project, time) and when each listing of a project began
 # (list_starts), for tests that must tell what happened.
+#
+# Project API keys. Each service account's key is remembered (api_keys: key
+# id => project, service_account or user, redacted_value, created_at,
+# last_used_at, access), also after the account is deleted (deleted_at), so
+# that its usage stays reported. An account seeded without one gets a key
+# when first asked about. GET .../projects/{id}/api_keys lists the keys of
+# the project's live accounts, and the user-owned keys added to it, in
+# creation order; keys whose access is not "active" only with
+# owner_project_access=any. redacted_value is the key's first 11 characters,
+# "..." and its last 4 (sk-test-abc...wxyz).
+#   POST /fake/api_key {tenant?, id?, project?, access?, last_used_at?, user?}
+#       id of a key already known: sets the fields given (access
+#       "disabled" hides it from listings without owner_project_access=any).
+#       Otherwise adds a key owned by a user (owner.type "user") to project;
+#       user is merged into a default organization.project.user. Answers
+#       the key as listed.
+#
+# Usage and costs. GET /organization/usage/completions and
+# /organization/costs answer pages of time buckets from recorded usage:
+# buckets are bucket_width long, aligned to UTC (1d: midnight), from the one
+# holding start_time up to end_time (else up to the one holding now), and
+# each sums all the usage within it; at most limit of them a page, next_page
+# the cursor of the next. Buckets without usage have no results.
+#   POST /fake/usage {tenant?, api_key_id or service_account_id, time
+#       (default now), model ("gpt-4o-mini"), input_tokens,
+#       input_cached_tokens, output_tokens (0), requests (1), cost_usd (0),
+#       line_item (the model), batch (false)}
+#       records usage of that key (404 unknown) and moves its last_used_at
+#       up to time. Kept when the account is deleted, as OpenAI still
+#       reports the cost of deleted keys.
+#   GET /fake/usage[?tenant=name]  {usage => [records], api_keys => {...}}
+# Counters: openai.list_api_keys, openai.usage_completions, openai.costs.
 use strict;
 use warnings;
 
@@ -31,7 +66,7 @@ use Crypt::PK::ECC ();
 use Digest::SHA qw(sha256);
 use Fcntl qw(:flock O_RDWR O_CREAT);
 use JSON::PP ();
-use MIME::Base64 qw(encode_base64url decode_base64);
+use MIME::Base64 qw(encode_base64url decode_base64url decode_base64);
 use Storable ();
 use Time::HiRes ();
 
@@ -57,6 +92,10 @@ sub default_state {
             key_prefix => $ENV{OKEY_FAKE_KEY_PREFIX} // 'sk-test-',
             projects => [],
             accounts => {},          # project id => [ service accounts ]
+            api_keys => {},          # key id => its record (see key_object)
+            key_order => [],         # key ids in creation order
+            account_keys => {},      # service account id => its key id
+            usage => [],             # recorded usage (POST /fake/usage)
             next_id => 1,
             faults => [],
             in_flight => 0,
@@ -205,6 +244,36 @@ sub control {
             push @{ $o->{accounts}{ $seed->{project} } }, @{ $seed->{accounts} };
         });
         return reply($r, 200, { ok => JSON::PP::true });
+    }
+    if ($path eq '/api_key') {
+        my $req = $JSON->decode(read_body($r) || '{}');
+        my ($status, $doc) = with_state(sub {
+            my $o = org($_[0], $req->{tenant} // '');
+            if (defined $req->{id} && (my $k = $o->{api_keys}{ $req->{id} })) {
+                for my $field (qw(access last_used_at)) { $k->{$field} = $req->{$field} if exists $req->{$field} }
+                $k->{user} = { %{ $k->{user} }, %{ $req->{user} } } if $k->{user} && ref $req->{user};
+                return (200, key_object($o, $k));
+            }
+            my $pid = $req->{project} // '';
+            return (404, { error => "no such project $pid" }) unless grep { $_->{id} eq $pid } @{ $o->{projects} };
+            my $n = $o->{next_id}++;
+            my $k = new_key($o, $req->{id} // "key_$n", $pid, time, user => {
+                object => 'organization.project.user', id => "user_$n", name => "User $n",
+                email => "user$n\@example.com", role => 'owner', added_at => time, %{ $req->{user} || {} } });
+            for my $field (qw(access last_used_at)) { $k->{$field} = $req->{$field} if exists $req->{$field} }
+            return (200, key_object($o, $k));
+        });
+        return reply($r, $status, $doc);
+    }
+    if ($path eq '/usage' && $r->method eq 'GET') {
+        my $tenant = one(parse_form($r->args), 'tenant') // '';
+        my $doc = with_state(sub { my $o = org($_[0], $tenant); return { usage => $o->{usage}, api_keys => $o->{api_keys} } });
+        return reply($r, 200, $doc);
+    }
+    if ($path eq '/usage') {
+        my $req = $JSON->decode(read_body($r) || '{}');
+        my ($status, $doc) = with_state(sub { record_usage(org($_[0], $req->{tenant} // ''), $req) });
+        return reply($r, $status, $doc);
     }
     if ($path eq '/rotate') {
         my $kid = $r->args // 'rsa-2';
@@ -447,13 +516,181 @@ sub page_of {
              has_more => ($start + $limit < @$items ? JSON::PP::true : JSON::PP::false) };
 }
 
+# OpenAI shows a key only by its start and end.
+sub redact { my ($value) = @_; return substr($value, 0, 11) . '...' . substr($value, -4) }
+
+sub random_key { my ($o) = @_; return $o->{key_prefix} . join('', map { ('a' .. 'z', 0 .. 9)[rand 36] } 1 .. 32) }
+
+# Remembers a new key of project $pid; %owner is service_account => id or
+# user => {...}.
+sub new_key {
+    my ($o, $id, $pid, $created, %owner) = @_;
+    my $k = { id => $id, name => 'Secret Key', project => $pid, redacted_value => redact($owner{value} // random_key($o)),
+              created_at => $created, last_used_at => undef, access => 'active' };
+    $k->{service_account} = $owner{service_account} if $owner{service_account};
+    $k->{user} = $owner{user} if $owner{user};
+    $o->{api_keys}{$id} = $k;
+    push @{ $o->{key_order} }, $id;
+    $o->{account_keys}{ $owner{service_account} } = $id if $owner{service_account};
+    return $k;
+}
+
+# The key of a service account of project $pid: one seeded without a key
+# gets one now.
+sub account_key {
+    my ($o, $pid, $account) = @_;
+    my $id = $o->{account_keys}{ $account->{id} };
+    return $o->{api_keys}{$id} if defined $id && $o->{api_keys}{$id};
+    do { $id = 'key_' . $o->{next_id}++ } while $o->{api_keys}{$id};
+    return new_key($o, $id, $pid, $account->{created_at} // time, service_account => $account->{id});
+}
+
+# A key as GET .../api_keys lists it.
+sub key_object {
+    my ($o, $k) = @_;
+    my $owner;
+    if (defined $k->{service_account}) {
+        my ($a) = grep { $_->{id} eq $k->{service_account} } @{ $o->{accounts}{ $k->{project} } || [] };
+        $a ||= { id => $k->{service_account} };
+        $owner = { type => 'service_account', service_account => {
+            id => $a->{id}, name => $a->{name}, created_at => $a->{created_at}, role => $a->{role} } };
+    } else {
+        $owner = { type => 'user', user => $k->{user} };
+    }
+    return { object => 'organization.project.api_key', id => $k->{id}, name => $k->{name},
+             redacted_value => $k->{redacted_value}, created_at => $k->{created_at},
+             last_used_at => $k->{last_used_at}, owner_project_access => $k->{access}, owner => $owner };
+}
+
+# The key of service account $sid, wherever it is (or was).
+sub key_of_account {
+    my ($o, $sid) = @_;
+    my $id = $o->{account_keys}{$sid};
+    return $o->{api_keys}{$id} if defined $id && $o->{api_keys}{$id};
+    for my $pid (sort keys %{ $o->{accounts} }) {
+        my ($a) = grep { $_->{id} eq $sid } @{ $o->{accounts}{$pid} };
+        return account_key($o, $pid, $a) if $a;
+    }
+    return undef;
+}
+
+sub record_usage {
+    my ($o, $req) = @_;
+    my $k = defined $req->{api_key_id} ? $o->{api_keys}{ $req->{api_key_id} }
+          : defined $req->{service_account_id} ? key_of_account($o, $req->{service_account_id}) : undef;
+    return (404, { error => 'no such key' }) unless $k;
+    my $model = $req->{model} // 'gpt-4o-mini';
+    my $u = { time => 0 + ($req->{time} // time), api_key_id => $k->{id}, project_id => $k->{project},
+              service_account_id => $k->{service_account}, user_id => ($k->{user} ? $k->{user}{id} : undef),
+              model => $model, line_item => $req->{line_item} // $model, batch => $req->{batch} ? 1 : 0,
+              input_tokens => 0 + ($req->{input_tokens} // 0), input_cached_tokens => 0 + ($req->{input_cached_tokens} // 0),
+              output_tokens => 0 + ($req->{output_tokens} // 0), requests => 0 + ($req->{requests} // 1),
+              cost_usd => 0 + ($req->{cost_usd} // 0) };
+    push @{ $o->{usage} }, $u;
+    $k->{last_used_at} = $u->{time} if !defined $k->{last_used_at} || $k->{last_used_at} < $u->{time};
+    return (200, { ok => JSON::PP::true, usage => $u });
+}
+
+my %WIDTH = ('1m' => 60, '1h' => 3600, '1d' => 86400);
+# Per report: its limits (default, most) per bucket width, what it groups by.
+my %REPORT = (
+    costs => { widths => { '1d' => [7, 180] }, group_by => [qw(project_id line_item api_key_id)] },
+    usage => { widths => { '1m' => [60, 1440], '1h' => [24, 168], '1d' => [7, 31] },
+               group_by => [qw(project_id user_id api_key_id model batch)] },
+);
+
+sub page_cursor { my ($kind, $t) = @_; return 'page_' . encode_base64url("$kind:$t") }
+
+# A page of a report's buckets: (status, answer or error message).
+sub report {
+    my ($o, $q, $kind) = @_;
+    my $spec = $REPORT{$kind};
+    for my $name (qw(start_time end_time bucket_width limit page)) {
+        return (400, "$name given more than once") if $q->{$name} && @{ $q->{$name} } > 1;
+    }
+    my $start = one($q, 'start_time');
+    return (400, 'start_time is required') unless defined $start;
+    return (400, "Invalid start_time: $start") unless $start =~ /^\d+$/;
+    my $end = one($q, 'end_time');
+    return (400, "Invalid end_time: $end") if defined $end && !($end =~ /^\d+$/ && $end > $start);
+    my $bw = one($q, 'bucket_width') // '1d';
+    my $bounds = $spec->{widths}{$bw} or return (400, "Invalid bucket_width: $bw");
+    my $limit = one($q, 'limit') // $bounds->[0];
+    return (400, "Invalid limit for bucket_width $bw: $limit")
+        unless $limit =~ /^\d+$/ && $limit >= 1 && $limit <= $bounds->[1];
+    my (@group, %seen);
+    for my $g (@{ $q->{group_by} || [] }) {
+        return (400, "Invalid group_by: $g") unless grep { $_ eq $g } @{ $spec->{group_by} };
+        push @group, $g unless $seen{$g}++;
+    }
+    my %filter;
+    for my $name (qw(project_ids api_key_ids)) {
+        $filter{$name} = { map { $_ => 1 } @{ $q->{$name} } } if $q->{$name};
+    }
+    my $width = $WIDTH{$bw};
+    my $first = $start - $start % $width;
+    $end //= time - time % $width + $width;
+    my $from = $first;
+    if (defined(my $page = one($q, 'page'))) {
+        my ($k, $t) = $page =~ /^page_([\w-]+)$/ ? (decode_base64url($1) =~ /^(\w+):(\d+)$/) : ();
+        return (400, "Invalid page: $page")
+            unless defined $t && $k eq $kind && $t >= $first && $t < $end && ($t - $first) % $width == 0;
+        $from = $t;
+    }
+    my @buckets;
+    for (my $t = $from; $t < $end && @buckets < $limit; $t += $width) {
+        push @buckets, { object => 'bucket', start_time => 0 + $t, end_time => $t + $width,
+                         results => bucket_results($o, $kind, $t, $t + $width, \@group, \%filter) };
+    }
+    my $next = $from + @buckets * $width;
+    return (200, { object => 'page', data => \@buckets,
+                   has_more => ($next < $end ? JSON::PP::true : JSON::PP::false),
+                   next_page => ($next < $end ? page_cursor($kind, $next) : undef) });
+}
+
+# One bucket's results: the usage within [from, to) that passes the
+# filters, summed per value of what it is grouped by.
+sub bucket_results {
+    my ($o, $kind, $from, $to, $group, $filter) = @_;
+    my %sums;
+    for my $u (@{ $o->{usage} || [] }) {
+        next unless $u->{time} >= $from && $u->{time} < $to;
+        next if $filter->{project_ids} && !$filter->{project_ids}{ $u->{project_id} };
+        next if $filter->{api_key_ids} && !$filter->{api_key_ids}{ $u->{api_key_id} };
+        my $id = $JSON->encode([map { $u->{$_} } @$group]);
+        my $sum = $sums{$id} ||= { (map { $_ => $u->{$_} } @$group), cost_usd => 0, input_tokens => 0,
+                                   input_cached_tokens => 0, output_tokens => 0, requests => 0 };
+        $sum->{$_} += $u->{$_} for qw(cost_usd input_tokens input_cached_tokens output_tokens requests);
+    }
+    my @results;
+    for my $id (sort keys %sums) {
+        my $sum = $sums{$id};
+        my %by = map { $_ => $sum->{$_} } @$group;
+        if ($kind eq 'costs') {
+            push @results, { object => 'organization.costs.result',
+                             amount => { value => 0 + sprintf('%.9f', $sum->{cost_usd}), currency => 'usd' },
+                             line_item => $by{line_item}, project_id => $by{project_id}, api_key_id => $by{api_key_id},
+                             quantity => undef, quantity_unit => undef };
+        } else {
+            push @results, { object => 'organization.usage.completions.result',
+                             input_tokens => $sum->{input_tokens}, input_cached_tokens => $sum->{input_cached_tokens},
+                             output_tokens => $sum->{output_tokens}, num_model_requests => $sum->{requests},
+                             project_id => $by{project_id}, user_id => $by{user_id}, api_key_id => $by{api_key_id},
+                             model => $by{model},
+                             batch => (exists $by{batch} ? ($by{batch} ? JSON::PP::true : JSON::PP::false) : undef) };
+        }
+    }
+    return \@results;
+}
+
 # The first fault that matches this request, consumed.
 sub take_fault {
-    my ($o, $method, $path) = @_;
+    my ($o, $method, $path, $query) = @_;
     my $faults = $o->{faults} || [];
     for my $i (0 .. $#$faults) {
         my $f = $faults->[$i];
         next unless $method eq ($f->{method} // $method) && $path =~ /$f->{path}/;
+        next if defined $f->{query} && ($query // '') !~ /$f->{query}/;
         splice(@$faults, $i, 1) if --$f->{times} <= 0;
         return {%$f};
     }
@@ -487,7 +724,7 @@ sub openai {
         org_count($s, $tenant, "openai.$method");
         $o->{in_flight}++;
         $o->{max_in_flight} = $o->{in_flight} if $o->{in_flight} > $o->{max_in_flight};
-        take_fault($o, $method, $path);
+        take_fault($o, $method, $path, $r->args);
     });
     my $result = eval { openai_answer($r, $tenant, $method, $path, $body, $fault) };
     my $error = $@;
@@ -545,6 +782,30 @@ sub openai_answer {
             push @{ $o->{projects} }, $p;
             return (200, $p);
         }
+        if ($path eq '/organization/costs' && $method eq 'GET') {
+            org_count($s, $tenant, 'openai.costs');
+            return report($o, $q, 'costs');
+        }
+        if ($path eq '/organization/usage/completions' && $method eq 'GET') {
+            org_count($s, $tenant, 'openai.usage_completions');
+            return report($o, $q, 'usage');
+        }
+        if ($path =~ m{^/organization/projects/([^/]+)/api_keys$} && $method eq 'GET') {
+            my $pid = $1;
+            org_count($s, $tenant, 'openai.list_api_keys');
+            my ($project) = grep { $_->{id} eq $pid } @{ $o->{projects} };
+            return (404, "No such project $pid") unless $project;
+            my $limit = one($q, 'limit');
+            return (400, "Invalid limit: $limit") if defined $limit && !($limit =~ /^\d+$/ && $limit >= 1 && $limit <= 100);
+            my %live = map { $_->{id} => 1 } @{ $o->{accounts}{$pid} || [] };
+            account_key($o, $pid, $_) for @{ $o->{accounts}{$pid} || [] };
+            my $any = (one($q, 'owner_project_access') // '') eq 'any';
+            my @keys = grep { $_->{project} eq $pid && !$_->{deleted_at}
+                              && (!defined $_->{service_account} || $live{ $_->{service_account} })
+                              && ($any || ($_->{access} // 'active') eq 'active') }
+                       map { $o->{api_keys}{$_} } @{ $o->{key_order} };
+            return (200, page_of([map { key_object($o, $_) } @keys], $q));
+        }
         if ($path =~ m{^/organization/projects/([^/]+)/service_accounts(?:/([^/]+))?$}) {
             my ($pid, $sid) = ($1, $2);
             my ($project) = grep { $_->{id} eq $pid } @{ $o->{projects} };
@@ -562,22 +823,27 @@ sub openai_answer {
                 my $req = eval { $JSON->decode($body) } || {};
                 return (400, 'name is required') unless defined $req->{name};
                 my $n = $o->{next_id}++;
-                my $key = $o->{key_prefix} . join('', map { ('a' .. 'z', 0 .. 9)[rand 36] } 1 .. 32);
+                my $key = random_key($o);
+                my $now = time;
                 my $account = { object => 'organization.project.service_account', id => "svc_acct_$n",
-                                name => $req->{name}, role => 'member', created_at => time };
+                                name => $req->{name}, role => 'member', created_at => $now };
                 push @$list, $account;
+                new_key($o, "key_$n", $pid, $now, service_account => $account->{id}, value => $key);
                 $o->{issued_keys}{$account->{id}} = $key;
                 push @{ $o->{created} }, { id => $account->{id}, name => $account->{name}, project => $pid,
                                            time => Time::HiRes::time() };
                 return (200, { %$account, api_key => { object => 'organization.project.service_account.api_key',
                                                        value => $key, name => 'Secret Key',
-                                                       created_at => time, id => "key_$n" } });
+                                                       created_at => $now, id => "key_$n" } });
             }
             if (defined $sid && $method eq 'DELETE') {
                 org_count($s, $tenant, 'openai.delete_service_account');
                 my ($gone) = grep { $_->{id} eq $sid } @$list;
                 return (404, "No such service account $sid") unless $gone;
                 @$list = grep { $_->{id} ne $sid } @$list;
+                # The key goes with it, but its usage is still reported.
+                my $kid = $o->{account_keys}{$sid};
+                $o->{api_keys}{$kid}{deleted_at} = time if defined $kid && $o->{api_keys}{$kid};
                 push @{ $o->{deleted} }, { id => $sid, name => $gone->{name}, project => $pid,
                                            created_at => $gone->{created_at}, time => Time::HiRes::time() };
                 return (200, { object => 'organization.project.service_account.deleted', id => $sid, deleted => JSON::PP::true });
