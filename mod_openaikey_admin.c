@@ -43,10 +43,11 @@ typedef struct {
 /* Where this handler is configured, for the administrator. */
 static const char *location_of(request_rec *r)
 {
-    okey_dir_conf_t *dir = ap_get_module_config(r->per_dir_config, &openaikey_module);
+    /* The core's configuration names the innermost section that applied. */
+    core_dir_config *core = ap_get_core_module_config(r->per_dir_config);
 
     return apr_psprintf(r->pool, "<Location %s> (request %s)",
-                        dir && dir->path ? dir->path : "?", ap_escape_logitem(r->pool, r->uri));
+                        core && core->d ? core->d : "?", ap_escape_logitem(r->pool, r->uri));
 }
 
 static okey_err_t *require_user(request_rec *r)
