@@ -200,22 +200,14 @@ static int key_matches(const okey_admin_query_t *query, const char *api_key_id,
     return matches;
 }
 
-static int owner_matches(const okey_admin_query_t *query, const char *email)
+static int owner_matches(apr_pool_t *pool, const okey_admin_query_t *query,
+                         const char *email)
 {
-    const char *lower = email;
-    char buf[256];
-    apr_size_t i;
+    const char *lower = query->by == OKEY_ADMIN_BY_ADDRESS || query->by == OKEY_ADMIN_BY_PART
+                        ? okey_lower(pool, email) : NULL;
 
-    if (strlen(email) < sizeof(buf)) {
-        for (i = 0; email[i]; i++) {
-            buf[i] = (char)(email[i] >= 'A' && email[i] <= 'Z' ? email[i] + 32 : email[i]);
-        }
-        buf[i] = '\0';
-        lower = buf;
-    }
-    return query->by == OKEY_ADMIN_BY_ADDRESS ? !strcmp(lower, query->text)
-           : query->by == OKEY_ADMIN_BY_PART ? strstr(lower, query->text) != NULL
-           : 0;
+    return lower && (query->by == OKEY_ADMIN_BY_ADDRESS ? !strcmp(lower, query->text)
+                                                        : strstr(lower, query->text) != NULL);
 }
 
 static int by_text(const void *a, const void *b)
@@ -235,7 +227,7 @@ apr_array_header_t *okey_admin_owners(apr_pool_t *pool, const okey_admin_query_t
     for (i = 0; index && i < index->nelts; i++) {
         const char *email = APR_ARRAY_IDX(index, i, okey_person_spend_t *)->email;
 
-        if (owner_matches(query, email)) {
+        if (owner_matches(pool, query, email)) {
             apr_hash_set(seen, okey_lower(pool, email), APR_HASH_KEY_STRING, "");
         }
     }
@@ -247,7 +239,7 @@ apr_array_header_t *okey_admin_owners(apr_pool_t *pool, const okey_admin_query_t
 
         apr_hash_this(hi, &id, NULL, &value);
         who = value;
-        if (owner_matches(query, who->email) ||
+        if (owner_matches(pool, query, who->email) ||
             (query->by >= OKEY_ADMIN_BY_ACCOUNT && key_matches(query, id, who))) {
             apr_hash_set(seen, okey_lower(pool, who->email), APR_HASH_KEY_STRING, "");
         }
