@@ -451,7 +451,7 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
         }
     }
     status = status == OK ? okey_shm_post_config(pconf, main_server) : status;
-    return status == OK ? okey_ledger_post_config(pconf, main_server) : status;
+    return status == OK ? okey_ledger_post_config(pconf, ptemp, main_server) : status;
 }
 
 static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)

@@ -187,8 +187,9 @@ void okey_shm_finish_reap(server_rec *s, const okey_reap_summary_t *summary);
 /* --- the ledger (mod_openaikey_ledger.c) ------------------------------------ */
 
 void okey_ledger_register(apr_pool_t *pconf);
-/* Makes each key server's ledger (conf->ledger); after okey_shm_post_config. */
-int okey_ledger_post_config(apr_pool_t *pconf, server_rec *main_server);
+/* Makes each key server's ledger (conf->ledger), and the state directory
+ * of each that keeps files; after okey_shm_post_config. */
+int okey_ledger_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *main_server);
 apr_status_t okey_ledger_child_init(apr_pool_t *pchild, server_rec *main_server);
 
 /* --- the reaper thread (mod_openaikey_reaper.c) --------------------------- */

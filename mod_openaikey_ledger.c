@@ -5,12 +5,17 @@
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
+#include "unixd.h"
 #include "util_mutex.h"
 
+#include <apr_file_info.h>
 #include <apr_global_mutex.h>
 #include <apr_hash.h>
+#include <apr_lib.h>
 #include <apr_shm.h>
 #include <apr_strings.h>
+#include <errno.h>
+#include <unistd.h>
 
 #include "mod_openaikey.h"
 #include "src/ledger_redis.h"
@@ -175,9 +180,137 @@ static int redis_ledger(apr_pool_t *pconf, okey_server_conf_t *conf,
     return rv == APR_SUCCESS ? OK : HTTP_INTERNAL_SERVER_ERROR;
 }
 
+/* --- the state directories ---------------------------------------------------------- */
+
+/* Whether the key server keeps what outlives a stop in files: an shm
+ * ledger (Redis keeps it itself) that keeps spend. */
+static int keeps_files(const okey_server_conf_t *conf)
+{
+    return conf->cfg && conf->slot >= 0 && !strcmp(conf->cfg->ledger, "shm") &&
+           conf->cfg->usage_interval > 0;
+}
+
+/* dir without the slashes that end it, so that two spellings compare equal. */
+static const char *trimmed(apr_pool_t *pool, const char *dir)
+{
+    apr_size_t len = strlen(dir);
+
+    while (len > 1 && dir[len - 1] == '/') {
+        len--;
+    }
+    return apr_pstrmemdup(pool, dir, len);
+}
+
+/* The key server's name as a file's: what is not [A-Za-z0-9_.-] becomes _. */
+static const char *file_name_of(apr_pool_t *pool, const char *name)
+{
+    char *out = apr_pstrdup(pool, name);
+    char *c;
+
+    for (c = out; *c; c++) {
+        if (!apr_isalnum(*c) && *c != '.' && *c != '-') {
+            *c = '_';
+        }
+    }
+    return out[0] == '.' ? apr_pstrcat(pool, "_", out, NULL) : out;
+}
+
+/* Makes dir, when missing, for the server's User alone; the reason when it
+ * cannot be. */
+static const char *own_dir(apr_pool_t *ptemp, const char *dir)
+{
+    apr_status_t rv = apr_dir_make_recursive(dir, APR_FPROT_UREAD | APR_FPROT_UWRITE |
+                                             APR_FPROT_UEXECUTE, ptemp);
+    char cause[120];
+
+    /* Made by root at startup, written by the children afterwards. */
+    if (rv == APR_SUCCESS && geteuid() == 0 &&
+        chown(dir, ap_unixd_config.user_id, ap_unixd_config.group_id)) {
+        rv = APR_FROM_OS_ERROR(errno);
+    }
+    return rv == APR_SUCCESS ? NULL
+                             : apr_pstrdup(ptemp, apr_strerror(rv, cause, sizeof(cause)));
+}
+
+/* The key servers that name each directory (const char * -> int *). */
+static apr_hash_t *named_dirs(apr_pool_t *ptemp, server_rec *main_server)
+{
+    apr_hash_t *named = apr_hash_make(ptemp);
+    server_rec *s;
+
+    for (s = main_server; s; s = s->next) {
+        okey_server_conf_t *conf = okey_server_conf(s);
+        const char *dir = keeps_files(conf) ? trimmed(ptemp, conf->cfg->state_dir) : NULL;
+        int *count = dir ? apr_hash_get(named, dir, APR_HASH_KEY_STRING) : NULL;
+
+        if (dir && !count) {
+            count = apr_pcalloc(ptemp, sizeof(*count));
+            apr_hash_set(named, dir, APR_HASH_KEY_STRING, count);
+        }
+        if (count) {
+            ++*count;
+        }
+    }
+    return named;
+}
+
+/* The key server's state directory, made: its OpenAIKeyStateDir, or, when
+ * other key servers of this httpd name the same one (as they do by
+ * default), a subdirectory of it named after the key server (host_port),
+ * which stays the same across restarts: two key servers in one directory
+ * would each read the other's key attributions and spend as its own.
+ * *why when it cannot be made or is another's (taken: dir -> whose). */
+static const char *state_dir(apr_pool_t *pconf, apr_pool_t *ptemp, const okey_config_t *cfg,
+                             apr_hash_t *named, apr_hash_t *taken, const char **why)
+{
+    const char *top = trimmed(ptemp, cfg->state_dir);
+    const int *count = apr_hash_get(named, top, APR_HASH_KEY_STRING);
+    int shared = count && *count > 1;
+    const char *dir = shared ? apr_pstrcat(pconf, top, "/",
+                                           file_name_of(ptemp, cfg->server_name), NULL)
+                             : apr_pstrdup(pconf, top);
+    const char *whose = apr_hash_get(taken, dir, APR_HASH_KEY_STRING);
+
+    *why = whose ? apr_pstrcat(ptemp, "it is the directory of ", whose, " too", NULL) : NULL;
+    *why = !*why && shared ? own_dir(ptemp, top) : *why;
+    *why = !*why ? own_dir(ptemp, dir) : *why;
+    apr_hash_set(taken, dir, APR_HASH_KEY_STRING, cfg->server_name);
+    return dir;
+}
+
+/* Each spend-keeping shm key server's state directory, made (server_rec *
+ * -> const char *); NULL when one cannot be (logged). */
+static apr_hash_t *state_dirs(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *main_server)
+{
+    apr_hash_t *dirs = apr_hash_make(pconf);
+    apr_hash_t *named = named_dirs(ptemp, main_server);
+    apr_hash_t *taken = apr_hash_make(ptemp);
+    server_rec *s;
+
+    for (s = main_server; s && dirs; s = s->next) {
+        okey_server_conf_t *conf = okey_server_conf(s);
+        const char *why = NULL;
+        const char *dir = keeps_files(conf)
+                          ? state_dir(pconf, ptemp, conf->cfg, named, taken, &why) : NULL;
+        server_rec **key = apr_palloc(pconf, sizeof(*key));
+
+        *key = s;
+        if (why) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, NULL, OKEY_LOGNO(423)
+                         "mod_openaikey: OpenAIKeyStateDir %s of server %s: %s", dir,
+                         conf->cfg->server_name, why);
+            dirs = NULL;
+        }
+        else if (dir) {
+            apr_hash_set(dirs, key, sizeof(*key), dir);
+        }
+    }
+    return dirs;
+}
+
 /* The key server's ledger: its segment, then Redis in front when asked. */
 static int make_ledger(apr_pool_t *pconf, server_rec *s, okey_server_conf_t *conf,
-                       ledger_ipc_t *ipc)
+                       ledger_ipc_t *ipc, const char *state_dir)
 {
     apr_size_t size = okey_ledger_shm_size(okey_ledger_shm_capacity(conf->cfg->ledger_size));
     char *base = segment(s, conf, size + sizeof(okey_ledger_health_t));
@@ -185,7 +318,8 @@ static int make_ledger(apr_pool_t *pconf, server_rec *s, okey_server_conf_t *con
     int status = base ? OK : HTTP_INTERNAL_SERVER_ERROR;
 
     if (status == OK &&
-        okey_ledger_shm_attach(pconf, base, size, &ipc->mutex, &conf->logger, &shm)) {
+        okey_ledger_shm_attach(pconf, base, size, &ipc->mutex, state_dir, &conf->logger,
+                               &shm)) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, OKEY_LOGNO(422) "the ledger's shared "
                      "memory of %s has another layout", conf->cfg->server_name);
         status = HTTP_INTERNAL_SERVER_ERROR;
@@ -203,12 +337,13 @@ static int make_ledger(apr_pool_t *pconf, server_rec *s, okey_server_conf_t *con
     return status;
 }
 
-int okey_ledger_post_config(apr_pool_t *pconf, server_rec *main_server)
+int okey_ledger_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *main_server)
 {
     ledger_ipc_t *ipc = apr_pcalloc(pconf, sizeof(*ipc));
     apr_status_t rv = ap_global_mutex_create(&ipc->mutex, NULL, LEDGER_MUTEX_TYPE, NULL,
                                              main_server, pconf, 0);
-    int status = rv == APR_SUCCESS ? OK : HTTP_INTERNAL_SERVER_ERROR;
+    apr_hash_t *dirs = state_dirs(pconf, ptemp, main_server);
+    int status = rv == APR_SUCCESS && dirs ? OK : HTTP_INTERNAL_SERVER_ERROR;
     server_rec *s;
 
     segments_t *kept = segments_of(main_server);
@@ -219,7 +354,8 @@ int okey_ledger_post_config(apr_pool_t *pconf, server_rec *main_server)
         okey_server_conf_t *conf = okey_server_conf(s);
 
         if (conf->cfg && conf->slot >= 0) {
-            status = make_ledger(pconf, s, conf, ipc);
+            status = make_ledger(pconf, s, conf, ipc,
+                                 apr_hash_get(dirs, &s, sizeof(s)));
         }
     }
     if (status == OK) {

@@ -284,6 +284,73 @@ int okey_ledger_may_list(okey_ledger_t *ledger, const char *email, apr_time_t no
     return answered;
 }
 
+int okey_ledger_store_put(okey_ledger_t *ledger, okey_store_e kind, const char *name,
+                          const char *text)
+{
+    int answered;
+
+    OKEY_LEDGER_TRY(ledger, answered, "store_put", (void)0,
+                    store_put(each->baton, kind, name, text));
+    return answered;
+}
+
+int okey_ledger_store_get(okey_ledger_t *ledger, apr_pool_t *pool, okey_store_e kind,
+                          const char *name, const char **text)
+{
+    int answered;
+
+    OKEY_LEDGER_TRY(ledger, answered, "store_get", *text = NULL,
+                    store_get(each->baton, pool, kind, name, text));
+    return answered;
+}
+
+int okey_ledger_store_all(okey_ledger_t *ledger, apr_pool_t *pool, okey_store_e kind,
+                          apr_hash_t **entries)
+{
+    int answered;
+
+    OKEY_LEDGER_TRY(ledger, answered, "store_all", *entries = apr_hash_make(pool),
+                    store_all(each->baton, pool, kind, entries));
+    return answered;
+}
+
+int okey_ledger_store_drop(okey_ledger_t *ledger, okey_store_e kind, apr_hash_t *names)
+{
+    int answered = 1;
+
+    if (names) {
+        OKEY_LEDGER_TRY(ledger, answered, "store_drop", (void)0,
+                        store_drop(each->baton, kind, names));
+    }
+    return answered;
+}
+
+int okey_ledger_store_replace(okey_ledger_t *ledger, okey_store_e kind, apr_hash_t *entries)
+{
+    int answered;
+
+    OKEY_LEDGER_TRY(ledger, answered, "store_replace", (void)0,
+                    store_replace(each->baton, kind, entries));
+    return answered;
+}
+
+int okey_store_name_valid(const char *name)
+{
+    apr_size_t len = name ? strlen(name) : 0;
+    int valid = len > 0 && len <= OKEY_STORE_NAME_MAX && name[0] != '.';
+    apr_size_t i;
+
+    /* No leading dot also rules out "." and "..": a name is a file's in shm. */
+    for (i = 0; valid && i < len; i++) {
+        char c = name[i];
+
+        /* By range, not isalnum: a locale must not widen what a file may be named. */
+        valid = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '_' || c == '.' || c == '-';
+    }
+    return valid;
+}
+
 /* --- helpers the backends share ------------------------------------------------ */
 
 void okey_ledger_person(const char *email, unsigned char hash[16])

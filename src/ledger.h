@@ -249,7 +249,9 @@ apr_status_t okey_ledger_memory_create(apr_pool_t *pool, okey_ledger_t **ledger)
  * once with okey_ledger_shm_init (which touches only its header), and
  * attached to by each configuration; mutex guards it (a pointer to the
  * owner's, which child_init may reopen). A segment of another layout
- * (okey_ledger_shm_layout) is refused: APR_EINVAL. */
+ * (okey_ledger_shm_layout) is refused: APR_EINVAL. What outlives a stop
+ * is kept in files under state_dir, made by whoever first writes there
+ * (the children: the server's User); NULL: the store answers APR_ENOTIMPL. */
 apr_size_t okey_ledger_shm_size(apr_uint32_t capacity);
 /* The records a segment holds for a key server whose listing may hold
  * live_keys (OpenAIKeyLedgerSize): an eighth more, so that the sign-ins
@@ -258,7 +260,7 @@ apr_uint32_t okey_ledger_shm_capacity(apr_int64_t live_keys);
 const char *okey_ledger_shm_layout(apr_pool_t *pool);
 void okey_ledger_shm_init(void *base, apr_uint32_t capacity, const char *layout);
 apr_status_t okey_ledger_shm_attach(apr_pool_t *pool, void *base, apr_size_t size,
-                                    apr_global_mutex_t **mutex, const okey_logger_t *logger,
-                                    okey_ledger_t **ledger);
+                                    apr_global_mutex_t **mutex, const char *state_dir,
+                                    const okey_logger_t *logger, okey_ledger_t **ledger);
 
 #endif

@@ -190,6 +190,7 @@ typedef struct {
     table_t gone;       /* service account id -> when forgotten */
     table_t marks;      /* what -> until when it is marked */
     table_t listers;    /* person -> when it last listed */
+    table_t store[OKEY_STORE_KINDS]; /* name -> its text */
     int marks_prune_at, listers_prune_at;
     int filled;         /* a fill has made the records answer */
     okey_ledger_lease_t lease;  /* token empty: none held */
@@ -661,13 +662,132 @@ static apr_status_t may_list(void *baton, const char *email, apr_time_t now,
     return APR_SUCCESS;
 }
 
+/* --- what outlives a stop -------------------------------------------------------------- */
+
+static int storable(okey_store_e kind, const char *name, const char *text)
+{
+    return (unsigned)kind < OKEY_STORE_KINDS && okey_store_name_valid(name) &&
+           (!text || strlen(text) <= OKEY_STORE_TEXT_MAX);
+}
+
+/* Whether every entry of entries (name -> text) may be stored. */
+static int all_storable(okey_store_e kind, apr_hash_t *entries)
+{
+    apr_hash_index_t *hi;
+    int ok = (unsigned)kind < OKEY_STORE_KINDS;
+
+    for (hi = entries ? apr_hash_first(NULL, entries) : NULL; hi && ok; hi = apr_hash_next(hi)) {
+        ok = apr_hash_this_val(hi) &&
+             storable(kind, apr_hash_this_key(hi), apr_hash_this_val(hi));
+    }
+    return ok;
+}
+
+static apr_status_t store_put(void *baton, okey_store_e kind, const char *name,
+                              const char *text)
+{
+    memory_t *m = baton;
+    apr_status_t rv = text && storable(kind, name, text) ? APR_SUCCESS : APR_EINVAL;
+
+    if (rv == APR_SUCCESS) {
+        apr_thread_mutex_lock(m->mutex);
+        table_set(&m->store[kind], name, APR_HASH_KEY_STRING, 0, text);
+        apr_thread_mutex_unlock(m->mutex);
+    }
+    return rv;
+}
+
+static apr_status_t store_get(void *baton, apr_pool_t *pool, okey_store_e kind,
+                              const char *name, const char **text)
+{
+    memory_t *m = baton;
+    apr_status_t rv = storable(kind, name, NULL) ? APR_SUCCESS : APR_EINVAL;
+    const entry_t *entry;
+
+    *text = NULL;
+    if (rv == APR_SUCCESS) {
+        apr_thread_mutex_lock(m->mutex);
+        entry = table_get(&m->store[kind], name, APR_HASH_KEY_STRING);
+        *text = entry ? apr_pstrdup(pool, entry->text) : NULL;
+        apr_thread_mutex_unlock(m->mutex);
+    }
+    return rv;
+}
+
+static apr_status_t store_all(void *baton, apr_pool_t *pool, okey_store_e kind,
+                              apr_hash_t **entries)
+{
+    memory_t *m = baton;
+    apr_status_t rv = (unsigned)kind < OKEY_STORE_KINDS ? APR_SUCCESS : APR_EINVAL;
+    apr_hash_index_t *hi;
+
+    *entries = apr_hash_make(pool);
+    if (rv == APR_SUCCESS) {
+        apr_thread_mutex_lock(m->mutex);
+        for (hi = apr_hash_first(NULL, m->store[kind].hash); hi; hi = apr_hash_next(hi)) {
+            const entry_t *entry = apr_hash_this_val(hi);
+
+            apr_hash_set(*entries, apr_pstrdup(pool, apr_hash_this_key(hi)),
+                         APR_HASH_KEY_STRING, apr_pstrdup(pool, entry->text));
+        }
+        apr_thread_mutex_unlock(m->mutex);
+    }
+    return rv;
+}
+
+static apr_status_t store_drop(void *baton, okey_store_e kind, apr_hash_t *names)
+{
+    memory_t *m = baton;
+    apr_hash_index_t *hi;
+    apr_status_t rv = (unsigned)kind < OKEY_STORE_KINDS ? APR_SUCCESS : APR_EINVAL;
+
+    for (hi = names ? apr_hash_first(NULL, names) : NULL; hi && rv == APR_SUCCESS;
+         hi = apr_hash_next(hi)) {
+        rv = okey_store_name_valid(apr_hash_this_key(hi)) ? APR_SUCCESS : APR_EINVAL;
+    }
+    if (rv == APR_SUCCESS && names) {
+        apr_thread_mutex_lock(m->mutex);
+        for (hi = apr_hash_first(NULL, names); hi; hi = apr_hash_next(hi)) {
+            table_remove(&m->store[kind], apr_hash_this_key(hi), APR_HASH_KEY_STRING);
+        }
+        apr_thread_mutex_unlock(m->mutex);
+    }
+    return rv;
+}
+
+static apr_status_t store_replace(void *baton, okey_store_e kind, apr_hash_t *entries)
+{
+    memory_t *m = baton;
+    apr_status_t rv = all_storable(kind, entries) ? APR_SUCCESS : APR_EINVAL;
+    apr_hash_index_t *hi;
+    table_t fresh;
+
+    /* Made aside, then swapped in under the mutex: readers see one or the other. */
+    if (rv == APR_SUCCESS) {
+        rv = table_init(&fresh, m->pool, copy_entry);
+    }
+    for (hi = rv == APR_SUCCESS && entries ? apr_hash_first(NULL, entries) : NULL; hi;
+         hi = apr_hash_next(hi)) {
+        table_set(&fresh, apr_hash_this_key(hi), APR_HASH_KEY_STRING, 0,
+                  apr_hash_this_val(hi));
+    }
+    if (rv == APR_SUCCESS) {
+        apr_thread_mutex_lock(m->mutex);
+        apr_pool_destroy(m->store[kind].pool);
+        m->store[kind] = fresh;
+        apr_thread_mutex_unlock(m->mutex);
+    }
+    return rv;
+}
+
 static const okey_ledger_ops_t memory_ops = {
     "memory",
     project_get, project_set, project_lock, project_unlock,
     lease_claim, lease_renew, lease_release, lease_due_in, reap_request,
     suspect_add, suspects_due, suspects_drop,
     fill, record, forget, keys_of, count,
-    mark_once, may_list
+    mark_once, may_list,
+    store_put, store_get, store_all, store_drop, store_replace
 };
 
 static apr_status_t init_tables(memory_t *m)
@@ -679,6 +799,9 @@ static apr_status_t init_tables(memory_t *m)
 
     for (i = 0; rv == APR_SUCCESS && i < sizeof(tables) / sizeof(tables[0]); i++) {
         rv = table_init(tables[i], m->pool, copy_entry);
+    }
+    for (i = 0; rv == APR_SUCCESS && i < OKEY_STORE_KINDS; i++) {
+        rv = table_init(&m->store[i], m->pool, copy_entry);
     }
     m->marks_prune_at = SLACK;
     m->listers_prune_at = SLACK;

@@ -49,12 +49,19 @@
 #define RECORD_TRIES 16
 /* How far past the newest, in microseconds, a record tried again lands. */
 #define RECORD_SPREAD 997u
+/* Entries of one kind read at once: beyond any key server's key
+ * attributions or spend documents, short of a reply that exhausts memory. */
+#define STORE_ENTRIES_MAX "200000"
+/* Names per command that writes or removes entries. */
+#define STORE_BATCH 100
+/* How long a replace's hash, written aside, outlives a replace that died. */
+#define STORE_ASIDE_PX "600000"
 
 /* --- the scripts ------------------------------------------------------------------ */
 
 enum {
     S_CLAIM, S_RENEW, S_RELEASE, S_DUE_IN, S_RECORD, S_FORGET, S_FILL_PUT, S_REPLACE,
-    S_SWEEP, S_MAY_LIST, S_MARK, S_DEL_IF, S_SUSPECTS_DUE, S_COUNT
+    S_SWEEP, S_MAY_LIST, S_MARK, S_DEL_IF, S_SUSPECTS_DUE, S_STORE_ALL, S_STORE_SWAP, S_COUNT
 };
 
 /* A record's rank, as okey_terms_rank gives it. Ranks are microseconds
@@ -237,6 +244,16 @@ static const char *const scripts[S_COUNT] = {
     SUSPECTS_MAX ")\n"
     "if #ids == 0 then return {} end\n"
     "return redis.call('HMGET', KEYS[2], unpack(ids))\n",
+    /* S_STORE_ALL: KEYS the kind's hash; ARGV the most entries read */
+    "if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[1]) then\n"
+    "  return redis.error_reply('more entries than are read at once')\n"
+    "end\n"
+    "return redis.call('HGETALL', KEYS[1])\n",
+    /* S_STORE_SWAP: KEYS the hash written aside, the kind's hash. The
+     * rename keeps the expiry the aside had: the kind's lasts. */
+    "redis.call('RENAME', KEYS[1], KEYS[2])\n"
+    "redis.call('PERSIST', KEYS[2])\n"
+    "return 1\n",
 };
 
 /* --- the ledger's state ---------------------------------------------------------------- */
@@ -1750,13 +1767,295 @@ static apr_status_t may_list(void *baton, const char *email, apr_time_t now,
     return rv;
 }
 
+/* --- what outlives a stop ------------------------------------------------------------------
+ *
+ * One hash per kind, store:keys and store:spend: name -> "<text>|<mac>",
+ * the MAC over the prefix, the kind, the name and the text, so that a text
+ * moved to another name or kind, or written by anyone without the key,
+ * reads as absent. A replace writes a hash of a name of its own, then
+ * renames it over the kind's: readers see the one or the other. */
+
+static const char *const store_kinds[OKEY_STORE_KINDS] = {"keys", "spend"};
+
+static int store_ok(okey_store_e kind, const char *name, const char *text)
+{
+    return (unsigned)kind < OKEY_STORE_KINDS && okey_store_name_valid(name) &&
+           (!text || strlen(text) <= OKEY_STORE_TEXT_MAX);
+}
+
+static const char *store_key(redis_t *r, apr_pool_t *pool, okey_store_e kind)
+{
+    return apr_pstrcat(pool, r->prefix, "store:", store_kinds[kind], NULL);
+}
+
+static const char *store_sealed(redis_t *r, apr_pool_t *pool, okey_store_e kind,
+                                const char *name, const char *text)
+{
+    const char *parts[] = {r->prefix, "store", store_kinds[kind], name, text};
+    char mac[MAC_B64];
+
+    mac_of(pool, r->mac_key, parts, 5, mac);
+    return apr_pstrcat(pool, text, "|", mac, NULL);
+}
+
+/* The text value (len bytes) holds for name, or NULL when it does not verify. */
+static const char *store_open(redis_t *r, apr_pool_t *pool, okey_store_e kind,
+                              const char *name, const char *value, apr_size_t len)
+{
+    const char *text = NULL;
+    char *copy;
+    char *mark;
+
+    if (len >= MAC_B64 && len <= OKEY_STORE_TEXT_MAX + MAC_B64 && !memchr(value, '\0', len)) {
+        copy = apr_pstrmemdup(pool, value, len);
+        mark = copy + len - MAC_B64;
+        if (*mark == '|') {
+            *mark = '\0';
+            text = CRYPTO_memcmp(store_sealed(r, pool, kind, name, copy) + (mark - copy) + 1,
+                                 mark + 1, MAC_B64 - 1) ? NULL : copy;
+        }
+    }
+    return text;
+}
+
+static apr_status_t store_put(void *baton, okey_store_e kind, const char *name,
+                              const char *text)
+{
+    redis_t *r = baton;
+    apr_pool_t *pool = NULL;
+    apr_status_t rv = text && store_ok(kind, name, text) ? APR_SUCCESS : APR_EINVAL;
+    redisReply *reply = NULL;
+
+    pool = rv == APR_SUCCESS ? scratch(r) : NULL;
+    rv = rv == APR_SUCCESS && !pool ? APR_ENOMEM : rv;
+    if (rv == APR_SUCCESS) {
+        const char *argv[] = {"HSET", store_key(r, pool, kind), name,
+                              store_sealed(r, pool, kind, name, text)};
+
+        rv = run_command(r, pool, 4, argv, &reply);
+    }
+    if (pool) {
+        apr_pool_destroy(pool);
+    }
+    return rv;
+}
+
+static apr_status_t store_get(void *baton, apr_pool_t *pool, okey_store_e kind,
+                              const char *name, const char **text)
+{
+    redis_t *r = baton;
+    apr_status_t rv = store_ok(kind, name, NULL) ? APR_SUCCESS : APR_EINVAL;
+    redisReply *reply = NULL;
+
+    *text = NULL;
+    if (rv == APR_SUCCESS) {
+        const char *argv[] = {"HGET", store_key(r, pool, kind), name};
+
+        rv = run_command(r, pool, 3, argv, &reply);
+    }
+    if (rv == APR_SUCCESS && reply->type == REDIS_REPLY_STRING) {
+        *text = store_open(r, pool, kind, name, reply->str, reply->len);
+    }
+    else if (rv == APR_SUCCESS && reply->type != REDIS_REPLY_NIL) {
+        rv = APR_EGENERAL;
+    }
+    return rv;
+}
+
+static apr_status_t store_all(void *baton, apr_pool_t *pool, okey_store_e kind,
+                              apr_hash_t **entries)
+{
+    redis_t *r = baton;
+    apr_status_t rv = (unsigned)kind < OKEY_STORE_KINDS ? APR_SUCCESS : APR_EINVAL;
+    redisReply *reply = NULL;
+    apr_size_t i;
+
+    *entries = apr_hash_make(pool);
+    /* One read of the whole hash, never a scan: a scan across a replace
+     * would mix the two. */
+    if (rv == APR_SUCCESS) {
+        const char *argv[] = {"1", store_key(r, pool, kind), STORE_ENTRIES_MAX};
+
+        rv = run(r, pool, S_STORE_ALL, 3, argv, &reply);
+    }
+    if (rv == APR_SUCCESS && reply->type != REDIS_REPLY_ARRAY) {
+        rv = APR_EGENERAL;
+    }
+    for (i = 0; rv == APR_SUCCESS && i + 1 < reply->elements; i += 2) {
+        const redisReply *field = reply->element[i], *value = reply->element[i + 1];
+        const char *name = field->type == REDIS_REPLY_STRING
+                           ? apr_pstrmemdup(pool, field->str, field->len) : NULL;
+        const char *text = name && strlen(name) == field->len &&
+                           value->type == REDIS_REPLY_STRING && store_ok(kind, name, NULL)
+                           ? store_open(r, pool, kind, name, value->str, value->len) : NULL;
+
+        if (text) {
+            apr_hash_set(*entries, name, APR_HASH_KEY_STRING, text);
+        }
+    }
+    if (rv != APR_SUCCESS) {
+        *entries = apr_hash_make(pool);
+    }
+    return rv;
+}
+
+/* Runs the commands (argv, each argc long) on conn, one round trip each;
+ * an error reply fails. */
+static apr_status_t each_command(redis_t *r, conn_t *conn, apr_pool_t *pool,
+                                 const apr_array_header_t *commands)
+{
+    apr_status_t rv = APR_SUCCESS;
+    int i;
+
+    for (i = 0; i < commands->nelts && rv == APR_SUCCESS; i++) {
+        const apr_array_header_t *argv = APR_ARRAY_IDX(commands, i, apr_array_header_t *);
+        redisReply *reply = NULL;
+
+        rv = command(r, conn, pool, argv->nelts, (const char **)argv->elts,
+                     lengths(pool, argv->nelts, (const char **)argv->elts), &reply);
+        rv = rv == APR_SUCCESS && is_error(reply) ? APR_EGENERAL : rv;
+    }
+    return rv;
+}
+
+/* The names of names (or the entries of entries, sealed) as commands of
+ * verb on key, at most STORE_BATCH names each. */
+static apr_array_header_t *batches(redis_t *r, apr_pool_t *pool, okey_store_e kind,
+                                   const char *verb, const char *key, apr_hash_t *names,
+                                   int with_texts)
+{
+    apr_array_header_t *commands = apr_array_make(pool, 1, sizeof(apr_array_header_t *));
+    apr_array_header_t *argv = NULL;
+    apr_hash_index_t *hi;
+
+    for (hi = apr_hash_first(pool, names); hi; hi = apr_hash_next(hi)) {
+        const char *name = apr_hash_this_key(hi);
+
+        if (!argv || argv->nelts >= 2 + STORE_BATCH * (with_texts ? 2 : 1)) {
+            argv = apr_array_make(pool, 2 + STORE_BATCH * 2, sizeof(const char *));
+            APR_ARRAY_PUSH(argv, const char *) = verb;
+            APR_ARRAY_PUSH(argv, const char *) = key;
+            APR_ARRAY_PUSH(commands, apr_array_header_t *) = argv;
+        }
+        APR_ARRAY_PUSH(argv, const char *) = name;
+        if (with_texts) {
+            APR_ARRAY_PUSH(argv, const char *) =
+                store_sealed(r, pool, kind, name, apr_hash_this_val(hi));
+        }
+    }
+    return commands;
+}
+
+static int all_names_ok(okey_store_e kind, apr_hash_t *names, int with_texts)
+{
+    apr_hash_index_t *hi;
+    int ok = (unsigned)kind < OKEY_STORE_KINDS;
+
+    for (hi = names ? apr_hash_first(NULL, names) : NULL; hi && ok; hi = apr_hash_next(hi)) {
+        ok = store_ok(kind, apr_hash_this_key(hi), with_texts ? apr_hash_this_val(hi) : NULL) &&
+             (!with_texts || apr_hash_this_val(hi));
+    }
+    return ok;
+}
+
+/* Runs the commands on a connection of its own. */
+static apr_status_t run_commands(redis_t *r, apr_pool_t *pool,
+                                 const apr_array_header_t *commands)
+{
+    conn_t conn = {NULL, 0};
+    apr_status_t rv = commands->nelts ? take(r, pool, &conn) : APR_SUCCESS;
+
+    if (rv == APR_SUCCESS && commands->nelts) {
+        rv = each_command(r, &conn, pool, commands);
+    }
+    give_back(r, &conn);
+    return rv;
+}
+
+static apr_status_t store_drop(void *baton, okey_store_e kind, apr_hash_t *names)
+{
+    redis_t *r = baton;
+    apr_status_t rv = all_names_ok(kind, names, 0) ? APR_SUCCESS : APR_EINVAL;
+    apr_pool_t *pool = rv == APR_SUCCESS && names ? scratch(r) : NULL;
+
+    rv = rv == APR_SUCCESS && names && !pool ? APR_ENOMEM : rv;
+    if (pool) {
+        rv = run_commands(r, pool, batches(r, pool, kind, "HDEL", store_key(r, pool, kind),
+                                           names, 0));
+        apr_pool_destroy(pool);
+    }
+    return rv;
+}
+
+/* Writes entries into a hash of their own, then renames it over kind's. */
+static apr_status_t store_swap(redis_t *r, apr_pool_t *pool, okey_store_e kind,
+                               apr_hash_t *entries)
+{
+    char token[33];
+    const char *aside;
+    apr_array_header_t *commands;
+    apr_array_header_t *expire = apr_array_make(pool, 3, sizeof(const char *));
+    conn_t conn = {NULL, 0};
+    apr_status_t rv;
+
+    draw_token(token);
+    aside = apr_pstrcat(pool, store_key(r, pool, kind), ":new:", token, NULL);
+    commands = batches(r, pool, kind, "HSET", aside, entries, 1);
+    /* A replace that dies half way leaves nothing that lasts. */
+    APR_ARRAY_PUSH(expire, const char *) = "PEXPIRE";
+    APR_ARRAY_PUSH(expire, const char *) = aside;
+    APR_ARRAY_PUSH(expire, const char *) = STORE_ASIDE_PX;
+    APR_ARRAY_PUSH(commands, apr_array_header_t *) = expire;
+    rv = take(r, pool, &conn);
+    if (rv == APR_SUCCESS) {
+        rv = each_command(r, &conn, pool, commands);
+    }
+    if (rv == APR_SUCCESS) {
+        const char *argv[] = {"2", aside, store_key(r, pool, kind)};
+        redisReply *reply = NULL;
+
+        rv = script(r, &conn, pool, S_STORE_SWAP, 3, argv, &reply);
+    }
+    if (rv != APR_SUCCESS && conn.c && !conn.broken) {
+        const char *del[] = {"DEL", aside};
+        redisReply *reply = NULL;
+
+        command(r, &conn, pool, 2, del, lengths(pool, 2, del), &reply);
+    }
+    give_back(r, &conn);
+    return rv;
+}
+
+static apr_status_t store_replace(void *baton, okey_store_e kind, apr_hash_t *entries)
+{
+    redis_t *r = baton;
+    apr_status_t rv = all_names_ok(kind, entries, 1) ? APR_SUCCESS : APR_EINVAL;
+    apr_pool_t *pool = rv == APR_SUCCESS ? scratch(r) : NULL;
+    redisReply *reply = NULL;
+
+    rv = rv == APR_SUCCESS && !pool ? APR_ENOMEM : rv;
+    if (rv == APR_SUCCESS && (!entries || !apr_hash_count(entries))) {
+        const char *argv[] = {"DEL", store_key(r, pool, kind)};
+
+        rv = run_command(r, pool, 2, argv, &reply);
+    }
+    else if (rv == APR_SUCCESS) {
+        rv = store_swap(r, pool, kind, entries);
+    }
+    if (pool) {
+        apr_pool_destroy(pool);
+    }
+    return rv;
+}
+
 static const okey_ledger_ops_t redis_ops = {
     "redis",
     project_get, project_set, project_lock, project_unlock,
     lease_claim, lease_renew, lease_release, lease_due_in, reap_request,
     suspect_add, suspects_due, suspects_drop,
     fill, record, forget, keys_of, count,
-    mark_once, may_list
+    mark_once, may_list,
+    store_put, store_get, store_all, store_drop, store_replace
 };
 
 /* --- making one ------------------------------------------------------------------------- */

@@ -12,6 +12,9 @@
  *   suspects, suspect-names  orphan checks: an opaque id by due time, and
  *                     the name, sealed
  *   m:<what>, l:<person>     one-time marks and listing rates, with expiries
+ *   store:keys, store:spend  hash: name -> text|mac, what outlives a stop;
+ *                     store:<kind>:new:<token>, a replace's hash before
+ *                     it is renamed over the kind's
  * Persons and marks are keyed by hashes; names are sealed; records carry
  * an HMAC-SHA256 over where they are filed, so that a record copied,
  * altered or written by anyone without the key is ignored.

@@ -8,8 +8,12 @@
 #include "lease.h"
 #include "name.h"
 
+#include <apr_atomic.h>
+#include <apr_file_info.h>
+#include <apr_file_io.h>
 #include <apr_global_mutex.h>
 #include <apr_strings.h>
+#include <errno.h>
 #include <stddef.h>
 #include <string.h>
 #include <unistd.h>
@@ -94,6 +98,7 @@ typedef struct {
     apr_uint32_t *by_id, *by_person;
     apr_global_mutex_t **mutex;
     const okey_logger_t *logger;
+    const char *state_dir;        /* NULL: nothing outlives a stop */
 } shm_ledger_t;
 
 /* Buckets: a power of two at least the capacity. */
@@ -848,18 +853,435 @@ static apr_status_t shm_may_list(void *baton, const char *email, apr_time_t now,
     return APR_SUCCESS;
 }
 
+/* --- what outlives a stop: files under the state directory ------------------
+ *
+ * Each kind is a symbolic link, <state_dir>/keys or spend, to the
+ * directory of its current generation, <kind>.<generation>, which holds
+ * one file per name. A put writes a file beside its name and renames it
+ * in; a replace writes a whole new generation, then renames a new link
+ * over the kind's, and removes the old generation. Generations are never
+ * named again, so a reader that finds the link naming the generation it
+ * read, after reading, read a generation that was current throughout: it
+ * saw all of the old or all of the new, and otherwise reads again.
+ *
+ * Puts and the swap of a link hold the mutex: a put never writes into a
+ * generation already swapped out, where it would be lost. Readers, drops
+ * and the writing of a new generation do not. */
+
+/* Reads that met a replace, tried again: each try that fails lost to
+ * another replace, and a reader meets far fewer than this at once. */
+#define READ_TRIES 64
+/* Files one generation may hold, read or removed: far beyond the key
+ * attributions and spend documents of any key server. */
+#define FILES_MAX (4 * 1024 * 1024)
+#define GENERATION_MAX 96
+
+static const char *const kind_names[OKEY_STORE_KINDS] = {"keys", "spend"};
+
+static volatile apr_uint32_t generations_made;
+
+static int storable(okey_store_e kind, const char *name, const char *text)
+{
+    return (unsigned)kind < OKEY_STORE_KINDS && okey_store_name_valid(name) &&
+           (!text || strlen(text) <= OKEY_STORE_TEXT_MAX);
+}
+
+static apr_status_t store_usable(const shm_ledger_t *ledger, okey_store_e kind)
+{
+    return !ledger->state_dir ? APR_ENOTIMPL
+           : (unsigned)kind < OKEY_STORE_KINDS ? APR_SUCCESS : APR_EINVAL;
+}
+
+static apr_pool_t *scratch(void)
+{
+    apr_pool_t *pool = NULL;
+
+    return apr_pool_create(&pool, NULL) == APR_SUCCESS ? pool : NULL;
+}
+
+static const char *in_state(apr_pool_t *pool, const shm_ledger_t *ledger, const char *name)
+{
+    return apr_pstrcat(pool, ledger->state_dir, "/", name, NULL);
+}
+
+/* The generation kind's link names; *generation NULL when there is none. */
+static apr_status_t current(apr_pool_t *pool, const shm_ledger_t *ledger, okey_store_e kind,
+                            const char **generation)
+{
+    const char *link = in_state(pool, ledger, kind_names[kind]);
+    apr_size_t prefix = strlen(kind_names[kind]);
+    char target[GENERATION_MAX + 1];
+    ssize_t len = readlink(link, target, sizeof(target));
+    apr_status_t rv = APR_SUCCESS;
+
+    *generation = NULL;
+    if (len < 0 && errno != ENOENT) {
+        rv = APR_FROM_OS_ERROR(errno);
+    }
+    else if (len >= 0) {
+        target[len < (ssize_t)sizeof(target) ? len : 0] = '\0';
+        /* Only a generation of kind's own, beside the link. */
+        rv = len > (ssize_t)prefix + 1 && len < (ssize_t)sizeof(target) &&
+             !strncmp(target, kind_names[kind], prefix) && target[prefix] == '.' &&
+             !strchr(target, '/') ? APR_SUCCESS : APR_EGENERAL;
+        *generation = rv == APR_SUCCESS ? apr_pstrdup(pool, target) : NULL;
+    }
+    return rv;
+}
+
+/* A new generation's name, never given before: its time, process and turn. */
+static const char *new_generation(apr_pool_t *pool, okey_store_e kind)
+{
+    return apr_psprintf(pool, "%s.%" APR_UINT64_T_HEX_FMT "-%lx-%x", kind_names[kind],
+                        (apr_uint64_t)apr_time_now(), (unsigned long)getpid(),
+                        apr_atomic_inc32(&generations_made));
+}
+
+/* Writes text into a new file at path, readable by the server's User alone. */
+static apr_status_t write_file(apr_pool_t *pool, const char *path, const char *text)
+{
+    apr_file_t *file = NULL;
+    apr_status_t rv = apr_file_open(&file, path, APR_FOPEN_WRITE | APR_FOPEN_CREATE |
+                                    APR_FOPEN_TRUNCATE | APR_FOPEN_BINARY,
+                                    APR_FPROT_UREAD | APR_FPROT_UWRITE, pool);
+    apr_status_t closed;
+
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_write_full(file, text, strlen(text), NULL);
+        closed = apr_file_close(file);
+        rv = rv == APR_SUCCESS ? closed : rv;
+    }
+    if (rv != APR_SUCCESS && file) {
+        apr_file_remove(path, pool);
+    }
+    return rv;
+}
+
+/* The text in the file at path; *text NULL when there is none, or what is
+ * there is no text the store could have written (too long, or a NUL in
+ * it). *missing when there was no file. */
+static apr_status_t read_file(apr_pool_t *pool, const char *path, const char **text,
+                              int *missing)
+{
+    apr_file_t *file = NULL;
+    apr_finfo_t info;
+    apr_status_t rv = apr_file_open(&file, path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, pool);
+    char *read = NULL;
+
+    *text = NULL;
+    *missing = APR_STATUS_IS_ENOENT(rv);
+    rv = *missing ? APR_SUCCESS : rv;
+    if (file) {
+        rv = apr_file_info_get(&info, APR_FINFO_SIZE | APR_FINFO_TYPE, file);
+    }
+    if (file && rv == APR_SUCCESS && info.filetype == APR_REG && info.size == 0) {
+        *text = "";
+    }
+    else if (file && rv == APR_SUCCESS && info.filetype == APR_REG &&
+             info.size <= OKEY_STORE_TEXT_MAX) {
+        read = apr_palloc(pool, (apr_size_t)info.size + 1);
+        rv = apr_file_read_full(file, read, (apr_size_t)info.size, NULL);
+        read[rv == APR_SUCCESS ? info.size : 0] = '\0';
+        *text = rv == APR_SUCCESS && strlen(read) == (apr_size_t)info.size ? read : NULL;
+    }
+    if (file) {
+        apr_file_close(file);
+    }
+    return rv;
+}
+
+/* Points kind's link at generation, in one rename. */
+static apr_status_t swap_link(apr_pool_t *pool, const shm_ledger_t *ledger, okey_store_e kind,
+                              const char *generation)
+{
+    const char *link = in_state(pool, ledger, kind_names[kind]);
+    const char *made = in_state(pool, ledger, apr_pstrcat(pool, ".", generation, ".link",
+                                                          NULL));
+    apr_status_t rv = symlink(generation, made) ? APR_FROM_OS_ERROR(errno) : APR_SUCCESS;
+
+    if (rv == APR_SUCCESS && rename(made, link)) {
+        rv = APR_FROM_OS_ERROR(errno);
+        unlink(made);
+    }
+    return rv;
+}
+
+static apr_status_t make_generation_dir(apr_pool_t *pool, const shm_ledger_t *ledger,
+                                        const char *generation)
+{
+    apr_fileperms_t owner = APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_UEXECUTE;
+    apr_status_t rv = apr_dir_make_recursive(ledger->state_dir, owner, pool);
+
+    return rv == APR_SUCCESS ? apr_dir_make(in_state(pool, ledger, generation), owner, pool)
+                             : rv;
+}
+
+/* Removes the files of generation, then it; what cannot go stays. */
+static void remove_generation(apr_pool_t *pool, const shm_ledger_t *ledger,
+                              const char *generation)
+{
+    const char *dir = in_state(pool, ledger, generation);
+    apr_dir_t *each = NULL;
+    apr_finfo_t info;
+    int n = 0;
+
+    if (apr_dir_open(&each, dir, pool) == APR_SUCCESS) {
+        while (n++ < FILES_MAX && apr_dir_read(&info, APR_FINFO_NAME, each) == APR_SUCCESS) {
+            if (strcmp(info.name, ".") && strcmp(info.name, "..")) {
+                apr_file_remove(apr_pstrcat(pool, dir, "/", info.name, NULL), pool);
+            }
+        }
+        apr_dir_close(each);
+    }
+    apr_dir_remove(dir, pool);
+}
+
+/* Under the mutex: the current generation, made (empty) when there is none. */
+static apr_status_t current_or_new(apr_pool_t *pool, const shm_ledger_t *ledger,
+                                   okey_store_e kind, const char **generation)
+{
+    apr_status_t rv = current(pool, ledger, kind, generation);
+
+    if (rv == APR_SUCCESS && !*generation) {
+        *generation = new_generation(pool, kind);
+        rv = make_generation_dir(pool, ledger, *generation);
+        rv = rv == APR_SUCCESS ? swap_link(pool, ledger, kind, *generation) : rv;
+    }
+    return rv;
+}
+
+static apr_status_t shm_store_put(void *baton, okey_store_e kind, const char *name,
+                                  const char *text)
+{
+    shm_ledger_t *ledger = baton;
+    apr_pool_t *pool = NULL;
+    const char *generation = NULL;
+    apr_status_t rv = store_usable(ledger, kind);
+
+    rv = rv == APR_SUCCESS && !(text && storable(kind, name, text)) ? APR_EINVAL : rv;
+    pool = rv == APR_SUCCESS ? scratch() : NULL;
+    rv = rv == APR_SUCCESS && !pool ? APR_ENOMEM : rv;
+    if (rv == APR_SUCCESS) {
+        lock(ledger);
+        rv = current_or_new(pool, ledger, kind, &generation);
+        if (rv == APR_SUCCESS) {
+            const char *dir = in_state(pool, ledger, generation);
+            const char *made = apr_psprintf(pool, "%s/.put-%lx-%s", dir,
+                                            (unsigned long)getpid(), name);
+
+            rv = write_file(pool, made, text);
+            rv = rv == APR_SUCCESS
+                 ? apr_file_rename(made, apr_pstrcat(pool, dir, "/", name, NULL), pool) : rv;
+            if (rv != APR_SUCCESS) {
+                apr_file_remove(made, pool);
+            }
+        }
+        unlock(ledger);
+    }
+    if (pool) {
+        apr_pool_destroy(pool);
+    }
+    return rv;
+}
+
+/* Whether kind's link still names generation: what was read of it is one
+ * generation's, when it does. */
+static int still_current(apr_pool_t *pool, const shm_ledger_t *ledger, okey_store_e kind,
+                         const char *generation, apr_status_t *rv)
+{
+    const char *now = NULL;
+
+    *rv = current(pool, ledger, kind, &now);
+    return *rv == APR_SUCCESS && now && !strcmp(now, generation);
+}
+
+static apr_status_t shm_store_get(void *baton, apr_pool_t *pool, okey_store_e kind,
+                                  const char *name, const char **text)
+{
+    shm_ledger_t *ledger = baton;
+    apr_status_t rv = store_usable(ledger, kind);
+    const char *generation = NULL;
+    int done = 0, tries = 0, missing = 0;
+
+    *text = NULL;
+    rv = rv == APR_SUCCESS && !storable(kind, name, NULL) ? APR_EINVAL : rv;
+    while (rv == APR_SUCCESS && !done && tries++ < READ_TRIES) {
+        rv = current(pool, ledger, kind, &generation);
+        done = rv == APR_SUCCESS && !generation;
+        if (rv == APR_SUCCESS && generation) {
+            rv = read_file(pool, apr_pstrcat(pool, ledger->state_dir, "/", generation, "/",
+                                             name, NULL), text, &missing);
+            /* A file opened is read whole, whatever is renamed over it after. */
+            done = rv == APR_SUCCESS &&
+                   (!missing || still_current(pool, ledger, kind, generation, &rv));
+        }
+    }
+    return rv == APR_SUCCESS && !done ? APR_EAGAIN : rv;
+}
+
+/* Adds the files of generation to entries; ones that went meanwhile are
+ * left out. */
+static apr_status_t read_generation(apr_pool_t *pool, const shm_ledger_t *ledger,
+                                    const char *generation, apr_hash_t *entries)
+{
+    const char *dir = in_state(pool, ledger, generation);
+    apr_dir_t *each = NULL;
+    apr_finfo_t info;
+    apr_status_t rv = apr_dir_open(&each, dir, pool);
+    int n = 0;
+
+    /* A generation removed under the reader: the link says so, after. */
+    rv = APR_STATUS_IS_ENOENT(rv) ? APR_SUCCESS : rv;
+    while (each && rv == APR_SUCCESS && n++ < FILES_MAX &&
+           apr_dir_read(&info, APR_FINFO_NAME, each) == APR_SUCCESS) {
+        const char *text = NULL;
+        int missing = 0;
+
+        /* Names never begin with a dot: what does is a put under way. */
+        if (okey_store_name_valid(info.name)) {
+            rv = read_file(pool, apr_pstrcat(pool, dir, "/", info.name, NULL), &text,
+                           &missing);
+        }
+        if (text) {
+            apr_hash_set(entries, apr_pstrdup(pool, info.name), APR_HASH_KEY_STRING, text);
+        }
+    }
+    if (each) {
+        apr_dir_close(each);
+    }
+    return rv;
+}
+
+static apr_status_t shm_store_all(void *baton, apr_pool_t *pool, okey_store_e kind,
+                                  apr_hash_t **entries)
+{
+    shm_ledger_t *ledger = baton;
+    apr_status_t rv = store_usable(ledger, kind);
+    const char *generation = NULL;
+    int done = 0, tries = 0;
+
+    *entries = apr_hash_make(pool);
+    while (rv == APR_SUCCESS && !done && tries++ < READ_TRIES) {
+        rv = current(pool, ledger, kind, &generation);
+        done = rv == APR_SUCCESS && !generation;
+        if (rv == APR_SUCCESS && generation) {
+            apr_hash_clear(*entries);
+            rv = read_generation(pool, ledger, generation, *entries);
+            done = rv == APR_SUCCESS && still_current(pool, ledger, kind, generation, &rv);
+        }
+    }
+    if (rv == APR_SUCCESS && !done) {
+        rv = APR_EAGAIN;
+    }
+    if (rv != APR_SUCCESS) {
+        *entries = apr_hash_make(pool);
+    }
+    return rv;
+}
+
+static apr_status_t shm_store_drop(void *baton, okey_store_e kind, apr_hash_t *names)
+{
+    shm_ledger_t *ledger = baton;
+    apr_status_t rv = store_usable(ledger, kind);
+    apr_pool_t *pool = NULL;
+    const char *generation = NULL;
+    apr_hash_index_t *hi;
+
+    for (hi = names && rv == APR_SUCCESS ? apr_hash_first(NULL, names) : NULL;
+         hi && rv == APR_SUCCESS; hi = apr_hash_next(hi)) {
+        rv = storable(kind, apr_hash_this_key(hi), NULL) ? APR_SUCCESS : APR_EINVAL;
+    }
+    pool = rv == APR_SUCCESS ? scratch() : NULL;
+    rv = rv == APR_SUCCESS && !pool ? APR_ENOMEM : rv;
+    if (rv == APR_SUCCESS) {
+        rv = current(pool, ledger, kind, &generation);
+    }
+    /* A name dropped from a generation a replace swapped out meanwhile is
+     * one dropped before the replace. */
+    for (hi = rv == APR_SUCCESS && generation && names ? apr_hash_first(NULL, names) : NULL;
+         hi && rv == APR_SUCCESS; hi = apr_hash_next(hi)) {
+        rv = apr_file_remove(apr_pstrcat(pool, ledger->state_dir, "/", generation, "/",
+                                         (const char *)apr_hash_this_key(hi), NULL), pool);
+        rv = APR_STATUS_IS_ENOENT(rv) ? APR_SUCCESS : rv;
+    }
+    if (pool) {
+        apr_pool_destroy(pool);
+    }
+    return rv;
+}
+
+static int all_storable(okey_store_e kind, apr_hash_t *entries)
+{
+    apr_hash_index_t *hi;
+    int ok = 1;
+
+    for (hi = entries ? apr_hash_first(NULL, entries) : NULL; hi && ok; hi = apr_hash_next(hi)) {
+        ok = apr_hash_this_val(hi) &&
+             storable(kind, apr_hash_this_key(hi), apr_hash_this_val(hi));
+    }
+    return ok;
+}
+
+/* Writes entries into generation, a new directory no reader knows yet. */
+static apr_status_t write_generation(apr_pool_t *pool, const shm_ledger_t *ledger,
+                                     const char *generation, apr_hash_t *entries)
+{
+    apr_status_t rv = make_generation_dir(pool, ledger, generation);
+    const char *dir = in_state(pool, ledger, generation);
+    apr_hash_index_t *hi;
+
+    for (hi = rv == APR_SUCCESS && entries ? apr_hash_first(NULL, entries) : NULL;
+         hi && rv == APR_SUCCESS; hi = apr_hash_next(hi)) {
+        rv = write_file(pool, apr_pstrcat(pool, dir, "/", (const char *)apr_hash_this_key(hi),
+                                          NULL), apr_hash_this_val(hi));
+    }
+    return rv;
+}
+
+static apr_status_t shm_store_replace(void *baton, okey_store_e kind, apr_hash_t *entries)
+{
+    shm_ledger_t *ledger = baton;
+    apr_status_t rv = store_usable(ledger, kind);
+    apr_pool_t *pool = NULL;
+    const char *generation = NULL;
+    const char *old = NULL;
+
+    rv = rv == APR_SUCCESS && !all_storable(kind, entries) ? APR_EINVAL : rv;
+    pool = rv == APR_SUCCESS ? scratch() : NULL;
+    rv = rv == APR_SUCCESS && !pool ? APR_ENOMEM : rv;
+    if (rv == APR_SUCCESS) {
+        generation = new_generation(pool, kind);
+        rv = write_generation(pool, ledger, generation, entries);
+    }
+    if (rv == APR_SUCCESS) {
+        lock(ledger);
+        rv = current(pool, ledger, kind, &old);
+        rv = rv == APR_SUCCESS ? swap_link(pool, ledger, kind, generation) : rv;
+        unlock(ledger);
+    }
+    /* Whichever is not the kind's now. */
+    if (rv == APR_SUCCESS ? old != NULL : generation != NULL) {
+        remove_generation(pool, ledger, rv == APR_SUCCESS ? old : generation);
+    }
+    if (pool) {
+        apr_pool_destroy(pool);
+    }
+    return rv;
+}
+
 static const okey_ledger_ops_t shm_ops = {
     "shm",
     shm_project_get, shm_project_set, shm_project_lock, shm_project_unlock,
     shm_lease_claim, shm_lease_renew, shm_lease_release, shm_lease_due_in, shm_reap_request,
     shm_suspect_add, shm_suspects_due, shm_suspects_drop,
     shm_fill, shm_record, shm_forget, shm_keys_of, shm_count,
-    shm_mark_once, shm_may_list
+    shm_mark_once, shm_may_list,
+    shm_store_put, shm_store_get, shm_store_all, shm_store_drop, shm_store_replace
 };
 
 apr_status_t okey_ledger_shm_attach(apr_pool_t *pool, void *base, apr_size_t size,
-                                    apr_global_mutex_t **mutex, const okey_logger_t *logger,
-                                    okey_ledger_t **out)
+                                    apr_global_mutex_t **mutex, const char *state_dir,
+                                    const okey_logger_t *logger, okey_ledger_t **out)
 {
     header_t *header = base;
     apr_status_t rv = size >= sizeof(header_t) &&
@@ -878,6 +1300,7 @@ apr_status_t okey_ledger_shm_attach(apr_pool_t *pool, void *base, apr_size_t siz
                             align8(sizeof(apr_uint32_t) * header->buckets) / sizeof(apr_uint32_t);
         ledger->mutex = mutex;
         ledger->logger = logger;
+        ledger->state_dir = state_dir ? apr_pstrdup(pool, state_dir) : NULL;
         *out = apr_pcalloc(pool, sizeof(**out));
         (*out)->ops = &shm_ops;
         (*out)->baton = ledger;

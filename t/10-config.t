@@ -5,10 +5,11 @@ use strict;
 use warnings;
 use Apache::Test qw(-withtestmore);
 use File::Temp qw(tempdir);
+use IO::Socket::INET ();
 use IPC::Open3 qw(open3);
 use Symbol qw(gensym);
 
-plan tests => 32;
+plan tests => 36;
 
 my $module = Apache::Test::vars('serverroot') . '/../mod_openaikey.so';
 my $httpd = Apache::Test::vars('httpd');
@@ -18,7 +19,7 @@ my @module_env = qw(CLIENT_ID CLIENT_SECRET REDIRECT_URI ALLOWED_USERS ALLOWED_D
                     OIDC_ISSUER GOOGLE_TOKEN_ISSUER_URL OPENAI_API_BASE OPENAIKEY_PASSPHRASE
                     OPENAIKEY_CA_FILE OPENAIKEY_REAP_LEGACY MAX_EXPIRATION MAX_KEYS_PER_USER
                     REVOKE_DISALLOWED SESSION_LIFETIME ALLOWED_GROUPS GROUPS_CLAIM OIDC_SCOPE
-                    MAX_IN_FLIGHT);
+                    MAX_IN_FLIGHT OPENAIKEY_STATE_DIR USAGE_INTERVAL);
 
 my $complete = <<'CONF';
 OpenAIKeyClientID cid
@@ -31,14 +32,44 @@ CONF
 # Runs httpd -t over a configuration; returns (exit code, stderr lines).
 sub configtest {
     my ($body, %env) = @_;
+    return run_httpd(['-t'], $body, %env);
+}
+
+sub free_port {
+    my $socket = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0) or die $!;
+    return $socket->sockport;
+}
+
+# httpd -k start over a configuration, so that post_config runs too; it is
+# stopped again should it have started. Returns (exit code, the lines of
+# stderr and of the error log).
+sub starttest {
+    my ($body, %env) = @_;
+    unlink "$dir/error_log";
+    my ($rc, @lines) = run_httpd(['-k', 'start'], $body, %env);
+    # By post_config, what goes wrong goes to the error log.
+    if (open my $log, '<', "$dir/error_log") {
+        push @lines, grep { /mod_openaikey|OpenAIKey/ } <$log>;
+    }
+    if ($rc == 0) {
+        run_httpd(['-k', 'stop'], $body, %env);
+        for (1 .. 500) { last unless -e "$dir/httpd.pid"; select(undef, undef, undef, 0.02) }
+    }
+    return ($rc, @lines);
+}
+
+sub run_httpd {
+    my ($args, $body, %env) = @_;
     my $file = "$dir/httpd.conf";
+    # httpd -t binds nothing; a start needs a port free for it.
+    my $listen = $args->[0] eq '-t' ? 1 : free_port();
     open my $fh, '>', $file or die $!;
     print {$fh} <<"CONF";
 ServerRoot "$dir"
 ServerName main.example
 LoadModule mpm_prefork_module /usr/lib/apache2/modules/mod_mpm_prefork.so
 LoadModule openaikey_module "$module"
-Listen 127.0.0.1:1
+Listen 127.0.0.1:$listen
 PidFile "$dir/httpd.pid"
 ErrorLog "$dir/error_log"
 $body
@@ -47,7 +78,7 @@ CONF
     local %ENV = %ENV;
     delete @ENV{@module_env};
     @ENV{keys %env} = values %env;
-    my $pid = open3(my $in, my $out, my $err = gensym, $httpd, '-t', '-f', $file);
+    my $pid = open3(my $in, my $out, my $err = gensym, $httpd, @$args, '-f', $file);
     close $in;
     my @lines = <$err>;
     waitpid($pid, 0);
@@ -163,3 +194,18 @@ ok($rc == 0 && (grep { /OpenAIKeyClientSecret: file \S+ is readable by everyone/
 chmod 0600, $secret_file;
 ($rc, @lines) = configtest($complete . "OpenAIKeyClientSecret file:$secret_file\n");
 ok($rc == 0 && !(grep { /readable by/ } @lines), 'one readable by its owner only does not');
+
+# --- the state directory: made at startup, one per key server -------------------------
+my $not_a_dir = "$dir/a-file";
+open my $nf, '>', $not_a_dir or die $!;
+close $nf;
+($rc, @lines) = starttest($complete . "OpenAIKeyStateDir $not_a_dir/state\n");
+ok($rc != 0 && (grep { m{OpenAIKeyStateDir \Q$not_a_dir\E/state of server main\.example:\d+: Not a directory} } @lines),
+   'a state directory that cannot be made stops the start, naming it and why') or diag @lines;
+($rc, @lines) = starttest($complete . "OpenAIKeyStateDir $dir/state/\n" . vhost(''));
+is($rc, 0, 'two key servers that name one state directory start') or diag @lines;
+my @own = sort map { s{.*/}{}r } glob("$dir/state/*");
+ok(@own == 2 && $own[0] =~ /^keys\.example_8080$/ && $own[1] =~ /^main\.example_\d+$/,
+   'and each keeps a directory of its own in it, named after it') or diag "@own";
+($rc, @lines) = starttest($complete . "OpenAIKeyStateDir $not_a_dir/state\nOpenAIKeyUsageInterval 0\n");
+is($rc, 0, 'without spend, no state directory is made') or diag @lines;

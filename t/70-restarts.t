@@ -68,6 +68,9 @@ my $nowhere = 'http://127.0.0.1:' . free_port();
 @ENV{qw(CLIENT_ID CLIENT_SECRET REDIRECT_URI ALLOWED_DOMAINS OPENAI_MANAGEMENT_KEY OIDC_ISSUER OPENAI_API_BASE)} =
     ('test-client', $canary, "http://127.0.0.1:$port_one/oauth2/callback", 'example.com',
      'test-admin-key', "$nowhere/oidc", "$nowhere/v1");
+# One the test user may write, shared by the three key servers: each keeps
+# a directory of its own in it.
+$ENV{OPENAIKEY_STATE_DIR} = "$dir/state";
 
 sub generations { my $n = () = slurp("$dir/error_log") =~ /resuming normal operations/g; return $n }
 

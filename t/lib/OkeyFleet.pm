@@ -117,11 +117,11 @@ Listen 127.0.0.1:$fleet
 Listen 127.0.0.1:$reap
 <VirtualHost 127.0.0.1:$fleet>
     ServerName 127.0.0.1:$fleet
-    Use FleetServer $use{fleet} $ledger $secret $timeout
+    Use FleetServer $use{fleet} $ledger $secret $timeout $dir/state/$fleet
 </VirtualHost>
 <VirtualHost 127.0.0.1:$reap>
     ServerName 127.0.0.1:$reap
-    Use FleetServer $use{reap} $ledger $secret $timeout
+    Use FleetServer $use{reap} $ledger $secret $timeout $dir/state/$reap
 </VirtualHost>
 CONF
 }

@@ -8,6 +8,7 @@
 #include <apr_thread_cond.h>
 #include <apr_thread_mutex.h>
 #include <apr_thread_proc.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,6 +251,7 @@ struct race_t {
     int waiting;
     int n;
     volatile apr_uint32_t inside; /* racers holding the project lock */
+    volatile apr_uint32_t replaces; /* store races: one at each start and end of a replace */
     racer_t racers[RACERS];
 };
 
@@ -1278,9 +1280,386 @@ START_TEST(one_of_concurrent_listings_is_allowed)
 }
 END_TEST
 
+/* --- what outlives a stop ------------------------------------------------------------------ */
+
+#define STORE_SET 12            /* names a replace in the races writes */
+#define STORE_REPLACES 24       /* replaces in a race */
+#define STORE_READS_MAX 4000    /* reads each reader makes at most */
+#define STORE_PUTS_AFTER 4      /* puts each putter makes after the last replace */
+#define STORE_PUTS_MAX 1000000  /* puts each putter makes at most */
+#define STORE_PUT_NAMES 64      /* names each putter cycles through */
+
+static const char *got(okey_ledger_t *ledger, okey_store_e kind, const char *name)
+{
+    const char *text = "unset";
+
+    ck_assert_msg(okey_ledger_store_get(ledger, test_pool, kind, name, &text),
+                  "store_get %s unanswered", name);
+    return text;
+}
+
+static apr_hash_t *all_of(okey_ledger_t *ledger, okey_store_e kind)
+{
+    apr_hash_t *entries = NULL;
+
+    ck_assert(okey_ledger_store_all(ledger, test_pool, kind, &entries));
+    ck_assert_ptr_nonnull(entries);
+    return entries;
+}
+
+static apr_hash_t *names_of(const char *first, ...)
+{
+    apr_hash_t *names = apr_hash_make(test_pool);
+    const char *each;
+    va_list args;
+
+    va_start(args, first);
+    for (each = first; each; each = va_arg(args, const char *)) {
+        apr_hash_set(names, each, APR_HASH_KEY_STRING, "");
+    }
+    va_end(args);
+    return names;
+}
+
+START_TEST(a_stored_text_is_read_back_until_overwritten)
+{
+    okey_ledger_t *ledger = fresh(_i);
+
+    ck_assert_ptr_null(got(ledger, OKEY_STORE_KEYS, "key_a"));
+    ck_assert(okey_ledger_store_put(ledger, OKEY_STORE_KEYS, "key_a", "{\"email\":\"a\"}"));
+    ck_assert_str_eq(got(ledger, OKEY_STORE_KEYS, "key_a"), "{\"email\":\"a\"}");
+    ck_assert(okey_ledger_store_put(ledger, OKEY_STORE_KEYS, "key_a", "second|with a bar"));
+    ck_assert_str_eq(got(ledger, OKEY_STORE_KEYS, "key_a"), "second|with a bar");
+    /* The kinds are apart. */
+    ck_assert_ptr_null(got(ledger, OKEY_STORE_SPEND, "key_a"));
+    ck_assert(okey_ledger_store_put(ledger, OKEY_STORE_SPEND, "index", ""));
+    ck_assert_str_eq(got(ledger, OKEY_STORE_SPEND, "index"), "");
+    ck_assert_str_eq(got(ledger, OKEY_STORE_KEYS, "key_a"), "second|with a bar");
+    ck_assert_int_eq(apr_hash_count(all_of(ledger, OKEY_STORE_KEYS)), 1);
+}
+END_TEST
+
+START_TEST(all_gives_every_entry_and_drop_removes_only_the_names)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_hash_t *entries;
+
+    ck_assert_int_eq(apr_hash_count(all_of(ledger, OKEY_STORE_SPEND)), 0);
+    ck_assert(okey_ledger_store_put(ledger, OKEY_STORE_SPEND, "index", "i"));
+    ck_assert(okey_ledger_store_put(ledger, OKEY_STORE_SPEND, "0a1b", "p1"));
+    ck_assert(okey_ledger_store_put(ledger, OKEY_STORE_SPEND, "2c3d", "p2"));
+    ck_assert(okey_ledger_store_put(ledger, OKEY_STORE_KEYS, "key_x", "k"));
+    entries = all_of(ledger, OKEY_STORE_SPEND);
+    ck_assert_int_eq(apr_hash_count(entries), 3);
+    ck_assert_str_eq(apr_hash_get(entries, "index", APR_HASH_KEY_STRING), "i");
+    ck_assert_str_eq(apr_hash_get(entries, "0a1b", APR_HASH_KEY_STRING), "p1");
+    ck_assert_str_eq(apr_hash_get(entries, "2c3d", APR_HASH_KEY_STRING), "p2");
+    ck_assert(okey_ledger_store_drop(ledger, OKEY_STORE_SPEND,
+                                     names_of("0a1b", "never-stored", NULL)));
+    entries = all_of(ledger, OKEY_STORE_SPEND);
+    ck_assert_int_eq(apr_hash_count(entries), 2);
+    ck_assert_ptr_null(apr_hash_get(entries, "0a1b", APR_HASH_KEY_STRING));
+    ck_assert_ptr_null(got(ledger, OKEY_STORE_SPEND, "0a1b"));
+    ck_assert_str_eq(got(ledger, OKEY_STORE_SPEND, "2c3d"), "p2");
+    ck_assert(okey_ledger_store_drop(ledger, OKEY_STORE_SPEND, NULL));
+    ck_assert(okey_ledger_store_drop(ledger, OKEY_STORE_SPEND, apr_hash_make(test_pool)));
+    /* Dropping from one kind leaves the other. */
+    ck_assert(okey_ledger_store_drop(ledger, OKEY_STORE_SPEND, names_of("key_x", NULL)));
+    ck_assert_str_eq(got(ledger, OKEY_STORE_KEYS, "key_x"), "k");
+}
+END_TEST
+
+START_TEST(a_replace_makes_its_entries_all_the_kind_holds)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_hash_t *entries = apr_hash_make(test_pool);
+    apr_hash_t *seen;
+
+    ck_assert(okey_ledger_store_put(ledger, OKEY_STORE_SPEND, "old", "o"));
+    ck_assert(okey_ledger_store_put(ledger, OKEY_STORE_SPEND, "kept", "k1"));
+    ck_assert(okey_ledger_store_put(ledger, OKEY_STORE_KEYS, "key_a", "a"));
+    apr_hash_set(entries, "kept", APR_HASH_KEY_STRING, "k2");
+    apr_hash_set(entries, "new", APR_HASH_KEY_STRING, "n");
+    ck_assert(okey_ledger_store_replace(ledger, OKEY_STORE_SPEND, entries));
+    seen = all_of(ledger, OKEY_STORE_SPEND);
+    ck_assert_int_eq(apr_hash_count(seen), 2);
+    ck_assert_str_eq(apr_hash_get(seen, "kept", APR_HASH_KEY_STRING), "k2");
+    ck_assert_str_eq(apr_hash_get(seen, "new", APR_HASH_KEY_STRING), "n");
+    ck_assert_ptr_null(got(ledger, OKEY_STORE_SPEND, "old"));
+    /* A put after a replace lands in what the replace made. */
+    ck_assert(okey_ledger_store_put(ledger, OKEY_STORE_SPEND, "later", "l"));
+    ck_assert_int_eq(apr_hash_count(all_of(ledger, OKEY_STORE_SPEND)), 3);
+    ck_assert_str_eq(got(ledger, OKEY_STORE_KEYS, "key_a"), "a");
+    ck_assert(okey_ledger_store_replace(ledger, OKEY_STORE_SPEND, apr_hash_make(test_pool)));
+    ck_assert_int_eq(apr_hash_count(all_of(ledger, OKEY_STORE_SPEND)), 0);
+    ck_assert(okey_ledger_store_replace(ledger, OKEY_STORE_SPEND, entries));
+    ck_assert_int_eq(apr_hash_count(all_of(ledger, OKEY_STORE_SPEND)), 2);
+    ck_assert_str_eq(got(ledger, OKEY_STORE_KEYS, "key_a"), "a");
+}
+END_TEST
+
+START_TEST(names_that_are_not_names_are_refused)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    const char *bad[] = {"", ".", "..", ".hidden", "a/b", "../up", "a b", "sp\xc3\xa9nd",
+                         "a\\b", NULL, NULL};
+    char longest[OKEY_STORE_NAME_MAX + 2];
+    apr_hash_t *entries = apr_hash_make(test_pool);
+    int i;
+
+    memset(longest, 'n', sizeof(longest) - 1);
+    longest[sizeof(longest) - 1] = '\0';
+    bad[9] = longest;
+    for (i = 0; bad[i]; i++) {
+        const char *text = "unset";
+
+        ck_assert_msg(!okey_store_name_valid(bad[i]), "\"%s\" is valid", bad[i]);
+        ck_assert_msg(!okey_ledger_store_put(ledger, OKEY_STORE_KEYS, bad[i], "t"),
+                      "\"%s\" stored", bad[i]);
+        ck_assert(!okey_ledger_store_get(ledger, test_pool, OKEY_STORE_KEYS, bad[i], &text));
+        ck_assert_ptr_null(text);
+    }
+    ck_assert_int_eq(apr_hash_count(all_of(ledger, OKEY_STORE_KEYS)), 0);
+    /* The longest name is one shorter; dots inside a name are fine. */
+    longest[OKEY_STORE_NAME_MAX] = '\0';
+    ck_assert(okey_store_name_valid(longest));
+    ck_assert(okey_ledger_store_put(ledger, OKEY_STORE_KEYS, longest, "t"));
+    ck_assert(okey_ledger_store_put(ledger, OKEY_STORE_KEYS, "key_a.b-c_D9", "u"));
+    ck_assert_str_eq(got(ledger, OKEY_STORE_KEYS, "key_a.b-c_D9"), "u");
+    /* A replace with one bad name changes nothing. */
+    apr_hash_set(entries, "good", APR_HASH_KEY_STRING, "g");
+    apr_hash_set(entries, "../bad", APR_HASH_KEY_STRING, "b");
+    ck_assert(!okey_ledger_store_replace(ledger, OKEY_STORE_KEYS, entries));
+    ck_assert(!okey_ledger_store_drop(ledger, OKEY_STORE_KEYS, names_of("..", NULL)));
+    ck_assert_int_eq(apr_hash_count(all_of(ledger, OKEY_STORE_KEYS)), 2);
+    ck_assert_ptr_null(got(ledger, OKEY_STORE_KEYS, "good"));
+}
+END_TEST
+
+START_TEST(texts_longer_than_the_most_are_refused)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    char *text = apr_palloc(test_pool, OKEY_STORE_TEXT_MAX + 2);
+    apr_hash_t *entries = apr_hash_make(test_pool);
+    const char *back;
+    int i;
+
+    for (i = 0; i <= OKEY_STORE_TEXT_MAX; i++) {
+        text[i] = (char)('a' + i % 26);
+    }
+    text[OKEY_STORE_TEXT_MAX + 1] = '\0';
+    ck_assert(!okey_ledger_store_put(ledger, OKEY_STORE_SPEND, "big", text));
+    ck_assert_ptr_null(got(ledger, OKEY_STORE_SPEND, "big"));
+    apr_hash_set(entries, "small", APR_HASH_KEY_STRING, "s");
+    apr_hash_set(entries, "big", APR_HASH_KEY_STRING, text);
+    ck_assert(!okey_ledger_store_replace(ledger, OKEY_STORE_SPEND, entries));
+    ck_assert_int_eq(apr_hash_count(all_of(ledger, OKEY_STORE_SPEND)), 0);
+    /* As long as may be is kept whole. */
+    text[OKEY_STORE_TEXT_MAX] = '\0';
+    ck_assert(okey_ledger_store_put(ledger, OKEY_STORE_SPEND, "big", text));
+    back = got(ledger, OKEY_STORE_SPEND, "big");
+    ck_assert_ptr_nonnull(back);
+    ck_assert_uint_eq(strlen(back), OKEY_STORE_TEXT_MAX);
+    ck_assert(!memcmp(back, text, OKEY_STORE_TEXT_MAX));
+    ck_assert(okey_ledger_store_replace(ledger, OKEY_STORE_SPEND, entries));
+    ck_assert_uint_eq(strlen(apr_hash_get(all_of(ledger, OKEY_STORE_SPEND), "big",
+                                          APR_HASH_KEY_STRING)), OKEY_STORE_TEXT_MAX);
+}
+END_TEST
+
+START_TEST(many_entries_are_replaced_and_read_whole)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    apr_hash_t *entries = apr_hash_make(test_pool);
+    apr_hash_t *seen;
+    int i;
+
+    for (i = 0; i < 1000; i++) {
+        apr_hash_set(entries, apr_psprintf(test_pool, "key_%04d", i), APR_HASH_KEY_STRING,
+                     apr_psprintf(test_pool, "text %d", i));
+    }
+    ck_assert(okey_ledger_store_replace(ledger, OKEY_STORE_KEYS, entries));
+    seen = all_of(ledger, OKEY_STORE_KEYS);
+    ck_assert_int_eq(apr_hash_count(seen), 1000);
+    for (i = 0; i < 1000; i += 111) {
+        ck_assert_str_eq(apr_hash_get(seen, apr_psprintf(test_pool, "key_%04d", i),
+                                      APR_HASH_KEY_STRING),
+                         apr_psprintf(test_pool, "text %d", i));
+    }
+}
+END_TEST
+
+/* The set a replace of generation g writes: each text names g. */
+static apr_hash_t *generation_set(apr_pool_t *pool, int g)
+{
+    apr_hash_t *entries = apr_hash_make(pool);
+    int i;
+
+    for (i = 0; i < STORE_SET; i++) {
+        apr_hash_set(entries, apr_psprintf(pool, "n%02d", i), APR_HASH_KEY_STRING,
+                     apr_psprintf(pool, "g=%d;n=%d", g, i));
+    }
+    return entries;
+}
+
+/* The generation text names, or -1 when it is none of generation_set's. */
+static int generation_of(const char *text, const char *name)
+{
+    int g = -1, n = -1;
+    char expected[16];
+
+    /* Called from racers: no pool of the test's. */
+    if (!text || sscanf(text, "g=%d;n=%d", &g, &n) != 2) {
+        g = -1;
+    }
+    snprintf(expected, sizeof(expected), "n%02d", n);
+    return strcmp(expected, name) ? -1 : g;
+}
+
+/* Racer 0 replaces the set again and again; the others read it. */
+static void replace_or_read(racer_t *racer)
+{
+    race_t *race = racer->race;
+    apr_pool_t *round = NULL;
+    int reads = 0, after = 0, last = 0, i;
+
+    racer->answered = apr_pool_create(&round, round) == APR_SUCCESS;
+
+    for (i = 1; racer->index == 0 && i <= STORE_REPLACES; i++) {
+        racer->answered &= okey_ledger_store_replace(race->ledger, OKEY_STORE_SPEND,
+                                                     generation_set(round, i));
+        apr_pool_clear(round);
+    }
+    if (racer->index == 0) {
+        apr_atomic_set32(&race->replaces, 1);
+    }
+    /* Till the replaces end, and a few times after. */
+    while (racer->index > 0 && reads < STORE_READS_MAX && after < 8) {
+        apr_hash_t *entries = NULL;
+        const char *a = NULL, *b = NULL;
+        apr_hash_index_t *hi;
+        int g = -1, ga, gb;
+
+        racer->answered &= okey_ledger_store_all(race->ledger, round, OKEY_STORE_SPEND,
+                                                 &entries);
+        racer->overlaps += apr_hash_count(entries) != STORE_SET;
+        for (hi = apr_hash_first(round, entries); hi; hi = apr_hash_next(hi)) {
+            int each = generation_of(apr_hash_this_val(hi), apr_hash_this_key(hi));
+
+            racer->overlaps += each < 0 || (g >= 0 && each != g);
+            g = each;
+        }
+        /* What one reader sees never goes back to an older generation. */
+        racer->overlaps += g < last;
+        last = g > last ? g : last;
+        racer->answered &= okey_ledger_store_get(race->ledger, round, OKEY_STORE_SPEND,
+                                                 "n00", &a);
+        racer->answered &= okey_ledger_store_get(race->ledger, round, OKEY_STORE_SPEND,
+                                                 "n11", &b);
+        ga = generation_of(a, "n00");
+        gb = generation_of(b, "n11");
+        racer->overlaps += ga < last || gb < ga;
+        last = gb > last ? gb : last;
+        racer->won++;
+        reads++;
+        after += apr_atomic_read32(&race->replaces) != 0;
+        apr_pool_clear(round);
+    }
+}
+
+START_TEST(readers_see_all_of_one_generation_while_it_is_replaced)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    race_t *seen;
+    int i, reads = 0;
+
+    ck_assert(okey_ledger_store_replace(ledger, OKEY_STORE_SPEND, generation_set(test_pool, 0)));
+    seen = race(ledger, RACERS, replace_or_read, start_time(), NULL);
+    for (i = 1; i < RACERS; i++) {
+        ck_assert_msg(seen->racers[i].overlaps == 0,
+                      "reader %d saw %d mixed, partial or older views", i,
+                      seen->racers[i].overlaps);
+        reads += seen->racers[i].won;
+    }
+    ck_assert_int_ge(reads, 8 * (RACERS - 1));
+    ck_assert_int_eq(generation_of(got(ledger, OKEY_STORE_SPEND, "n05"), "n05"),
+                     STORE_REPLACES);
+}
+END_TEST
+
+/* Racer 0 replaces the keys again and again; the others put names of
+ * their own, and read each back. */
+static void replace_or_put(racer_t *racer)
+{
+    race_t *race = racer->race;
+    apr_pool_t *round = NULL;
+    int i, after = 0;
+
+    racer->answered = apr_pool_create(&round, racer->pool) == APR_SUCCESS;
+
+    for (i = 1; racer->index == 0 && i <= STORE_REPLACES; i++) {
+        apr_atomic_inc32(&race->replaces);
+        racer->answered &= okey_ledger_store_replace(race->ledger, OKEY_STORE_KEYS,
+                                                     generation_set(round, i));
+        /* Done, when both counts of the pair agree again. */
+        apr_atomic_inc32(&race->replaces);
+        apr_pool_clear(round);
+    }
+    for (i = 0; racer->index > 0 && i < STORE_PUTS_MAX && after < STORE_PUTS_AFTER; i++) {
+        const char *name = apr_psprintf(round, "p%d_%d", racer->index, i % STORE_PUT_NAMES);
+        const char *text = apr_psprintf(round, "put %d %d", racer->index, i);
+        apr_uint32_t before = apr_atomic_read32(&race->replaces);
+        const char *back = NULL;
+
+        racer->answered &= okey_ledger_store_put(race->ledger, OKEY_STORE_KEYS, name, text);
+        racer->answered &= okey_ledger_store_get(race->ledger, round, OKEY_STORE_KEYS,
+                                                 name, &back);
+        /* No replace ran from before the put to after the get: it is there. */
+        racer->overlaps += before % 2 == 0 && apr_atomic_read32(&race->replaces) == before &&
+                           !(back && !strcmp(back, text));
+        racer->overlaps += back && strcmp(back, text);
+        if (before == 2 * STORE_REPLACES) {
+            APR_ARRAY_PUSH(racer->ids, const char *) = apr_pstrdup(racer->pool, name);
+            after++;
+        }
+        apr_pool_clear(round);
+    }
+}
+
+START_TEST(a_put_beside_a_replace_is_not_lost)
+{
+    okey_ledger_t *ledger = fresh(_i);
+    race_t *seen;
+    apr_hash_t *entries;
+    int i, j, puts = 0;
+
+    seen = race(ledger, RACERS, replace_or_put, start_time(), NULL);
+    entries = all_of(ledger, OKEY_STORE_KEYS);
+    for (i = 0; i < STORE_SET; i++) {
+        const char *name = apr_psprintf(test_pool, "n%02d", i);
+
+        ck_assert_int_eq(generation_of(apr_hash_get(entries, name, APR_HASH_KEY_STRING), name),
+                         STORE_REPLACES);
+    }
+    for (i = 1; i < RACERS; i++) {
+        const racer_t *racer = &seen->racers[i];
+
+        ck_assert_msg(racer->overlaps == 0, "putter %d lost %d puts", i, racer->overlaps);
+        ck_assert_int_eq(racer->ids->nelts, STORE_PUTS_AFTER);
+        for (j = 0; j < racer->ids->nelts; j++) {
+            ck_assert_ptr_nonnull(apr_hash_get(entries, APR_ARRAY_IDX(racer->ids, j,
+                                                                      const char *),
+                                               APR_HASH_KEY_STRING));
+            puts++;
+        }
+    }
+    ck_assert_int_eq(puts, (RACERS - 1) * STORE_PUTS_AFTER);
+}
+END_TEST
+
 /* --- the suite --------------------------------------------------------------------------- */
 
-#define GROUPS 5
+#define GROUPS 6
 #define CASE_NAME_MAX 64
 
 /* Check keeps a test case's name, not a copy. */
@@ -1355,6 +1734,17 @@ void okey_ledger_conformance_add(Suite *suite, const char *backend,
         one_of_concurrent_listings_is_allowed,
         NULL
     };
+    const TTest *store[] = {
+        a_stored_text_is_read_back_until_overwritten,
+        all_gives_every_entry_and_drop_removes_only_the_names,
+        a_replace_makes_its_entries_all_the_kind_holds,
+        names_that_are_not_names_are_refused,
+        texts_longer_than_the_most_are_refused,
+        many_entries_are_replaced_and_read_whole,
+        readers_see_all_of_one_generation_while_it_is_replaced,
+        a_put_beside_a_replace_is_not_lost,
+        NULL
+    };
     int at = backends_added;
 
     if (at >= OKEY_LEDGER_CONFORMANCE_MAX) {
@@ -1370,4 +1760,5 @@ void okey_ledger_conformance_add(Suite *suite, const char *backend,
     add_group(suite, at, 2, "orphan checks", suspects);
     add_group(suite, at, 3, "records", records);
     add_group(suite, at, 4, "marks and rates", marks);
+    add_group(suite, at, 5, "what outlives a stop", store);
 }

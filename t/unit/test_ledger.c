@@ -173,6 +173,42 @@ static apr_status_t down_may_list(void *baton, const char *email, apr_time_t now
     return APR_ECONNREFUSED;
 }
 
+static apr_status_t down_store_put(void *baton, okey_store_e kind, const char *name,
+                                   const char *text)
+{
+    (void)baton; (void)kind; (void)name; (void)text;
+    return APR_ECONNREFUSED;
+}
+
+static apr_status_t down_store_get(void *baton, apr_pool_t *pool, okey_store_e kind,
+                                   const char *name, const char **text)
+{
+    (void)baton; (void)pool; (void)kind; (void)name;
+    *text = "junk";
+    return APR_ECONNREFUSED;
+}
+
+static apr_status_t down_store_all(void *baton, apr_pool_t *pool, okey_store_e kind,
+                                   apr_hash_t **entries)
+{
+    (void)kind; (void)baton;
+    *entries = apr_hash_make(pool);
+    apr_hash_set(*entries, "junk", APR_HASH_KEY_STRING, "junk");
+    return APR_ECONNREFUSED;
+}
+
+static apr_status_t down_store_drop(void *baton, okey_store_e kind, apr_hash_t *names)
+{
+    (void)baton; (void)kind; (void)names;
+    return APR_ECONNREFUSED;
+}
+
+static apr_status_t down_store_replace(void *baton, okey_store_e kind, apr_hash_t *entries)
+{
+    (void)baton; (void)kind; (void)entries;
+    return APR_ECONNREFUSED;
+}
+
 static const okey_ledger_ops_t down_ops = {
     "down",
     down_project_get, down_project_set, down_project_lock, down_project_unlock,
@@ -180,7 +216,8 @@ static const okey_ledger_ops_t down_ops = {
     down_reap_request,
     down_suspect_add, down_suspects_due, down_suspects_drop,
     down_fill, down_record, down_forget, down_keys_of, down_count,
-    down_mark_once, down_may_list
+    down_mark_once, down_may_list,
+    down_store_put, down_store_get, down_store_all, down_store_drop, down_store_replace
 };
 
 /* --- fixtures ------------------------------------------------------------------------- */
@@ -279,6 +316,77 @@ START_TEST(with_no_ledger_answering_every_output_is_safe)
     ck_assert_int_eq(number, 0);
     ck_assert_int_eq(ledger->health->errors, 19);
     ck_assert_int_eq(ledger->health->up, 0);
+}
+END_TEST
+
+START_TEST(with_no_ledger_answering_the_store_gives_nothing)
+{
+    apr_array_header_t *lines;
+    okey_ledger_t *ledger = down_ledger(&lines);
+    apr_hash_t *names = apr_hash_make(test_pool);
+    apr_hash_t *entries = NULL;
+    const char *text = "unset";
+
+    apr_hash_set(names, "a", APR_HASH_KEY_STRING, "");
+    ck_assert(!okey_ledger_store_put(ledger, OKEY_STORE_KEYS, "key_a", "t"));
+    ck_assert(!okey_ledger_store_get(ledger, test_pool, OKEY_STORE_KEYS, "key_a", &text));
+    ck_assert_ptr_null(text);
+    ck_assert(!okey_ledger_store_all(ledger, test_pool, OKEY_STORE_SPEND, &entries));
+    ck_assert_ptr_nonnull(entries);
+    ck_assert_int_eq(apr_hash_count(entries), 0);
+    ck_assert(!okey_ledger_store_drop(ledger, OKEY_STORE_SPEND, names));
+    ck_assert(!okey_ledger_store_replace(ledger, OKEY_STORE_SPEND, names));
+    /* Nothing to drop is nothing to ask. */
+    ck_assert(okey_ledger_store_drop(ledger, OKEY_STORE_SPEND, NULL));
+    ck_assert_int_eq(ledger->health->errors, 5);
+    ck_assert_int_eq(ledger->health->up, 0);
+    ck_assert_int_eq(lines->nelts, 1);
+    ck_assert_ptr_nonnull(strstr(APR_ARRAY_IDX(lines, 0, const char *), "store_put"));
+}
+END_TEST
+
+START_TEST(the_fallback_keeps_the_store_when_the_backend_fails)
+{
+    apr_array_header_t *lines;
+    okey_ledger_t *ledger = down_ledger(&lines);
+    okey_ledger_t *fallback = memory_ledger();
+    apr_hash_t *entries = NULL;
+    const char *text = NULL;
+
+    ledger->fallback = fallback;
+    ck_assert(okey_ledger_store_put(ledger, OKEY_STORE_SPEND, "index", "i"));
+    ck_assert(okey_ledger_store_get(fallback, test_pool, OKEY_STORE_SPEND, "index", &text));
+    ck_assert_str_eq(text, "i");
+    ck_assert(okey_ledger_store_all(ledger, test_pool, OKEY_STORE_SPEND, &entries));
+    ck_assert_int_eq(apr_hash_count(entries), 1);
+    ck_assert_str_eq(apr_hash_get(entries, "index", APR_HASH_KEY_STRING), "i");
+    ck_assert_int_eq(ledger->health->errors, 2);
+}
+END_TEST
+
+START_TEST(store_names_are_file_names_of_a_few_characters)
+{
+    char name[OKEY_STORE_NAME_MAX + 2];
+
+    ck_assert(okey_store_name_valid("key_abc"));
+    ck_assert(okey_store_name_valid("index"));
+    ck_assert(okey_store_name_valid("0123abcdef"));
+    ck_assert(okey_store_name_valid("a.b-c_D"));
+    ck_assert(okey_store_name_valid("a.."));
+    ck_assert(!okey_store_name_valid(NULL));
+    ck_assert(!okey_store_name_valid(""));
+    ck_assert(!okey_store_name_valid("."));
+    ck_assert(!okey_store_name_valid(".."));
+    ck_assert(!okey_store_name_valid(".index"));
+    ck_assert(!okey_store_name_valid("a/b"));
+    ck_assert(!okey_store_name_valid("a:b"));
+    ck_assert(!okey_store_name_valid("a\nb"));
+    ck_assert(!okey_store_name_valid("\xe9"));
+    memset(name, 'x', sizeof(name) - 1);
+    name[OKEY_STORE_NAME_MAX + 1] = '\0';
+    ck_assert(!okey_store_name_valid(name));
+    name[OKEY_STORE_NAME_MAX] = '\0';
+    ck_assert(okey_store_name_valid(name));
 }
 END_TEST
 
@@ -546,6 +654,9 @@ Suite *okey_ledger_suite(void)
     tcase_add_test(calls, with_no_ledger_answering_every_output_is_safe);
     tcase_add_test(calls, a_missing_ledger_answers_nothing);
     tcase_add_test(calls, the_fallback_answers_when_the_backend_fails);
+    tcase_add_test(calls, with_no_ledger_answering_the_store_gives_nothing);
+    tcase_add_test(calls, the_fallback_keeps_the_store_when_the_backend_fails);
+    tcase_add_test(calls, store_names_are_file_names_of_a_few_characters);
     tcase_add_test(calls, a_health_shared_with_the_fallback_stays_down);
     tcase_add_test(calls, failures_are_logged_once_a_minute_without_secrets);
     tcase_add_test(calls, a_backend_that_answers_again_is_up_again);

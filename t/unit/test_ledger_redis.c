@@ -793,6 +793,79 @@ END_TEST
 
 /* --- the contract ---------------------------------------------------------------------- */
 
+/* --- what outlives a stop ---------------------------------------------------------------- */
+
+static const char *store_get(okey_ledger_t *ledger, okey_store_e kind, const char *name)
+{
+    const char *text = "unset";
+
+    ck_assert(okey_ledger_store_get(ledger, test_pool, kind, name, &text));
+    return text;
+}
+
+START_TEST(store_texts_it_did_not_write_read_as_absent)
+{
+    okey_ledger_t *ledger = started();
+    apr_hash_t *entries = NULL;
+    char *forged;
+    const char *sealed;
+
+    ck_assert(okey_ledger_store_put(ledger, OKEY_STORE_KEYS, "key_a", "ann|team"));
+    sealed = apr_pstrdup(test_pool, redis_do("HGET", PREFIX "store:keys", "key_a", NULL));
+    ck_assert_int_eq(strlen(sealed), strlen("ann|team") + 44);
+    /* The text with no MAC; altered under its MAC; its MAC under another
+     * name; under the same name in the other kind; garbage. */
+    redis_do("HSET", PREFIX "store:keys", "key_plain", "ann|team");
+    forged = apr_pstrdup(test_pool, sealed);
+    forged[0] = 'b';
+    redis_do("HSET", PREFIX "store:keys", "key_forged", forged);
+    redis_do("HSET", PREFIX "store:keys", "key_b", sealed);
+    redis_do("HSET", PREFIX "store:spend", "key_a", sealed);
+    redis_do("HSET", PREFIX "store:keys", "key_short", "|");
+    redis_do("HSET", PREFIX "store:keys", "../key", sealed);
+    ck_assert_str_eq(store_get(ledger, OKEY_STORE_KEYS, "key_a"), "ann|team");
+    ck_assert_ptr_null(store_get(ledger, OKEY_STORE_KEYS, "key_plain"));
+    ck_assert_ptr_null(store_get(ledger, OKEY_STORE_KEYS, "key_forged"));
+    ck_assert_ptr_null(store_get(ledger, OKEY_STORE_KEYS, "key_b"));
+    ck_assert_ptr_null(store_get(ledger, OKEY_STORE_SPEND, "key_a"));
+    ck_assert_ptr_null(store_get(ledger, OKEY_STORE_KEYS, "key_short"));
+    ck_assert(okey_ledger_store_all(ledger, test_pool, OKEY_STORE_KEYS, &entries));
+    ck_assert_int_eq(apr_hash_count(entries), 1);
+    ck_assert_str_eq(apr_hash_get(entries, "key_a", APR_HASH_KEY_STRING), "ann|team");
+    ck_assert(okey_ledger_store_all(ledger, test_pool, OKEY_STORE_SPEND, &entries));
+    ck_assert_int_eq(apr_hash_count(entries), 0);
+}
+END_TEST
+
+START_TEST(store_texts_outlive_the_client_and_a_replace_leaves_nothing_aside)
+{
+    okey_ledger_t *ledger = started();
+    okey_ledger_t *another;
+    apr_hash_t *entries = apr_hash_make(test_pool);
+    apr_hash_t *seen = NULL;
+
+    apr_hash_set(entries, "index", APR_HASH_KEY_STRING, "people");
+    apr_hash_set(entries, "0a0b", APR_HASH_KEY_STRING, "spent");
+    ck_assert(okey_ledger_store_replace(ledger, OKEY_STORE_SPEND, entries));
+    ck_assert(okey_ledger_store_put(ledger, OKEY_STORE_KEYS, "key_a", "ann"));
+    /* Only the kinds' hashes, and for good. */
+    ck_assert_str_eq(redis_do("EXISTS", PREFIX "store:keys", PREFIX "store:spend", NULL), "2");
+    ck_assert_str_eq(redis_do("KEYS", PREFIX "store:*:new:*", NULL, NULL), "");
+    ck_assert_str_eq(redis_do("TTL", PREFIX "store:spend", NULL, NULL), "-1");
+    /* Another client, as another server of the fleet or this one after a
+     * restart, with the same key. */
+    another = make(server.url, NULL, apr_time_from_sec(2));
+    ck_assert_str_eq(store_get(another, OKEY_STORE_KEYS, "key_a"), "ann");
+    ck_assert(okey_ledger_store_all(another, test_pool, OKEY_STORE_SPEND, &seen));
+    ck_assert_int_eq(apr_hash_count(seen), 2);
+    ck_assert_str_eq(apr_hash_get(seen, "0a0b", APR_HASH_KEY_STRING), "spent");
+    ck_assert(okey_ledger_store_replace(another, OKEY_STORE_SPEND, apr_hash_make(test_pool)));
+    ck_assert_str_eq(redis_do("EXISTS", PREFIX "store:spend", NULL, NULL), "0");
+    ck_assert(okey_ledger_store_all(ledger, test_pool, OKEY_STORE_SPEND, &seen));
+    ck_assert_int_eq(apr_hash_count(seen), 0);
+}
+END_TEST
+
 /* How the suite's server listens. */
 typedef struct {
     int unix_socket;
@@ -850,6 +923,8 @@ Suite *okey_ledger_redis_suite(void)
     tcase_add_test(tc, a_forged_record_cannot_hide_a_listed_key);
     tcase_add_test(tc, a_record_forged_far_ahead_does_not_rank_later_records);
     tcase_add_test(tc, fill_of_a_hundred_thousand);
+    tcase_add_test(tc, store_texts_it_did_not_write_read_as_absent);
+    tcase_add_test(tc, store_texts_outlive_the_client_and_a_replace_leaves_nothing_aside);
     suite_add_tcase(suite, tc);
     okey_ledger_conformance_add(suite, "redis", make_redis, (void *)&over_tcp);
     okey_ledger_conformance_add(suite, "redis_unix_password", make_redis,
