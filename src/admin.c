@@ -127,9 +127,6 @@ const char *okey_admin_query_parse(apr_pool_t *pool, const char *q, okey_admin_q
     query->by = OKEY_ADMIN_BY_NOTHING;
     query->text = text;
     query->shown = "";
-    if (!*text) {
-        return NULL;
-    }
     if (strlen(text) > OKEY_ADMIN_QUERY_MAX || !printable(text)) {
         why = "the search is too long or holds control characters";
     }
@@ -146,7 +143,7 @@ const char *okey_admin_query_parse(apr_pool_t *pool, const char *q, okey_admin_q
         query->by = OKEY_ADMIN_BY_KEY_ID;
         why = okey_admin_id_valid(text, "key_") ? NULL : "that is not a key id";
     }
-    else {
+    else if (*text) {
         query->text = okey_lower(pool, text);
         query->by = okey_policy_address_valid(query->text) ? OKEY_ADMIN_BY_ADDRESS
                                                            : OKEY_ADMIN_BY_PART;
