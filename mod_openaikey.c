@@ -679,11 +679,16 @@ okey_server_conf_t *okey_ready_conf(request_rec *r, okey_err_t **err)
 void okey_audit_revoked(request_rec *r, const okey_owned_key_t *key, const char *email,
                         okey_revoked_by_e by)
 {
+    /* An administrator's revoke names who made it. */
+    const char *admin = by == OKEY_REVOKED_ADMIN && r->user
+                        ? apr_pstrcat(r->pool, " admin=", ap_escape_logitem(r->pool, r->user),
+                                      NULL) : "";
+
     ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
                   OKEY_LOGNO(105) "revoked key: service_account=%s email=%s "
-                  "project_id=%s expires=%s by=%s", key->service_account_id, email,
+                  "project_id=%s expires=%s by=%s%s", key->service_account_id, email,
                   key->project_id, okey_iso8601(r->pool, key->expires),
-                  okey_revoked_names[by]);
+                  okey_revoked_names[by], admin);
 }
 
 /* Only the keys this request deleted are audited and counted: a key someone
@@ -800,6 +805,7 @@ static const handler_entry_t handlers[] = {
     {"openaikey-metrics", okey_metrics_handler},
     {"openaikey-keys", okey_keys_handler},
     {"openaikey-issue", okey_issue_handler},
+    {"openaikey-admin", okey_admin_handler},
 };
 
 /* Whether <Location> config maps this request to one of our handlers. */

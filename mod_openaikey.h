@@ -5,6 +5,7 @@
  *   mod_openaikey_signin.c  openaikey-login, openaikey-callback,
  *                           openaikey-issue
  *   mod_openaikey_keys.c    openaikey-keys, the My keys session, the cap
+ *   mod_openaikey_admin.c   openaikey-admin, the admin console
  *   mod_openaikey_ops.c     openaikey-cleanup, openaikey-status,
  *                           openaikey-metrics
  *   mod_openaikey_shm.c     shared memory: counters, places in flight
@@ -105,6 +106,7 @@ int okey_status_handler(request_rec *r);
 int okey_metrics_handler(request_rec *r);
 int okey_keys_handler(request_rec *r);
 int okey_issue_handler(request_rec *r);
+int okey_admin_handler(request_rec *r);
 
 /* --- self-service (mod_openaikey_keys.c) ---------------------------------- */
 

@@ -327,6 +327,185 @@ okey_page_t okey_page_my_keys(apr_pool_t *pool, const char *email,
     return page;
 }
 
+/* --- the admin console --------------------------------------------------- */
+
+/* A form that posts one field (revoke or revoke_person) with the token. */
+static const char *admin_form(apr_pool_t *pool, const okey_page_admin_t *admin,
+                              const char *field, const char *value, const char *label)
+{
+    return apr_pstrcat(pool, "<form method=\"post\" action=\"",
+                       okey_html_escape(pool, admin->action), "\">"
+                       "<input type=\"hidden\" name=\"", field, "\" value=\"",
+                       okey_html_escape(pool, value), "\">"
+                       "<input type=\"hidden\" name=\"csrf\" value=\"",
+                       okey_html_escape(pool, admin->token), "\">"
+                       "<button type=\"submit\">", label, "</button></form>", NULL);
+}
+
+static const char *admin_search_form(apr_pool_t *pool, const okey_page_admin_t *admin)
+{
+    /* A pasted key is never echoed back, nor posted anywhere but here. */
+    const char *value = admin->query->by == OKEY_ADMIN_BY_KEY ? "" : admin->query->text;
+
+    return apr_pstrcat(pool, "<form id=\"search\" method=\"post\" action=\"",
+                       okey_html_escape(pool, admin->action), "\">"
+                       "<input type=\"hidden\" name=\"csrf\" value=\"",
+                       okey_html_escape(pool, admin->token), "\">"
+                       "<label for=\"q\">Find </label><input id=\"q\" name=\"q\" size=\"48\" "
+                       "autocomplete=\"off\" value=\"", okey_html_escape(pool, value), "\" "
+                       "placeholder=\"address, svc_acct_…, key_…, or a leaked sk-… key\"> "
+                       "<button type=\"submit\">Search</button></form>\n"
+                       "<p class=\"note\">Searches are sent in the request body, so a pasted "
+                       "key never lands in a URL or an access log; it is compared with the "
+                       "keys' redacted forms and neither stored nor logged.</p>\n", NULL);
+}
+
+static const char *admin_people_rows(apr_pool_t *pool, const okey_page_admin_t *admin)
+{
+    const char *rows = "";
+    const char *budget = admin->budget->set ? okey_usd(pool, admin->budget->amount) : "none";
+    int i;
+
+    for (i = 0; i < admin->people->people->nelts; i++) {
+        const okey_admin_person_t *person = &APR_ARRAY_IDX(admin->people->people, i,
+                                                           okey_admin_person_t);
+        const char *email = okey_html_escape(pool, person->email);
+
+        rows = apr_pstrcat(pool, rows, "<tr><td><a href=\"?q=",
+                           okey_html_escape(pool, okey_form_escape(pool, person->email)),
+                           "\">", email, "</a></td><td class=\"n\">",
+                           apr_itoa(pool, person->live_keys), "</td><td class=\"n\">",
+                           okey_usd(pool, person->spend_usd), "</td><td class=\"n\">", budget,
+                           "</td><td>", person->over_budget ? "<strong>over</strong>" : "no",
+                           "</td></tr>\n", NULL);
+    }
+    return rows;
+}
+
+static const char *admin_paging(apr_pool_t *pool, const okey_admin_people_t *people)
+{
+    const char *previous = people->page > 1
+        ? apr_psprintf(pool, "<a id=\"previous\" href=\"?page=%d\">Previous</a> ",
+                       people->page - 1) : "";
+    const char *next = people->next_page
+        ? apr_psprintf(pool, " <a id=\"next\" href=\"?page=%d\">Next</a>", people->next_page)
+        : "";
+
+    return apr_psprintf(pool, "<p class=\"note\">%sPage %d of %d (%d people)%s</p>\n",
+                        previous, people->page,
+                        (people->total + OKEY_ADMIN_PAGE_SIZE - 1) / OKEY_ADMIN_PAGE_SIZE
+                            ? (people->total + OKEY_ADMIN_PAGE_SIZE - 1) / OKEY_ADMIN_PAGE_SIZE
+                            : 1,
+                        people->total, next);
+}
+
+static const char *admin_people(apr_pool_t *pool, const okey_page_admin_t *admin)
+{
+    const char *period = okey_period_names[admin->people->period];
+
+    return !admin->polled_at
+        ? "<p id=\"no-poll\">No usage poll has reported yet: spend is "
+          "<span class=\"unknown\">unknown</span>.</p>\n"
+        : apr_pstrcat(pool, "<h2>People</h2>\n<p class=\"note\">Spend this ", period,
+                      ", as OpenAI reported it at ", okey_iso8601(pool, admin->polled_at),
+                      "; highest first.</p>\n"
+                      "<table id=\"people\"><thead><tr><th>Address</th><th>Live keys</th>"
+                      "<th>Spend this ", period, "</th><th>Budget</th><th>Over?</th></tr>"
+                      "</thead><tbody>\n", admin_people_rows(pool, admin),
+                      "</tbody></table>\n", admin_paging(pool, admin->people), NULL);
+}
+
+static const char *admin_key_rows(apr_pool_t *pool, const okey_page_admin_t *admin)
+{
+    const char *rows = "";
+    int i;
+
+    for (i = 0; i < admin->keys->nelts; i++) {
+        const okey_admin_key_t *key = &APR_ARRAY_IDX(admin->keys, i, okey_admin_key_t);
+        apr_int64_t used = key->last_used_at;
+
+        rows = apr_pstrcat(pool, rows, "<tr><td>", okey_html_escape(pool, key->who.email),
+                           "</td><td><code>",
+                           okey_html_escape(pool, key->who.service_account_id),
+                           "</code><br><code>",
+                           key->api_key_id ? okey_html_escape(pool, key->api_key_id) : "",
+                           "</code></td><td>", key->who.redacted
+                               ? apr_pstrcat(pool, "<code>",
+                                             okey_html_escape(pool, key->who.redacted),
+                                             "</code>", NULL)
+                               : count_text(pool, -1),
+                           "</td><td>", okey_html_escape(pool, key->who.project_id),
+                           "</td><td>", okey_iso8601(pool, key->who.created_at), "<br>",
+                           okey_iso8601(pool, key->who.expires), "</td><td>",
+                           used < 0 ? count_text(pool, -1)
+                           : used == 0 ? "never" : okey_iso8601(pool, used),
+                           "</td><td class=\"n\">",
+                           key->cost_usd >= 0 ? okey_usd(pool, key->cost_usd)
+                                              : count_text(pool, -1),
+                           "</td><td>", admin_form(pool, admin, "revoke",
+                                                   key->who.service_account_id, "Revoke"),
+                           "</td></tr>\n", NULL);
+    }
+    return rows;
+}
+
+/* One "revoke all" form per person among the keys found. */
+static const char *admin_owner_forms(apr_pool_t *pool, const okey_page_admin_t *admin)
+{
+    const char *forms = "";
+    const char *last = "";
+    int i;
+
+    for (i = 0; i < admin->keys->nelts; i++) {
+        const char *email = APR_ARRAY_IDX(admin->keys, i, okey_admin_key_t).who.email;
+
+        if (strcmp(email, last)) {
+            forms = apr_pstrcat(pool, forms, "<p>",
+                                admin_form(pool, admin, "revoke_person", email,
+                                           apr_pstrcat(pool, "Revoke all keys of ",
+                                                       okey_html_escape(pool, email), NULL)),
+                                "</p>\n", NULL);
+        }
+        last = email;
+    }
+    return forms;
+}
+
+static const char *admin_found(apr_pool_t *pool, const okey_page_admin_t *admin)
+{
+    const char *searched = okey_html_escape(pool, admin->query->shown);
+
+    return admin->query->by == OKEY_ADMIN_BY_NOTHING ? ""
+        : !admin->keys->nelts
+        ? apr_pstrcat(pool, "<h2>Search</h2>\n<p id=\"found\">No live key matches <code>",
+                      searched, "</code>.</p>\n", NULL)
+        : apr_pstrcat(pool, "<h2>Search</h2>\n<p id=\"found\">Live keys matching <code>",
+                      searched, "</code>:</p>\n"
+                      "<table id=\"keys\"><thead><tr><th>Owner</th><th>Service account / key"
+                      "</th><th>Key</th><th>Project</th><th>Created / expires (UTC)</th>"
+                      "<th>Last used</th><th>Cost</th><th></th></tr></thead><tbody>\n",
+                      admin_key_rows(pool, admin), "</tbody></table>\n",
+                      admin_owner_forms(pool, admin), NULL);
+}
+
+okey_page_t okey_page_admin(apr_pool_t *pool, const okey_page_admin_t *admin,
+                            const char *nonce)
+{
+    okey_page_t page;
+
+    page.csp = page_csp(pool, nonce);
+    page.html = apr_pstrcat(
+        pool, page_head(pool, "Keys and spend", nonce, NULL),
+        "<p>Signed in as <strong>", okey_html_escape(pool, admin->user),
+        "</strong> (administrator).</p>\n",
+        admin->message ? apr_pstrcat(pool, "<p id=\"message\" role=\"status\">",
+                                     okey_html_escape(pool, admin->message), "</p>\n", NULL)
+                       : "",
+        admin_search_form(pool, admin), admin_found(pool, admin),
+        admin_people(pool, admin), "</body></html>\n", NULL);
+    return page;
+}
+
 okey_page_t okey_page_link(apr_pool_t *pool, const char *title, const char *message,
                            const char *url, const char *link_text, int refresh)
 {

@@ -2,6 +2,7 @@
 #ifndef OKEY_PAGE_H
 #define OKEY_PAGE_H
 
+#include "admin.h"
 #include "keys.h"
 #include "spend.h"
 
@@ -50,6 +51,22 @@ okey_page_t okey_page_my_keys(apr_pool_t *pool, const char *email,
                               const okey_page_links_t *links,
                               const okey_lifetimes_t *lifetimes, const char *nonce,
                               const okey_spend_view_t *spend);
+
+/* What the admin console shows. */
+typedef struct okey_page_admin_t {
+    const char *user;                    /* the administrator */
+    const char *action;                  /* where its forms post */
+    const char *token;                   /* its forms' token */
+    const okey_admin_people_t *people;
+    const okey_budget_t *budget;         /* set 0: none */
+    apr_int64_t polled_at;               /* of the figures; 0: no poll yet */
+    const okey_admin_query_t *query;     /* by OKEY_ADMIN_BY_NOTHING: no search */
+    const apr_array_header_t *keys;      /* that the search found, of okey_admin_key_t */
+    const char *message;                 /* what a revoke did, or NULL */
+} okey_page_admin_t;
+
+okey_page_t okey_page_admin(apr_pool_t *pool, const okey_page_admin_t *admin,
+                            const char *nonce);
 
 /* A message with one link to follow; refresh follows it at once. */
 okey_page_t okey_page_link(apr_pool_t *pool, const char *title, const char *message,

@@ -51,6 +51,7 @@ int main(void)
     srunner_add_suite(runner, okey_ledger_suite());
     srunner_add_suite(runner, okey_ledger_shm_suite());
     srunner_add_suite(runner, okey_ledger_redis_suite());
+    srunner_add_suite(runner, okey_admin_suite());
     srunner_run_all(runner, CK_NORMAL);
     failed = srunner_ntests_failed(runner);
     srunner_free(runner);

@@ -105,6 +105,61 @@ START_TEST(my_keys_page_lists_keys_with_forms)
 }
 END_TEST
 
+START_TEST(admin_page_lists_people_and_found_keys_with_forms)
+{
+    okey_admin_people_t people = {apr_array_make(test_pool, 2, sizeof(okey_admin_person_t)),
+                                  2, 3, 250, OKEY_PERIOD_WEEK};
+    okey_admin_person_t over = {"big<@x.org", 2, 7.5, 1};
+    okey_admin_key_t reported = {"key_1", {"svc_1", "a@x.org", "proj_1", "sk-abc...wxyz", 1000,
+                                           2000}, 1400, 0.126};
+    okey_admin_key_t fresh = {"key_2", {"svc_2", "a@x.org", "proj_1", NULL, 1500, 2500}, -1,
+                              -1};
+    apr_array_header_t *keys = apr_array_make(test_pool, 2, sizeof(okey_admin_key_t));
+    okey_budget_t budget = {1, 5, OKEY_PERIOD_WEEK};
+    okey_admin_query_t query;
+    okey_page_admin_t admin = {"root", "/admin", "tok", &people, &budget, 1600, &query, keys,
+                               "Revoked 2 keys of a@x.org."};
+    okey_page_t page;
+
+    APR_ARRAY_PUSH(people.people, okey_admin_person_t) = over;
+    APR_ARRAY_PUSH(keys, okey_admin_key_t) = reported;
+    APR_ARRAY_PUSH(keys, okey_admin_key_t) = fresh;
+    ck_assert_ptr_null(okey_admin_query_parse(
+        test_pool, "sk-abcdefghijklmnopqrstuvwxyz0123456789wxyz", &query));
+    page = okey_page_admin(test_pool, &admin, "n");
+    ck_assert_ptr_nonnull(strstr(page.html, "big&lt;@x.org"));
+    ck_assert_ptr_nonnull(strstr(page.html, "<td class=\"n\">$7.50</td><td class=\"n\">$5.00"
+                                 "</td><td><strong>over</strong></td>"));
+    ck_assert_ptr_nonnull(strstr(page.html, "href=\"?page=1\">Previous"));
+    ck_assert_ptr_nonnull(strstr(page.html, "href=\"?page=3\">Next"));
+    ck_assert_ptr_nonnull(strstr(page.html, "Page 2 of 3 (250 people)"));
+    /* The pasted key only by its ends, and never back in the search box. */
+    ck_assert_ptr_null(strstr(page.html, "abcdefghijklmnop"));
+    ck_assert_ptr_nonnull(strstr(page.html, "<code>sk-...wxyz</code>"));
+    ck_assert_ptr_nonnull(strstr(page.html, "name=\"q\" size=\"48\" autocomplete=\"off\" "
+                                 "value=\"\""));
+    ck_assert_ptr_nonnull(strstr(page.html, "<form id=\"search\" method=\"post\""));
+    ck_assert_ptr_nonnull(strstr(page.html, "name=\"revoke\" value=\"svc_1\""));
+    ck_assert_ptr_nonnull(strstr(page.html, "name=\"revoke\" value=\"svc_2\""));
+    ck_assert_ptr_nonnull(strstr(page.html, "name=\"revoke_person\" value=\"a@x.org\""));
+    /* One revoke-all form per person. */
+    ck_assert_ptr_null(strstr(strstr(page.html, "name=\"revoke_person\"") + 1,
+                              "name=\"revoke_person\""));
+    ck_assert_ptr_nonnull(strstr(page.html, "<td class=\"n\">$0.13</td>"));
+    ck_assert_ptr_nonnull(strstr(page.html, "<td><span class=\"unknown\">unknown</span></td>"
+                                 "<td class=\"n\"><span class=\"unknown\">unknown</span>"));
+    ck_assert_ptr_nonnull(strstr(page.html, "Revoked 2 keys of a@x.org."));
+    ck_assert_ptr_nonnull(strstr(page.csp, "form-action 'self'"));
+    /* Before any poll, spend is unknown, not 0. */
+    admin.polled_at = 0;
+    admin.keys = apr_array_make(test_pool, 1, sizeof(okey_admin_key_t));
+    page = okey_page_admin(test_pool, &admin, "n");
+    ck_assert_ptr_nonnull(strstr(page.html, "No usage poll has reported yet"));
+    ck_assert_ptr_nonnull(strstr(page.html, "No live key matches <code>sk-...wxyz</code>"));
+    ck_assert_ptr_null(strstr(page.html, "$0.00"));
+}
+END_TEST
+
 START_TEST(error_page_escapes_its_message)
 {
     okey_page_t page = okey_page_error(test_pool, 400, "Sign-in failed", "x <img src=y>");
@@ -124,6 +179,7 @@ Suite *okey_page_suite(void)
     tcase_add_test(tc, error_page_escapes_its_message);
     tcase_add_test(tc, key_page_without_a_session_offers_no_forms);
     tcase_add_test(tc, my_keys_page_lists_keys_with_forms);
+    tcase_add_test(tc, admin_page_lists_people_and_found_keys_with_forms);
     suite_add_tcase(suite, tc);
     return suite;
 }

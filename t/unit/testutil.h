@@ -31,6 +31,7 @@ Suite *okey_lease_suite(void);
 Suite *okey_ledger_suite(void);
 Suite *okey_ledger_shm_suite(void);
 Suite *okey_ledger_redis_suite(void);
+Suite *okey_admin_suite(void);
 
 /* A test case whose tests each get a fresh test_pool. */
 TCase *test_case(const char *name);
