@@ -51,6 +51,19 @@ static okey_key_spend_t *key_entry(poll_t *poll, const char *id, const okey_attr
     return key;
 }
 
+/* Whether stored says what a listing does of a live key: a listing is the
+ * truth of whose a live key is, and an attribution it contradicts (or one
+ * made before the key's redacted form was known) is replaced. */
+static int same_attribution(const okey_attribution_t *stored, const okey_attribution_t *listed)
+{
+    return stored &&
+           (stored->redacted ? listed->redacted && !strcmp(stored->redacted, listed->redacted)
+                             : !listed->redacted) &&
+           !strcmp(stored->service_account_id, listed->service_account_id) &&
+           !strcmp(stored->email, listed->email) &&
+           !strcmp(stored->project_id, listed->project_id);
+}
+
 /* One item of a project's API-key listing: a key of one of our service
  * accounts is attributed to the owner its account's name gives. */
 static void note_listed_key(void *baton, const json_t *item)
@@ -87,11 +100,11 @@ static void note_listed_key(void *baton, const json_t *item)
     key->who = who;
     key->live = 1;
     key->last_used_at = json_is_integer(used) ? json_integer_value(used) : 0;
-    if (!apr_hash_get(poll->attributions, id, APR_HASH_KEY_STRING) ||
-        !((okey_attribution_t *)apr_hash_get(poll->attributions, id,
-                                             APR_HASH_KEY_STRING))->redacted) {
+    if (!same_attribution(apr_hash_get(poll->attributions, id, APR_HASH_KEY_STRING), &who)) {
         apr_hash_set(poll->fresh, key->api_key_id, APR_HASH_KEY_STRING,
                      okey_attribution_text(poll->pool, &who));
+        apr_hash_set(poll->attributions, key->api_key_id, APR_HASH_KEY_STRING,
+                     apr_pmemdup(poll->pool, &who, sizeof(who)));
     }
 }
 
