@@ -5,13 +5,15 @@ use warnings;
 use Apache::Test qw(-withtestmore);
 use lib 't/lib';
 use OkeyTest;
+use OkeyCli;
+use File::Temp ();
 use HTTP::Request ();
 use JSON::PP ();
 use MIME::Base64 qw(encode_base64url);
 use Time::HiRes ();
 use Time::Local ();
 
-plan tests => 51;
+plan tests => 53;
 
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 my $VHOST = 'okey_spend';
@@ -164,7 +166,17 @@ my $issue = $control->request(HTTP::Request->new(
      'X-Test-User' => encode_base64url('bob@corp.example')], '{}'));
 is($issue->code, 403, 'openaikey-issue refuses him too');
 like($issue->decoded_content, qr/spent \$1\.20/, 'with the figures');
-is(metric('openaikey_budget_refusals_total', ''), 2, 'both refusals are counted');
+{
+    # The command-line helper says the same, in one line on stderr.
+    my $home = File::Temp::tempdir(CLEANUP => 1);
+    my $h = helper_start($home, 'login', vhost_url($VHOST, '/b'), '--no-browser');
+    my $url = helper_url($h);
+    my $flow = $url ? follow($url, 'bob@corp.example') : undef;
+    is(helper_finish($h), 1, 'the command-line helper over budget ends with 1');
+    like($h->{stderr}, qr/^openaikey: the sign-in failed: You have spent \$1\.20 of your \$1\.00 budget per month[^\n]*\n\z/m,
+         'saying why in one line on stderr');
+}
+is(metric('openaikey_budget_refusals_total', ''), 3, 'every refusal is counted');
 is(signed_in(browser(), 'carol@example.org', vhost => $VHOST, login => '/b')->code, 200,
    'someone else under the budget still gets a key there');
 # What carol spent in the last hour of last month is not this month's.

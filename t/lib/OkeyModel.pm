@@ -46,7 +46,7 @@ sub configure {
 # The configuration of t/conf/extra.conf.in, as the model knows it.
 my %PROJECTS = (
     'model-a' => { id => 'proj_model_a', cap => 2, max => 3600 },
-    'model-b' => { id => 'proj_model_b', cap => 1, max => 7200 },
+    'model-b' => { id => 'proj_model_b', cap => 1, max => 7200, budget => 1 },  # USD a day
     'model-c' => { id => 'proj_model_c', cap => 0, max => 600 },
 );
 my %PROJECT_OF_ID = map { $PROJECTS{$_}{id} => $_ } keys %PROJECTS;
@@ -69,7 +69,7 @@ my %PROFILE = map { $_->{path} => $_ } @PROFILES;
 my @PEOPLE = qw(alice@example.com bob@example.com x1@corp.example x2@corp.example
                 dave@elsewhere.example carol@example.org eve@elsewhere.example mallory@evil.example);
 my @INVARIANTS = ('answers', '1 identity', '2 no live key taken', '3 expired reaped, foreign kept',
-                  '4 no orphan', '5 cap', '6 no secret leaked', 'audit');
+                  '4 no orphan', '5 cap', '6 no secret leaked', '7 budget', 'audit');
 
 # --- a reproducible PRNG (xorshift32) --------------------------------------------
 
@@ -116,7 +116,8 @@ sub draw_ttl {
 sub draw_op {
     my ($rand) = @_;
     my $kind = weighted($rand, signin => 24, issue => 14, revoke => 9, revoke_other => 3,
-                        keys_nosession => 3, reap => 8, seed => 12, restart => 2, parallel => 6);
+                        keys_nosession => 3, reap => 8, seed => 12, restart => 2, parallel => 6,
+                        spend => 6);
     my $server = $rand->() < 0.8 ? 0 : 1;
     my $fault = $rand->() < 0.25 ? pick($rand, @FAULTS) : undef;
     if ($kind eq 'signin' || $kind eq 'issue' || $kind eq 'parallel') {
@@ -143,6 +144,8 @@ sub draw_op {
     }
     return { kind => $kind, server => $server, json => pick($rand, 0, 1), index => int($rand->() * 8) }
         if $kind eq 'keys_nosession';
+    return { kind => $kind, index => int($rand->() * 8), cost => pick($rand, 0.4, 0.7, 1.1) }
+        if $kind eq 'spend';
     return { kind => $kind, server => $server, fault => ($rand->() < 0.2 ? 'list500' : undef) }
         if $kind eq 'reap';
     if ($kind eq 'seed') {
@@ -177,6 +180,7 @@ sub describe {
     return "reap$at" . ($op->{fault} ? ' with the listing failing' : '') if $k eq 'reap';
     return "seed $op->{n} $op->{age} account(s) of $op->{person} in $op->{project} ($op->{form} names)" if $k eq 'seed';
     return 'graceful restart' if $k eq 'restart';
+    return "the holder of our live key #$op->{index} spends \$$op->{cost}" if $k eq 'spend';
     return $k;
 }
 
@@ -348,9 +352,28 @@ sub reset_world {
         my $reap = $self->forced_reap($server);
         die "the first reap at $SERVERS[$server] failed: " . ($reap->{error} // '') unless $reap->{healthy};
     }
+    # A usage poll on each server after the reset: what an earlier run
+    # spent is then forgotten.
+    $self->wait_polled(time);
     my $state = model_state();
     $self->{created_seen} = scalar @{ $state->{created} || [] };
     $self->{deleted_seen} = scalar @{ $state->{deleted} || [] };
+}
+
+# Waits (bounded) until every server reports a usage poll that began after $t.
+sub wait_polled {
+    my ($self, $t) = @_;
+    my $deadline = time + 30;
+    for my $server (0 .. $#SERVERS) {
+        my $polled = 0;
+        while (time < $deadline && $polled <= $t + 1) {
+            my ($line) = grep { /^openaikey_last_usage_poll_timestamp_seconds/ }
+                         split /\n/, (LWP::UserAgent->new(timeout => 10)->get(url($server, '/metrics'))->decoded_content // '');
+            $polled = $line && $line =~ / (\d+)$/ ? $1 : 0;
+            Time::HiRes::sleep(0.2) if $polled <= $t + 1;
+        }
+        die "no usage poll at $SERVERS[$server] after the reset" if $polled <= $t + 1;
+    }
 }
 
 # A reap that started after now, asked of $server; waits for it, bounded.
@@ -426,7 +449,9 @@ sub obtain {
             ($out{expires}) = $html =~ /<time datetime="([^"]+)"/;
             $out{expires} = iso_to_epoch($out{expires});
         }
-        $out{body} = substr($html, 0, 300) if $page->code != 200;
+        # An error page's message, after its styles.
+        $out{body} = ($html =~ m{<h1>.*?</h1>\s*<p>(.*?)</p>}s)[0] // substr($html, 0, 300)
+            if $page->code != 200;
         return \%out;
     }
     my $body = defined $op->{ttl} ? { ttl => $op->{ttl} } : {};
@@ -551,6 +576,30 @@ sub step_seed {
     return { seeded => \@accounts, project => $op->{project} };
 }
 
+# What a key's holder spent, recorded in the fake for its next report: the
+# model keeps each person's spend per project and UTC day.
+sub step_spend {
+    my ($self, $op) = @_;
+    my @keys = sort { $a->{id} cmp $b->{id} }
+               grep { $_->{live} && $_->{ours} && $_->{email} && $_->{expires} > time + 2 } values %{ $self->{acct} };
+    return { skipped => 'no live key' } unless @keys;
+    my $acct = $keys[$op->{index} % @keys];
+    my $now = time;
+    post_json(main_url('/fake/usage'), { tenant => $TENANT, service_account_id => $acct->{id},
+                                         time => $now, cost_usd => $op->{cost}, requests => 1 });
+    $self->{spent}{ $acct->{email} }{ $acct->{project} }{ int($now / 86400) } += $op->{cost};
+    return { spent => $op->{cost}, by => $acct->{email} };
+}
+
+# Whether $email had spent their budget in $project by $time, by what the
+# model recorded: all the module can know of.
+sub over_budget {
+    my ($self, $email, $project, $time) = @_;
+    my $budget = $PROJECTS{$project} && $PROJECTS{$project}{budget} or return 0;
+    my $spent = $self->{spent}{ lc($email // '') }{$project}{ int($time / 86400) } // 0;
+    return $spent >= $budget - 1e-6;
+}
+
 sub step_reap {
     my ($self, $op) = @_;
     set_faults([creation_fault('list500')]) if $op->{fault};
@@ -596,6 +645,7 @@ sub justify {
         } values %{ $self->{acct} };
         return 'cap' if @newer >= $project->{cap};
     }
+    return 'budget' if $self->over_budget($acct->{email}, $acct->{project}, $time);
     return 'policy' if policy_revocable($acct->{project}, $acct->{email});
     return undef;
 }
@@ -695,6 +745,11 @@ sub verify {
                 $self->check('answers', $st == 400, "ttl=$op->{ttl} at $op->{profile} answered $st, not 400");
             } elsif (!$ok_identity) {
                 $self->check('answers', $st == 403, "$op->{person} at $op->{profile} answered $st, not 403");
+            } elsif ($st == 403 && ($out->{body} // '') =~ /budget/) {
+                # Refused for spending: only once the model saw the budget spent.
+                $self->check('7 budget', $self->over_budget($op->{person}, $profile->{project}, $now),
+                             "$op->{person} at $op->{profile} was refused for a budget not spent: $out->{body}",
+                             'budget');
             } elsif (!$op->{fault}) {
                 $self->check('answers', $st == 200, "$op->{person} at $op->{profile} answered $st, not 200: "
                              . ($out->{body} // $out->{error} // ''));
@@ -859,6 +914,7 @@ sub execute {
                    : $op->{kind} eq 'keys_nosession' ? $self->step_keys_nosession($op)
                    : $op->{kind} eq 'seed' ? $self->step_seed($op)
                    : $op->{kind} eq 'reap' ? $self->step_reap($op)
+                   : $op->{kind} eq 'spend' ? $self->step_spend($op)
                    : $op->{kind} eq 'restart' ? { restarted => graceful() }
                    : {};
         set_faults([]) if $op->{fault};
