@@ -97,15 +97,20 @@ static okey_err_t *read_query_string(request_rec *r, ask_t *ask)
 }
 
 /* A POST from another site is refused even where a token would catch it:
- * JSON bodies carry none. */
+ * JSON bodies carry none. The console's pages send no referrer, so a
+ * browser posts their forms with "Origin: null"; it says they are its own
+ * with "Sec-Fetch-Site: same-origin", and without that a null origin is
+ * refused. */
 static okey_err_t *same_origin(request_rec *r)
 {
     const char *site = apr_table_get(r->headers_in, "Sec-Fetch-Site");
     const char *origin = apr_table_get(r->headers_in, "Origin");
     const char *host = apr_table_get(r->headers_in, "Host");
     const char *origin_host = origin ? ap_strstr_c(origin, "://") : NULL;
-    int cross = (site && strcmp(site, "same-origin") && strcmp(site, "none")) ||
-                (origin && (!origin_host || !host || strcasecmp(origin_host + 3, host)));
+    int own = site && !strcmp(site, "same-origin");
+    int cross = (site && !own && strcmp(site, "none")) ||
+                (origin && !strcmp(origin, "null") ? !own
+                 : origin && (!origin_host || !host || strcasecmp(origin_host + 3, host)));
 
     return cross ? okey_err_make(r->pool, HTTP_FORBIDDEN, "The admin console takes "
                                  "requests from its own pages only.",

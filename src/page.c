@@ -21,8 +21,14 @@ static const char STYLE[] =
     "form{display:inline;margin:0}table{border-collapse:collapse;width:100%}"
     "th,td{text-align:left;padding:.4rem;border-bottom:1px solid #ddd;"
     "vertical-align:top;font-size:.9rem}"
-    "td.n{text-align:right;white-space:nowrap}.unknown{color:#6e6e73;font-style:italic}"
-    ".note{color:#555;font-size:.9rem}.actions{margin:1rem 0}";
+    "td.n,th.n{text-align:right;white-space:nowrap}.unknown{color:#6e6e73;font-style:italic}"
+    ".note{color:#555;font-size:.9rem}.actions{margin:1rem 0}"
+    /* The admin console: a search box as tall as its button, and key rows
+     * whose ids, values and times read on one line each. */
+    "#q{font:inherit;padding:.4rem .6rem;border-radius:6px;border:1px solid #888;"
+    "max-width:100%}#found{margin-bottom:.5rem}"
+    "#keys code,#keys td:nth-child(5),#keys td:nth-child(6){white-space:nowrap}"
+    "#people td:first-child{font-weight:500}tr.over td{background:#fff4f2}";
 
 static const char SCRIPT[] =
     "(function(){"
@@ -329,6 +335,19 @@ okey_page_t okey_page_my_keys(apr_pool_t *pool, const char *email,
 
 /* --- the admin console --------------------------------------------------- */
 
+/* A time on the console, to the minute: the column says UTC. */
+static const char *admin_time(apr_pool_t *pool, apr_int64_t unix_seconds)
+{
+    char *text = apr_pstrdup(pool, okey_iso8601(pool, unix_seconds));
+    char *t = strchr(text, 'T');
+
+    if (t && strlen(t) >= 6) {
+        *t = ' ';
+        t[6] = '\0';
+    }
+    return text;
+}
+
 /* A form that posts one field (revoke or revoke_person) with the token. */
 static const char *admin_form(apr_pool_t *pool, const okey_page_admin_t *admin,
                               const char *field, const char *value, const char *label)
@@ -371,7 +390,8 @@ static const char *admin_people_rows(apr_pool_t *pool, const okey_page_admin_t *
                                                            okey_admin_person_t);
         const char *email = okey_html_escape(pool, person->email);
 
-        rows = apr_pstrcat(pool, rows, "<tr><td><a href=\"?q=",
+        rows = apr_pstrcat(pool, rows, person->over_budget ? "<tr class=\"over\">" : "<tr>",
+                           "<td><a href=\"?q=",
                            okey_html_escape(pool, okey_form_escape(pool, person->email)),
                            "\">", email, "</a></td><td class=\"n\">",
                            apr_itoa(pool, person->live_keys), "</td><td class=\"n\">",
@@ -409,8 +429,9 @@ static const char *admin_people(apr_pool_t *pool, const okey_page_admin_t *admin
         : apr_pstrcat(pool, "<h2>People</h2>\n<p class=\"note\">Spend this ", period,
                       ", as OpenAI reported it at ", okey_iso8601(pool, admin->polled_at),
                       "; highest first.</p>\n"
-                      "<table id=\"people\"><thead><tr><th>Address</th><th>Live keys</th>"
-                      "<th>Spend this ", period, "</th><th>Budget</th><th>Over?</th></tr>"
+                      "<table id=\"people\"><thead><tr><th>Address</th>"
+                      "<th class=\"n\">Live keys</th><th class=\"n\">Spend this ", period,
+                      "</th><th class=\"n\">Budget</th><th>Over?</th></tr>"
                       "</thead><tbody>\n", admin_people_rows(pool, admin),
                       "</tbody></table>\n", admin_paging(pool, admin->people), NULL);
 }
@@ -435,10 +456,10 @@ static const char *admin_key_rows(apr_pool_t *pool, const okey_page_admin_t *adm
                                              "</code>", NULL)
                                : count_text(pool, -1),
                            "</td><td>", okey_html_escape(pool, key->who.project_id),
-                           "</td><td>", okey_iso8601(pool, key->who.created_at), "<br>",
-                           okey_iso8601(pool, key->who.expires), "</td><td>",
+                           "</td><td>", admin_time(pool, key->who.created_at), "<br>",
+                           admin_time(pool, key->who.expires), "</td><td>",
                            used < 0 ? count_text(pool, -1)
-                           : used == 0 ? "never" : okey_iso8601(pool, used),
+                           : used == 0 ? "never" : admin_time(pool, used),
                            "</td><td class=\"n\">",
                            key->cost_usd >= 0 ? okey_usd(pool, key->cost_usd)
                                               : count_text(pool, -1),
@@ -483,7 +504,8 @@ static const char *admin_found(apr_pool_t *pool, const okey_page_admin_t *admin)
                       searched, "</code>:</p>\n"
                       "<table id=\"keys\"><thead><tr><th>Owner</th><th>Service account / key"
                       "</th><th>Key</th><th>Project</th><th>Created / expires (UTC)</th>"
-                      "<th>Last used</th><th>Cost</th><th></th></tr></thead><tbody>\n",
+                      "<th>Last used (UTC)</th><th class=\"n\">Cost</th><th></th></tr>"
+                      "</thead><tbody>\n",
                       admin_key_rows(pool, admin), "</tbody></table>\n",
                       admin_owner_forms(pool, admin), NULL);
 }
@@ -495,7 +517,9 @@ okey_page_t okey_page_admin(apr_pool_t *pool, const okey_page_admin_t *admin,
 
     page.csp = page_csp(pool, nonce);
     page.html = apr_pstrcat(
-        pool, page_head(pool, "Keys and spend", nonce, NULL),
+        pool, page_head(pool, "Keys and spend", nonce,
+                        apr_pstrcat(pool, "<style nonce=\"", nonce, "\">html body{max-width:"
+                                    "72rem}</style>", NULL)),
         "<p>Signed in as <strong>", okey_html_escape(pool, admin->user),
         "</strong> (administrator).</p>\n",
         admin->message ? apr_pstrcat(pool, "<p id=\"message\" role=\"status\">",

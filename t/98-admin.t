@@ -11,7 +11,7 @@ use LWP::UserAgent ();
 use Time::HiRes ();
 use URI ();
 
-plan tests => 62;
+plan tests => 64;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $T = 'admin';
@@ -188,6 +188,10 @@ is(admin_json({ revoke_person => 'carol@example.org' }, Origin => 'http://evil.e
    'a JSON revoke from another origin: 403');
 is(admin_json({ revoke_person => 'carol@example.org' }, 'Sec-Fetch-Site' => 'cross-site')->code, 403,
    'or another site: 403');
+is(admin_json({ revoke_person => 'carol@example.org' }, Origin => 'null')->code, 403,
+   'or an opaque origin the browser does not call its own: 403');
+is(admin_json({ revoke => 'svc_acct_unknown' }, Origin => 'null', 'Sec-Fetch-Site' => 'same-origin')
+   ->code, 404, 'the console\'s own page, which sends no referrer and so a null origin, is heard');
 is_deeply(deleted(), [$dave_id], 'no refused request deleted anything');
 
 $res = admin_json({ revoke_person => 'alice@example.com' });

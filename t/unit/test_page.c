@@ -128,6 +128,8 @@ START_TEST(admin_page_lists_people_and_found_keys_with_forms)
         test_pool, "sk-abcdefghijklmnopqrstuvwxyz0123456789wxyz", &query));
     page = okey_page_admin(test_pool, &admin, "n");
     ck_assert_ptr_nonnull(strstr(page.html, "big&lt;@x.org"));
+    /* An over-budget person's row stands out. */
+    ck_assert_ptr_nonnull(strstr(page.html, "<tr class=\"over\"><td><a href=\"?q=big"));
     ck_assert_ptr_nonnull(strstr(page.html, "<td class=\"n\">$7.50</td><td class=\"n\">$5.00"
                                  "</td><td><strong>over</strong></td>"));
     ck_assert_ptr_nonnull(strstr(page.html, "href=\"?page=1\">Previous"));
