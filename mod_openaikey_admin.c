@@ -308,6 +308,29 @@ static const char *budget_project(request_rec *r, okey_server_conf_t *conf)
     return project_id;
 }
 
+/* keys (of okey_admin_key_t) less those the ledger, where it answers for
+ * their owner, no longer records: a key revoked since the last usage poll
+ * is gone, though that poll listed it. */
+static apr_array_header_t *still_recorded(request_rec *r, okey_server_conf_t *conf,
+                                          const apr_array_header_t *keys)
+{
+    apr_array_header_t *kept = apr_array_make(r->pool, keys->nelts + 1, sizeof(okey_admin_key_t));
+    int i;
+
+    for (i = 0; i < keys->nelts; i++) {
+        const okey_admin_key_t *key = &APR_ARRAY_IDX(keys, i, okey_admin_key_t);
+        apr_array_header_t *recorded = NULL;
+        int complete = 0;
+
+        okey_ledger_keys_of(conf->ledger, r->pool, key->who.email, key->who.project_id,
+                            &recorded, &complete);
+        if (!complete || okey_keys_held(recorded, key->who.service_account_id)) {
+            APR_ARRAY_PUSH(kept, okey_admin_key_t) = *key;
+        }
+    }
+    return kept;
+}
+
 /* The live keys the search finds. */
 static apr_array_header_t *search(request_rec *r, okey_server_conf_t *conf,
                                   const okey_admin_query_t *query, const figures_t *figures)
@@ -326,8 +349,8 @@ static apr_array_header_t *search(request_rec *r, okey_server_conf_t *conf,
             apr_hash_set(documents, email, APR_HASH_KEY_STRING, person);
         }
     }
-    keys = okey_admin_keys(r->pool, query, owners, documents, figures->attributions,
-                           okey_now());
+    keys = still_recorded(r, conf, okey_admin_keys(r->pool, query, owners, documents,
+                                                   figures->attributions, okey_now()));
     if (query->by != OKEY_ADMIN_BY_NOTHING) {
         /* What was searched stays out of the log: a pasted key above all. */
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, OKEY_LOGNO(500) "admin %s searched "

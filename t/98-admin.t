@@ -11,7 +11,7 @@ use LWP::UserAgent ();
 use Time::HiRes ();
 use URI ();
 
-plan tests => 64;
+plan tests => 65;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $T = 'admin';
@@ -176,6 +176,8 @@ like($res->decoded_content, qr/Revoked 1 key: \Q$dave_id\E/, 'says what it revok
 is_deeply(deleted(), [$dave_id], 'and deleted that key upstream');
 like(error_log(), qr/OKEY105: revoked key: service_account=\Q$dave_id\E email=dave\@corp\.example .*by=admin admin=alice\@example\.com/,
      'the audit line names the administrator');
+is(scalar @{ decoded(admin_json({ q => $dave_id }))->{keys} }, 0,
+   'a search right after the revoke no longer finds the key live, whatever the last poll listed');
 is(admin_form('alice@example.com', revoke => $dave_id, csrf => $token)->code, 404, 'a key already revoked: 404');
 
 is(admin_json({ revoke => 'svc_acct_unknown' })->code, 404, 'an id no key of ours has: 404');
