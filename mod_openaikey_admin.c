@@ -293,7 +293,7 @@ static void read_figures(request_rec *r, okey_server_conf_t *conf, figures_t *fi
     figures->polled_at = 0;
     figures->index = text ? okey_spend_index_parse(r->pool, text, &figures->polled_at) : NULL;
     okey_ledger_store_all(conf->ledger, r->pool, OKEY_STORE_KEYS, &entries);
-    figures->attributions = okey_admin_attributions(r->pool, entries);
+    figures->attributions = okey_attributions_parse(r->pool, entries);
 }
 
 /* The project a budget is held in: the server's, by id. NULL: all. */

@@ -159,25 +159,6 @@ const char *okey_admin_query_parse(apr_pool_t *pool, const char *q, okey_admin_q
     return why;
 }
 
-apr_hash_t *okey_admin_attributions(apr_pool_t *pool, apr_hash_t *entries)
-{
-    apr_hash_t *parsed = apr_hash_make(pool);
-    apr_hash_index_t *hi;
-
-    for (hi = entries ? apr_hash_first(pool, entries) : NULL; hi; hi = apr_hash_next(hi)) {
-        const void *id;
-        void *text;
-        okey_attribution_t *who;
-
-        apr_hash_this(hi, &id, NULL, &text);
-        who = okey_attribution_parse(pool, text);
-        if (who) {
-            apr_hash_set(parsed, id, APR_HASH_KEY_STRING, who);
-        }
-    }
-    return parsed;
-}
-
 /* Whether the key (its id, whose it is) is one query names; addresses are
  * matched by okey_admin_owners, so any key of an owner is. */
 static int key_matches(const okey_admin_query_t *query, const char *api_key_id,

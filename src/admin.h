@@ -64,10 +64,6 @@ typedef struct okey_admin_query_t {
  * not; the why never repeats q. */
 const char *okey_admin_query_parse(apr_pool_t *pool, const char *q, okey_admin_query_t *query);
 
-/* The attributions of a store's entries (key id -> text), as key id ->
- * okey_attribution_t *; texts that are not attributions are left out. */
-apr_hash_t *okey_admin_attributions(apr_pool_t *pool, apr_hash_t *entries);
-
 /* The addresses (lower case, sorted, of const char *) whose spend
  * documents a search must read: at most OKEY_ADMIN_OWNERS_MAX. */
 apr_array_header_t *okey_admin_owners(apr_pool_t *pool, const okey_admin_query_t *query,

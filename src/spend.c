@@ -166,6 +166,25 @@ okey_attribution_t *okey_attribution_parse(apr_pool_t *pool, const char *text)
     return doc && attribution_from(pool, doc, who) ? who : NULL;
 }
 
+apr_hash_t *okey_attributions_parse(apr_pool_t *pool, apr_hash_t *entries)
+{
+    apr_hash_t *parsed = apr_hash_make(pool);
+    apr_hash_index_t *hi;
+
+    for (hi = entries ? apr_hash_first(pool, entries) : NULL; hi; hi = apr_hash_next(hi)) {
+        const void *id;
+        void *text;
+        okey_attribution_t *who;
+
+        apr_hash_this(hi, &id, NULL, &text);
+        who = okey_attribution_parse(pool, text);
+        if (who) {
+            apr_hash_set(parsed, id, APR_HASH_KEY_STRING, who);
+        }
+    }
+    return parsed;
+}
+
 apr_int64_t okey_spend_since(apr_int64_t now)
 {
     apr_int64_t week = okey_period_start(OKEY_PERIOD_WEEK, now);

@@ -54,6 +54,11 @@ const char *okey_attribution_text(apr_pool_t *pool, const okey_attribution_t *at
 /* NULL when text is not an attribution. */
 okey_attribution_t *okey_attribution_parse(apr_pool_t *pool, const char *text);
 
+/* The attributions among entries (key id -> text, as the store gives
+ * them; NULL: none): key id -> okey_attribution_t *. Texts that are not
+ * attributions are left out. */
+apr_hash_t *okey_attributions_parse(apr_pool_t *pool, apr_hash_t *entries);
+
 /* What OpenAI reports one key used and cost since a poll's window began.
  * Unknown figures are -1: a key no report has named yet. */
 typedef struct okey_key_spend_t {

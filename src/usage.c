@@ -19,22 +19,9 @@ typedef struct {
 static apr_hash_t *stored_attributions(okey_ledger_t *ledger, apr_pool_t *pool)
 {
     apr_hash_t *entries = NULL;
-    apr_hash_t *parsed = apr_hash_make(pool);
-    apr_hash_index_t *hi;
 
     okey_ledger_store_all(ledger, pool, OKEY_STORE_KEYS, &entries);
-    for (hi = entries ? apr_hash_first(pool, entries) : NULL; hi; hi = apr_hash_next(hi)) {
-        const void *id;
-        void *text;
-        okey_attribution_t *who;
-
-        apr_hash_this(hi, &id, NULL, &text);
-        who = okey_attribution_parse(pool, text);
-        if (who) {
-            apr_hash_set(parsed, id, APR_HASH_KEY_STRING, who);
-        }
-    }
-    return parsed;
+    return okey_attributions_parse(pool, entries);
 }
 
 static okey_key_spend_t *key_entry(poll_t *poll, const char *id, const okey_attribution_t *who)
