@@ -5,7 +5,7 @@ comma      := ,
 PKGS        = libcurl jansson cjose hiredis
 LIB_SRC     = src/okey.c src/json.c src/config.c src/http.c src/state.c src/jose.c src/oidc.c src/reaper.c \
               src/reap_run.c src/policy.c src/openai.c src/keys.c src/name.c src/page.c src/query.c \
-              src/lifetime.c src/session.c src/cli.c src/terms.c src/lease.c src/spend.c src/usage.c src/admin.c \
+              src/lifetime.c src/session.c src/cli.c src/terms.c src/lease.c src/spend.c src/figures.c src/usage.c src/admin.c \
               src/ledger.c src/ledger_memory.c src/ledger_shm.c src/ledger_redis.c
 LIB_HDR     = $(filter-out src/json.h src/ledger_memory.h src/ledger_shm.h,$(LIB_SRC:.c=.h)) src/okey.h
 WARN        = -Wall -Wextra -Wno-missing-field-initializers

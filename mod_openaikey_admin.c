@@ -15,7 +15,7 @@
 #include "src/admin.h"
 #include "src/policy.h"
 #include "src/query.h"
-#include "src/usage.h"
+#include "src/figures.h"
 
 APLOG_USE_MODULE(openaikey);
 
@@ -289,7 +289,7 @@ static void read_figures(request_rec *r, okey_server_conf_t *conf, figures_t *fi
     const char *text = NULL;
     apr_hash_t *entries = NULL;
 
-    okey_ledger_store_get(conf->ledger, r->pool, OKEY_STORE_SPEND, OKEY_SPEND_INDEX, &text);
+    okey_ledger_store_get(conf->ledger, r->pool, OKEY_STORE_SPEND, OKEY_FIGURES_INDEX, &text);
     figures->polled_at = 0;
     figures->index = text ? okey_spend_index_parse(r->pool, text, &figures->polled_at) : NULL;
     okey_ledger_store_all(conf->ledger, r->pool, OKEY_STORE_KEYS, &entries);
@@ -343,7 +343,7 @@ static apr_array_header_t *search(request_rec *r, okey_server_conf_t *conf,
 
     for (i = 0; query->by != OKEY_ADMIN_BY_NOTHING && i < owners->nelts; i++) {
         const char *email = APR_ARRAY_IDX(owners, i, const char *);
-        okey_person_spend_t *person = okey_usage_person(conf->ledger, r->pool, email);
+        okey_person_spend_t *person = okey_figures_person(conf->ledger, r->pool, email);
 
         if (person) {
             apr_hash_set(documents, email, APR_HASH_KEY_STRING, person);

@@ -10,7 +10,7 @@
 #include <apr_strings.h>
 
 #include "mod_openaikey.h"
-#include "src/usage.h"
+#include "src/figures.h"
 #include "src/query.h"
 #include "src/session.h"
 
@@ -235,7 +235,7 @@ static void spend_of(request_rec *r, okey_server_conf_t *conf, const char *email
 {
     const okey_config_t *cfg = conf->cfg;
     okey_person_spend_t *person = cfg->usage_interval
-                                  ? okey_usage_person(conf->ledger, r->pool, email) : NULL;
+                                  ? okey_figures_person(conf->ledger, r->pool, email) : NULL;
     const char *project_id = NULL;
 
     if (cfg->budget.set) {

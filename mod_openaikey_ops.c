@@ -9,7 +9,7 @@
 #include <apr_strings.h>
 
 #include "mod_openaikey.h"
-#include "src/usage.h"
+#include "src/figures.h"
 
 APLOG_USE_MODULE(openaikey);
 
@@ -302,7 +302,7 @@ static void write_spend_metrics(request_rec *r, const char *server, okey_server_
     int i;
 
     for (i = 0; i < OKEY_PERIOD_COUNT; i++) {
-        spend[i] = okey_usage_project_spend(conf->ledger, r->pool, (okey_period_e)i,
+        spend[i] = okey_figures_projects(conf->ledger, r->pool, (okey_period_e)i,
                                             okey_now(), &polled_at);
     }
     metric_head(r, "openaikey_spend_usd", "gauge",

@@ -231,7 +231,7 @@ static apr_int64_t poll_usage(okey_reaper_thread_t *rt, server_rec *s, apr_pool_
     apr_pool_create(&pool, parent);
     okey_ledger_mark_once(conf->ledger,
                           apr_psprintf(pool, "usage:%s:%" APR_INT64_T_FMT,
-                                       okey_spend_name(pool, conf->cfg->project), round),
+                                       okey_figures_name(pool, conf->cfg->project), round),
                           apr_time_now(), apr_time_from_sec((round + 2) * interval), &first);
     if (first) {
         okey_reaper_init(&reaper, conf->cfg, http_of(rt, s), &conf->runtime->logger,

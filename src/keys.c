@@ -1,6 +1,6 @@
 /* Key issuance. */
 #include "keys.h"
-#include "usage.h"
+#include "figures.h"
 
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
@@ -366,7 +366,7 @@ okey_err_t *okey_keys_within_budget(okey_keys_t *keys, apr_pool_t *pool,
         return NULL;
     }
     err = okey_keys_project_id(keys, pool, cfg->project, &project_id);
-    person = err ? NULL : okey_usage_person(keys->ledger, pool, email);
+    person = err ? NULL : okey_figures_person(keys->ledger, pool, email);
     spent = okey_spend_in_period(person, project_id, cfg->budget.period, now);
     if (!err && okey_spend_over(person, project_id, &cfg->budget, now)) {
         const char *resets = okey_iso8601(pool, okey_period_next(cfg->budget.period, now));

@@ -1,6 +1,6 @@
 /* One reap of a key server. */
 #include "reap_run.h"
-#include "usage.h"
+#include "figures.h"
 #include "terms.h"
 
 #include <apr_hash.h>
@@ -79,7 +79,7 @@ static int over_budget(listing_t *listing, const char *email)
     if (terms->revoke_over_budget && terms->budget.set && listing->reaper->ledger && email) {
         over = apr_hash_get(listing->over_budget, email, APR_HASH_KEY_STRING);
         if (!over) {
-            okey_person_spend_t *person = okey_usage_person(listing->reaper->ledger,
+            okey_person_spend_t *person = okey_figures_person(listing->reaper->ledger,
                                                             listing->pool, email);
 
             over = okey_spend_over(person, listing->project_id, &terms->budget, listing->now)

@@ -1,6 +1,5 @@
 /* Spend: budgets and their periods. */
 #include "spend.h"
-#include "ledger.h"
 
 #include <apr_strings.h>
 #include <math.h>
@@ -191,19 +190,6 @@ apr_int64_t okey_spend_since(apr_int64_t now)
     apr_int64_t month = okey_period_start(OKEY_PERIOD_MONTH, now);
 
     return week < month ? week : month;
-}
-
-const char *okey_spend_name(apr_pool_t *pool, const char *email)
-{
-    unsigned char hash[16];
-    char *hex = apr_palloc(pool, 2 * sizeof(hash) + 1);
-    apr_size_t i;
-
-    okey_ledger_person(email, hash);
-    for (i = 0; i < sizeof(hash); i++) {
-        apr_snprintf(hex + 2 * i, 3, "%02x", hash[i]);
-    }
-    return hex;
 }
 
 static json_t *key_spend_json(const okey_key_spend_t *key)

@@ -92,9 +92,6 @@ typedef struct okey_person_spend_t {
  * this month's start. */
 apr_int64_t okey_spend_since(apr_int64_t now);
 
-/* The store's name of email's spend document: its hashed address, hexed. */
-const char *okey_spend_name(apr_pool_t *pool, const char *email);
-
 const char *okey_person_spend_text(apr_pool_t *pool, const okey_person_spend_t *person);
 /* NULL when text is not a spend document. */
 okey_person_spend_t *okey_person_spend_parse(apr_pool_t *pool, const char *text);

@@ -252,13 +252,13 @@ static apr_hash_t *documents(poll_t *poll, apr_int64_t since, okey_usage_report_
             person->live_keys += APR_ARRAY_IDX(person->keys, i, okey_key_spend_t).live;
         }
         APR_ARRAY_PUSH(index, okey_person_spend_t *) = person;
-        apr_hash_set(docs, okey_spend_name(pool, person->email), APR_HASH_KEY_STRING,
+        apr_hash_set(docs, okey_figures_name(pool, person->email), APR_HASH_KEY_STRING,
                      okey_person_spend_text(pool, person));
         report->people++;
     }
-    apr_hash_set(docs, OKEY_SPEND_PROJECTS, APR_HASH_KEY_STRING,
+    apr_hash_set(docs, OKEY_FIGURES_PROJECTS, APR_HASH_KEY_STRING,
                  okey_person_spend_text(pool, &fleet));
-    apr_hash_set(docs, OKEY_SPEND_INDEX, APR_HASH_KEY_STRING,
+    apr_hash_set(docs, OKEY_FIGURES_INDEX, APR_HASH_KEY_STRING,
                  okey_spend_index_text(pool, poll->now, index));
     return docs;
 }
@@ -326,36 +326,4 @@ void okey_usage_poll(const okey_reaper_t *reaper, apr_pool_t *pool, apr_int64_t 
     else {
         report->error = err->log_msg;
     }
-}
-
-apr_hash_t *okey_usage_project_spend(okey_ledger_t *ledger, apr_pool_t *pool,
-                                     okey_period_e period, apr_int64_t now,
-                                     apr_int64_t *polled_at)
-{
-    const char *text = NULL;
-    okey_person_spend_t *fleet;
-    apr_hash_t *spend = apr_hash_make(pool);
-    apr_hash_index_t *hi;
-
-    okey_ledger_store_get(ledger, pool, OKEY_STORE_SPEND, OKEY_SPEND_PROJECTS, &text);
-    fleet = okey_person_spend_parse(pool, text);
-    *polled_at = fleet ? fleet->polled_at : 0;
-    for (hi = fleet ? apr_hash_first(pool, fleet->days) : NULL; hi; hi = apr_hash_next(hi)) {
-        const void *project;
-        double *usd = apr_palloc(pool, sizeof(*usd));
-
-        apr_hash_this(hi, &project, NULL, NULL);
-        *usd = okey_spend_in_period(fleet, project, period, now);
-        apr_hash_set(spend, project, APR_HASH_KEY_STRING, usd);
-    }
-    return spend;
-}
-
-okey_person_spend_t *okey_usage_person(okey_ledger_t *ledger, apr_pool_t *pool,
-                                       const char *email)
-{
-    const char *text = NULL;
-
-    okey_ledger_store_get(ledger, pool, OKEY_STORE_SPEND, okey_spend_name(pool, email), &text);
-    return okey_person_spend_parse(pool, text);
 }
