@@ -15,6 +15,9 @@
 #include <apr_shm.h>
 #include <apr_strings.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mod_openaikey.h"
@@ -215,21 +218,49 @@ static const char *file_name_of(apr_pool_t *pool, const char *name)
     return out[0] == '.' ? apr_pstrcat(pool, "_", out, NULL) : out;
 }
 
-/* Makes dir, when missing, for the server's User alone; the reason when it
- * cannot be. */
-static const char *own_dir(apr_pool_t *ptemp, const char *dir)
+/* Why the directory open at fd may not hold the ledger's files, or NULL:
+ * it must belong to root or to the server's User (to this user, when not
+ * started as root) and be writable by its owner alone. */
+static const char *dir_refused(apr_pool_t *ptemp, int fd)
+{
+    struct stat info;
+    uid_t user = geteuid() == 0 ? ap_unixd_config.user_id : geteuid();
+
+    return fstat(fd, &info) ? apr_pstrdup(ptemp, strerror(errno))
+           : info.st_uid != 0 && info.st_uid != user
+             ? apr_psprintf(ptemp, "it belongs to uid %ld, neither root nor the server's User",
+                            (long)info.st_uid)
+           : (info.st_mode & (S_IWGRP | S_IWOTH))
+             ? "it is writable by others than its owner; make it mode 0700" : NULL;
+}
+
+/* Makes dir, when missing, and hands it to the server's User alone
+ * (for_user), or keeps it root's, readable by all so that the User's
+ * directories in it can be reached. Root works on the directory it opened
+ * without following a link, never on a path the User could have swapped
+ * for a link to somewhere else. The reason when it cannot be. */
+static const char *own_dir(apr_pool_t *ptemp, const char *dir, int for_user)
 {
     apr_status_t rv = apr_dir_make_recursive(dir, APR_FPROT_UREAD | APR_FPROT_UWRITE |
                                              APR_FPROT_UEXECUTE, ptemp);
+    int fd = rv == APR_SUCCESS ? open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+    const char *why = rv != APR_SUCCESS ? NULL
+                      : fd < 0 && (errno == ELOOP || errno == ENOTDIR)
+                        ? "it is a symbolic link or not a directory"
+                      : fd < 0 ? apr_pstrdup(ptemp, strerror(errno)) : dir_refused(ptemp, fd);
     char cause[120];
 
-    /* Made by root at startup, written by the children afterwards. */
-    if (rv == APR_SUCCESS && geteuid() == 0 &&
-        chown(dir, ap_unixd_config.user_id, ap_unixd_config.group_id)) {
-        rv = APR_FROM_OS_ERROR(errno);
+    if (!why && rv == APR_SUCCESS && geteuid() == 0 &&
+        (for_user ? fchown(fd, ap_unixd_config.user_id, ap_unixd_config.group_id) ||
+                    fchmod(fd, S_IRWXU)
+                  : fchown(fd, 0, 0) ||
+                    fchmod(fd, S_IRWXU | S_IRGRP | S_IXGRP | S_IROTH | S_IXOTH))) {
+        why = apr_pstrdup(ptemp, strerror(errno));
     }
-    return rv == APR_SUCCESS ? NULL
-                             : apr_pstrdup(ptemp, apr_strerror(rv, cause, sizeof(cause)));
+    if (fd >= 0) {
+        close(fd);
+    }
+    return rv != APR_SUCCESS ? apr_pstrdup(ptemp, apr_strerror(rv, cause, sizeof(cause))) : why;
 }
 
 /* The key servers that name each directory (const char * -> int *). */
@@ -272,8 +303,8 @@ static const char *state_dir(apr_pool_t *pconf, apr_pool_t *ptemp, const okey_co
     const char *whose = apr_hash_get(taken, dir, APR_HASH_KEY_STRING);
 
     *why = whose ? apr_pstrcat(ptemp, "it is the directory of ", whose, " too", NULL) : NULL;
-    *why = !*why && shared ? own_dir(ptemp, top) : *why;
-    *why = !*why ? own_dir(ptemp, dir) : *why;
+    *why = !*why && shared ? own_dir(ptemp, top, 0) : *why;
+    *why = !*why ? own_dir(ptemp, dir, 1) : *why;
     apr_hash_set(taken, dir, APR_HASH_KEY_STRING, cfg->server_name);
     return dir;
 }

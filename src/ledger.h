@@ -41,7 +41,9 @@ typedef struct okey_ledger_lease_t {
  * text is stored with a MAC under the ledger's key, and one that fails it
  * reads as absent. */
 #define OKEY_STORE_NAME_MAX 64
-#define OKEY_STORE_TEXT_MAX (4 * 1024 * 1024)
+/* The index of every person's spend is the largest text: 16 MiB holds
+ * some 25 000 people who spent on many days. */
+#define OKEY_STORE_TEXT_MAX (16 * 1024 * 1024)
 typedef enum { OKEY_STORE_KEYS, OKEY_STORE_SPEND, OKEY_STORE_KINDS } okey_store_e;
 
 /* The operations of a backend. Each returns APR_SUCCESS, or an error when

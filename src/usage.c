@@ -16,12 +16,14 @@ typedef struct {
     const char *project_id;
 } poll_t;
 
+/* The stored attributions, or NULL when the ledger did not answer: a poll
+ * without them would lose what deleted keys cost. */
 static apr_hash_t *stored_attributions(okey_ledger_t *ledger, apr_pool_t *pool)
 {
     apr_hash_t *entries = NULL;
+    int answered = okey_ledger_store_all(ledger, pool, OKEY_STORE_KEYS, &entries);
 
-    okey_ledger_store_all(ledger, pool, OKEY_STORE_KEYS, &entries);
-    return okey_attributions_parse(pool, entries);
+    return answered ? okey_attributions_parse(pool, entries) : NULL;
 }
 
 static okey_key_spend_t *key_entry(poll_t *poll, const char *id, const okey_attribution_t *who)
@@ -132,15 +134,21 @@ static void add_day(apr_pool_t *pool, apr_hash_t *days, const char *id, apr_int6
                     double usd)
 {
     apr_array_header_t *costs = apr_hash_get(days, id, APR_HASH_KEY_STRING);
-    okey_day_cost_t *last;
+    okey_day_cost_t *same = NULL;
+    int i;
 
     if (!costs) {
         costs = apr_array_make(pool, 8, sizeof(okey_day_cost_t));
         apr_hash_set(days, id, APR_HASH_KEY_STRING, costs);
     }
-    last = costs->nelts ? &APR_ARRAY_IDX(costs, costs->nelts - 1, okey_day_cost_t) : NULL;
-    if (last && last->day == day) {
-        last->usd += usd;
+    /* One entry per day: a person's keys, and a project's, add to it. */
+    for (i = 0; !same && i < costs->nelts; i++) {
+        okey_day_cost_t *cost = &APR_ARRAY_IDX(costs, i, okey_day_cost_t);
+
+        same = cost->day == day ? cost : NULL;
+    }
+    if (same) {
+        same->usd += usd;
     }
     else {
         okey_day_cost_t cost = {day, usd};
@@ -298,7 +306,10 @@ void okey_usage_poll(const okey_reaper_t *reaper, apr_pool_t *pool, apr_int64_t 
     apr_array_header_t *terms_of = apr_array_make(pool, 2, sizeof(const okey_terms_t *));
     poll_t poll = {pool, now, stored_attributions(reaper->ledger, pool), apr_hash_make(pool),
                    apr_hash_make(pool), apr_hash_make(pool), NULL, NULL};
-    okey_err_t *err = okey_reap_projects(reaper, pool, ids, terms_of);
+    okey_err_t *err = !poll.attributions
+                      ? okey_err_make(pool, 502, NULL, "the ledger did not give the keys' "
+                                      "attributions")
+                      : okey_reap_projects(reaper, pool, ids, terms_of);
 
     memset(report, 0, sizeof(*report));
     report->projects = ids->nelts;

@@ -9,7 +9,7 @@ use IO::Socket::INET ();
 use IPC::Open3 qw(open3);
 use Symbol qw(gensym);
 
-plan tests => 36;
+plan tests => 38;
 
 my $module = Apache::Test::vars('serverroot') . '/../mod_openaikey.so';
 my $httpd = Apache::Test::vars('httpd');
@@ -207,5 +207,16 @@ is($rc, 0, 'two key servers that name one state directory start') or diag @lines
 my @own = sort map { s{.*/}{}r } glob("$dir/state/*");
 ok(@own == 2 && $own[0] =~ /^keys\.example_8080$/ && $own[1] =~ /^main\.example_\d+$/,
    'and each keeps a directory of its own in it, named after it') or diag "@own";
+# Nothing is made or handed over through a link, or kept where others write.
+mkdir "$dir/elsewhere" or die $!;
+symlink "$dir/elsewhere", "$dir/linked" or die $!;
+($rc, @lines) = starttest($complete . "OpenAIKeyStateDir $dir/linked\n");
+ok($rc != 0 && (grep { m{OpenAIKeyStateDir \Q$dir\E/linked of server .*: it is a symbolic link} } @lines),
+   'a state directory that is a symbolic link stops the start') or diag @lines;
+mkdir "$dir/open" or die $!;
+chmod 0777, "$dir/open";
+($rc, @lines) = starttest($complete . "OpenAIKeyStateDir $dir/open\n");
+ok($rc != 0 && (grep { m{OpenAIKeyStateDir \Q$dir\E/open of server .*: it is writable by others} } @lines),
+   'so does one that others may write to') or diag @lines;
 ($rc, @lines) = starttest($complete . "OpenAIKeyStateDir $not_a_dir/state\nOpenAIKeyUsageInterval 0\n");
 is($rc, 0, 'without spend, no state directory is made') or diag @lines;
