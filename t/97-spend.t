@@ -13,7 +13,7 @@ use MIME::Base64 qw(encode_base64url);
 use Time::HiRes ();
 use Time::Local ();
 
-plan tests => 53;
+plan tests => 56;
 
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 my $VHOST = 'okey_spend';
@@ -44,22 +44,14 @@ sub metric {
 }
 
 # Waits until a usage poll that began after this call has ended (ten
-# seconds at most): two more cost reports asked for means one poll began
-# after now, and the fleet's poll time passing the moment the second was
-# seen means it ended. True when it has.
+# seconds at most): the fleet's last poll is stamped with when it began.
+# True when one has.
 sub poll_since_now {
-    my $before = counter('openai.costs');
-    my $deadline = time + 10;
-    my $seen;
-    while (time < $deadline && !$seen) {
-        $seen = time if counter('openai.costs') >= $before + 2;
-        Time::HiRes::sleep(0.1) unless $seen;
-    }
-    while ($seen && time < $deadline &&
-           (metric('openaikey_last_usage_poll_timestamp_seconds', '') // 0) < $seen) {
-        Time::HiRes::sleep(0.1);
-    }
-    return $seen && (metric('openaikey_last_usage_poll_timestamp_seconds', '') // 0) >= $seen;
+    my $now = time;
+    my $deadline = $now + 10;
+    Time::HiRes::sleep(0.1)
+        while time < $deadline && (metric('openaikey_last_usage_poll_timestamp_seconds', '') // 0) <= $now;
+    return (metric('openaikey_last_usage_poll_timestamp_seconds', '') // 0) > $now;
 }
 
 # Waits until a usage poll has failed after this call (ten seconds at most).
@@ -136,6 +128,24 @@ like(error_log(), qr/OKEY040: usage poll of spend-project .*failed: .*costs/,
      'the failure is logged with what failed');
 reset_fake({ tenants => { spend => { %{ tenant() }, faults => [] } } });
 
+# --- reports that come a bucket a page are followed to their end -------------------
+{
+    my @now = gmtime;
+    my $today = Time::Local::timegm(0, 0, 0, $now[3], $now[4], $now[5] + 1900);
+    my $monday = $today - (($now[6] + 6) % 7) * 86400;
+    my $first = Time::Local::timegm(0, 0, 0, 1, $now[4], $now[5] + 1900);
+    my $days = ($today - ($monday < $first ? $monday : $first)) / 86400 + 1;
+    merge_fake({ tenants => { spend => { page_buckets => 1 } } });
+    my $before = metric('openaikey_spend_usd', 'project="spend-project",period="month"');
+    my $costs = counter('openai.costs');
+    record_usage(service_account_id => $second->{id}, cost_usd => 0.05);
+    ok(poll_since_now(), 'a poll ran with reports of one bucket a page');
+    cmp_ok(counter('openai.costs') - $costs, '>=', $days, "the cost report was followed through its $days days");
+    ok(near(metric('openaikey_spend_usd', 'project="spend-project",period="month"'), $before + 0.05),
+       'and what the last page held counts');
+    merge_fake({ tenants => { spend => { page_buckets => 0 } } });
+}
+
 # --- a looping report is cut short --------------------------------------------
 add_fault(tenant => 'spend', method => 'GET', path => '^/organization/costs$', status => 200,
           body => $JSON->encode({ object => 'page', data => [], has_more => JSON::PP::true(),
@@ -191,7 +201,7 @@ is(signed_in(browser(), 'bob@corp.example', vhost => $VHOST)->code, 200,
    'and bob still gets one in the project without a budget');
 ok(near(metric('openaikey_spend_usd', 'project="budget-project",period="month"'), 1.2),
    'the budgeted project\'s spend this month');
-ok(near(metric('openaikey_spend_usd', 'project="spend-project",period="month"'), 0.42),
+ok(near(metric('openaikey_spend_usd', 'project="spend-project",period="month"'), 0.47),
    'and the other\'s');
 
 # --- the reaper revokes over budget -----------------------------------------------
@@ -215,7 +225,7 @@ record_usage(api_key_id => $first_key, cost_usd => 0.08);
 ok(poll_since_now(), 'a poll ran after its last use was recorded');
 ok(near(metric('openaikey_spend_usd', 'project="spend-project",period="month"'), $before + 0.08),
    'what the deleted key cost still counts, filed under its owner');
-ok(near(my_keys($alice)->{spend}{amount_usd}, 0.50), 'in her spend too');
+ok(near(my_keys($alice)->{spend}{amount_usd}, 0.55), 'in her spend too');
 
 # --- nothing secret in the logs ---------------------------------------------------
 my $logs = error_log();

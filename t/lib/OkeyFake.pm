@@ -50,6 +50,8 @@ package OkeyFake;
 #       up to time. Kept when the account is deleted, as OpenAI still
 #       reports the cost of deleted keys.
 #   GET /fake/usage[?tenant=name]  {usage => [records], api_keys => {...}}
+# A tenant's page_buckets (merged into its state) caps the buckets of every
+# report page below the limit asked for, so that a client must page.
 # Counters: openai.list_api_keys, openai.usage_completions, openai.costs.
 use strict;
 use warnings;
@@ -618,6 +620,8 @@ sub report {
     my $limit = one($q, 'limit') // $bounds->[0];
     return (400, "Invalid limit for bucket_width $bw: $limit")
         unless $limit =~ /^\d+$/ && $limit >= 1 && $limit <= $bounds->[1];
+    # A tenant's page_buckets: fewer buckets a page than asked, as OpenAI may send.
+    $limit = $o->{page_buckets} if $o->{page_buckets} && $o->{page_buckets} < $limit;
     my (@group, %seen);
     for my $g (@{ $q->{group_by} || [] }) {
         return (400, "Invalid group_by: $g") unless grep { $_ eq $g } @{ $spec->{group_by} };
