@@ -53,6 +53,18 @@ package OkeyFake;
 # A tenant's page_buckets (merged into its state) caps the buckets of every
 # report page below the limit asked for, so that a client must page.
 # Counters: openai.list_api_keys, openai.usage_completions, openai.costs.
+#
+# Admin API keys. An organisation starts with one, its admin_key
+# (key_admin_0, made when first needed); GET/POST
+# /organization/admin_api_keys and GET/DELETE .../admin_api_keys/{id}
+# list, create (expires_in_seconds 1-31536000, the value only in this
+# answer), read and delete them. Any live one (not deleted, not expired)
+# is accepted as the bearer; redacted_value is as for project keys.
+#   POST /fake/admin_key {tenant?, value, name?, expires_at?}
+#       adds one with a value of the test's choosing (a look-alike, an
+#       expired key); answers it as listed.
+# Counters: openai.list_admin_keys, openai.create_admin_key,
+# openai.read_admin_key, openai.delete_admin_key.
 use strict;
 use warnings;
 
@@ -276,6 +288,15 @@ sub control {
         my $req = $JSON->decode(read_body($r) || '{}');
         my ($status, $doc) = with_state(sub { record_usage(org($_[0], $req->{tenant} // ''), $req) });
         return reply($r, $status, $doc);
+    }
+    if ($path eq '/admin_key') {
+        my $req = $JSON->decode(read_body($r) || '{}');
+        my $doc = with_state(sub {
+            my $o = org($_[0], $req->{tenant} // '');
+            return admin_key_object(new_admin_key($o, $req->{value}, $req->{name} // 'Seeded admin key',
+                                                  $req->{expires_at}));
+        });
+        return reply($r, 200, $doc);
     }
     if ($path eq '/rotate') {
         my $kid = $r->args // 'rsa-2';
@@ -516,6 +537,74 @@ sub page_of {
     return { object => 'list', data => \@data,
              first_id => (@data ? $data[0]{id} : undef), last_id => (@data ? $data[-1]{id} : undef),
              has_more => ($start + $limit < @$items ? JSON::PP::true : JSON::PP::false) };
+}
+
+# The organisation's Admin keys, its first one made from admin_key.
+sub admin_keys {
+    my ($o) = @_;
+    $o->{admin_keys} ||= [ { id => 'key_admin_0', name => 'Initial admin key', value => $o->{admin_key},
+                             created_at => time, expires_at => undef, last_used_at => undef } ];
+    # A test may set admin_key again (merge): the first key follows it.
+    $_->{value} = $o->{admin_key} for grep { $_->{id} eq 'key_admin_0' } @{ $o->{admin_keys} };
+    return $o->{admin_keys};
+}
+
+sub new_admin_key {
+    my ($o, $value, $name, $expires_at) = @_;
+    my $k = { id => 'key_admin_' . $o->{next_id}++, name => $name, value => $value, created_at => time,
+              expires_at => $expires_at, last_used_at => undef };
+    push @{ admin_keys($o) }, $k;
+    return $k;
+}
+
+sub admin_key_object {
+    my ($k) = @_;
+    return { object => 'organization.admin_api_key', id => $k->{id}, name => $k->{name},
+             redacted_value => redact($k->{value}), created_at => $k->{created_at},
+             expires_at => $k->{expires_at}, last_used_at => $k->{last_used_at},
+             owner => { type => 'user', object => 'organization.user', id => 'user_owner',
+                        name => 'Owner', created_at => $k->{created_at}, role => 'owner' } };
+}
+
+# The live Admin key an Authorization header carries, or undef.
+sub bearer_admin_key {
+    my ($o, $auth) = @_;
+    my ($k) = grep { $auth eq "Bearer $_->{value}" && (!defined $_->{expires_at} || $_->{expires_at} > time) }
+              @{ admin_keys($o) };
+    $k->{last_used_at} = time if $k;
+    return $k;
+}
+
+sub admin_api_keys {
+    my ($s, $tenant, $o, $method, $id, $body, $q) = @_;
+    my $keys = admin_keys($o);
+    if (!defined $id && $method eq 'GET') {
+        org_count($s, $tenant, 'openai.list_admin_keys');
+        return (200, page_of([map { admin_key_object($_) } @$keys], $q));
+    }
+    if (!defined $id && $method eq 'POST') {
+        org_count($s, $tenant, 'openai.create_admin_key');
+        my $req = eval { $JSON->decode($body) } || {};
+        return (400, 'name is required') unless defined $req->{name} && !ref $req->{name};
+        my $ttl = $req->{expires_in_seconds};
+        return (400, 'expires_in_seconds must be between 1 and 31536000')
+            if defined $ttl && !($ttl =~ /^\d+$/ && $ttl >= 1 && $ttl <= 31536000);
+        my $k = new_admin_key($o, 'sk-admin-' . join('', map { ('a' .. 'z', 'A' .. 'Z', 0 .. 9)[rand 62] } 1 .. 48),
+                              $req->{name}, defined $ttl ? time + $ttl : undef);
+        return (200, { %{ admin_key_object($k) }, value => $k->{value} });
+    }
+    my ($k) = grep { $_->{id} eq ($id // '') } @$keys;
+    return (404, "No such Admin API key $id") unless $k;
+    if ($method eq 'GET') {
+        org_count($s, $tenant, 'openai.read_admin_key');
+        return (200, admin_key_object($k));
+    }
+    if ($method eq 'DELETE') {
+        org_count($s, $tenant, 'openai.delete_admin_key');
+        @$keys = grep { $_->{id} ne $id } @$keys;
+        return (200, { id => $id, object => 'organization.admin_api_key.deleted', deleted => JSON::PP::true });
+    }
+    return (404, "No route $method admin_api_keys");
 }
 
 # OpenAI shows a key only by its start and end.
@@ -770,7 +859,10 @@ sub openai_answer {
         my ($s) = @_;
         my $auth = $r->headers_in->get('Authorization') // '';
         my $o = org($s, $tenant);
-        return (401, 'Incorrect API key provided') unless $auth eq "Bearer $o->{admin_key}";
+        return (401, 'Incorrect API key provided') unless bearer_admin_key($o, $auth);
+        if ($path =~ m{^/organization/admin_api_keys(?:/([^/]+))?$}) {
+            return admin_api_keys($s, $tenant, $o, $method, $1, $body, $q);
+        }
         if ($path eq '/organization/projects' && $method eq 'GET') {
             org_count($s, $tenant, 'openai.list_projects');
             push @{ $o->{project_list_times} }, Time::HiRes::time();
