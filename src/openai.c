@@ -553,3 +553,142 @@ void okey_openai_delete_accounts(const okey_openai_t *api, apr_pool_t *pool,
                                               &resps[i])->log_msg);
     }
 }
+
+/* --- Admin API keys -------------------------------------------------------- */
+
+#define ADMIN_KEYS_PATH "/organization/admin_api_keys"
+#define REDACTION_MARK "..."
+
+int okey_openai_redaction_matches(const char *redacted_value, const char *value)
+{
+    const char *mark = redacted_value ? strstr(redacted_value, REDACTION_MARK) : NULL;
+    apr_size_t head = mark ? (apr_size_t)(mark - redacted_value) : 0;
+    const char *tail = mark ? mark + strlen(REDACTION_MARK) : NULL;
+    apr_size_t tail_len = tail ? strlen(tail) : 0;
+    apr_size_t len = value ? strlen(value) : 0;
+
+    return mark && head > 0 && tail_len > 0 && head + tail_len < len &&
+           !strncmp(value, redacted_value, head) && !strcmp(value + len - tail_len, tail);
+}
+
+/* A copy in pool of the string member name of object, or NULL. */
+static const char *str_copy(apr_pool_t *pool, const json_t *object, const char *name)
+{
+    const char *text = okey_json_str(object, name);
+
+    return text ? apr_pstrdup(pool, text) : NULL;
+}
+
+okey_openai_admin_key_t *okey_openai_admin_key_parse(apr_pool_t *pool, const json_t *object)
+{
+    const json_t *expires = json_object_get(object, "expires_at");
+    okey_openai_admin_key_t *key = apr_pcalloc(pool, sizeof(*key));
+
+    key->id = str_copy(pool, object, "id");
+    key->name = str_copy(pool, object, "name");
+    key->redacted_value = str_copy(pool, object, "redacted_value");
+    key->value = str_copy(pool, object, "value");
+    key->created_at = created_at(object);
+    key->expires_at = json_is_integer(expires) ? (apr_int64_t)json_integer_value(expires) : 0;
+    return key->id && *key->id ? key : NULL;
+}
+
+typedef struct {
+    apr_pool_t *pool;
+    apr_array_header_t *keys; /* of okey_openai_admin_key_t */
+} admin_key_list_t;
+
+static void collect_admin_key(void *baton, const json_t *object)
+{
+    admin_key_list_t *list = baton;
+    okey_openai_admin_key_t *key = okey_openai_admin_key_parse(list->pool, object);
+
+    if (key) {
+        APR_ARRAY_PUSH(list->keys, okey_openai_admin_key_t) = *key;
+    }
+}
+
+okey_err_t *okey_openai_admin_keys(const okey_openai_t *api, apr_pool_t *pool,
+                                   apr_array_header_t **keys)
+{
+    admin_key_list_t list = {pool, apr_array_make(pool, 4, sizeof(okey_openai_admin_key_t))};
+    okey_err_t *err = okey_openai_each(api, pool, ADMIN_KEYS_PATH, OKEY_ENDPOINT_NONE,
+                                       "Admin key list", collect_admin_key, &list);
+
+    *keys = list.keys;
+    return err;
+}
+
+/* The Admin key a 2xx answer describes; what must be in it, else an error. */
+static okey_err_t *admin_key_answer(apr_pool_t *pool, const okey_http_response_t *resp,
+                                    int with_value, okey_openai_admin_key_t **key)
+{
+    json_t *doc = okey_json_parse(pool, resp->body, resp->body_len, NULL);
+
+    *key = okey_openai_admin_key_parse(pool, doc);
+    if (*key && with_value && !((*key)->value && *(*key)->value)) {
+        *key = NULL;
+    }
+    return *key ? NULL : malformed(pool, OKEY_ENDPOINT_NONE, "Admin key");
+}
+
+okey_err_t *okey_openai_create_admin_key(const okey_openai_t *api, apr_pool_t *pool,
+                                         const char *name, apr_int64_t expires_in,
+                                         okey_openai_admin_key_t **key)
+{
+    json_t *body = okey_json_own(pool, json_object());
+    okey_http_response_t resp;
+    okey_err_t *err = NULL;
+
+    *key = NULL;
+    json_object_set_new(body, "name", json_string(name));
+    if (expires_in > 0) {
+        json_object_set_new(body, "expires_in_seconds", json_integer(expires_in));
+    }
+    if (!json_is_string(json_object_get(body, "name"))) {
+        err = okey_err_make(pool, 500, KEY_FAILED, "OpenAI Admin key creation: the name "
+                            "is not UTF-8");
+    }
+    if (!err) {
+        err = call(api, pool, "POST", ADMIN_KEYS_PATH, okey_json_dump(pool, body),
+                   OKEY_ENDPOINT_NONE, "Admin key creation", &resp);
+    }
+    return err ? err : admin_key_answer(pool, &resp, 1, key);
+}
+
+static const char *admin_key_path(apr_pool_t *pool, const char *id)
+{
+    return apr_pstrcat(pool, ADMIN_KEYS_PATH "/", okey_form_escape(pool, id), NULL);
+}
+
+okey_err_t *okey_openai_read_admin_key(const okey_openai_t *api, apr_pool_t *pool,
+                                       const char *id, okey_openai_admin_key_t **key)
+{
+    okey_http_response_t resp;
+    okey_err_t *err = call(api, pool, "GET", admin_key_path(pool, id), NULL,
+                           OKEY_ENDPOINT_NONE, "Admin key read", &resp);
+
+    *key = NULL;
+    if (!err) {
+        err = admin_key_answer(pool, &resp, 0, key);
+    }
+    if (!err && strcmp((*key)->id, id)) {
+        err = malformed(pool, OKEY_ENDPOINT_NONE, "Admin key (another id)");
+        *key = NULL;
+    }
+    return err;
+}
+
+okey_err_t *okey_openai_delete_admin_key(const okey_openai_t *api, apr_pool_t *pool,
+                                         const char *id)
+{
+    okey_http_response_t resp;
+    okey_err_t *err = call(api, pool, "DELETE", admin_key_path(pool, id), NULL,
+                           OKEY_ENDPOINT_NONE, "Admin key deletion", &resp);
+    json_t *doc = err ? NULL : okey_json_parse(pool, resp.body, resp.body_len, NULL);
+
+    if (!err && !json_is_true(json_object_get(doc, "deleted"))) {
+        err = malformed(pool, OKEY_ENDPOINT_NONE, "Admin key deletion");
+    }
+    return err;
+}

@@ -146,4 +146,41 @@ okey_err_t *okey_openai_status_error(apr_pool_t *pool, const char *what,
                                      okey_endpoint_e endpoint,
                                      const okey_http_response_t *resp);
 
+/* --- Admin API keys: the management key itself, for its rotation ------------ */
+
+/* An Admin API key as listed or created; value only in a creation's answer. */
+typedef struct okey_openai_admin_key_t {
+    const char *id;
+    const char *name;
+    const char *redacted_value; /* sk-admin...def */
+    const char *value;          /* NULL but in a creation's answer */
+    apr_int64_t created_at;
+    apr_int64_t expires_at;     /* 0: never */
+} okey_openai_admin_key_t;
+
+/* Whether redacted_value (a head, "...", a tail) could be the redaction of
+ * value: both ends given, matching, and not overlapping. */
+int okey_openai_redaction_matches(const char *redacted_value, const char *value);
+
+/* Reads an Admin API key object; NULL when it has no id. */
+okey_openai_admin_key_t *okey_openai_admin_key_parse(apr_pool_t *pool, const json_t *object);
+
+/* Every Admin API key of the organisation (of okey_openai_admin_key_t),
+ * through a pager. */
+okey_err_t *okey_openai_admin_keys(const okey_openai_t *api, apr_pool_t *pool,
+                                   apr_array_header_t **keys);
+
+/* Creates an Admin API key named name, expiring after expires_in seconds
+ * (0: never); *key holds its value. A 2xx without a value is an error. */
+okey_err_t *okey_openai_create_admin_key(const okey_openai_t *api, apr_pool_t *pool,
+                                         const char *name, apr_int64_t expires_in,
+                                         okey_openai_admin_key_t **key);
+
+/* Reads the Admin API key id, as the key in api sees it. */
+okey_err_t *okey_openai_read_admin_key(const okey_openai_t *api, apr_pool_t *pool,
+                                       const char *id, okey_openai_admin_key_t **key);
+
+okey_err_t *okey_openai_delete_admin_key(const okey_openai_t *api, apr_pool_t *pool,
+                                         const char *id);
+
 #endif

@@ -247,6 +247,51 @@ START_TEST(creations_without_a_clear_answer_may_have_made_the_account)
 }
 END_TEST
 
+START_TEST(admin_keys_are_told_by_their_redaction)
+{
+    const char *key = "sk-admin-abcdefghijklmnopqrstuvwxyz0123";
+
+    ck_assert(okey_openai_redaction_matches("sk-admin-ab...0123", key));
+    ck_assert(okey_openai_redaction_matches("sk-admin...123", key));
+    ck_assert(!okey_openai_redaction_matches("sk-admin-ab...0124", key));
+    ck_assert(!okey_openai_redaction_matches("sk-admin-xb...0123", key));
+    /* Both ends must be there, and they may not overlap. */
+    ck_assert(!okey_openai_redaction_matches("...0123", key));
+    ck_assert(!okey_openai_redaction_matches("sk-admin-ab...", key));
+    ck_assert(!okey_openai_redaction_matches("sk-admin-abcdefghijklmnopqrstuvwxyz...z0123", key));
+    ck_assert(!okey_openai_redaction_matches("sk-admin-ab0123", key));
+    ck_assert(!okey_openai_redaction_matches(NULL, key));
+    ck_assert(!okey_openai_redaction_matches("sk-admin-ab...0123", NULL));
+}
+END_TEST
+
+static json_t *json_of(const char *text)
+{
+    return okey_json_parse(test_pool, text, strlen(text), NULL);
+}
+
+START_TEST(admin_keys_parse_as_listed_and_created)
+{
+    json_t *listed = json_of("{\"object\":\"organization.admin_api_key\","
+        "\"id\":\"key_abc\",\"name\":\"ops\",\"redacted_value\":\"sk-admin...def\","
+        "\"created_at\":1711471533,\"expires_at\":1719247533,\"last_used_at\":null}");
+    json_t *created = json_of("{\"id\":\"key_new\",\"expires_at\":null,\"value\":\"sk-admin-xyz\"}");
+    json_t *without_id = json_of("{\"id\":\"\",\"value\":\"v\"}");
+    okey_openai_admin_key_t *key = okey_openai_admin_key_parse(test_pool, listed);
+
+    ck_assert_ptr_nonnull(key);
+    ck_assert_str_eq(key->id, "key_abc");
+    ck_assert_str_eq(key->redacted_value, "sk-admin...def");
+    ck_assert_ptr_null(key->value);
+    ck_assert_int_eq(key->expires_at, 1719247533);
+    key = okey_openai_admin_key_parse(test_pool, created);
+    ck_assert_str_eq(key->value, "sk-admin-xyz");
+    ck_assert_int_eq(key->expires_at, 0);
+    ck_assert_ptr_null(okey_openai_admin_key_parse(test_pool, without_id));
+    ck_assert_ptr_null(okey_openai_admin_key_parse(test_pool, NULL));
+}
+END_TEST
+
 Suite *okey_openai_suite(void)
 {
     Suite *suite = suite_create("openai");
@@ -263,6 +308,8 @@ Suite *okey_openai_suite(void)
     tcase_add_test(tc, the_oldest_project_of_a_name_wins);
     tcase_add_test(tc, names_that_are_not_utf8_are_not_sent);
     tcase_add_test(tc, creations_without_a_clear_answer_may_have_made_the_account);
+    tcase_add_test(tc, admin_keys_are_told_by_their_redaction);
+    tcase_add_test(tc, admin_keys_parse_as_listed_and_created);
     suite_add_tcase(suite, tc);
     return suite;
 }
