@@ -45,7 +45,7 @@ install: mod_openaikey.so openaikey
 
 # --- openaikey, the command-line helper, from the same library --------------
 PREFIX     ?= /usr/local
-CLI_SRC     = cli/openaikey.c cli/listener.c cli/cache.c cli/fetch.c
+CLI_SRC     = cli/openaikey.c cli/listener.c cli/cache.c cli/fetch.c cli/rotate.c
 CLI_CFLAGS  = -std=c99 -D_GNU_SOURCE -g -O2 $(WARN) $(WERROR) $(APR_CFLAGS) $(PKG_CFLAGS)
 
 openaikey: $(CLI_SRC) cli/openaikey.h $(LIB_SRC) $(LIB_HDR)
@@ -99,7 +99,7 @@ soak: mod_openaikey.so openaikey
 check-sanitize-run: unit-sanitize openaikey-sanitize
 	OKEY_VALGRIND=1 OKEY_CLI=$(CURDIR)/openaikey-sanitize \
 	  t/run-apache-test t/20-signin.t t/30-state.t t/40-upstream.t t/80-keys.t \
-	  t/90-secrets.t t/92-cli.t
+	  t/90-secrets.t t/92-cli.t t/99-rotate.t
 
 # make run's configuration, its demo and its stop; README against the code.
 run-test: mod_openaikey.so

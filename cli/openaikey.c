@@ -35,6 +35,8 @@ static const char USAGE[] =
     "usage: openaikey login URL [--ttl DURATION] [--no-browser] [--timeout SECONDS]\n"
     "       openaikey login --issue URL [--user NAME | --negotiate] [--ttl DURATION]\n"
     "       openaikey key [--server URL | --issue URL ...] [options as for login]\n"
+    "       openaikey admin-key rotate --key-file FILE [--expires-in DAYS] [--reload CMD]\n"
+    "                                  [--api-base URL]\n"
     "       openaikey --help | --version\n";
 
 static const char HELP[] =
@@ -57,7 +59,16 @@ static const char HELP[] =
     "\n"
     "The key travels from the server to this command encrypted to a key pair\n"
     "made for this sign-in alone; the browser never sees it. Keys are cached\n"
-    "in $XDG_CACHE_HOME/openaikey (mode 0600) until they expire.\n";
+    "in $XDG_CACHE_HOME/openaikey (mode 0600) until they expire.\n"
+    "\n"
+    "admin-key rotate   (as root) replaces the OpenAI Admin key in FILE, the file\n"
+    "        a key server reads it from: creates a new key, proves it, writes it\n"
+    "        to FILE with the old owner and mode, runs CMD (default: apachectl\n"
+    "        graceful), then deletes the old key. A failure at any step leaves\n"
+    "        the old key in FILE and working. --expires-in DAYS (1-365) gives\n"
+    "        the new key an expiry; --api-base defaults to $OPENAI_API_BASE, else\n"
+    "        https://api.openai.com/v1. Exit status 3: the new key is in place\n"
+    "        but the old one could not be deleted.\n";
 
 void openaikey_say(const char *fmt, ...)
 {
@@ -437,6 +448,7 @@ int main(int argc, const char *const *argv)
     apr_pool_t *pool = NULL;
     openaikey_args_t args;
     const char *wrong = NULL;
+    int admin = 0;
     int status = 0;
 
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -451,8 +463,12 @@ int main(int argc, const char *const *argv)
     apr_app_initialize(&argc, &argv, NULL);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     apr_pool_create(&pool, NULL);
-    wrong = read_args(pool, argc, argv, &args);
-    if (wrong) {
+    admin = argc > 1 && !strcmp(argv[1], "admin-key");
+    wrong = admin ? NULL : read_args(pool, argc, argv, &args);
+    if (admin) {
+        status = openaikey_admin_key(pool, argc, argv);
+    }
+    else if (wrong) {
         openaikey_say("%s", wrong);
         fputs(USAGE, stderr);
         status = EXIT_USAGE;

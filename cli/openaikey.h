@@ -94,6 +94,11 @@ openaikey_key_t *openaikey_await(apr_pool_t *pool, openaikey_listener_t *listene
                                  const okey_cli_keypair_t *pair, const char *server,
                                  int timeout, const char **why);
 
+/* --- rotate.c: openaikey admin-key rotate ---------------------------------- */
+
+/* Runs openaikey admin-key ARGS; the exit status. */
+int openaikey_admin_key(apr_pool_t *pool, int argc, const char *const *argv);
+
 /* Set from a signal handler: the wait ends at once. */
 extern volatile sig_atomic_t openaikey_stop;
 
