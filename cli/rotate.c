@@ -261,6 +261,25 @@ static const char *lock_key_dir(apr_pool_t *pool, const key_file_t *file)
 
 /* --- the reload ------------------------------------------------------------ */
 
+/* This environment, with the sbin directories on PATH: cron's PATH lacks
+ * them, and apachectl lives there. */
+static char **reload_environment(apr_pool_t *pool)
+{
+    apr_array_header_t *env = apr_array_make(pool, 32, sizeof(char *));
+    const char *path = getenv("PATH");
+    char **entry;
+
+    for (entry = environ; *entry; entry++) {
+        if (strncmp(*entry, "PATH=", 5)) {
+            APR_ARRAY_PUSH(env, char *) = *entry;
+        }
+    }
+    APR_ARRAY_PUSH(env, char *) = apr_pstrcat(pool, "PATH=", path && *path ? path : "/usr/bin:/bin",
+                                               ":/usr/local/sbin:/usr/sbin:/sbin", NULL);
+    APR_ARRAY_PUSH(env, char *) = NULL;
+    return (char **)env->elts;
+}
+
 /* Runs command with sh, its output on stderr (stdout stays clean), in a
  * process group of its own so that one that hangs can be ended whole. */
 static const char *run_reload(apr_pool_t *pool, const char *command)
@@ -283,7 +302,7 @@ static const char *run_reload(apr_pool_t *pool, const char *command)
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
     posix_spawnattr_setpgroup(&attr, 0);
     posix_spawnattr_setsigmask(&attr, &none);
-    spawn_error = posix_spawn(&pid, "/bin/sh", &actions, &attr, argv, environ);
+    spawn_error = posix_spawn(&pid, "/bin/sh", &actions, &attr, argv, reload_environment(pool));
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
     while (!spawn_error && done == 0 && waited < RELOAD_TIMEOUT * 10) {

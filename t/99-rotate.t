@@ -13,7 +13,7 @@ use LWP::UserAgent ();
 use POSIX qw(WNOHANG);
 use Time::HiRes ();
 
-plan tests => 121;
+plan tests => 122;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $T = 'rotate';
@@ -166,6 +166,7 @@ sub unchanged {
     my $env = read_file("$dir/seen-env") // '';
     ok($env ne '' && index($env, $new) < 0 && index($env, $old) < 0,
        'the reload command gets no key in its environment');
+    like($env, qr{^PATH=.*:/usr/sbin:}m, 'and a PATH with /usr/sbin, where apachectl is');
     like($keys[0]{name}, qr/^openaikey \S* \d{4}-\d\d-\d\dT/, 'the new key is named for the rotation');
     ok(!defined $keys[0]{expires_at}, 'without --expires-in it does not expire');
     is(counter('openai.read_admin_key'), 1, 'the new key was proved with one read');
