@@ -67,8 +67,8 @@ static const char HELP[] =
     "        graceful), then deletes the old key. A failure at any step leaves\n"
     "        the old key in FILE and working. --expires-in DAYS (1-365) gives\n"
     "        the new key an expiry; --api-base defaults to $OPENAI_API_BASE, else\n"
-    "        https://api.openai.com/v1. Exit status 3: the new key is in place\n"
-    "        but the old one could not be deleted.\n";
+    "        https://api.openai.com/v1. Exit status 3: both keys are left live;\n"
+    "        the message names the one to delete by hand.\n";
 
 void openaikey_say(const char *fmt, ...)
 {

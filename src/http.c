@@ -166,6 +166,11 @@ static void set_options(CURL *curl, const okey_http_t *http,
     if (http->opts.ca_file) {
         curl_easy_setopt(curl, CURLOPT_CAINFO, http->opts.ca_file);
     }
+    /* Plain http is only ever for this machine: a proxy from the
+     * environment would read the Authorization header in the clear. */
+    if (!strncmp(req->url, "http://", 7)) {
+        curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
+    }
     if (req->body) {
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req->body);
         curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,

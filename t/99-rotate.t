@@ -13,7 +13,7 @@ use LWP::UserAgent ();
 use POSIX qw(WNOHANG);
 use Time::HiRes ();
 
-plan tests => 122;
+plan tests => 139;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $T = 'rotate';
@@ -34,14 +34,19 @@ sub fresh {
     $dir = tempdir(CLEANUP => 1);
     chmod 0750, $dir;
     write_file("$dir/admin-key", "$old\n", 0640);
-    write_file("$dir/reload-exit", "0\n", 0600);
+    write_file("$dir/reload-exit", "", 0600);
     # The reload records what the file held then, whether the old key still
-    # worked, and its own environment; it exits as reload-exit says.
+    # worked, its environment and open files; it exits with the first line
+    # of reload-exit, which it takes away (0 when there is none).
     write_file("$dir/reload.sh", <<"SH", 0700);
 cp '$dir/admin-key' '$dir/seen-key'
 env > '$dir/seen-env'
-curl -s -o /dev/null -w '%{http_code}' -H \@'$dir/old-auth' '$API/organization/admin_api_keys' > '$dir/seen-old-status'
-exit \$(cat '$dir/reload-exit')
+for fd in /proc/\$\$/fd/*; do readlink "\$fd"; done > '$dir/seen-fds'
+curl --noproxy '*' -s -o /dev/null -w '%{http_code}' -H \@'$dir/old-auth' '$API/organization/admin_api_keys' > '$dir/seen-old-status'
+code=\$(head -n 1 '$dir/reload-exit')
+sed -i 1d '$dir/reload-exit'
+[ -x '$dir/on-reload' ] && '$dir/on-reload'
+exit \${code:-0}
 SH
     write_file("$dir/old-auth", "Authorization: Bearer $old\n", 0600);
     $values_seen{$old} = 1;
@@ -141,13 +146,14 @@ sub unchanged {
     ok(works($old), "$what: the old key works");
     is_deeply([map { $_->{value} } @keys], [$old], "$what: no other Admin key is left");
     ok(!-e "$dir/seen-key", "$what: the server was not reloaded");
-    is_deeply([glob("$dir/.openaikey-*")], [], "$what: no temporary file is left");
+    ok(!-e "$dir/.openaikey-rotate.new", "$what: no temporary file is left");
 }
 
 # --- a rotation -------------------------------------------------------------
 {
     my $old = fresh();
-    my ($status, $out, $err) = rotate();
+    # A proxy that is not there: plain http to this machine goes direct.
+    my ($status, $out, $err) = do { local $ENV{http_proxy} = 'http://127.0.0.1:9/'; rotate() };
     my @keys = admin_keys();
     my $new = read_file("$dir/admin-key") // '';
     chomp $new;
@@ -167,13 +173,16 @@ sub unchanged {
     ok($env ne '' && index($env, $new) < 0 && index($env, $old) < 0,
        'the reload command gets no key in its environment');
     like($env, qr{^PATH=.*:/usr/sbin:}m, 'and a PATH with /usr/sbin, where apachectl is');
-    like($keys[0]{name}, qr/^openaikey \S* \d{4}-\d\d-\d\dT/, 'the new key is named for the rotation');
+    my $fds = read_file("$dir/seen-fds") // '';
+    ok($fds ne '' && $fds !~ /^socket:/m, 'and none of the rotation\'s connections') or diag $fds;
+    like($keys[0]{name}, qr/^openaikey \S* \d{4}-\d\d-\d\dT\S+ [\w-]{8}$/,
+         'the new key is named for the rotation, uniquely');
     ok(!defined $keys[0]{expires_at}, 'without --expires-in it does not expire');
     is(counter('openai.read_admin_key'), 1, 'the new key was proved with one read');
     like($err, qr/rotated: .*admin-key holds the new key key_admin_\d+; the old key key_admin_0 is deleted/,
          'stderr says what was done');
     ok(index($err, $new) < 0 && index($err, $old) < 0, 'no key value on stderr');
-    is_deeply([glob("$dir/.openaikey-*")], [], 'no temporary file is left');
+    ok(!-e "$dir/.openaikey-rotate.new", 'no temporary file is left');
 
     # Again, from the new key, with an expiry.
     ($status, $out, $err) = rotate('--expires-in', '30');
@@ -215,6 +224,16 @@ sub unchanged {
     ($status, $out, $err) = finish(start_rotate('rotate', '--key-file', "$dir/missing", '--api-base', $API));
     is($status, 1, 'a missing key file is refused');
     like($err, qr/missing cannot be read: No such file/, 'it says so');
+    link("$dir/admin-key", "$dir/hard");
+    ($status, $out, $err) = finish(start_rotate('rotate', '--key-file', "$dir/hard", '--api-base', $API));
+    is($status, 1, 'a key file with another name (a hard link) is refused');
+    like($err, qr/hard has other names \(hard links\)/, 'it says so');
+    unlink "$dir/hard";
+    chmod 0770, $dir;
+    ($status, $out, $err) = finish(start_rotate('rotate', '--key-file', "$dir/admin-key", '--api-base', $API));
+    chmod 0750, $dir;
+    is($status, 1, 'a key file in a directory that others may write to is refused');
+    like($err, qr/admin-key is in a directory that others than root or its owner may write to/, 'it says so');
     write_file("$dir/two", "$old\nsecond line\n", 0600);
     ($status, $out, $err) = finish(start_rotate('rotate', '--key-file', "$dir/two", '--api-base', $API));
     is($status, 1, 'a key file of two lines is refused');
@@ -264,7 +283,7 @@ sub unchanged {
     fault(method => 'POST', path => 'admin_api_keys$', drop => 1, done => 1);
     my ($status, $out, $err) = rotate();
     is($status, 1, 'a creation that made a key but never answered: fails');
-    like($err, qr/deleted key_admin_\d+, which the creation made/, 'the key it made is found by name and deleted');
+    like($err, qr/deleted the new key key_admin_\d+/, 'the key it made is found by name and deleted');
     unchanged($old, 'an unanswered creation');
 }
 {
@@ -293,16 +312,51 @@ sub unchanged {
     unchanged($old, 'a failed write');
 }
 {
+    # The new file is in place when the reload fails: the server may have
+    # read it. The old file goes back and the server reloads again.
     my $old = fresh();
+    write_file("$dir/on-reload", "#!/bin/sh\ncat '$dir/admin-key' >> '$dir/reloads-saw'\n", 0700);
     write_file("$dir/reload-exit", "1\n", 0600);
     my ($status, $out, $err) = rotate();
-    my $seen = read_file("$dir/seen-key") // '';
+    my @saw = split /\n/, read_file("$dir/reloads-saw") // '';
     is($status, 1, 'the reload fails: so does the rotation');
     like($err, qr/the reload \(sh .*reload.sh\) failed \(exit status 1\); nothing changed/, 'it says where');
-    like($err, qr/put the old key back/, 'and that the old key is back');
-    ok($seen =~ /^sk-admin-/ && $seen ne "$old\n", 'the reload had seen the new key');
+    like($err, qr/put the old key back in .* and reloaded again/, 'and that the old key is back, reloaded');
+    is(scalar @saw, 2, 'the server was reloaded twice');
+    ok($saw[0] =~ /^sk-admin-/ && $saw[0] ne $old, 'first with the new key in the file');
+    is($saw[1], $old, 'then with the old one');
     unlink "$dir/seen-key";
     unchanged($old, 'a failed reload');
+}
+{
+    my $old = fresh();
+    write_file("$dir/reload-exit", "1\n1\n", 0600);
+    my ($status, $out, $err) = rotate();
+    my @keys = admin_keys();
+    is($status, 3, 'the reload fails twice: both keys are kept');
+    like($err, qr/put the old key back in .*, but the reload failed again .* delete the new key (key_admin_\d+) by hand/,
+         'it says which key to delete once the server has reloaded');
+    my ($named) = $err =~ /delete the new key (key_admin_\d+) by hand/;
+    is(read_file("$dir/admin-key"), "$old\n", 'the key file holds the old key');
+    is(scalar @keys, 2, 'both keys are live');
+    ok(works($old) && works($keys[1]{value}), 'and both work');
+    is($named, $keys[1]{id}, 'the key named is the new one');
+}
+{
+    # A directory on the path is replaced while the server reloads: httpd
+    # reads another file than the one written; the old key must stay.
+    my $old = fresh();
+    mkdir "$dir/keys", 0750 or die;
+    rename "$dir/admin-key", "$dir/keys/admin-key" or die;
+    write_file("$dir/other-key", "$old\n", 0640);
+    write_file("$dir/on-reload", "#!/bin/sh\nmv '$dir/keys' '$dir/keys.real' && mkdir '$dir/keys' && "
+               . "cp '$dir/other-key' '$dir/keys/admin-key'\n", 0700);
+    my ($status, $out, $err) = finish(start_rotate('rotate', '--key-file', "$dir/keys/admin-key",
+                                                   '--api-base', $API, '--reload', "sh $dir/reload.sh"));
+    is($status, 3, 'the key file\'s path names another file after the reload: both keys are kept');
+    like($err, qr/keys\/admin-key no longer names the file written/, 'it says so');
+    ok(works($old), 'the old key, which the path now names, works');
+    is(scalar(admin_keys()), 2, 'and the new one is kept');
 }
 {
     my $old = fresh();
@@ -325,7 +379,7 @@ sub unchanged {
     my ($second, $out, $err) = finish(start_rotate('rotate', '--key-file', "$dir/admin-key", '--api-base', $API,
                                                    '--reload', "sh $dir/reload.sh"));
     is($second, 1, 'a second rotation of the same file at once stops');
-    like($err, qr/another rotation in .* is running/, 'it says why');
+    like($err, qr/another rotation is running/, 'it says why');
     release_fault('rotate_twice');
     is(scalar finish($first), 0, 'the first one goes on');
     is(scalar(admin_keys()), 1, 'one key in the end');
