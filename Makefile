@@ -142,6 +142,16 @@ test check-sanitize fuzz bench:
 	scripts/deps $@
 	$(MAKE) --no-print-directory $@-run
 
+# The Debian packages into dist/, checked with lintian (scripts/deb); then,
+# as root, installed, used, purged (t/run-install-test).
+deb:
+	scripts/deps $@
+	scripts/deb
+
+install-test:
+	scripts/deps $@
+	t/run-install-test
+
 # --- fuzzing (clang's libFuzzer) ----------------------------------------------
 FUZZ_TARGETS = state discovery id_token openai_page query cli json
 FUZZ_BINS    = $(FUZZ_TARGETS:%=fuzz/%.bin)
