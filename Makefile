@@ -19,11 +19,21 @@ APR_CFLAGS := $(shell $(call have,apr-1-config) apr-1-config --includes --cppfla
 APR_LIBS   := $(shell $(call have,apr-1-config) apr-1-config --link-ld) \
               $(shell apu-1-config --link-ld 2>/dev/null)
 SANITIZE    = -fsanitize=address,undefined -fno-omit-frame-pointer
+# The version has one place, debian/changelog's first line, read here without
+# dpkg-dev so that every build, Debian or not, carries it.
+VERSION    := ${shell sed -n '1s/^[^ ]* (\([^)]*\)).*/\1/p' debian/changelog 2>/dev/null}
+ifeq ($(VERSION),)
+$(error cannot read the version from the first line of debian/changelog)
+endif
+VERSION_DEF = -DOKEY_VERSION='"$(VERSION)"'
 
-.PHONY: all install run screenshot test unit unit-sanitize apache-test run-test readme-test browser-test check-sanitize clean bench fuzz \
+.PHONY: all version deb install-test install run screenshot test unit unit-sanitize apache-test run-test readme-test browser-test check-sanitize clean bench fuzz \
         test-run check-sanitize-run fuzz-run bench-run deps-test includes-test soak
 
 all: mod_openaikey.so openaikey
+
+version:
+	@echo $(VERSION)
 
 GLUE        = mod_openaikey.c mod_openaikey_signin.c mod_openaikey_keys.c mod_openaikey_admin.c \
               mod_openaikey_ops.c \
@@ -31,7 +41,8 @@ GLUE        = mod_openaikey.c mod_openaikey_signin.c mod_openaikey_keys.c mod_op
 
 mod_openaikey.so: $(GLUE) mod_openaikey.h $(LIB_SRC) $(LIB_HDR)
 	$(APXS) -c -o mod_openaikey.la \
-	  -Wc,-std=c99 $(addprefix -Wc$(comma),$(WARN) $(WERROR) $(PKG_CFLAGS)) \
+	  -Wc,-std=c99 $(addprefix -Wc$(comma),$(WARN) $(WERROR) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS)) \
+	  '-Wc,-DOKEY_VERSION=\"$(VERSION)\"' $(addprefix -Wl$(comma),$(LDFLAGS)) \
 	  $(GLUE) $(LIB_SRC) $(PKG_LIBS)
 	cp .libs/mod_openaikey.so $@
 
@@ -49,10 +60,10 @@ CLI_SRC     = cli/openaikey.c cli/listener.c cli/cache.c cli/fetch.c cli/rotate.
 CLI_CFLAGS  = -std=c99 -D_GNU_SOURCE -g -O2 $(WARN) $(WERROR) $(APR_CFLAGS) $(PKG_CFLAGS)
 
 openaikey: $(CLI_SRC) cli/openaikey.h $(LIB_SRC) $(LIB_HDR)
-	$(CC) $(CLI_CFLAGS) -o $@ $(CLI_SRC) $(LIB_SRC) $(APR_LIBS) $(PKG_LIBS)
+	$(CC) $(CLI_CFLAGS) $(VERSION_DEF) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_SRC) $(LIB_SRC) $(APR_LIBS) $(PKG_LIBS)
 
 openaikey-sanitize: $(CLI_SRC) cli/openaikey.h $(LIB_SRC) $(LIB_HDR)
-	$(CC) $(CLI_CFLAGS) $(SANITIZE) -o $@ $(CLI_SRC) $(LIB_SRC) $(APR_LIBS) $(PKG_LIBS)
+	$(CC) $(CLI_CFLAGS) $(VERSION_DEF) $(SANITIZE) -o $@ $(CLI_SRC) $(LIB_SRC) $(APR_LIBS) $(PKG_LIBS)
 
 run:
 	scripts/run
@@ -63,7 +74,7 @@ screenshot: mod_openaikey.so
 # --- unit tests of the library (Check), no httpd ---------------------------
 UNIT_SRC   = $(wildcard t/unit/test_*.c) t/unit/ledger_conformance.c t/unit/redis_fixture.c
 UNIT_HDR   = t/unit/testutil.h t/unit/ledger_conformance.h t/unit/redis_fixture.h
-UNIT_CFLAGS = -std=c99 -g $(WARN) $(WERROR) $(APR_CFLAGS) $(PKG_CFLAGS) \
+UNIT_CFLAGS = -std=c99 -g $(WARN) $(WERROR) $(VERSION_DEF) $(APR_CFLAGS) $(PKG_CFLAGS) \
               $(shell pkg-config --cflags check) -Isrc
 UNIT_LIBS  = $(APR_LIBS) $(PKG_LIBS) $(shell pkg-config --libs check)
 
@@ -131,11 +142,21 @@ test check-sanitize fuzz bench:
 	scripts/deps $@
 	$(MAKE) --no-print-directory $@-run
 
+# The Debian packages into dist/, checked with lintian (scripts/deb); then,
+# as root, installed, used, purged (t/run-install-test).
+deb:
+	scripts/deps $@
+	scripts/deb
+
+install-test:
+	scripts/deps $@
+	t/run-install-test
+
 # --- fuzzing (clang's libFuzzer) ----------------------------------------------
 FUZZ_TARGETS = state discovery id_token openai_page query cli json
 FUZZ_BINS    = $(FUZZ_TARGETS:%=fuzz/%.bin)
 FUZZ_CFLAGS  = -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined \
-               -fno-sanitize-recover=undefined $(APR_CFLAGS) $(PKG_CFLAGS) -Isrc
+               -fno-sanitize-recover=undefined $(VERSION_DEF) $(APR_CFLAGS) $(PKG_CFLAGS) -Isrc
 
 fuzz/%.bin: fuzz/%.c fuzz/fuzz.h $(LIB_SRC) $(LIB_HDR)
 	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(APR_LIBS) $(PKG_LIBS)

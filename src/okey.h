@@ -8,7 +8,10 @@
 #include <apr_tables.h>
 #include <jansson.h>
 
-#define OKEY_VERSION "0.1.0"
+/* The Makefile passes the version, read from debian/changelog. */
+#ifndef OKEY_VERSION
+#error "OKEY_VERSION is not defined: build with make, which reads it from debian/changelog"
+#endif
 
 /* A failure as the person and the administrator see it: the HTTP status
  * the handler answers, a sentence safe to show on a page, and the cause
