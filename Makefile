@@ -174,5 +174,5 @@ bench-run: mod_openaikey.so
 clean:
 	rm -rf .libs *.la *.lo *.slo *.o src/*.lo src/*.slo src/*.o src/.libs \
 	  mod_openaikey.so openaikey openaikey-sanitize t/unit/run t/unit/run-sanitize \
-	  fuzz/*.bin
+	  fuzz/*.bin dist
 	if [ -f t/TEST ]; then t/TEST -clean >/dev/null 2>&1 || true; fi
