@@ -297,29 +297,23 @@ static void write_spend_metrics(request_rec *r, const char *server, okey_server_
                                 const okey_stats_t *st)
 {
     apr_array_header_t *projects = okey_terms_projects(r->pool, conf->cfg);
-    apr_int64_t polled_at = 0;
-    apr_hash_t *spend[OKEY_PERIOD_COUNT];
+    okey_person_spend_t *fleet = okey_figures_fleet(conf->ledger, r->pool);
+    apr_int64_t polled_at = fleet ? fleet->polled_at : 0;
     int i;
 
-    for (i = 0; i < OKEY_PERIOD_COUNT; i++) {
-        spend[i] = okey_figures_projects(conf->ledger, r->pool, (okey_period_e)i,
-                                            okey_now(), &polled_at);
-    }
     metric_head(r, "openaikey_spend_usd", "gauge",
                 "Cost OpenAI reported for the project's keys this period, USD.");
     for (i = 0; i < projects->nelts; i++) {
         const char *project = APR_ARRAY_IDX(projects, i, const char *);
         okey_period_e period = spend_period(okey_terms_for(r->pool, conf->cfg, project));
         const char *id = okey_keys_is_project_id(project) ? project : NULL;
-        double *usd;
 
         if (!id) {
             okey_ledger_project_get(conf->ledger, r->pool, project, &id);
         }
-        usd = id ? apr_hash_get(spend[period], id, APR_HASH_KEY_STRING) : NULL;
         ap_rprintf(r, "openaikey_spend_usd{server=\"%s\",project=\"%s\",period=\"%s\"} "
                    "%.6f\n", server, label(r->pool, project), okey_period_names[period],
-                   usd ? *usd : 0.0);
+                   id ? okey_spend_in_period(fleet, id, period, okey_now()) : 0.0);
     }
     counter(r, "openaikey_budget_refusals_total", server, st->denied[OKEY_DENIED_BUDGET],
             "Sign-ins and issues refused: the person was at or over their budget.");

@@ -15,11 +15,9 @@
 /* The store's name of email's spend document: its hashed address, hexed. */
 const char *okey_figures_name(apr_pool_t *pool, const char *email);
 
-/* The fleet's cost per project (project id -> double *) in the period of
- * kind holding now, and when it was polled (0: never). */
-apr_hash_t *okey_figures_projects(okey_ledger_t *ledger, apr_pool_t *pool,
-                                     okey_period_e period, apr_int64_t now,
-                                     apr_int64_t *polled_at);
+/* The fleet's totals, a document of costs per project (its id) and day
+ * as a person's is; NULL when no poll has stored them. */
+okey_person_spend_t *okey_figures_fleet(okey_ledger_t *ledger, apr_pool_t *pool);
 
 /* email's spend document, or NULL when no poll has reported on them. */
 okey_person_spend_t *okey_figures_person(okey_ledger_t *ledger, apr_pool_t *pool,

@@ -131,7 +131,7 @@ static json_t *attribution_json(const okey_attribution_t *who)
 }
 
 /* 0 when doc does not hold a whole attribution. */
-static int attribution_from(apr_pool_t *pool, const json_t *doc, okey_attribution_t *who)
+static int attribution_from(const json_t *doc, okey_attribution_t *who)
 {
     who->service_account_id = okey_json_str(doc, "sa");
     who->email = okey_json_str(doc, "email");
@@ -139,7 +139,6 @@ static int attribution_from(apr_pool_t *pool, const json_t *doc, okey_attributio
     who->redacted = okey_json_str(doc, "redacted");
     who->created_at = int_of(doc, "created_at", 0);
     who->expires = int_of(doc, "expires", 0);
-    (void)pool;
     return who->service_account_id && who->email && who->project_id && who->expires > 0;
 }
 
@@ -162,7 +161,7 @@ okey_attribution_t *okey_attribution_parse(apr_pool_t *pool, const char *text)
     json_t *doc = text ? okey_json_parse(pool, text, strlen(text), NULL) : NULL;
     okey_attribution_t *who = apr_pcalloc(pool, sizeof(*who));
 
-    return doc && attribution_from(pool, doc, who) ? who : NULL;
+    return doc && attribution_from(doc, who) ? who : NULL;
 }
 
 apr_hash_t *okey_attributions_parse(apr_pool_t *pool, apr_hash_t *entries)
@@ -274,7 +273,7 @@ static double real_of(const json_t *obj, const char *name)
     return json_is_number(value) ? json_number_value(value) : -1;
 }
 
-static void parse_key(apr_pool_t *pool, const json_t *doc, apr_array_header_t *keys)
+static void parse_key(const json_t *doc, apr_array_header_t *keys)
 {
     okey_key_spend_t key;
 
@@ -286,7 +285,7 @@ static void parse_key(apr_pool_t *pool, const json_t *doc, apr_array_header_t *k
     key.input_tokens = int_of(doc, "input_tokens", -1);
     key.output_tokens = int_of(doc, "output_tokens", -1);
     key.cost_usd = real_of(doc, "cost_usd");
-    if (key.api_key_id && attribution_from(pool, doc, &key.who)) {
+    if (key.api_key_id && attribution_from(doc, &key.who)) {
         APR_ARRAY_PUSH(keys, okey_key_spend_t) = key;
     }
 }
@@ -326,7 +325,7 @@ static okey_person_spend_t *person_from(apr_pool_t *pool, const json_t *doc)
         person->since = int_of(doc, "since", 0);
         person->keys = apr_array_make(pool, 4, sizeof(okey_key_spend_t));
         json_array_foreach(json_object_get(doc, "keys"), i, key) {
-            parse_key(pool, key, person->keys);
+            parse_key(key, person->keys);
         }
         person->days = parse_days(pool, json_object_get(doc, "days"));
         person->live_keys = (int)int_of(doc, "live_keys", 0);
