@@ -106,7 +106,8 @@ static const char *read_rotate_args(apr_pool_t *pool, int argc, const char *cons
 
         if (strcmp(arg, "--key-file") && strcmp(arg, "--expires-in") &&
             strcmp(arg, "--reload") && strcmp(arg, "--api-base")) {
-            wrong = apr_pstrcat(pool, "unknown argument ", arg, NULL);
+            /* A key pasted on the command line is not repeated. */
+            wrong = apr_pstrcat(pool, "unknown argument ", okey_scrub(pool, arg), NULL);
         }
         else if (!value || !*value || !strncmp(value, "--", 2)) {
             wrong = apr_pstrcat(pool, arg, " needs a value", NULL);

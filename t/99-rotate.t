@@ -16,7 +16,7 @@ use Time::HiRes ();
 # The command, not the module, is under test: once per suite run.
 my $mpm = $ENV{OKEY_MPM} // 'event';
 plan skip_all => "the rotation is tested under the event MPM (this is $mpm)" if $mpm ne 'event';
-plan tests => 139;
+plan tests => 141;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $T = 'rotate';
@@ -208,6 +208,7 @@ sub unchanged {
         [['--expires-in', '7d'], qr/1 to 365/, '--expires-in 7d'],
         [['--api-base', 'http://api.example.com/v1'], qr/--api-base: .*plain http/, 'plain http elsewhere'],
         [['--force'], qr/unknown argument --force/, 'an unknown argument'],
+        [[random_value()], qr/unknown argument \[redacted\]\n/, 'a key pasted as an argument, not repeated'],
         [['--reload'], qr/--reload needs a value/, '--reload without a command'],
     );
     for my $case (@wrong) {
