@@ -193,7 +193,8 @@ static const char *open_key_dir(apr_pool_t *pool, key_file_t *file)
     file->base = slash ? slash + 1 : file->path;
     file->dir_fd = pool_fd(pool, open(file->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (file->dir_fd < 0 || fstat(file->dir_fd, &st)) {
-        why = apr_pstrcat(pool, "cannot open its directory: ", strerror(errno), NULL);
+        why = apr_pstrcat(pool, "is in a directory that cannot be opened: ", strerror(errno),
+                          NULL);
     }
     else if ((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 022)) {
         why = "is in a directory that others than root or its owner may write to";
