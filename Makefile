@@ -39,7 +39,7 @@ GLUE        = mod_openaikey.c mod_openaikey_signin.c mod_openaikey_keys.c mod_op
               mod_openaikey_ops.c \
               mod_openaikey_shm.c mod_openaikey_ledger.c mod_openaikey_reaper.c
 
-mod_openaikey.so: $(GLUE) mod_openaikey.h $(LIB_SRC) $(LIB_HDR)
+mod_openaikey.so: $(GLUE) mod_openaikey.h $(LIB_SRC) $(LIB_HDR) debian/changelog
 	$(APXS) -c -o mod_openaikey.la \
 	  -Wc,-std=c99 $(addprefix -Wc$(comma),$(WARN) $(WERROR) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS)) \
 	  '-Wc,-DOKEY_VERSION=\"$(VERSION)\"' $(addprefix -Wl$(comma),$(LDFLAGS)) \
@@ -59,7 +59,7 @@ PREFIX     ?= /usr/local
 CLI_SRC     = cli/openaikey.c cli/listener.c cli/cache.c cli/fetch.c cli/rotate.c
 CLI_CFLAGS  = -std=c99 -D_GNU_SOURCE -g -O2 $(WARN) $(WERROR) $(APR_CFLAGS) $(PKG_CFLAGS)
 
-openaikey: $(CLI_SRC) cli/openaikey.h $(LIB_SRC) $(LIB_HDR)
+openaikey: $(CLI_SRC) cli/openaikey.h $(LIB_SRC) $(LIB_HDR) debian/changelog
 	$(CC) $(CLI_CFLAGS) $(VERSION_DEF) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_SRC) $(LIB_SRC) $(APR_LIBS) $(PKG_LIBS)
 
 openaikey-sanitize: $(CLI_SRC) cli/openaikey.h $(LIB_SRC) $(LIB_HDR)
