@@ -59,7 +59,9 @@ package OkeyFake;
 # /organization/admin_api_keys and GET/DELETE .../admin_api_keys/{id}
 # list, create (expires_in_seconds 1-31536000, the value only in this
 # answer), read and delete them. Any live one (not deleted, not expired)
-# is accepted as the bearer; redacted_value is as for project keys.
+# is accepted as the bearer; redacted_value is as for project keys. A
+# deleted key stays in the state with deleted_at, so that tests see every
+# value there was.
 #   POST /fake/admin_key {tenant?, value, name?, expires_at?}
 #       adds one with a value of the test's choosing (a look-alike, an
 #       expired key); answers it as listed.
@@ -570,14 +572,16 @@ sub admin_key_object {
 sub bearer_admin_key {
     my ($o, $auth) = @_;
     my ($k) = grep { $auth eq "Bearer $_->{value}" && (!defined $_->{expires_at} || $_->{expires_at} > time) }
-              @{ admin_keys($o) };
+              live_admin_keys($o);
     $k->{last_used_at} = time if $k;
     return $k;
 }
 
+sub live_admin_keys { my ($o) = @_; return grep { !$_->{deleted_at} } @{ admin_keys($o) } }
+
 sub admin_api_keys {
     my ($s, $tenant, $o, $method, $id, $body, $q) = @_;
-    my $keys = admin_keys($o);
+    my $keys = [live_admin_keys($o)];
     if (!defined $id && $method eq 'GET') {
         org_count($s, $tenant, 'openai.list_admin_keys');
         return (200, page_of([map { admin_key_object($_) } @$keys], $q));
@@ -601,7 +605,7 @@ sub admin_api_keys {
     }
     if ($method eq 'DELETE') {
         org_count($s, $tenant, 'openai.delete_admin_key');
-        @$keys = grep { $_->{id} ne $id } @$keys;
+        $k->{deleted_at} = time;
         return (200, { id => $id, object => 'organization.admin_api_key.deleted', deleted => JSON::PP::true });
     }
     return (404, "No route $method admin_api_keys");
