@@ -391,6 +391,8 @@ static const char *run_reload(apr_pool_t *pool, const char *command)
         waitpid(pid, &status, 0);
     }
     return spawn_error ? apr_pstrcat(pool, "cannot run the reload: ", strerror(spawn_error), NULL)
+           : done < 0 ? apr_pstrcat(pool, "cannot learn how the reload ended: ", strerror(errno),
+                                    NULL)
            : done == 0 ? apr_psprintf(pool, "the reload (%s) did not end within %d seconds",
                                       command, RELOAD_TIMEOUT)
            : !WIFEXITED(status) || WEXITSTATUS(status)
@@ -627,6 +629,9 @@ int openaikey_admin_key(apr_pool_t *pool, int argc, const char *const *argv)
      * other processes of this user. */
     setrlimit(RLIMIT_CORE, &no_core);
     prctl(PR_SET_DUMPABLE, 0);
+    /* Ignored SIGCHLD (a parent's choice, inherited) would reap the reload
+     * before its exit status could be read. */
+    signal(SIGCHLD, SIG_DFL);
     if (wrong) {
         openaikey_say("%s", wrong);
         fputs(ROTATE_USAGE, stderr);

@@ -16,7 +16,7 @@ use Time::HiRes ();
 # The command, not the module, is under test: once per suite run.
 my $mpm = $ENV{OKEY_MPM} // 'event';
 plan skip_all => "the rotation is tested under the event MPM (this is $mpm)" if $mpm ne 'event';
-plan tests => 141;
+plan tests => 149;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $T = 'rotate';
@@ -27,11 +27,13 @@ my $dir;             # the key file's directory, new for each case
 my %values_seen;     # every Admin key value the fake made or held
 my $printed = '';    # everything every rotation printed
 my $runs = 0;
+our $ignore_chld;    # start the next runs with SIGCHLD ignored, as some parents leave it
 
 sub random_value { return 'sk-admin-' . join('', map { ('a' .. 'z', 0 .. 9)[rand 36] } 1 .. 40) }
 
 # A fresh organisation whose one Admin key is in a fresh key file (0640).
 sub fresh {
+    admin_keys() if $dir;   # the last case's keys, before they are reset away
     my $old = random_value();
     reset_fake({ tenants => { $T => { admin_key => $old } } });
     $dir = tempdir(CLEANUP => 1);
@@ -73,12 +75,13 @@ sub read_file {
 
 sub state_of { return fake_state()->{tenants}{$T} }
 sub counter { return state_of()->{counters}{ $_[0] } // 0 }
-# The organisation's Admin keys: its first one until the fake made the list.
+# The organisation's live Admin keys: its first one until the fake made
+# the list. Every value there ever was, deleted keys' too, is remembered.
 sub admin_keys {
     my $org = state_of();
     my @keys = @{ $org->{admin_keys} || [{ id => 'key_admin_0', value => $org->{admin_key} }] };
     $values_seen{ $_->{value} } = 1 for @keys;
-    return @keys;
+    return grep { !$_->{deleted_at} } @keys;
 }
 
 # The status the fake answers a list of Admin keys with $key.
@@ -100,6 +103,7 @@ sub start_rotate {
         open STDOUT, '>', $run->{out} or die;
         open STDERR, '>', $run->{err} or die;
         delete $ENV{OPENAI_API_BASE};
+        $SIG{CHLD} = 'IGNORE' if $ignore_chld;
         exec $CLI, 'admin-key', @args or die "exec: $!";
     }
     return $run;
@@ -331,6 +335,16 @@ sub unchanged {
     is($saw[1], $old, 'then with the old one');
     unlink "$dir/seen-key";
     unchanged($old, 'a failed reload');
+}
+{
+    # Inherited, an ignored SIGCHLD would hide how the reload ended.
+    my $old = fresh();
+    write_file("$dir/reload-exit", "1\n", 0600);
+    my ($status, $out, $err) = do { local $ignore_chld = 1; rotate() };
+    is($status, 1, 'with SIGCHLD ignored by its parent, a failed reload still fails the rotation');
+    like($err, qr/failed \(exit status 1\)/, 'and its exit status is read');
+    unlink "$dir/seen-key";
+    unchanged($old, 'a failed reload under an ignored SIGCHLD');
 }
 {
     my $old = fresh();
