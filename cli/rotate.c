@@ -95,6 +95,7 @@ static const char *read_rotate_args(apr_pool_t *pool, int argc, const char *cons
 {
     const char *wrong = argc < 3 || strcmp(argv[2], "rotate") ? "admin-key takes rotate" : NULL;
     const char *base = getenv("OPENAI_API_BASE");
+    const char *url_problem = NULL;
     int i;
 
     memset(args, 0, sizeof(*args));
@@ -129,11 +130,8 @@ static const char *read_rotate_args(apr_pool_t *pool, int argc, const char *cons
     if (!wrong && !args->key_file) {
         wrong = "rotate needs --key-file FILE, the file the server reads its Admin key from";
     }
-    if (!wrong && okey_cli_url_problem(pool, args->api_base)) {
-        wrong = apr_pstrcat(pool, "--api-base: ", okey_cli_url_problem(pool, args->api_base),
-                            NULL);
-    }
-    return wrong;
+    url_problem = wrong ? NULL : okey_cli_url_problem(pool, args->api_base);
+    return url_problem ? apr_pstrcat(pool, "--api-base: ", url_problem, NULL) : wrong;
 }
 
 /* --- the key file ---------------------------------------------------------- */
